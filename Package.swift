@@ -1,0 +1,50 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "clawflow",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "clawflow", targets: ["clawflow"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Entry point only: hands the command line to ClawflowCommands.
+        .executableTarget(
+            name: "clawflow",
+            dependencies: ["ClawflowCommands"]
+        ),
+        // One subcommand per file, output rendering, exit codes.
+        .target(
+            name: "ClawflowCommands",
+            dependencies: [
+                "ClawflowSpool",
+                "ClawflowModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // The filesystem as a database: durable primitives, layout, locks, the one mutation path.
+        .target(
+            name: "ClawflowSpool",
+            dependencies: [
+                "ClawflowModel",
+                "CSystemShims",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Pure values and rules: records, JSON, ids, statuses, precedence, lookup. No I/O.
+        .target(name: "ClawflowModel"),
+        // The few syscalls Glibc hides without _GNU_SOURCE.
+        .target(name: "CSystemShims"),
+        .testTarget(name: "ClawflowModelTests", dependencies: ["ClawflowModel"]),
+        .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel"]),
+        .testTarget(
+            name: "ClawflowCommandsTests",
+            dependencies: ["ClawflowSpool", "ClawflowModel"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,64 @@
+import ArgumentParser
+
+/// The `clawflow` command: a ledger of background work kept as a spool on the filesystem.
+public struct Clawflow: ParsableCommand {
+    /// The command tree.
+    public static let configuration = CommandConfiguration(
+        commandName: "clawflow",
+        abstract: "Keep a ledger of background work (tasks grouped into flows) as a spool on the filesystem.",
+        discussion: """
+        A flow groups the task runs of one job and keeps one owner key. Every flow is a \
+        directory under <spool>/flows with a manifest.json and one file per task, so the \
+        spool can be read with ls, cat and jq.
+
+        Examples:
+          clawflow tasks add --owner session-1 --runtime cron --label nightly
+          clawflow flows list
+          clawflow flows show session-1
+          clawflow flows cancel session-1
+
+        Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
+        """,
+        version: "0.1.0",
+        subcommands: [Flows.self, Tasks.self, Init.self, Fsck.self]
+    )
+
+    /// Options accepted before the command name too.
+    @OptionGroup public var global: GlobalOptions
+
+    /// Creates the command.
+    public init() {}
+}
+
+extension Clawflow {
+    /// `clawflow flows ...`: whole jobs.
+    struct Flows: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "flows",
+            abstract: "List, show, cancel and create flows (whole jobs).",
+            discussion: """
+            A lookup token is a flow id, an owner key (its newest live flow, else its newest), \
+            or a unique flow-id prefix of at least 8 characters.
+
+            Example:
+              clawflow flows show session-1
+            """,
+            subcommands: [FlowsList.self, FlowsShow.self, FlowsCancel.self, FlowsCreate.self]
+        )
+    }
+
+    /// `clawflow tasks ...`: the task ledger.
+    struct Tasks: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tasks",
+            abstract: "Add, update, list, show and cancel tasks (single runs).",
+            discussion: """
+            A task lookup is a task id, a unique prefix of at least 8 characters, or a run id.
+
+            Example:
+              clawflow tasks add --owner session-1 --runtime cron --label nightly
+            """,
+            subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self]
+        )
+    }
+}

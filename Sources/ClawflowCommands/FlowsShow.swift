@@ -1,0 +1,84 @@
+import ArgumentParser
+import ClawflowModel
+import ClawflowSpool
+
+/// `clawflow flows show <lookup>`: one flow and its linked tasks.
+struct FlowsShow: SpoolCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show one flow and its linked tasks.",
+        discussion: """
+        The lookup is a flow id, an owner key (its newest live flow, else its newest), or a \
+        unique flow-id prefix of at least 8 characters.
+
+        Examples:
+          clawflow flows show session-1
+          clawflow flows show 0196f3a2-7c41 --json | jq .taskSummary
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("A flow id, owner key, or unique id prefix (8+ characters).", valueName: "lookup"))
+    var lookup: String
+
+    func execute(_ out: Output) throws(SpoolError) {
+        guard let spool = try readSpool() else {
+            throw SpoolError(.notFound, "Flow not found: \(sanitized(lookup.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+        }
+        let id = try spool.resolveFlow(lookup)
+        let snap = try spool.readFlow(id)
+        if out.json {
+            out.emit(Render.flow(snap))
+        } else {
+            FlowText.print(snap, to: out)
+        }
+        for p in snap.problems { out.warn(sanitized(p.message)) }
+        if let p = snap.problems.first {
+            throw SpoolError(.invalidRecord, "\(snap.problems.count) task file(s) of flow \(id) could not be read; first: \(p.message)", path: p.path)
+        }
+    }
+}
+
+/// The text form of a flow, shared by `show` and `create`.
+enum FlowText {
+    static func print(_ snap: FlowSnapshot, to out: Output) {
+        let f = snap.flow
+        out.print(out.bold("Flow \(f.flowId)") + "  \(f.syncMode.rawValue)  " + out.status(f.status.rawValue) + "  rev \(f.revision)")
+        var rows: [(String, String?)] = [
+            ("Owner", sanitized(f.ownerKey)),
+            ("Goal", f.string("goal").map(sanitized)),
+            ("Controller", f.controllerId.map(sanitized)),
+            ("Current step", f.string("currentStep").map(sanitized)),
+            ("Created", f.string("createdAt")),
+            ("Updated", f.string("updatedAt")),
+            ("Ended", f.string("endedAt")),
+            ("Cancel requested", f.string("cancelRequestedAt")),
+            ("Blocked task", f.string("blockedTaskId")),
+            ("Blocked summary", f.string("blockedSummary").map(sanitized)),
+        ]
+        if let state = f.fields["stateJson"], !state.isNull { rows.append(("State", sanitized(state.compact()))) }
+        if let wait = f.fields["waitJson"], !wait.isNull { rows.append(("Wait", sanitized(wait.compact()))) }
+        for (label, value) in rows { if let value { out.print("  " + (label + ":").padding(18) + value) } }
+        let s = TaskSummary(snap.tasks)
+        out.print("")
+        out.print(out.bold("Tasks") + " (\(s.active) active / \(s.total) total\(s.failures > 0 ? ", \(s.failures) failed" : ""))")
+        if snap.tasks.isEmpty {
+            out.print("  (none)")
+        } else {
+            out.table(["TASK", "RUNTIME", "STATUS", "LABEL", "SUMMARY"], snap.tasks.map { t in
+                [
+                    t.taskId, Render.cell(t.runtime, max: 16),
+                    out.status(t.status.rawValue) + (t.timestamp("cancelRequestedAt") != nil && t.status.isActive ? "*" : ""),
+                    Render.cell(t.string("label") ?? t.string("task"), max: 32),
+                    Render.cell(t.string("terminalSummary") ?? t.string("progressSummary") ?? t.string("error"), max: 40),
+                ]
+            })
+        }
+    }
+}
+
+extension String {
+    /// The string padded with spaces to `width` characters.
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+}

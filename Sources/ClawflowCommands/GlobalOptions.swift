@@ -1,0 +1,104 @@
+import ArgumentParser
+import ClawflowModel
+import ClawflowSpool
+import Glibc
+import SystemPackage
+
+/// Options every command takes: where the spool is, and whether to print JSON.
+public struct GlobalOptions: ParsableArguments, Sendable {
+    /// The spool directory.
+    @Option(name: .long, help: ArgumentHelp("The spool directory (default: $CLAWFLOW_SPOOL, else ${XDG_STATE_HOME:-~/.local/state}/clawflow).", valueName: "dir"))
+    public var spool: String?
+
+    /// Print one JSON document instead of text.
+    @Flag(name: .long, help: "Print one JSON document (sorted keys) instead of text; errors become {\"ok\": false, \"error\": {...}}.")
+    public var json = false
+
+    /// Creates the options with their defaults.
+    public init() {}
+
+    /// The spool path: --spool, else $CLAWFLOW_SPOOL, else ${XDG_STATE_HOME:-~/.local/state}/clawflow.
+    public var spoolPath: FilePath {
+        if let s = spool, !s.isEmpty { return FilePath(s) }
+        if let s = environment("CLAWFLOW_SPOOL"), !s.isEmpty { return FilePath(s) }
+        if let s = environment("XDG_STATE_HOME"), !s.isEmpty { return FilePath(s).appending("clawflow") }
+        let home = environment("HOME") ?? "/root"
+        return FilePath(home).appending(".local/state/clawflow")
+    }
+}
+
+/// An environment variable, or nil.
+func environment(_ name: String) -> String? {
+    guard let v = getenv(name) else { return nil }
+    return String(cString: v)
+}
+
+/// A command that works on the spool; failures are printed by `Output` with their exit code.
+protocol SpoolCommand: ParsableCommand {
+    /// The shared options.
+    var global: GlobalOptions { get }
+    /// Does the command's work.
+    func execute(_ out: Output) throws(SpoolError)
+}
+
+extension SpoolCommand {
+    /// Runs `execute`, printing a failure as text or a JSON error object and exiting 1 (64 for usage).
+    func run() throws {
+        let out = Output(json: global.json)
+        do {
+            try execute(out)
+        } catch {
+            out.fail(error)
+            throw ExitCode(error.code == .usage ? 64 : 1)
+        }
+    }
+
+    /// The spool for reading, or nil when it does not exist yet (an empty result).
+    func readSpool() throws(SpoolError) -> Spool? { try Spool.openExisting(at: global.spoolPath) }
+
+    /// The spool for writing, created on first use.
+    func writeSpool() throws(SpoolError) -> Spool { try Spool.open(at: global.spoolPath) }
+}
+
+/// Parsing helpers for argument values; each failure is a usage error (exit 64).
+enum Parse {
+    static func usage(_ message: String) -> SpoolError { SpoolError(.usage, message) }
+
+    static func ownerKey(_ raw: String) throws(SpoolError) -> String {
+        do { return try OwnerKey.validate(raw) } catch { throw usage("Invalid owner key: \(error.description).") }
+    }
+
+    static func taskStatus(_ raw: String) throws(SpoolError) -> TaskStatus {
+        guard let s = TaskStatus(rawValue: raw) else {
+            throw usage("Unknown task status \"\(sanitized(raw))\"; expected one of \(TaskStatus.allNames).")
+        }
+        return s
+    }
+
+    static func flowStatus(_ raw: String) throws(SpoolError) -> FlowStatus {
+        guard let s = FlowStatus(rawValue: raw) else {
+            throw usage("Unknown flow status \"\(sanitized(raw))\"; expected one of \(FlowStatus.allNames).")
+        }
+        return s
+    }
+
+    static func json(_ raw: String, option: String) throws(SpoolError) -> JSON {
+        do { return try JSON.parse(raw) } catch { throw usage("\(option) is not valid JSON: \(error.description).") }
+    }
+
+    static func runtime(_ raw: String) throws(SpoolError) -> String {
+        guard RuntimeName.isValid(raw) else { throw usage("Invalid runtime \"\(sanitized(raw))\"; it must match [a-z0-9_-]{1,32}.") }
+        guard raw != "cli" else { throw usage("The runtime cli is reserved for commands clawflow runs itself; name the program that reports this task instead.") }
+        return raw
+    }
+
+    static func taskId(_ raw: String) throws(SpoolError) -> String {
+        guard Identifier.isValid(raw) else { throw usage("Invalid task id \"\(sanitized(raw))\"; it must be a lowercase UUID.") }
+        return raw
+    }
+
+    static func text(_ raw: String, option: String) throws(SpoolError) -> String {
+        guard !raw.unicodeScalars.contains(where: { $0.value == 0 }) else { throw usage("\(option) contains a NUL character.") }
+        return raw
+    }
+}

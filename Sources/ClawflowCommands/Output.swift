@@ -1,0 +1,125 @@
+import ClawflowModel
+import ClawflowSpool
+import Glibc
+
+/// All printing: data to stdout, diagnostics to stderr, JSON or text, colour only on a
+/// terminal without NO_COLOR (README, "Output and exit codes").
+struct Output: Sendable {
+    /// Print JSON instead of text.
+    let json: Bool
+    /// Colour the text.
+    let color: Bool
+
+    init(json: Bool) {
+        self.json = json
+        self.color = !json && isatty(1) == 1 && environment("NO_COLOR") == nil
+    }
+
+    // MARK: Streams
+
+    /// Writes text to stdout.
+    func print(_ text: String) { write(1, text + "\n") }
+
+    /// Writes a diagnostic to stderr.
+    func warn(_ text: String) { write(2, "clawflow: " + text + "\n") }
+
+    /// Writes one JSON document to stdout.
+    func emit(_ value: JSON) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(1 << 16)
+        value.write(into: &bytes, indent: 0, pretty: true)
+        bytes.append(0x0A)
+        writeBytes(1, bytes)
+    }
+
+    /// Prints a failure: the JSON error object on stdout with --json, else a line on stderr.
+    func fail(_ error: SpoolError) {
+        if json {
+            var body: [String: JSON] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
+            if let path = error.path { body["path"] = .string(path.string) }
+            if let e = error.errno { body["errno"] = .int(e.rawValue) }
+            if let current = error.current { body["current"] = current }
+            emit(.object(["ok": false, "error": .object(body)]))
+        } else {
+            warn(sanitized(error.message))
+        }
+    }
+
+    private func write(_ fd: Int32, _ text: String) { writeBytes(fd, Array(text.utf8)) }
+
+    private func writeBytes(_ fd: Int32, _ bytes: [UInt8]) {
+        var done = 0
+        bytes.withUnsafeBytes { buf in
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue } else { return } }
+                done += n
+            }
+        }
+    }
+
+    // MARK: Text helpers
+
+    /// Colours a status word when colour is on.
+    func status(_ word: String) -> String {
+        guard color else { return word }
+        let code = switch word {
+        case "succeeded": "32"
+        case "failed", "lost", "timed_out": "31"
+        case "running", "waiting", "blocked": "33"
+        case "cancelled": "2"
+        default: "36"
+        }
+        return "\u{1B}[\(code)m\(word)\u{1B}[0m"
+    }
+
+    /// Makes a bold heading when colour is on.
+    func bold(_ text: String) -> String { color ? "\u{1B}[1m\(text)\u{1B}[0m" : text }
+
+    /// Prints rows as left-aligned columns; the last column is not padded.
+    func table(_ header: [String], _ rows: [[String]]) {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], visibleWidth(cell)) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - visibleWidth(cell))
+            }.joined(separator: "  ")
+        }
+        print(bold(line(header)))
+        for row in rows { print(line(row)) }
+    }
+
+    private func visibleWidth(_ s: String) -> Int {
+        var n = 0, inEscape = false
+        for ch in s {
+            if ch == "\u{1B}" { inEscape = true; continue }
+            if inEscape { if ch == "m" { inEscape = false }; continue }
+            n += 1
+        }
+        return n
+    }
+}
+
+/// JSON shapes of spool-layout.md / README ("JSON output").
+enum Render {
+    /// A flow with its tasks and task summary, as `flows show --json` prints it.
+    static func flow(_ snap: FlowSnapshot) -> JSON {
+        var o = snap.flow.fields
+        o["tasks"] = .array(snap.tasks.map { .object($0.fields) })
+        o["taskSummary"] = TaskSummary(snap.tasks).json
+        if !snap.problems.isEmpty {
+            o["problems"] = .array(snap.problems.map { .object(["path": .string($0.path.string), "message": .string($0.message)]) })
+        }
+        return .object(o)
+    }
+
+    /// A short single-line text for a table cell.
+    static func cell(_ text: String?, max: Int = 48) -> String {
+        guard let text, !text.isEmpty else { return "-" }
+        let clean = sanitized(text).replacing("\n", with: " ")
+        return clean.count > max ? String(clean.prefix(max - 1)) + "…" : clean
+    }
+
+    /// "task_mirrored" → "mirrored" for tables.
+    static func mode(_ m: SyncMode) -> String { m == .taskMirrored ? "mirrored" : "managed" }
+}

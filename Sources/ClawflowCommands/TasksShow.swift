@@ -1,0 +1,38 @@
+import ArgumentParser
+import ClawflowModel
+import ClawflowSpool
+
+/// `clawflow tasks show <task>`: one task record.
+struct TasksShow: SpoolCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show one task.",
+        discussion: """
+        Examples:
+          clawflow tasks show run-42
+          clawflow tasks show 0196f3a2-9b10 --json | jq .status
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
+    var task: String
+
+    func execute(_ out: Output) throws(SpoolError) {
+        guard let spool = try readSpool() else { throw SpoolError(.notFound, "Task not found: \(sanitized(task)). Run clawflow tasks list to see recent task ids.") }
+        let (flowId, taskId) = try spool.resolveTask(task)
+        let record = try spool.readTask(flowId: flowId, taskId: taskId)
+        if out.json { out.emit(.object(record.fields)); return }
+        out.print(out.bold("Task \(record.taskId)") + "  " + out.status(record.status.rawValue))
+        let order = ["parentFlowId", "ownerKey", "runtime", "label", "task", "runId", "childSessionKey", "notifyPolicy",
+                     "progressSummary", "terminalSummary", "terminalOutcome", "error", "exitCode", "createdAt", "startedAt",
+                     "lastEventAt", "endedAt", "cancelRequestedAt"]
+        let known = Set(order + ["taskId", "status", "schema"])
+        for key in order + record.fields.keys.filter({ !known.contains($0) }).sorted() {
+            guard let value = record.fields[key], !value.isNull else { continue }
+            let text = value.stringValue ?? value.compact()
+            out.print("  " + (key + ":").padding(18) + sanitized(text))
+        }
+    }
+}

@@ -1,0 +1,212 @@
+/// A state change reported for a task (`tasks set`, a `task-update` drop, the runner).
+public struct TaskUpdate: Sendable, Equatable {
+    /// The new status, if the status changes.
+    public var status: TaskStatus?
+    /// Other fields to set (`progressSummary`, `terminalSummary`, `error`, `exitCode`, ...).
+    public var fields: [String: JSON]
+
+    /// An update of `status` and any other fields.
+    public init(status: TaskStatus? = nil, fields: [String: JSON] = [:]) {
+        self.status = status
+        self.fields = fields
+    }
+}
+
+/// What became of a reported task update.
+public enum UpdateOutcome: Sendable, Equatable {
+    /// The update was applied.
+    case applied
+    /// The task is already final; the report was ignored (and is logged).
+    case ignored(reason: String)
+}
+
+/// The rules of spec §3 as pure functions over records.
+public enum Rules {
+    /// Applies `update` to `task` under the precedence rule.
+    public static func apply(_ update: TaskUpdate, to task: inout TaskRecord, at now: Timestamp) -> UpdateOutcome {
+        let current = task.status
+        if let next = update.status, current.isTerminal {
+            if next == current || !current.allows(next) {
+                return .ignored(reason: "task is already \(current.rawValue); \(next.rawValue) was not applied")
+            }
+        } else if update.status == nil, current.isTerminal, !update.fields.isEmpty {
+            return .ignored(reason: "task is already \(current.rawValue); the report was not applied")
+        }
+        for (key, value) in update.fields { task.fields[key] = value.isNull ? nil : value }
+        if let next = update.status {
+            task.status = next
+            if next == .running, task.timestamp("startedAt") == nil { task.setTimestamp("startedAt", now) }
+            if next.isTerminal { task.setTimestamp("endedAt", now) }
+            if next.isActive { task.fields["endedAt"] = nil }
+        }
+        task.setTimestamp("lastEventAt", now)
+        return .applied
+    }
+
+    /// Why a new task may not be linked to `flow`, or nil when it may.
+    public static func linkRefusal(flow: FlowRecord, taskCount: Int, ownerKey: String?) -> String? {
+        if flow.isTerminal { return "flow \(flow.flowId) is already \(flow.status.rawValue)" }
+        if flow.cancelRequestedAt != nil { return "flow \(flow.flowId) has a cancel request" }
+        if flow.syncMode == .taskMirrored, taskCount > 0 { return "flow \(flow.flowId) is mirrored and already has its one task" }
+        if let key = ownerKey, key != flow.ownerKey {
+            return "owner key \"\(key)\" differs from the flow's owner \"\(flow.ownerKey)\""
+        }
+        return nil
+    }
+
+    /// The status a mirrored flow takes from its task.
+    public static func mirroredStatus(of task: TaskRecord) -> FlowStatus {
+        switch task.status {
+        case .queued: .queued
+        case .running: .running
+        case .succeeded: task.isBlockedOutcome ? .blocked : .succeeded
+        case .failed, .timedOut: .failed
+        case .cancelled: .cancelled
+        case .lost: .lost
+        }
+    }
+
+    /// Reconciles a flow with its tasks: mirrored derivation and cancel finalisation.
+    /// Returns the flow record as it should be stored (revision and `updatedAt` untouched).
+    public static func reconcile(_ flow: FlowRecord, tasks: [TaskRecord], at now: Timestamp) -> FlowRecord {
+        var next = flow
+        if flow.isTerminal { return next }
+        let active = tasks.contains { $0.status.isActive }
+        if flow.cancelRequestedAt != nil, !active {
+            next.status = .cancelled
+            next.setTimestamp("endedAt", now)
+            return next
+        }
+        if flow.syncMode == .taskMirrored, let task = tasks.max(by: { $0.createdAt < $1.createdAt }) {
+            let status = mirroredStatus(of: task)
+            next.status = status
+            if status == .blocked {
+                next.setString("blockedTaskId", task.taskId)
+                next.setString("blockedSummary", task.string("terminalSummary") ?? "task \(task.taskId) ended blocked")
+            }
+            if next.isTerminal { next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now) }
+        }
+        return next
+    }
+
+    /// Stamps a changed manifest: revision +1 and `updatedAt`; an unchanged one is returned as is.
+    public static func commit(_ next: FlowRecord, over stored: FlowRecord, at now: Timestamp) -> FlowRecord {
+        if next == stored { return stored }
+        var out = next
+        out.revision = stored.revision + 1
+        out.setTimestamp("updatedAt", now)
+        return out
+    }
+
+    /// The flow an owner key resolves to: the newest non-terminal flow, else the newest.
+    public static func ownerPick(_ flows: [(id: String, createdAt: Timestamp, isTerminal: Bool)]) -> String? {
+        func newer(_ a: (id: String, createdAt: Timestamp, isTerminal: Bool), _ b: (id: String, createdAt: Timestamp, isTerminal: Bool)) -> Bool {
+            a.createdAt != b.createdAt ? a.createdAt > b.createdAt : a.id > b.id
+        }
+        let live = flows.filter { !$0.isTerminal }
+        let pool = live.isEmpty ? flows : live
+        return pool.max(by: { newer($1, $0) })?.id
+    }
+
+    /// The task a run id resolves to: the newest active one, else the newest.
+    public static func runIdPick(_ tasks: [TaskRecord]) -> TaskRecord? {
+        let active = tasks.filter { $0.status.isActive }
+        let pool = active.isEmpty ? tasks : active
+        return pool.max { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
+    }
+
+    /// The events (spool-layout.md, "Event log") that describe the change from `before` to `after`.
+    public static func events(flowBefore: FlowRecord?, flowAfter: FlowRecord, tasksBefore: [String: TaskRecord], tasksAfter: [String: TaskRecord]) -> [[String: JSON]] {
+        var out: [[String: JSON]] = []
+        if flowBefore == nil {
+            out.append(["event": "created", "syncMode": .string(flowAfter.syncMode.rawValue), "status": .string(flowAfter.status.rawValue), "ownerKey": .string(flowAfter.ownerKey)])
+        }
+        for id in tasksAfter.keys.sorted() {
+            let after = tasksAfter[id]!
+            if let before = tasksBefore[id] {
+                if before.status != after.status {
+                    out.append(["event": "status", "taskId": .string(id), "from": .string(before.status.rawValue), "to": .string(after.status.rawValue)])
+                }
+                if before.timestamp("cancelRequestedAt") == nil, after.timestamp("cancelRequestedAt") != nil {
+                    out.append(["event": "cancel", "taskId": .string(id)])
+                }
+            } else {
+                out.append(["event": "linked", "taskId": .string(id), "runtime": .string(after.runtime), "status": .string(after.status.rawValue)])
+            }
+        }
+        if let before = flowBefore {
+            if before.cancelRequestedAt == nil, flowAfter.cancelRequestedAt != nil {
+                out.append(["event": "cancel"])
+            }
+            if before.status != flowAfter.status {
+                out.append(["event": "status", "from": .string(before.status.rawValue), "to": .string(flowAfter.status.rawValue), "revision": .int(flowAfter.revision)])
+            }
+        }
+        return out
+    }
+}
+
+/// Counts of a flow's tasks, as printed by `flows show` and `flows list`.
+public struct TaskSummary: Sendable, Equatable {
+    /// All linked tasks.
+    public var total = 0
+    /// Queued or running.
+    public var active = 0
+    /// Ended in any way.
+    public var terminal = 0
+    /// Failed, timed out or lost.
+    public var failures = 0
+    /// Count per status name.
+    public var byStatus: [String: Int] = [:]
+
+    /// The summary of `tasks`.
+    public init(_ tasks: [TaskRecord]) {
+        for t in tasks {
+            total += 1
+            if t.status.isActive { active += 1 } else { terminal += 1 }
+            if t.status.isFailure { failures += 1 }
+            byStatus[t.status.rawValue, default: 0] += 1
+        }
+    }
+
+    /// The summary as a JSON object.
+    public var json: JSON {
+        .object([
+            "total": .int(total), "active": .int(active), "terminal": .int(terminal), "failures": .int(failures),
+            "byStatus": .object(byStatus.mapValues { JSON.int($0) }),
+        ])
+    }
+}
+
+/// How much work is in flight across a set of flows (the `flows list` summary line).
+public struct Pressure: Sendable, Equatable {
+    /// Every counted flow.
+    public var total = 0
+    /// Not terminal.
+    public var active = 0
+    /// Count per flow status, terminal ones included.
+    public var byStatus: [FlowStatus: Int] = [:]
+    /// Non-terminal flows with a cancel request.
+    public var cancelRequested = 0
+    /// Terminal flows.
+    public var terminal = 0
+
+    /// The pressure of `flows`.
+    public init(_ flows: [FlowRecord]) {
+        for f in flows {
+            total += 1
+            byStatus[f.status, default: 0] += 1
+            if f.isTerminal { terminal += 1 } else {
+                active += 1
+                if f.cancelRequestedAt != nil { cancelRequested += 1 }
+            }
+        }
+    }
+
+    /// The counts as a JSON object: total, active, terminal, cancelRequested and one key per status.
+    public var json: JSON {
+        var o: [String: JSON] = ["total": .int(total), "active": .int(active), "terminal": .int(terminal), "cancelRequested": .int(cancelRequested)]
+        for s in FlowStatus.allCases { o[s.rawValue] = .int(byStatus[s] ?? 0) }
+        return .object(o)
+    }
+}

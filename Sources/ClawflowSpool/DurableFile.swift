@@ -1,0 +1,110 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// The one durable write primitive and the one careful read (spool-layout.md, "Atomic writes").
+enum DurableFile {
+    /// Replaces `name` in `directory` so that a reader sees the old or the new bytes, never a
+    /// mix, and the new bytes survive a crash once this returns: dot-temp (O_CREAT|O_EXCL|
+    /// O_NOFOLLOW|O_CLOEXEC) → write → fsync → rename → fsync(directory).
+    static func replace(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, syncDirectory: Bool = true) throws(SpoolError) {
+        let temp = Layout.tempName(for: name, pid: Spool.pid)
+        let fd: FileDescriptor
+        do {
+            fd = try directory.openAt(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600)
+        } catch {
+            throw SpoolError.io("Creating a temp file to replace", directoryPath.appending(name), error)
+        }
+        do {
+            try fd.writeFully(bytes)
+            try fd.synchronize()
+            fd.closeQuietly()
+        } catch {
+            fd.closeQuietly()
+            try? directory.removeAt(temp)
+            throw SpoolError.io("Writing", directoryPath.appending(name), error)
+        }
+        do {
+            try directory.renameAt(temp, to: directory, name)
+        } catch {
+            try? directory.removeAt(temp)
+            throw SpoolError.io("Renaming the new version into place at", directoryPath.appending(name), error)
+        }
+        if syncDirectory { try sync(directory, directoryPath) }
+    }
+
+    /// Creates `name` with `bytes` only if it does not exist (fails with EEXIST), durably.
+    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath) throws(SpoolError) {
+        let fd: FileDescriptor
+        do { fd = try directory.openAt(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600) } catch {
+            throw SpoolError.io("Creating", directoryPath.appending(name), error)
+        }
+        defer { fd.closeQuietly() }
+        do {
+            try fd.writeFully(bytes)
+            try fd.synchronize()
+        } catch {
+            throw SpoolError.io("Writing", directoryPath.appending(name), error)
+        }
+    }
+
+    /// Flushes a directory's entries to the device.
+    static func sync(_ directory: FileDescriptor, _ path: FilePath) throws(SpoolError) {
+        do { try directory.synchronize() } catch { throw SpoolError.io("Flushing the directory", path, error) }
+    }
+
+    /// Replaces the symlink `name` with one whose text is `target` (temp link, rename, fsync).
+    static func replaceLink(in directory: FileDescriptor, name: String, target: String, directoryPath: FilePath) throws(SpoolError) {
+        let temp = Layout.tempName(for: name, pid: Spool.pid)
+        do {
+            try directory.symlinkAt(temp, target: target)
+            try directory.renameAt(temp, to: directory, name)
+        } catch {
+            try? directory.removeAt(temp)
+            throw SpoolError.io("Replacing the link", directoryPath.appending(name), error)
+        }
+        try sync(directory, directoryPath)
+    }
+
+    /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
+    /// anything over `limit` bytes.
+    static func read(in directory: FileDescriptor, name: String, path: FilePath, limit: Int = Layout.recordLimit) throws(SpoolError) -> [UInt8] {
+        let fd: FileDescriptor
+        do { fd = try directory.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+            if error == .tooManySymbolicLinkLevels {
+                throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)
+            }
+            if error == .noSuchFileOrDirectory { throw SpoolError(.notFound, "\(path) does not exist", path: path, errno: error) }
+            throw SpoolError.io("Opening", path, error)
+        }
+        defer { fd.closeQuietly() }
+        do {
+            let st = try fd.status()
+            guard st.kind == .regular else {
+                throw SpoolError(.invalidRecord, "\(path) is a \(st.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.", path: path)
+            }
+            if st.size > limit {
+                throw SpoolError(.invalidRecord, "\(path) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path)
+            }
+            return try fd.readToEnd(limit: limit)
+        } catch let error as SpoolError {
+            throw error
+        } catch {
+            let e = error as? Errno ?? .ioError
+            if e == .fileTooLarge { throw SpoolError(.invalidRecord, "\(path) is over the \(limit)-byte limit of a record", path: path) }
+            throw SpoolError.io("Reading", path, e)
+        }
+    }
+
+    /// Parses record bytes as a JSON object, naming the file in the error.
+    static func parseObject(_ bytes: [UInt8], path: FilePath) throws(SpoolError) -> [String: JSON] {
+        let value: JSON
+        do { value = try JSON.parse(bytes: bytes) } catch {
+            throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path)
+        }
+        guard let object = value.objectValue else {
+            throw SpoolError(.invalidRecord, "\(path) holds a JSON \(value.kindName), not an object", path: path)
+        }
+        return object
+    }
+}

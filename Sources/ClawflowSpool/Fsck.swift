@@ -1,0 +1,357 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// One thing `fsck` found.
+public struct FsckFinding: Sendable, Equatable {
+    /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
+    /// `missing_owner_link`, `stale_owner_link`, `missing_index`, `derived_state`,
+    /// or, for notes, `temp_debris`, `staging_debris`, `dangling_index`, `pending_owner_link`.
+    public var code: String
+    /// The file or directory concerned.
+    public var path: String
+    /// What is wrong, in a sentence.
+    public var message: String
+}
+
+/// The result of a check: findings break an invariant; notes are leftovers of interrupted
+/// writes that no reader ever sees and that `--repair` (or maintenance) clears.
+public struct FsckReport: Sendable {
+    /// Broken invariants.
+    public var findings: [FsckFinding] = []
+    /// Harmless leftovers of interrupted writes.
+    public var notes: [FsckFinding] = []
+    /// What `--repair` did, one sentence each.
+    public var repairs: [String] = []
+}
+
+extension Spool {
+    /// Checks every invariant of spool-layout.md ("Invariants"); with `repair`, removes
+    /// debris of dead writers, rebuilds indexes and owner links, re-derives flow state, and
+    /// moves planted files to rejected/. Unreadable records are reported, never touched.
+    public func fsck(repair: Bool) throws(SpoolError) -> FsckReport {
+        var report = FsckReport()
+        if repair { try performRepairs(into: &report) }
+        try check(into: &report)
+        return report
+    }
+
+    private func check(into report: inout FsckReport) throws(SpoolError) {
+        var flowsByOwner: [String: [FlowRecord]] = [:]
+        var taskOwners: [String: String] = [:]
+        let flowsPath = root.appending("flows")
+        let entries: [DirectoryEntry]
+        do { entries = try flowsFD.entries() } catch { throw SpoolError.io("Listing", flowsPath, error) }
+        for entry in entries.sorted(by: { $0.name < $1.name }) {
+            let path = flowsPath.appending(entry.name)
+            guard Identifier.isValid(entry.name) else {
+                report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is not a flow directory (its name is not a flow id)"))
+                continue
+            }
+            let kind = (try? flowsFD.statusAt(entry.name))?.kind ?? entry.kind
+            guard kind == .directory else {
+                report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word), not a flow directory"))
+                continue
+            }
+            checkFlowDirectory(entry.name, into: &report, flowsByOwner: &flowsByOwner, taskOwners: &taskOwners)
+        }
+        checkOwnerLinks(flowsByOwner, into: &report)
+        checkIndexes(flowsByOwner, taskOwners, into: &report)
+        for entry in (try? tmpFD.entries()) ?? [] {
+            report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
+        }
+    }
+
+    private func checkFlowDirectory(_ flowId: String, into report: inout FsckReport, flowsByOwner: inout [String: [FlowRecord]], taskOwners: inout [String: String]) {
+        let path = flowPath(flowId)
+        guard let dir = try? flowsFD.openDirectoryAt(flowId) else {
+            report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) cannot be opened as a directory"))
+            return
+        }
+        defer { dir.closeQuietly() }
+        for entry in (try? dir.entries()) ?? [] {
+            let kind = (try? dir.statusAt(entry.name))?.kind ?? entry.kind
+            let expected: FileKind? = switch entry.name {
+            case Layout.manifest, Layout.events: .regular
+            case Layout.tasks: .directory
+            default: nil
+            }
+            classify(entry.name, kind: kind, expected: expected, path: path.appending(entry.name), into: &report)
+        }
+        let flow: FlowRecord
+        do { flow = try readManifest(in: dir, flowId: flowId) } catch {
+            report.findings.append(FsckFinding(code: "unreadable_record", path: path.appending(Layout.manifest).string, message: error.message))
+            return
+        }
+        flowsByOwner[flow.ownerKey, default: []].append(flow)
+        let tasksPath = path.appending(Layout.tasks)
+        if let tasksDir = try? dir.openDirectoryAt(Layout.tasks) {
+            for entry in (try? tasksDir.entries()) ?? [] {
+                let kind = (try? tasksDir.statusAt(entry.name))?.kind ?? entry.kind
+                let base = entry.name.hasSuffix(".json") ? String(entry.name.dropLast(5)) : entry.name.hasSuffix(".log") ? String(entry.name.dropLast(4)) : ""
+                classify(entry.name, kind: kind, expected: Identifier.isValid(base) ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
+            }
+            tasksDir.closeQuietly()
+        } else {
+            report.findings.append(FsckFinding(code: "unexpected_entry", path: tasksPath.string, message: "\(tasksPath) is missing or not a directory"))
+        }
+        let tasks: [TaskRecord]
+        let problems: [RecordProblem]
+        do { (tasks, problems) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey) } catch {
+            report.findings.append(FsckFinding(code: "unreadable_record", path: tasksPath.string, message: error.message))
+            return
+        }
+        let misplaced = Set(report.findings.filter { $0.code == "unexpected_entry" }.map(\.path))
+        for p in problems where !misplaced.contains(p.path.string) {
+            report.findings.append(FsckFinding(code: "unreadable_record", path: p.path.string, message: p.message))
+        }
+        for t in tasks { taskOwners[t.taskId] = flowId }
+        if problems.isEmpty, Rules.reconcile(flow, tasks: tasks, at: Spool.now()) != flow {
+            report.findings.append(FsckFinding(code: "derived_state", path: path.appending(Layout.manifest).string, message: "flow \(flowId) is \(flow.status.rawValue), which its tasks no longer support (mirroring or cancel finalisation is due)"))
+        }
+    }
+
+    /// Sorts a directory entry into fine, debris (a note) or out of place (a finding).
+    private func classify(_ name: String, kind: FileKind, expected: FileKind?, path: FilePath, into report: inout FsckReport) {
+        if let expected, kind == expected { return }
+        if kind == .regular, let pid = Layout.tempWriterPid(name) {
+            let live = isAlive(pid)
+            report.notes.append(FsckFinding(code: "temp_debris", path: path.string, message: live ? "a temp file of running writer \(pid)" : "a temp file left by writer \(pid), which is gone"))
+            return
+        }
+        let what = expected == nil ? "does not belong here" : "should be a \(expected!.word)"
+        report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word) and \(what); clawflow does not follow or open it"))
+    }
+
+    private func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], into report: inout FsckReport) {
+        let ownersPath = root.appending("owners")
+        var expected: [String: (key: String, pick: String)] = [:]
+        for (key, flows) in flowsByOwner {
+            if let pick = Rules.ownerPick(flows.map { ($0.flowId, $0.createdAt, $0.isTerminal) }) {
+                expected[OwnerKey.linkName(key)] = (key, pick)
+            }
+        }
+        var seen = Set<String>()
+        var pending: [String: String?] = [:]
+        let entries = (try? ownersFD.entries()) ?? []
+        for entry in entries {
+            if let name = Layout.ownerName(fromPending: entry.name) {
+                pending[name] = (try? ownersFD.readLinkAt(entry.name)).flatMap(Layout.flowId(fromOwnerLink:))
+                report.notes.append(FsckFinding(code: "pending_owner_link", path: ownersPath.appending(entry.name).string, message: "an owner link update was interrupted; the next write for that owner or fsck --repair finishes it"))
+            }
+        }
+        for entry in entries where !entry.name.hasPrefix(".") {
+            let path = ownersPath.appending(entry.name)
+            seen.insert(entry.name)
+            guard let text = try? ownersFD.readLinkAt(entry.name) else {
+                report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) is not a symlink"))
+                continue
+            }
+            guard let target = Layout.flowId(fromOwnerLink: text) else {
+                report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at \"\(sanitized(text))\", not ../flows/<flow id>"))
+                continue
+            }
+            guard let want = expected[entry.name] else {
+                report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at flow \(target), but no readable flow has an owner key with this link name"))
+                continue
+            }
+            if target != want.pick, pending[entry.name] != .some(want.pick) {
+                report.findings.append(FsckFinding(code: "stale_owner_link", path: path.string, message: "\(path) points at flow \(target); the lookup rule picks \(want.pick) for owner \"\(sanitized(want.key))\""))
+            }
+        }
+        for entry in entries where entry.name.hasPrefix(".") && Layout.ownerName(fromPending: entry.name) == nil {
+            if Layout.tempWriterPid(entry.name) != nil {
+                report.notes.append(FsckFinding(code: "temp_debris", path: ownersPath.appending(entry.name).string, message: "a temp link left by an interrupted write"))
+            } else {
+                report.findings.append(FsckFinding(code: "unexpected_entry", path: ownersPath.appending(entry.name).string, message: "\(ownersPath.appending(entry.name)) does not belong in owners/"))
+            }
+        }
+        for (name, want) in expected where !seen.contains(name) && pending[name] != .some(want.pick) {
+            report.findings.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link; the lookup rule picks flow \(want.pick)"))
+        }
+    }
+
+    private func checkIndexes(_ flowsByOwner: [String: [FlowRecord]], _ taskOwners: [String: String], into report: inout FsckReport) {
+        let tasksIndexPath = root.appending("index/tasks")
+        var indexed = Set<String>()
+        for entry in (try? taskIndexFD.entries()) ?? [] {
+            if taskOwners[entry.name] != nil, taskIndexTarget(entry.name) == taskOwners[entry.name] {
+                indexed.insert(entry.name)
+            } else {
+                report.notes.append(FsckFinding(code: "dangling_index", path: tasksIndexPath.appending(entry.name).string, message: "an index entry for a task that does not exist (left by an interrupted creation)"))
+            }
+        }
+        for (taskId, flowId) in taskOwners where !indexed.contains(taskId) {
+            report.findings.append(FsckFinding(code: "missing_index", path: tasksIndexPath.appending(taskId).string, message: "task \(taskId) of flow \(flowId) is missing from index/tasks"))
+        }
+        let ownerIndexPath = root.appending("index/owners")
+        var ownerNames = Set<String>()
+        for (key, flows) in flowsByOwner {
+            let name = OwnerKey.linkName(key)
+            ownerNames.insert(name)
+            let listed = Set(ownerIndex(name))
+            for flow in flows where !listed.contains(flow.flowId) {
+                report.findings.append(FsckFinding(code: "missing_index", path: ownerIndexPath.appending(name).appending(flow.flowId).string, message: "flow \(flow.flowId) is missing from its owner's index"))
+            }
+            let ids = Set(flows.map(\.flowId))
+            for id in listed where !ids.contains(id) {
+                report.notes.append(FsckFinding(code: "dangling_index", path: ownerIndexPath.appending(name).appending(id).string, message: "an owner index entry for a flow that does not exist"))
+            }
+        }
+        for entry in (try? ownerIndexFD.entries()) ?? [] where !ownerNames.contains(entry.name) {
+            report.notes.append(FsckFinding(code: "dangling_index", path: ownerIndexPath.appending(entry.name).string, message: "an owner index with no flows"))
+        }
+    }
+
+    func isAlive(_ pid: Int32) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+
+    // MARK: - Repair
+
+    private func performRepairs(into report: inout FsckReport) throws(SpoolError) {
+        // 1. Re-derive flow state through the one mutation path (takes each flow's lock).
+        for id in try flowIds() {
+            guard let snap = try? readFlow(id), snap.problems.isEmpty else { continue }
+            if Rules.reconcile(snap.flow, tasks: snap.tasks, at: Spool.now()) != snap.flow {
+                _ = try mutate(flow: id, source: "fsck") { (change) throws(SpoolError) in
+                    change.log(["event": "repair", "what": "re-derived flow status from its tasks"])
+                }
+                report.repairs.append("re-derived the status of flow \(id)")
+            }
+            movePlantedEntries(flowId: id, into: &report)
+        }
+        // 2. Under the spool lock: debris, indexes, owner links.
+        try lockRoot()
+        defer { unlockRoot() }
+        removeDebris(into: &report)
+        var keys = Set<String>()
+        var taskOwners: [String: String] = [:]
+        var flowIdsByName: [String: Set<String>] = [:]
+        for id in try flowIds() {
+            guard let snap = try? readFlow(id) else { continue }
+            keys.insert(snap.flow.ownerKey)
+            flowIdsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].insert(id)
+            for t in snap.tasks { taskOwners[t.taskId] = id }
+            if !ownerIndex(OwnerKey.linkName(snap.flow.ownerKey)).contains(id) {
+                try addToOwnerIndex(snap.flow)
+                report.repairs.append("indexed flow \(id) under its owner")
+            }
+        }
+        for entry in (try? taskIndexFD.entries()) ?? [] where taskOwners[entry.name] == nil || taskIndexTarget(entry.name) != taskOwners[entry.name] {
+            try? taskIndexFD.removeAt(entry.name)
+            if let owner = taskOwners[entry.name] {
+                try? taskIndexFD.symlinkAt(entry.name, target: "../../flows/" + owner)
+                report.repairs.append("re-pointed the index entry of task \(entry.name)")
+            } else {
+                report.repairs.append("removed the dangling index entry of task \(sanitized(entry.name))")
+            }
+        }
+        for (taskId, flowId) in taskOwners where taskIndexTarget(taskId) == nil {
+            try? taskIndexFD.symlinkAt(taskId, target: "../../flows/" + flowId)
+            report.repairs.append("indexed task \(taskId)")
+        }
+        try DurableFile.sync(taskIndexFD, root.appending("index/tasks"))
+        for entry in (try? ownerIndexFD.entries()) ?? [] {
+            guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
+            let live = flowIdsByName[entry.name] ?? []
+            for e in (try? dir.entries()) ?? [] where !live.contains(e.name) {
+                try? dir.removeAt(e.name)
+                report.repairs.append("removed the dangling owner index entry \(entry.name)/\(e.name)")
+            }
+            try? dir.synchronize()
+            dir.closeQuietly()
+            if live.isEmpty { try? ownerIndexFD.removeAt(entry.name, directory: true) }
+        }
+        // Owner links: every key's link rebuilt; links and markers of no key removed.
+        let names = Set(keys.map(OwnerKey.linkName))
+        for entry in (try? ownersFD.entries()) ?? [] {
+            let name = Layout.ownerName(fromPending: entry.name) ?? entry.name
+            if entry.name.hasPrefix("."), Layout.ownerName(fromPending: entry.name) == nil { continue }
+            if !names.contains(name) {
+                let kind = (try? ownersFD.statusAt(entry.name))?.kind
+                if kind == .symlink {
+                    try? ownersFD.removeAt(entry.name)
+                    report.repairs.append("removed the owner link \(sanitized(entry.name)), which no flow's owner key uses")
+                } else {
+                    moveToRejected(dir: ownersFD, name: entry.name, label: "owners-" + entry.name, reason: "a \(kind?.word ?? "file") in owners/, where only symlinks belong", into: &report)
+                }
+            }
+        }
+        for key in keys.sorted() {
+            let name = OwnerKey.linkName(key)
+            let before = try? ownersFD.readLinkAt(name)
+            if let kind = (try? ownersFD.statusAt(name))?.kind, kind != .symlink {
+                moveToRejected(dir: ownersFD, name: name, label: "owners-" + name, reason: "not a symlink", into: &report)
+            }
+            let pending = hasPendingOwnerLink(name)
+            try rebuildOwnerLink(key: key)
+            if pending || before != (try? ownersFD.readLinkAt(name)) {
+                report.repairs.append("rebuilt the owner link of \"\(sanitized(key))\"")
+            }
+        }
+    }
+
+    private func removeDebris(into report: inout FsckReport) {
+        // Temp files of dead writers in every directory clawflow writes.
+        func sweep(_ dir: FileDescriptor, _ path: FilePath) {
+            for e in (try? dir.entries()) ?? [] {
+                guard let pid = Layout.tempWriterPid(e.name), !isAlive(pid) else { continue }
+                try? dir.removeAt(e.name)
+                report.repairs.append("removed temp debris \(path.appending(e.name))")
+            }
+        }
+        sweep(ownersFD, root.appending("owners"))
+        sweep(taskIndexFD, root.appending("index/tasks"))
+        for id in (try? flowIds()) ?? [] {
+            guard let dir = try? flowsFD.openDirectoryAt(id) else { continue }
+            sweep(dir, flowPath(id))
+            if let tasksDir = try? dir.openDirectoryAt(Layout.tasks) {
+                sweep(tasksDir, flowPath(id).appending(Layout.tasks))
+                tasksDir.closeQuietly()
+            }
+            dir.closeQuietly()
+        }
+        for e in (try? tmpFD.entries()) ?? [] {
+            if let pid = Layout.stagingPid(e.name), isAlive(pid) { continue }
+            removeStaging(e.name)
+            report.repairs.append("removed the unfinished flow tmp/\(e.name)")
+        }
+    }
+
+    /// Moves symlinks, FIFOs and other strangers out of a flow directory into rejected/.
+    private func movePlantedEntries(flowId: String, into report: inout FsckReport) {
+        guard let dir = try? flowsFD.openDirectoryAt(flowId) else { return }
+        defer { dir.closeQuietly() }
+        for e in (try? dir.entries()) ?? [] {
+            let kind = (try? dir.statusAt(e.name))?.kind
+            let fine = (e.name == Layout.manifest || e.name == Layout.events) ? kind == .regular : e.name == Layout.tasks ? kind == .directory : Layout.tempWriterPid(e.name) != nil
+            if !fine { moveToRejected(dir: dir, name: e.name, label: "\(flowId)-\(e.name)", reason: "a \(kind?.word ?? "file") planted in flow \(flowId)", into: &report) }
+        }
+        guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return }
+        defer { tasksDir.closeQuietly() }
+        for e in (try? tasksDir.entries()) ?? [] {
+            let kind = (try? tasksDir.statusAt(e.name))?.kind
+            let base = e.name.hasSuffix(".json") ? String(e.name.dropLast(5)) : e.name.hasSuffix(".log") ? String(e.name.dropLast(4)) : ""
+            let fine = (Identifier.isValid(base) && kind == .regular) || Layout.tempWriterPid(e.name) != nil
+            if !fine { moveToRejected(dir: tasksDir, name: e.name, label: "\(flowId)-tasks-\(e.name)", reason: "a \(kind?.word ?? "file") planted in the tasks of flow \(flowId)", into: &report) }
+        }
+    }
+
+    /// Renames a file into rejected/ (bytes kept) with a `.reason` file beside it.
+    func moveToRejected(dir: FileDescriptor, name: String, label: String, reason: String, into report: inout FsckReport) {
+        guard let rejected = try? rootFD.openDirectoryAt("rejected") else { return }
+        defer { rejected.closeQuietly() }
+        let safe = String(label.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "_" }.prefix(180))
+        let target = "\(safe).\(Spool.now().milliseconds)"
+        do {
+            try dir.renameAt(name, to: rejected, target, noReplace: true)
+            let body: JSON = .object(["code": "unexpected_entry", "message": .string(reason), "name": .string(name), "at": .string(Spool.now().description)])
+            try DurableFile.replace(in: rejected, name: target + ".reason", bytes: Array((body.pretty() + "\n").utf8), directoryPath: root.appending("rejected"))
+            try dir.synchronize()
+            report.repairs.append("moved \(sanitized(name)) (\(reason)) to rejected/\(target)")
+        } catch {
+            report.repairs.append("could not move \(sanitized(name)) to rejected/: \(error)")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import ClawflowModel
+import SystemPackage
+
+/// Names of the spool's directories and files (spool-layout.md, "Directories").
+public enum Layout {
+    /// Text of the `VERSION` file.
+    public static let versionText = "clawflow-spool 1\n"
+    /// Root-level directories created by `init`.
+    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "incoming", "incoming/tmp", "incoming/new", "rejected", "tmp", "run"]
+    /// A flow's manifest file name.
+    public static let manifest = "manifest.json"
+    /// A flow's event log file name.
+    public static let events = "events.jsonl"
+    /// A flow's task directory name.
+    public static let tasks = "tasks"
+    /// Largest record clawflow reads (1 MiB).
+    public static let recordLimit = 1_048_576
+
+    /// The file name of a task record.
+    public static func taskFile(_ taskId: String) -> String { taskId + ".json" }
+    /// The file name of a task's output log.
+    public static func taskLog(_ taskId: String) -> String { taskId + ".log" }
+    /// The text of a link to a flow from `owners/`.
+    public static func ownerLinkTarget(_ flowId: String) -> String { "../flows/" + flowId }
+    /// The flow id an `owners/` link names, or nil when the text is anything but `../flows/<id>`.
+    public static func flowId(fromOwnerLink text: String) -> String? {
+        guard text.hasPrefix("../flows/") else { return nil }
+        let id = String(text.dropFirst(9))
+        return Identifier.isValid(id) ? id : nil
+    }
+    /// The name of the pending-link marker of an owner link name.
+    public static func pendingOwnerLink(_ name: String) -> String { "." + name + ".next" }
+    /// The owner link name a pending marker belongs to, or nil.
+    public static func ownerName(fromPending marker: String) -> String? {
+        guard marker.hasPrefix("."), marker.hasSuffix(".next"), marker.utf8.count > 6 else { return nil }
+        return String(marker.dropFirst().dropLast(5))
+    }
+
+    /// A unique dot-prefixed temp name for `name`, carrying the writer's pid.
+    static func tempName(for name: String, pid: Int32) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return ".\(name).\(pid).\(String(rng.next() as UInt32, radix: 16)).tmp"
+    }
+
+    /// The name of a flow's staging directory under `tmp/` while it is being built.
+    static func stagingName(flowId: String, pid: Int32) -> String { "\(flowId).\(pid)" }
+
+    /// The builder pid a staging directory name carries, or nil.
+    public static func stagingPid(_ name: String) -> Int32? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 2, Identifier.isValid(String(parts[0])) else { return nil }
+        return Int32(parts[1])
+    }
+
+    /// The writer pid a temp name carries, or nil when `name` is not one of clawflow's temp names.
+    public static func tempWriterPid(_ name: String) -> Int32? {
+        guard name.hasPrefix("."), name.hasSuffix(".tmp") else { return nil }
+        let parts = name.dropLast(4).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 3 else { return nil }
+        return Int32(parts[parts.count - 2])
+    }
+}

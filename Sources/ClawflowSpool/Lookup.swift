@@ -1,0 +1,71 @@
+import ClawflowModel
+import SystemPackage
+
+extension Spool {
+    /// Resolves a flow lookup token (spool-layout.md, "Lookup"): an exact flow id, else an
+    /// owner key (its link), else a unique flow-id prefix of at least 8 characters.
+    public func resolveFlow(_ rawToken: String) throws(SpoolError) -> String {
+        let token = rawToken.trimmingWhitespace()
+        if token.isEmpty { throw notFound(rawToken) }
+        if Identifier.isValid(token), flowExists(token) { return token }
+        if let id = flowId(forOwner: token), flowExists(id) { return id }
+        if token.utf8.count >= 8, Identifier.isPrefixCandidate(token) {
+            let matches = try flowIds().filter { $0.hasPrefix(token) }
+            if matches.count == 1 { return matches[0] }
+            if matches.count > 1 { throw ambiguous(token, matches, kind: "flow") }
+        }
+        throw notFound(token)
+    }
+
+    /// Resolves a task lookup token: an exact task id, else a unique prefix of at least 8
+    /// characters, else a run id (the newest active task with it, else the newest).
+    /// Returns the flow id and the task id.
+    public func resolveTask(_ rawToken: String) throws(SpoolError) -> (flowId: String, taskId: String) {
+        let token = rawToken.trimmingWhitespace()
+        guard !token.isEmpty else { throw taskNotFound(rawToken) }
+        if Identifier.isValid(token), let flowId = taskIndexTarget(token), taskFileExists(flowId: flowId, taskId: token) {
+            return (flowId, token)
+        }
+        if token.utf8.count >= 8, Identifier.isPrefixCandidate(token) {
+            let ids: [String]
+            do { ids = try taskIndexFD.entries().map(\.name).filter { $0.hasPrefix(token) && Identifier.isValid($0) }.sorted() } catch {
+                throw SpoolError.io("Listing", root.appending("index/tasks"), error)
+            }
+            let live = ids.compactMap { id in taskIndexTarget(id).flatMap { taskFileExists(flowId: $0, taskId: id) ? ($0, id) : nil } }
+            if live.count == 1 { return live[0] }
+            if live.count > 1 { throw ambiguous(token, live.map(\.1), kind: "task") }
+        }
+        let withRunId = try allTasks().filter { $0.runId == token }
+        if let pick = Rules.runIdPick(withRunId) { return (pick.parentFlowId, pick.taskId) }
+        throw taskNotFound(token)
+    }
+
+    /// Every readable task in the spool (a full scan).
+    public func allTasks() throws(SpoolError) -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        for result in try readAllFlows() {
+            if case .success(let snap) = result { out.append(contentsOf: snap.tasks) }
+        }
+        return out
+    }
+
+    /// Reads one task by ids.
+    public func readTask(flowId: String, taskId: String) throws(SpoolError) -> TaskRecord {
+        let snap = try readFlow(flowId)
+        if let t = snap.tasks.first(where: { $0.taskId == taskId }) { return t }
+        if let p = snap.problems.first(where: { $0.path.lastComponent?.string == Layout.taskFile(taskId) }) {
+            throw SpoolError(.invalidRecord, p.message, path: p.path)
+        }
+        throw taskNotFound(taskId)
+    }
+
+    func taskNotFound(_ token: String) -> SpoolError {
+        SpoolError(.notFound, "Task not found: \(sanitized(token)). Run clawflow tasks list to see recent task ids.")
+    }
+
+    func ambiguous(_ token: String, _ candidates: [String], kind: String) -> SpoolError {
+        let shown = candidates.prefix(10).joined(separator: ", ")
+        let more = candidates.count > 10 ? " and \(candidates.count - 10) more" : ""
+        return SpoolError(.ambiguous, "The \(kind) id prefix \(sanitized(token)) matches \(candidates.count) \(kind)s: \(shown)\(more). Give more characters.")
+    }
+}

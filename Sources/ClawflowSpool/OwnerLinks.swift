@@ -1,0 +1,170 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// A link change prepared under the root lock: the marker is on disk, the rename is not.
+struct PendingOwnerLink {
+    var name: String
+    var target: String
+}
+
+extension Spool {
+    // MARK: - Indexes (spool-layout.md, "Indexes")
+
+    /// Claims `index/tasks/<taskId>` for each new task; a claim left by a creation that died
+    /// (its flow has no such task) is taken over. Call with the root lock held.
+    func claimTaskIds(_ taskIds: [String], flowId: String) throws(SpoolError) {
+        guard !taskIds.isEmpty else { return }
+        let indexPath = root.appending("index/tasks")
+        for taskId in taskIds {
+            let target = "../../flows/" + flowId
+            let created: Bool
+            do { created = try taskIndexFD.symlinkAt(taskId, target: target, existingIsFine: true) } catch {
+                throw SpoolError.io("Indexing the task", indexPath.appending(taskId), error)
+            }
+            if !created {
+                if let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
+                    throw SpoolError(.linkRefused, "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
+                }
+                try DurableFile.replaceLink(in: taskIndexFD, name: taskId, target: target, directoryPath: indexPath)
+            }
+        }
+        try DurableFile.sync(taskIndexFD, indexPath)
+    }
+
+    /// The flow `index/tasks/<taskId>` names, or nil.
+    func taskIndexTarget(_ taskId: String) -> String? {
+        guard let text = try? taskIndexFD.readLinkAt(taskId), text.hasPrefix("../../flows/") else { return nil }
+        let id = String(text.dropFirst(12))
+        return Identifier.isValid(id) ? id : nil
+    }
+
+    func taskFileExists(flowId: String, taskId: String) -> Bool {
+        (try? flowsFD.statusAt(flowId + "/tasks/" + Layout.taskFile(taskId)))?.kind == .regular
+    }
+
+    /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held.
+    func addToOwnerIndex(_ flow: FlowRecord) throws(SpoolError) {
+        let name = OwnerKey.linkName(flow.ownerKey)
+        let dirPath = root.appending("index/owners").appending(name)
+        do {
+            try ownerIndexFD.makeDirectoryAt(name, existingIsFine: true)
+            let dir = try ownerIndexFD.openDirectoryAt(name)
+            defer { dir.closeQuietly() }
+            try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true)
+            try dir.synchronize()
+            try ownerIndexFD.synchronize()
+        } catch {
+            throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
+        }
+    }
+
+    /// The flow ids listed in `index/owners/<name>/`.
+    func ownerIndex(_ name: String) -> [String] {
+        guard let dir = try? ownerIndexFD.openDirectoryAt(name) else { return [] }
+        defer { dir.closeQuietly() }
+        return ((try? dir.entries()) ?? []).map(\.name).filter(Identifier.isValid)
+    }
+
+    // MARK: - Owner links (spool-layout.md, "Owner links")
+
+    /// The flow the owner-key lookup rule picks for `key`, computed from the index and the
+    /// manifests; `override` stands in for a flow whose new record is not written yet.
+    func computeOwnerTarget(key: String, override: FlowRecord? = nil) -> String? {
+        let name = OwnerKey.linkName(key)
+        var ids = Set(ownerIndex(name))
+        if let o = override { ids.insert(o.flowId) }
+        var candidates: [(id: String, createdAt: Timestamp, isTerminal: Bool)] = []
+        for id in ids {
+            let record: FlowRecord
+            if let o = override, o.flowId == id { record = o } else {
+                guard let r = try? readManifest(id) else { continue }
+                record = r
+            }
+            guard record.ownerKey == key else { continue }
+            candidates.append((id, record.createdAt, record.isTerminal))
+        }
+        return Rules.ownerPick(candidates)
+    }
+
+    /// The flow `owners/<name>` points at, or nil when it is missing or not `../flows/<id>`.
+    func ownerLinkTarget(_ name: String) -> String? {
+        guard let text = try? ownersFD.readLinkAt(name) else { return nil }
+        return Layout.flowId(fromOwnerLink: text)
+    }
+
+    /// Whether an owner link update of `name` was interrupted (its marker is still there).
+    func hasPendingOwnerLink(_ name: String) -> Bool {
+        (try? ownersFD.statusAt(Layout.pendingOwnerLink(name))) != nil
+    }
+
+    /// Before a write that may change which flow `flow`'s owner key resolves to: works out
+    /// the new target and, when it differs, durably writes the marker `owners/.<name>.next`
+    /// (the intent). Call with the root lock held; `commitOwnerLink` finishes after the write.
+    func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false) throws(SpoolError) -> PendingOwnerLink? {
+        let name = OwnerKey.linkName(flow.ownerKey)
+        let current = ownerLinkTarget(name)
+        let pending = hasPendingOwnerLink(name)
+        let target: String?
+        if isNew, !flow.isTerminal {
+            target = flow.flowId
+        } else if !isNew, !pending, current != nil, current != flow.flowId {
+            // The link names another flow, which stays the pick when this one ends.
+            target = current
+        } else {
+            target = computeOwnerTarget(key: flow.ownerKey, override: flow)
+        }
+        guard let target, target != current || pending else { return nil }
+        let marker = Layout.pendingOwnerLink(name)
+        let ownersPath = root.appending("owners")
+        do {
+            if try !ownersFD.symlinkAt(marker, target: Layout.ownerLinkTarget(target), existingIsFine: true) {
+                try ownersFD.removeAt(marker)
+                try ownersFD.symlinkAt(marker, target: Layout.ownerLinkTarget(target))
+            }
+        } catch {
+            throw SpoolError.io("Recording the owner link change in", ownersPath.appending(marker), error)
+        }
+        try DurableFile.sync(ownersFD, ownersPath)
+        return PendingOwnerLink(name: name, target: target)
+    }
+
+    /// Renames the marker over `owners/<name>` and flushes the directory.
+    func commitOwnerLink(_ change: PendingOwnerLink) throws(SpoolError) {
+        let ownersPath = root.appending("owners")
+        do {
+            try ownersFD.renameAt(Layout.pendingOwnerLink(change.name), to: ownersFD, change.name)
+        } catch {
+            throw SpoolError.io("Moving the owner link", ownersPath.appending(change.name), error)
+        }
+        try DurableFile.sync(ownersFD, ownersPath)
+    }
+
+    /// Points `owners/<name>` of `key` at the flow the rule picks (or removes it when the
+    /// owner has no flow left) and clears any marker. Call with the root lock held.
+    func rebuildOwnerLink(key: String) throws(SpoolError) {
+        let name = OwnerKey.linkName(key)
+        let ownersPath = root.appending("owners")
+        if let target = computeOwnerTarget(key: key) {
+            if ownerLinkTarget(name) != target {
+                try DurableFile.replaceLink(in: ownersFD, name: name, target: Layout.ownerLinkTarget(target), directoryPath: ownersPath)
+            }
+        } else if (try? ownersFD.statusAt(name)) != nil {
+            do { try ownersFD.removeAt(name) } catch { throw SpoolError.io("Removing the owner link", ownersPath.appending(name), error) }
+        }
+        if hasPendingOwnerLink(name) {
+            do { try ownersFD.removeAt(Layout.pendingOwnerLink(name)) } catch {
+                throw SpoolError.io("Removing the owner link marker", ownersPath.appending(Layout.pendingOwnerLink(name)), error)
+            }
+        }
+        try DurableFile.sync(ownersFD, ownersPath)
+    }
+
+    /// The flow an owner key resolves to by reading its link (one readlink; the index only
+    /// when an update of that link was interrupted), or nil when the key has no flows.
+    public func flowId(forOwner key: String) -> String? {
+        let name = OwnerKey.linkName(key)
+        if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
+        return ownerLinkTarget(name)
+    }
+}

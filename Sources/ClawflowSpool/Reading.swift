@@ -1,0 +1,148 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// A task file that could not be read, reported beside the flow instead of being skipped silently.
+public struct RecordProblem: Sendable, CustomStringConvertible {
+    /// The file at fault.
+    public var path: FilePath
+    /// What is wrong with it.
+    public var message: String
+    /// The message.
+    public var description: String { message }
+}
+
+/// A flow as read from disk: its manifest, its readable tasks, and the files that were not.
+public struct FlowSnapshot: Sendable {
+    /// The manifest.
+    public var flow: FlowRecord
+    /// The linked tasks, oldest first.
+    public var tasks: [TaskRecord]
+    /// Task files that could not be read.
+    public var problems: [RecordProblem]
+}
+
+extension Spool {
+    /// Every flow id in `flows/`, oldest first (UUIDv7 order). Other names are skipped here and reported by fsck.
+    public func flowIds() throws(SpoolError) -> [String] {
+        do {
+            return try flowsFD.entries().lazy.filter { Identifier.isValid($0.name) }.map(\.name).sorted()
+        } catch {
+            throw SpoolError.io("Listing", root.appending("flows"), error)
+        }
+    }
+
+    /// Whether `flows/<id>` exists.
+    public func flowExists(_ flowId: String) -> Bool {
+        Identifier.isValid(flowId) && (try? flowsFD.statusAt(flowId))?.kind == .directory
+    }
+
+    /// Reads a flow's manifest.
+    public func readManifest(_ flowId: String) throws(SpoolError) -> FlowRecord {
+        let dir: FileDescriptor
+        do { dir = try flowsFD.openDirectoryAt(flowId) } catch {
+            if error == .noSuchFileOrDirectory { throw notFound(flowId) }
+            throw SpoolError.io("Opening the flow directory", flowPath(flowId), error)
+        }
+        defer { dir.closeQuietly() }
+        return try readManifest(in: dir, flowId: flowId)
+    }
+
+    func readManifest(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowRecord {
+        let path = flowPath(flowId).appending(Layout.manifest)
+        let bytes: [UInt8]
+        do { bytes = try DurableFile.read(in: dir, name: Layout.manifest, path: path) } catch {
+            if error.code == .notFound { throw notFound(flowId) }
+            throw error
+        }
+        let object = try DurableFile.parseObject(bytes, path: path)
+        let record: FlowRecord
+        do { record = try FlowRecord(validating: object) } catch {
+            throw SpoolError(.invalidRecord, "\(path) is not a valid flow record: \(error.description)", path: path)
+        }
+        guard record.flowId == flowId else {
+            throw SpoolError(.invalidRecord, "\(path) names flow \(record.flowId), not the directory's \(flowId)", path: path)
+        }
+        return record
+    }
+
+    /// Reads one flow: manifest and tasks. A bad manifest is an error; a bad task file is a problem in the snapshot.
+    public func readFlow(_ flowId: String) throws(SpoolError) -> FlowSnapshot {
+        let dir: FileDescriptor
+        do { dir = try flowsFD.openDirectoryAt(flowId) } catch {
+            if error == .noSuchFileOrDirectory || error == .notDirectory || error == .tooManySymbolicLinkLevels { throw notFound(flowId) }
+            throw SpoolError.io("Opening the flow directory", flowPath(flowId), error)
+        }
+        defer { dir.closeQuietly() }
+        return try readFlow(in: dir, flowId: flowId)
+    }
+
+    func readFlow(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowSnapshot {
+        let flow = try readManifest(in: dir, flowId: flowId)
+        let (tasks, problems) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey)
+        return FlowSnapshot(flow: flow, tasks: tasks, problems: problems)
+    }
+
+    func readTasks(in dir: FileDescriptor, flowId: String, ownerKey: String) throws(SpoolError) -> ([TaskRecord], [RecordProblem]) {
+        let tasksPath = flowPath(flowId).appending(Layout.tasks)
+        let tasksDir: FileDescriptor
+        do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch {
+            if error == .noSuchFileOrDirectory { return ([], []) }
+            throw SpoolError.io("Opening", tasksPath, error)
+        }
+        defer { tasksDir.closeQuietly() }
+        let entries: [DirectoryEntry]
+        do { entries = try tasksDir.entries() } catch { throw SpoolError.io("Listing", tasksPath, error) }
+        var tasks: [TaskRecord] = []
+        var problems: [RecordProblem] = []
+        for entry in entries where !entry.name.hasPrefix(".") && entry.name.hasSuffix(".json") {
+            let taskId = String(entry.name.dropLast(5))
+            let path = tasksPath.appending(entry.name)
+            guard Identifier.isValid(taskId) else {
+                problems.append(RecordProblem(path: path, message: "\(path): the name is not <task id>.json"))
+                continue
+            }
+            do {
+                tasks.append(try readTask(in: tasksDir, taskId: taskId, flowId: flowId, ownerKey: ownerKey, path: path))
+            } catch {
+                problems.append(RecordProblem(path: path, message: error.message))
+            }
+        }
+        tasks.sort { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
+        return (tasks, problems)
+    }
+
+    func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: FilePath) throws(SpoolError) -> TaskRecord {
+        let bytes = try DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: path)
+        let object = try DurableFile.parseObject(bytes, path: path)
+        let task: TaskRecord
+        do { task = try TaskRecord(validating: object) } catch {
+            throw SpoolError(.invalidRecord, "\(path) is not a valid task record: \(error.description)", path: path)
+        }
+        if task.taskId != taskId {
+            throw SpoolError(.invalidRecord, "\(path) names task \(task.taskId), not the file's \(taskId)", path: path)
+        }
+        if task.parentFlowId != flowId {
+            throw SpoolError(.invalidRecord, "\(path) names parent flow \(task.parentFlowId), not \(flowId)", path: path)
+        }
+        if task.ownerKey != ownerKey {
+            throw SpoolError(.invalidRecord, "\(path) has owner key \"\(sanitized(task.ownerKey))\", not its flow's \"\(sanitized(ownerKey))\"", path: path)
+        }
+        return task
+    }
+
+    /// Reads every flow, newest first. Flows whose manifest cannot be read come back as errors,
+    /// so a listing reports them and still shows the rest.
+    public func readAllFlows() throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+        var out: [Result<FlowSnapshot, SpoolError>] = []
+        for id in try flowIds().reversed() {
+            do { out.append(.success(try readFlow(id))) } catch { out.append(.failure(error)) }
+        }
+        return out
+    }
+
+    /// The error for a flow id that is not in the spool.
+    func notFound(_ token: String) -> SpoolError {
+        SpoolError(.notFound, "Flow not found: \(sanitized(token)). Run clawflow flows list to see recent flow ids.")
+    }
+}

@@ -1,0 +1,155 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// A clawflow spool on disk: the directories of spool-layout.md, opened once.
+/// Every change goes through `create(flow:tasks:source:)` or `mutate(flow:source:_:)`.
+public final class Spool: Sendable {
+    /// The spool's root directory.
+    public let root: FilePath
+    let rootFD: FileDescriptor
+    let flowsFD: FileDescriptor
+    let ownersFD: FileDescriptor
+    let ownerIndexFD: FileDescriptor
+    let taskIndexFD: FileDescriptor
+    let tmpFD: FileDescriptor
+
+    private init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
+        self.root = root
+        self.rootFD = rootFD
+        func dir(_ name: String) throws(SpoolError) -> FileDescriptor {
+            do { return try rootFD.openDirectoryAt(name) } catch {
+                rootFD.closeQuietly()
+                throw SpoolError.io("Opening the spool directory", root.appending(name), error)
+            }
+        }
+        flowsFD = try dir("flows")
+        ownersFD = try dir("owners")
+        ownerIndexFD = try dir("index/owners")
+        taskIndexFD = try dir("index/tasks")
+        tmpFD = try dir("tmp")
+    }
+
+    deinit {
+        for fd in [rootFD, flowsFD, ownersFD, ownerIndexFD, taskIndexFD, tmpFD] { fd.closeQuietly() }
+    }
+
+    /// The pid of this process, used in temp names.
+    static let pid = getpid()
+
+    /// Opens an existing spool, or returns nil when `root` does not exist (read commands
+    /// then print an empty result without creating it).
+    public static func openExisting(at root: FilePath) throws(SpoolError) -> Spool? {
+        let fd: FileDescriptor
+        do {
+            fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY)
+        } catch {
+            if error == .noSuchFileOrDirectory { return nil }
+            throw SpoolError.io("Opening the spool", root, error)
+        }
+        try checkVersion(fd, root)
+        return try Spool(root: root, rootFD: fd)
+    }
+
+    /// Opens the spool at `root`, creating it first when it does not exist.
+    public static func open(at root: FilePath) throws(SpoolError) -> Spool {
+        if let spool = try openExisting(at: root) { return spool }
+        return try initialize(at: root, sharedGroup: nil).spool
+    }
+
+    /// Creates the spool layout at `root` (idempotent for a spool of this version).
+    /// With `sharedGroup`, the drop box is writable by that group (spool-layout.md, "Shared drop box").
+    public static func initialize(at root: FilePath, sharedGroup: gid_t?) throws(SpoolError) -> (spool: Spool, created: Bool) {
+        // Existing spool: check its version and, for a shared group, its modes.
+        if let fd = try? FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) {
+            if (try? fd.statusAt("VERSION")) != nil {
+                try checkVersion(fd, root)
+                if let g = sharedGroup { try applySharedGroup(fd, root, g) }
+                return (try Spool(root: root, rootFD: fd), false)
+            }
+            fd.closeQuietly()
+        }
+        try makeDirectories(root)
+        let fd: FileDescriptor
+        do { fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) } catch {
+            throw SpoolError.io("Opening the new spool", root, error)
+        }
+        do {
+            try fd.setPermissions(0o700)
+            for name in Layout.directories {
+                try fd.makeDirectoryAt(name, permissions: 0o700, existingIsFine: true)
+            }
+            if let g = sharedGroup { try applySharedGroup(fd, root, g) }
+            // VERSION last: its presence says the layout is complete.
+            try DurableFile.replace(in: fd, name: "VERSION", bytes: Array(Layout.versionText.utf8), directoryPath: root)
+            try fd.synchronize()
+        } catch let error as SpoolError {
+            fd.closeQuietly(); throw error
+        } catch {
+            fd.closeQuietly()
+            throw SpoolError.io("Creating the spool layout in", root, error as? Errno ?? .ioError)
+        }
+        return (try Spool(root: root, rootFD: fd), true)
+    }
+
+    private static func makeDirectories(_ root: FilePath) throws(SpoolError) {
+        var path = FilePath(root.root?.string ?? "")
+        for component in root.components {
+            path.append(component)
+            do { try FileDescriptor.currentDirectory.makeDirectoryAt(path.string, permissions: 0o700, existingIsFine: true) } catch {
+                throw SpoolError.io("Creating the spool directory", path, error)
+            }
+        }
+    }
+
+    private static func checkVersion(_ fd: FileDescriptor, _ root: FilePath) throws(SpoolError) {
+        let text: [UInt8]
+        do {
+            let v = try fd.openAt("VERSION", O_RDONLY | O_NOFOLLOW)
+            defer { v.closeQuietly() }
+            text = try v.readToEnd(limit: 4096)
+        } catch {
+            fd.closeQuietly()
+            if error == .noSuchFileOrDirectory {
+                throw SpoolError(.io, "\(root) is not a clawflow spool (it has no VERSION file). Choose another directory with --spool or CLAWFLOW_SPOOL, or run clawflow init there.", path: root.appending("VERSION"), errno: error)
+            }
+            throw SpoolError.io("Reading the spool version", root.appending("VERSION"), error)
+        }
+        if String(decoding: text, as: UTF8.self) != Layout.versionText {
+            fd.closeQuietly()
+            let found = String(decoding: text, as: UTF8.self).trimmingWhitespace()
+            throw SpoolError(.io, "\(root) is a spool of another version (\"\(sanitized(found))\"); this clawflow reads \"clawflow-spool 1\". Use a matching clawflow or another --spool.", path: root.appending("VERSION"))
+        }
+    }
+
+    private static func applySharedGroup(_ fd: FileDescriptor, _ root: FilePath, _ group: gid_t) throws(SpoolError) {
+        let plan: [(String?, mode_t)] = [(nil, 0o710), ("incoming", 0o710), ("incoming/tmp", 0o1730), ("incoming/new", 0o1730)]
+        for (name, mode) in plan {
+            let path = name.map { root.appending($0) } ?? root
+            do {
+                let d = name == nil ? fd : try fd.openDirectoryAt(name!)
+                defer { if name != nil { d.closeQuietly() } }
+                try d.setGroup(group)
+                try d.setPermissions(mode)
+            } catch {
+                throw SpoolError.io("Giving group \(group) access to", path, error)
+            }
+        }
+    }
+
+    /// The current time.
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(milliseconds: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+
+    /// A new UUIDv7.
+    public static func newId(at now: Timestamp = Spool.now()) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return Identifier.uuidV7(milliseconds: now.milliseconds, random: (0..<10).map { _ in rng.next() as UInt8 })
+    }
+
+    /// The path of a flow's directory.
+    public func flowPath(_ flowId: String) -> FilePath { root.appending("flows").appending(flowId) }
+}

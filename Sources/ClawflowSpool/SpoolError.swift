@@ -1,0 +1,47 @@
+import ClawflowModel
+import SystemPackage
+
+/// The one error type of the spool: what failed, what to do about it, where, and why.
+public struct SpoolError: Error, Sendable, CustomStringConvertible {
+    /// Stable error codes (printed in `--json` error objects).
+    public enum Code: String, Sendable {
+        case notFound = "not_found"
+        case ambiguous
+        case alreadyTerminal = "already_terminal"
+        case stillActive = "still_active"
+        case revisionConflict = "revision_conflict"
+        case notManaged = "not_managed"
+        case linkRefused = "link_refused"
+        case invalidRecord = "invalid_record"
+        case usage
+        case io
+    }
+
+    /// The error's code.
+    public var code: Code
+    /// A sentence saying what was being done and, where it helps, how to recover.
+    public var message: String
+    /// The file or directory involved, if any.
+    public var path: FilePath?
+    /// The underlying system error, if any.
+    public var errno: Errno?
+    /// The current stored record, for `revision_conflict`.
+    public var current: JSON?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, path: FilePath? = nil, errno: Errno? = nil, current: JSON? = nil) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.errno = errno
+        self.current = current
+    }
+
+    /// An I/O failure while `doing` something to `path`.
+    static func io(_ doing: String, _ path: FilePath, _ errno: Errno) -> SpoolError {
+        SpoolError(.io, "\(doing) \(path): \(errno.description) (errno \(errno.rawValue))", path: path, errno: errno)
+    }
+
+    /// The message, with the path and errno where the message does not already name them.
+    public var description: String { message }
+}

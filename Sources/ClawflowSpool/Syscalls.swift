@@ -1,0 +1,246 @@
+import CSystemShims
+import Glibc
+import SystemPackage
+
+/// Runs a syscall, retrying on EINTR, and throws its `errno` as `Errno` when it returns -1.
+@inline(__always)
+func retrying<T: BinaryInteger>(_ body: () -> T) throws(Errno) -> T {
+    while true {
+        let r = body()
+        if r != -1 { return r }
+        let e = Errno(rawValue: errno)
+        if e != .interrupted { throw e }
+    }
+}
+
+/// File types as reported by `stat` and `readdir`.
+public enum FileKind: Sendable, Equatable {
+    case regular, directory, symlink, fifo, socket, device, unknown
+
+    init(mode: mode_t) {
+        switch mode & S_IFMT {
+        case S_IFREG: self = .regular
+        case S_IFDIR: self = .directory
+        case S_IFLNK: self = .symlink
+        case S_IFIFO: self = .fifo
+        case S_IFSOCK: self = .socket
+        case S_IFCHR, S_IFBLK: self = .device
+        default: self = .unknown
+        }
+    }
+
+    init(direntType: UInt8) {
+        switch Int32(direntType) {
+        case Int32(DT_REG): self = .regular
+        case Int32(DT_DIR): self = .directory
+        case Int32(DT_LNK): self = .symlink
+        case Int32(DT_FIFO): self = .fifo
+        case Int32(DT_SOCK): self = .socket
+        case Int32(DT_CHR), Int32(DT_BLK): self = .device
+        default: self = .unknown
+        }
+    }
+
+    /// A word for messages: "regular file", "symlink", "FIFO", ...
+    public var word: String {
+        switch self {
+        case .regular: "regular file"
+        case .directory: "directory"
+        case .symlink: "symlink"
+        case .fifo: "FIFO"
+        case .socket: "socket"
+        case .device: "device"
+        case .unknown: "unknown file type"
+        }
+    }
+}
+
+/// What `fstatat` says about a file.
+public struct FileStatus: Sendable {
+    /// The type of file.
+    public var kind: FileKind
+    /// Size in bytes.
+    public var size: Int64
+    /// Hard link count.
+    public var linkCount: UInt64
+    /// Modification time in milliseconds since the epoch.
+    public var modifiedMilliseconds: Int64
+    /// Permission bits.
+    public var permissions: mode_t
+    /// Owning group.
+    public var group: gid_t
+
+    init(_ st: stat) {
+        kind = FileKind(mode: st.st_mode)
+        size = Int64(st.st_size)
+        linkCount = UInt64(st.st_nlink)
+        modifiedMilliseconds = Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
+        permissions = st.st_mode & 0o7777
+        group = st.st_gid
+    }
+}
+
+/// One entry of a directory listing.
+public struct DirectoryEntry: Sendable {
+    /// The entry's name.
+    public var name: String
+    /// Its type as `readdir` reports it (`.unknown` on filesystems that do not say).
+    public var kind: FileKind
+}
+
+extension FileDescriptor {
+    /// The current working directory, for the `*at` calls. The corresponding C constant is `AT_FDCWD`.
+    public static let currentDirectory = FileDescriptor(rawValue: AT_FDCWD)
+
+    /// Opens `name` relative to this directory. The corresponding C function is `openat`.
+    public func openAt(_ name: String, _ flags: Int32, permissions: mode_t = 0o600) throws(Errno) -> FileDescriptor {
+        let fd = try retrying { Glibc.openat(rawValue, name, flags | O_CLOEXEC, permissions) }
+        return FileDescriptor(rawValue: fd)
+    }
+
+    /// Opens the directory `name` below this one without following a symlink.
+    public func openDirectoryAt(_ name: String) throws(Errno) -> FileDescriptor {
+        try openAt(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+    }
+
+    /// Reads the whole file, refusing more than `limit` bytes. The corresponding C function is `read`.
+    public func readToEnd(limit: Int) throws(Errno) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 4096)
+        var count = 0
+        while true {
+            if count == out.count {
+                if out.count > limit { throw Errno.fileTooLarge }
+                out.append(contentsOf: repeatElement(0, count: out.count))
+            }
+            let n = try retrying { out.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress! + count, $0.count - count) } }
+            if n == 0 { break }
+            count += n
+            if count > limit { throw Errno.fileTooLarge }
+        }
+        out.removeSubrange(count...)
+        return out
+    }
+
+    /// Writes every byte, continuing after short writes. The corresponding C function is `write`.
+    public func writeFully(_ bytes: [UInt8]) throws(Errno) {
+        var done = 0
+        while done < bytes.count {
+            let n = try retrying { bytes.withUnsafeBytes { Glibc.write(rawValue, $0.baseAddress! + done, $0.count - done) } }
+            done += n
+        }
+    }
+
+    /// Flushes the file's data and metadata to the device. The corresponding C function is `fsync`.
+    public func synchronize() throws(Errno) { _ = try retrying { Glibc.fsync(rawValue) } }
+
+    /// Flushes the file's data to the device. The corresponding C function is `fdatasync`.
+    public func synchronizeData() throws(Errno) { _ = try retrying { Glibc.fdatasync(rawValue) } }
+
+    /// Takes an advisory lock on the open file; blocks unless `wait` is false.
+    /// Returns false when `wait` is false and another process holds it. The corresponding C function is `flock`.
+    @discardableResult
+    public func lock(exclusive: Bool = true, wait: Bool = true) throws(Errno) -> Bool {
+        let op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)
+        while true {
+            if clawflow_flock(rawValue, op) == 0 { return true }
+            let e = Errno(rawValue: errno)
+            if e == .interrupted { continue }
+            if e == .wouldBlock { return false }
+            throw e
+        }
+    }
+
+    /// Releases an advisory lock. The corresponding C function is `flock`.
+    public func unlock() throws(Errno) { _ = try retrying { clawflow_flock(rawValue, LOCK_UN) } }
+
+    /// Renames `name` in this directory to `newName` in `directory`; with `noReplace` it fails
+    /// with EEXIST instead of replacing. The corresponding C function is `renameat2`.
+    public func renameAt(_ name: String, to directory: FileDescriptor, _ newName: String, noReplace: Bool = false) throws(Errno) {
+        _ = try retrying {
+            clawflow_renameat2(rawValue, name, directory.rawValue, newName, noReplace ? clawflow_rename_noreplace() : 0)
+        }
+    }
+
+    /// Creates a symbolic link `name` here whose text is `target`. The corresponding C function is `symlinkat`.
+    public func symlinkAt(_ name: String, target: String) throws(Errno) {
+        _ = try retrying { Glibc.symlinkat(target, rawValue, name) }
+    }
+
+    /// Creates a symbolic link unless `name` exists; returns false when it did.
+    @discardableResult
+    public func symlinkAt(_ name: String, target: String, existingIsFine: Bool) throws(Errno) -> Bool {
+        if Glibc.symlinkat(target, rawValue, name) == 0 { return true }
+        let e = Errno(rawValue: errno)
+        if e == .fileExists, existingIsFine { return false }
+        if e == .interrupted { return try symlinkAt(name, target: target, existingIsFine: existingIsFine) }
+        throw e
+    }
+
+    /// The text of the symbolic link `name`. The corresponding C function is `readlinkat`.
+    public func readLinkAt(_ name: String) throws(Errno) -> String {
+        var buf = [CChar](repeating: 0, count: 4097)
+        let n = try retrying { Glibc.readlinkat(rawValue, name, &buf, 4096) }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Creates the directory `name` here; with `existingIsFine`, an existing one is no error.
+    /// The corresponding C function is `mkdirat`.
+    public func makeDirectoryAt(_ name: String, permissions: mode_t = 0o700, existingIsFine: Bool = false) throws(Errno) {
+        if Glibc.mkdirat(rawValue, name, permissions) == 0 { return }
+        let e = Errno(rawValue: errno)
+        if e == .fileExists, existingIsFine { return }
+        if e == .interrupted { return try makeDirectoryAt(name, permissions: permissions, existingIsFine: existingIsFine) }
+        throw e
+    }
+
+    /// Removes the file (or, with `directory`, the empty directory) `name`. The corresponding C function is `unlinkat`.
+    public func removeAt(_ name: String, directory: Bool = false) throws(Errno) {
+        _ = try retrying { Glibc.unlinkat(rawValue, name, directory ? AT_REMOVEDIR : 0) }
+    }
+
+    /// The status of `name` here, not following a final symlink. The corresponding C function is `fstatat`.
+    public func statusAt(_ name: String) throws(Errno) -> FileStatus {
+        var st = Glibc.stat()
+        _ = try retrying { Glibc.fstatat(rawValue, name, &st, AT_SYMLINK_NOFOLLOW) }
+        return FileStatus(st)
+    }
+
+    /// The status of the open file. The corresponding C function is `fstat`.
+    public func status() throws(Errno) -> FileStatus {
+        var st = Glibc.stat()
+        _ = try retrying { Glibc.fstat(rawValue, &st) }
+        return FileStatus(st)
+    }
+
+    /// The entries of this directory, without `.` and `..`. The corresponding C function is `readdir`.
+    public func entries() throws(Errno) -> [DirectoryEntry] {
+        let dup = try retrying { Glibc.fcntl(rawValue, F_DUPFD_CLOEXEC, 0) }
+        guard let dir = clawflow_fdopendir(dup) else {
+            let e = Errno(rawValue: errno)
+            Glibc.close(dup)
+            throw e
+        }
+        defer { clawflow_closedir(dir) }
+        var out: [DirectoryEntry] = []
+        var name: UnsafePointer<CChar>? = nil
+        var type: UInt8 = 0
+        while true {
+            let r = clawflow_readdir(dir, &name, &type)
+            if r == 0 { break }
+            if r < 0 { throw Errno(rawValue: errno) }
+            let n = String(cString: name!)
+            if n == "." || n == ".." { continue }
+            out.append(DirectoryEntry(name: n, kind: FileKind(direntType: type)))
+        }
+        return out
+    }
+
+    /// Changes the permission bits. The corresponding C function is `fchmod`.
+    public func setPermissions(_ mode: mode_t) throws(Errno) { _ = try retrying { Glibc.fchmod(rawValue, mode) } }
+
+    /// Changes the owning group. The corresponding C function is `fchown`.
+    public func setGroup(_ group: gid_t) throws(Errno) { _ = try retrying { Glibc.fchown(rawValue, uid_t.max, group) } }
+
+    /// Closes the descriptor, ignoring errors (used on paths that already failed).
+    public func closeQuietly() { Glibc.close(rawValue) }
+}

@@ -1,0 +1,3 @@
+import ClawflowCommands
+
+Clawflow.main()
