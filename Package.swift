@@ -39,12 +39,11 @@ let package = Package(
         .target(name: "ClawflowModel"),
         // The few syscalls Glibc hides without _GNU_SOURCE.
         .target(name: "CSystemShims"),
+        // Temporary spools and a runner for the built binary, shared by the test targets.
+        .target(name: "ClawflowTestSupport", path: "Tests/ClawflowTestSupport"),
         .testTarget(name: "ClawflowModelTests", dependencies: ["ClawflowModel"]),
-        .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel"]),
-        .testTarget(
-            name: "ClawflowCommandsTests",
-            dependencies: ["ClawflowSpool", "ClawflowModel"]
-        ),
+        .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
+        .testTarget(name: "ClawflowCommandsTests", dependencies: ["ClawflowModel", "ClawflowTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

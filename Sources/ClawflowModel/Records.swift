@@ -88,13 +88,13 @@ extension Record {
         guard version.intValue == 1 else {
             throw RecordError(field: "schema", reason: "unsupported schema \(version.compact()); this clawflow reads schema 1")
         }
-        for name in required where fields[name] == nil || fields[name]!.isNull {
-            throw RecordError(field: name, reason: "missing")
-        }
-        for (name, value) in fields {
-            guard let kind = schema[name] else { continue }
+        for name in fields.keys.sorted() {
+            guard let kind = schema[name], let value = fields[name] else { continue }
             if value.isNull, !required.contains(name) { continue }
             try kind.check(value, name)
+        }
+        for name in required where fields[name] == nil {
+            throw RecordError(field: name, reason: "missing")
         }
     }
 }
@@ -115,6 +115,7 @@ public struct TaskRecord: Record {
         "cancelRequestedAt": .timestamp,
         "command": .stringArray, "cwd": .string, "timeoutSeconds": .integer, "pid": .integer, "pgid": .integer,
         "procStartTime": .integer, "supervisorPid": .integer, "supervisorStartTime": .integer, "logPath": .string,
+        "flowRevision": .integer,
     ]
     static let required = ["taskId", "parentFlowId", "ownerKey", "runtime", "status", "createdAt"]
 

@@ -84,7 +84,8 @@ public enum Rules {
                 next.setString("blockedTaskId", task.taskId)
                 next.setString("blockedSummary", task.string("terminalSummary") ?? "task \(task.taskId) ended blocked")
             }
-            if next.isTerminal { next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now) }
+            // Every terminal task ends its mirrored flow, a blocked outcome included.
+            if task.status.isTerminal { next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now) }
         }
         return next
     }

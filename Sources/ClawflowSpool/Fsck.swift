@@ -6,7 +6,8 @@ import SystemPackage
 public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
     /// `missing_owner_link`, `stale_owner_link`, `missing_index`, `derived_state`,
-    /// or, for notes, `temp_debris`, `staging_debris`, `dangling_index`, `pending_owner_link`.
+    /// or, for notes, `temp_debris`, `staging_debris`, `dangling_index`, `pending_owner_link`,
+    /// `interrupted_write`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -107,6 +108,10 @@ extension Spool {
         }
         for t in tasks { taskOwners[t.taskId] = flowId }
         if problems.isEmpty, Rules.reconcile(flow, tasks: tasks, at: Spool.now()) != flow {
+            if tasks.contains(where: { ($0.integer("flowRevision") ?? 0) > flow.revision }) {
+                report.notes.append(FsckFinding(code: "interrupted_write", path: path.appending(Layout.manifest).string, message: "a write to flow \(flowId) stopped between a task file and the manifest; the next write to the flow or fsck --repair completes it"))
+                return
+            }
             report.findings.append(FsckFinding(code: "derived_state", path: path.appending(Layout.manifest).string, message: "flow \(flowId) is \(flow.status.rawValue), which its tasks no longer support (mirroring or cancel finalisation is due)"))
         }
     }

@@ -56,7 +56,14 @@ extension Spool {
         do { _ = try FlowRecord(validating: flow.fields) } catch {
             throw SpoolError(.invalidRecord, "The new version of flow \(flowId) would be invalid: \(error.description)")
         }
-        let changedTasks = change.orderedTasks.filter { tasksBefore[$0.taskId] != $0 }
+        // Each task written here carries the flow revision it belongs to, so a crash between
+        // the task file and the manifest is recognisable (spool-layout.md, "Interrupted writes").
+        let changedTasks = change.orderedTasks.filter { tasksBefore[$0.taskId] != $0 }.map { task in
+            var stamped = task
+            stamped.setInteger("flowRevision", flow.revision)
+            return stamped
+        }
+        for task in changedTasks { change.tasks[task.taskId] = task }
         let newTaskIds = changedTasks.map(\.taskId).filter { tasksBefore[$0] == nil }
         let events = Rules.events(flowBefore: before.flow, flowAfter: flow, tasksBefore: tasksBefore, tasksAfter: change.tasks) + change.notes
         let snapshot = FlowSnapshot(flow: flow, tasks: change.orderedTasks, problems: [])
@@ -88,10 +95,15 @@ extension Spool {
 
     /// Creates a flow with its first tasks: built complete under tmp/, then renamed into
     /// flows/ with the owner link moved to it when the lookup rule picks it.
-    public func create(flow draft: FlowRecord, tasks: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
+    public func create(flow draft: FlowRecord, tasks drafts: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
         let flowId = draft.flowId
         let now = draft.createdAt
-        let flow = Rules.reconcile(draft, tasks: tasks, at: now)
+        let flow = Rules.reconcile(draft, tasks: drafts, at: now)
+        let tasks = drafts.map { task in
+            var stamped = task
+            stamped.setInteger("flowRevision", flow.revision)
+            return stamped
+        }
         do { _ = try FlowRecord(validating: flow.fields) } catch {
             throw SpoolError(.invalidRecord, "The new flow would be invalid: \(error.description)")
         }

@@ -74,6 +74,8 @@ extension Spool {
             throw SpoolError.io("Opening the flow directory", flowPath(flowId), error)
         }
         defer { dir.closeQuietly() }
+        // A shared lock: the manifest and the tasks as of one moment, never mid-change.
+        do { try dir.lock(exclusive: false) } catch { throw SpoolError.io("Locking the flow for reading", flowPath(flowId), error) }
         return try readFlow(in: dir, flowId: flowId)
     }
 

@@ -1,0 +1,151 @@
+import ClawflowModel
+@testable import ClawflowSpool
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import SystemPackage
+import Testing
+
+/// Names in a directory, sorted.
+func names(_ path: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+}
+
+/// The text of a symlink, or nil.
+func link(_ path: String) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: path) }
+
+@Suite("The durable write primitive")
+struct DurableWriteTests {
+    @Test("a replace leaves exactly the new file, mode 0600, and no temp behind")
+    func replaceLeavesNoTemp() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        for round in 0..<3 {
+            try DurableFile.replace(in: spool.rootFD, name: "probe.json", bytes: Array("{\"n\": \(round)}\n".utf8), directoryPath: spool.root)
+        }
+        #expect(try String(contentsOfFile: tmp.file("probe.json"), encoding: .utf8) == "{\"n\": 2}\n")
+        #expect(!names(tmp.path).contains { $0.hasPrefix(".") })
+        let attrs = try FileManager.default.attributesOfItem(atPath: tmp.file("probe.json"))
+        #expect((attrs[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test("temp names are dot-prefixed, carry the writer's pid and are recognised as debris")
+    func tempNames() {
+        let name = Layout.tempName(for: "manifest.json", pid: 4242)
+        #expect(name.hasPrefix(".manifest.json.4242."))
+        #expect(name.hasSuffix(".tmp"))
+        #expect(Layout.tempWriterPid(name) == 4242)
+        #expect(Layout.tempWriterPid("manifest.json") == nil)
+    }
+
+    @Test("the careful read refuses a symlink and does not block on a FIFO")
+    func carefulRead() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        try FileManager.default.createSymbolicLink(atPath: tmp.file("link.json"), withDestinationPath: "/etc/passwd")
+        #expect(mkfifo(tmp.file("fifo.json"), 0o600) == 0)
+        #expect { try DurableFile.read(in: spool.rootFD, name: "link.json", path: spool.root.appending("link.json")) } throws: { error in
+            (error as? SpoolError)?.message.contains("symlink") == true
+        }
+        #expect { try DurableFile.read(in: spool.rootFD, name: "fifo.json", path: spool.root.appending("fifo.json")) } throws: { error in
+            (error as? SpoolError)?.message.contains("FIFO") == true
+        }
+    }
+
+    @Test("a record over 1 MiB is refused with its size")
+    func hugeRecord() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        FileManager.default.createFile(atPath: tmp.file("big.json"), contents: Data(count: Layout.recordLimit + 1))
+        #expect { try DurableFile.read(in: spool.rootFD, name: "big.json", path: spool.root.appending("big.json")) } throws: { error in
+            (error as? SpoolError)?.message.contains("1048577 bytes") == true
+        }
+    }
+
+    @Test("no spool write goes through Foundation's atomic write or FileManager")
+    func noFoundationWrites() throws {
+        let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/ClawflowSpool")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".swift") }
+        #expect(!files.isEmpty)
+        for file in files {
+            let text = try String(contentsOfFile: dir.appendingPathComponent(file).path, encoding: .utf8)
+            #expect(!text.contains("import Foundation"), "\(file) imports Foundation")
+            #expect(!text.contains("FileManager"), "\(file) uses FileManager")
+            #expect(!text.contains(".atomic"), "\(file) uses an atomic write option")
+        }
+    }
+}
+
+@Suite("Creating and changing flows")
+struct MutationTests {
+    @Test("a new flow appears complete with its task, index entries and owner link")
+    func creation() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let (snap, taskId) = try spool.addTaskInNewFlow(ownerKey: "team/a b", task: NewTask(runtime: "cron", status: .running), goal: "g", source: "test")
+        let id = snap.flow.flowId
+        #expect(names(tmp.file("flows/\(id)")) == ["events.jsonl", "manifest.json", "tasks"])
+        #expect(names(tmp.file("flows/\(id)/tasks")) == ["\(taskId).json"])
+        #expect(link(tmp.file("owners/team%2Fa%20b")) == "../flows/\(id)")
+        #expect(link(tmp.file("index/tasks/\(taskId)")) == "../../flows/\(id)")
+        #expect(link(tmp.file("index/owners/team%2Fa%20b/\(id)")) == "../../../flows/\(id)")
+        #expect(names(tmp.file("tmp")).isEmpty)
+        #expect(snap.flow.status == .running)
+        #expect(snap.flow.revision == 0)
+    }
+
+    @Test("the revision moves only when the manifest changes")
+    func revisionMoves() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let (snap, taskId) = try spool.addTaskInNewFlow(ownerKey: "o", task: NewTask(runtime: "cron"), goal: nil, source: "test")
+        let id = snap.flow.flowId
+        let r1 = try spool.updateTask(flowId: id, taskId: taskId, update: TaskUpdate(status: .running), source: "test")
+        #expect(r1.snapshot.flow.revision == 1)
+        let r2 = try spool.updateTask(flowId: id, taskId: taskId, update: TaskUpdate(status: .running, fields: ["progressSummary": "half"]), source: "test")
+        #expect(r2.snapshot.flow.revision == 1)
+        #expect(try spool.readManifest(id).revision == 1)
+        let r3 = try spool.updateTask(flowId: id, taskId: taskId, update: TaskUpdate(status: .succeeded), source: "test")
+        #expect(r3.snapshot.flow.revision == 2)
+        #expect(r3.snapshot.flow.status == .succeeded)
+    }
+
+    @Test("a late report on a final task is ignored and logged, not applied")
+    func lateReport() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let (snap, taskId) = try spool.addTaskInNewFlow(ownerKey: "o", task: NewTask(runtime: "cron", status: .failed), goal: nil, source: "test")
+        let r = try spool.updateTask(flowId: snap.flow.flowId, taskId: taskId, update: TaskUpdate(status: .succeeded), source: "test")
+        #expect(r.outcome != .applied)
+        #expect(try spool.readTask(flowId: snap.flow.flowId, taskId: taskId).status == .failed)
+        let log = try String(contentsOfFile: tmp.file("flows/\(snap.flow.flowId)/events.jsonl"), encoding: .utf8)
+        #expect(log.split(separator: "\n").last?.contains(#""event":"ignored""#) == true)
+    }
+
+    @Test("a task id can be used only once in the spool")
+    func taskIdReuse() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let chosen = "11111111-2222-4333-8444-555555555555"
+        _ = try spool.addTaskInNewFlow(ownerKey: "a", task: NewTask(runtime: "cron", taskId: chosen), goal: nil, source: "test")
+        #expect { try spool.addTaskInNewFlow(ownerKey: "b", task: NewTask(runtime: "cron", taskId: chosen), goal: nil, source: "test") } throws: { error in
+            (error as? SpoolError)?.code == .linkRefused
+        }
+        #expect(names(tmp.file("flows")).count == 1)
+        #expect(names(tmp.file("tmp")).isEmpty)
+    }
+
+    @Test("a flow with an unreadable task file refuses changes instead of overwriting it")
+    func unreadableTaskBlocksWrites() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let flow = try spool.createManagedFlow(ownerKey: "o", goal: "g", controllerId: "c", running: true, step: nil, stateJson: nil, source: "test")
+        let (_, t) = try spool.addTask(toFlow: flow.flow.flowId, ownerKey: nil, task: NewTask(runtime: "cron"), source: "test")
+        let path = tmp.file("flows/\(flow.flow.flowId)/tasks/\(t).json")
+        try "garbage".write(toFile: path, atomically: false, encoding: .utf8)
+        #expect { try spool.cancelFlow(flow.flow.flowId, source: "test") } throws: { error in
+            (error as? SpoolError)?.code == .invalidRecord && (error as? SpoolError)?.message.contains(path) == true
+        }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "garbage")
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A fresh spool directory under /tmp, removed when the value is deinitialised.
+public final class TemporarySpool: Sendable {
+    /// The spool root (not created yet: the first write creates it).
+    public let path: String
+    /// The directory holding the spool (also removed at the end).
+    public let parent: String
+
+    /// Makes a new empty parent directory; the spool itself is `<parent>/spool`.
+    public init(_ label: String = "spool") {
+        var template = Array("/tmp/clawflow-test-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        parent = dir
+        path = dir + "/" + label
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: parent) }
+
+    /// A path inside the spool.
+    public func file(_ relative: String) -> String { path + "/" + relative }
+
+    /// Runs the built `clawflow` with `--spool` set to this spool.
+    @discardableResult
+    public func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) -> CommandResult {
+        Clawflow.run(["--spool", path] + arguments, environment: environment, stdin: stdin)
+    }
+
+    /// Runs a command and returns its stdout with the trailing newline removed; records an
+    /// issue when it does not exit 0.
+    @discardableResult
+    public func value(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) -> String {
+        let r = run(arguments)
+        #expect(r.status == 0, "clawflow \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
+        return r.stdout.trimmingCharacters(in: .newlines)
+    }
+
+    /// Runs a command with `--json` and parses stdout as a JSON object.
+    public func json(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) -> [String: Any] {
+        let r = run(arguments + ["--json"])
+        guard let data = r.stdout.data(using: .utf8),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            Issue.record("clawflow \(arguments.joined(separator: " ")) --json printed no JSON object: \(r.stdout) \(r.stderr)", sourceLocation: sourceLocation)
+            return [:]
+        }
+        return object
+    }
+}
+
+/// What a finished process printed and how it ended.
+public struct CommandResult: Sendable {
+    /// Exit status (128+signal when killed).
+    public var status: Int32
+    /// Everything written to stdout.
+    public var stdout: String
+    /// Everything written to stderr.
+    public var stderr: String
+
+    /// A result from its parts.
+    public init(status: Int32, stdout: String, stderr: String) {
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+}
+
+/// Finds and runs the `clawflow` binary built beside the test bundle.
+public enum Clawflow {
+    /// The path of the built binary (same build directory as the tests).
+    public static let binary: String = {
+        if let env = ProcessInfo.processInfo.environment["CLAWFLOW_BINARY"] { return env }
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("clawflow").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(".build/debug/clawflow").path
+    }()
+
+    /// Runs the binary with `arguments`, waiting for it to finish.
+    public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) -> CommandResult {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        env.removeValue(forKey: "CLAWFLOW_SPOOL")
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        do { try process.run() } catch {
+            return CommandResult(status: -1, stdout: "", stderr: "could not start \(binary): \(error)")
+        }
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        // Read both pipes to the end before waiting, so a large output cannot block the child.
+        let group = DispatchGroup()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        return CommandResult(status: status, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+    }
+}

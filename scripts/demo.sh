@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The demo: a few flows on the default spool, listed, shown by owner key, cancelled.
+set -euo pipefail
+clawflow=${1:?usage: demo.sh path/to/clawflow}
+run() { printf '\n$ clawflow %s\n' "$*"; "$clawflow" "$@"; }
+
+spool=${CLAWFLOW_SPOOL:-${XDG_STATE_HOME:-$HOME/.local/state}/clawflow}
+owner="demo-$(date +%H%M%S)"
+echo "clawflow demo on the spool at $spool (owner keys $owner-*)"
+
+# A one-task flow reported by a cron job: queued -> running -> succeeded.
+nightly=$("$clawflow" tasks add --owner "$owner-cron" --runtime cron --label "nightly backup" --run-id "$owner-nightly")
+run tasks set "$owner-nightly" --status running --progress "copying"
+run tasks set "$nightly" --status succeeded --summary "3 GiB copied"
+
+# A managed flow driven by an external controller, with two sub-agent tasks.
+flow=$("$clawflow" flows create --owner "$owner-agent" --goal "summarise the inbox" --controller demo-scheduler --running)
+first=$("$clawflow" tasks add "$flow" --runtime subagent --label "fetch mail" --status running)
+"$clawflow" tasks set "$first" --status succeeded --summary "42 messages" >/dev/null
+"$clawflow" tasks add "$flow" --runtime subagent --label "write summary" --status running >/dev/null
+
+run flows list --owner "$owner-cron"
+run flows list --owner "$owner-agent"
+run flows show "$owner-agent"
+
+# Cancel: the running sub-agent is asked to stop; the flow ends when it answers.
+run flows cancel "$owner-agent" || echo "(exit $? — the sub-agent has not answered yet)"
+second=$("$clawflow" flows show "$owner-agent" --json | jq -r '.tasks[] | select(.status == "running") | .taskId')
+run tasks set "$second" --status cancelled
+run flows show "$owner-agent"
+run fsck
+
+cat <<EOT
+
+The spool is a directory; try:
+  ls $spool/flows
+  cat $spool/owners/$owner-agent/manifest.json
+  jq . $spool/flows/$flow/tasks/*.json
+  cat $spool/flows/$flow/events.jsonl
+EOT
