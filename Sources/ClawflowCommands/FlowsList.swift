@@ -41,6 +41,7 @@ struct FlowsList: SpoolCommand {
                     if let wanted, snap.flow.status != wanted { continue }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { continue }
                     snaps.append(snap)
+                    failures.append(contentsOf: snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) })
                 case .failure(let error):
                     failures.append(error)
                 }
@@ -77,13 +78,13 @@ struct FlowsList: SpoolCommand {
         }
         for failure in failures { out.warn(sanitized(failure.message)) }
         if !failures.isEmpty {
-            throw SpoolError(.invalidRecord, "\(failures.count) flow(s) could not be read; see the messages above. clawflow fsck lists every problem.")
+            throw SpoolError(.invalidRecord, "\(failures.count) record(s) could not be read; see the messages above. clawflow fsck lists every problem.")
         }
     }
 
     private func summaryLine(_ p: Pressure) -> String {
         let live = ["queued", "running", "waiting", "blocked"].compactMap { name -> String? in
-            let n = p.byStatus[FlowStatus(rawValue: name)!] ?? 0
+            let n = p.liveByStatus[FlowStatus(rawValue: name)!] ?? 0
             return n > 0 ? "\(n) \(name)" : nil
         }
         var line = "\(p.total) flow\(p.total == 1 ? "" : "s"): \(p.active) active"

@@ -1,6 +1,7 @@
 import ClawflowModel
 import ClawflowSpool
 import Glibc
+import Synchronization
 
 /// All printing: data to stdout, diagnostics to stderr, JSON or text, colour only on a
 /// terminal without NO_COLOR (README, "Output and exit codes").
@@ -9,6 +10,12 @@ struct Output: Sendable {
     let json: Bool
     /// Colour the text.
     let color: Bool
+    /// Whether a JSON document went to stdout already (an invocation prints at most one).
+    private let emitted = Emitted()
+
+    private final class Emitted: Sendable {
+        let flag = Atomic<Bool>(false)
+    }
 
     init(json: Bool) {
         self.json = json
@@ -30,11 +37,14 @@ struct Output: Sendable {
         value.write(into: &bytes, indent: 0, pretty: true)
         bytes.append(0x0A)
         writeBytes(1, bytes)
+        emitted.flag.store(true, ordering: .relaxed)
     }
 
-    /// Prints a failure: the JSON error object on stdout with --json, else a line on stderr.
+    /// Prints a failure: the JSON error object on stdout with --json (unless the command
+    /// already printed its document, which then carries the problems), else a line on stderr.
     func fail(_ error: SpoolError) {
         if json {
+            if emitted.flag.load(ordering: .relaxed) { return }
             var body: [String: JSON] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
             if let path = error.path { body["path"] = .string(path.string) }
             if let e = error.errno { body["errno"] = .int(e.rawValue) }

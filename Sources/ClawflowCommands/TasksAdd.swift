@@ -51,14 +51,16 @@ struct TasksAdd: SpoolCommand {
         if let task { new.fields["task"] = .string(try Parse.text(task, option: "--task")) }
         if let runId { new.fields["runId"] = .string(try Parse.text(runId, option: "--run-id")) }
         let key = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
-        let spool = try writeSpool()
         let result: (snapshot: FlowSnapshot, taskId: String)
         if let flow {
+            guard let spool = try readSpool() else {
+                throw SpoolError(.notFound, "Flow not found: \(sanitized(flow.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+            }
             let flowId = try spool.resolveFlow(flow)
             result = try spool.addTask(toFlow: flowId, ownerKey: key, task: new, source: "cli")
         } else {
             guard let key else { throw Parse.usage("Give a flow to link the task to, or --owner to start a new flow for it.") }
-            result = try spool.addTaskInNewFlow(ownerKey: key, task: new, goal: nil, source: "cli")
+            result = try writeSpool().addTaskInNewFlow(ownerKey: key, task: new, goal: nil, source: "cli")
         }
         if out.json {
             out.emit(.object(result.snapshot.tasks.first { $0.taskId == result.taskId }!.fields))

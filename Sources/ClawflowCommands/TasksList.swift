@@ -38,7 +38,9 @@ struct TasksList: SpoolCommand {
         if let wanted { tasks = tasks.filter { $0.status == wanted } }
         tasks.sort { ($0.createdAt, $0.taskId) > ($1.createdAt, $1.taskId) }
         if out.json {
-            out.emit(.object(["count": .int(tasks.count), "tasks": .array(tasks.map { .object($0.fields) })]))
+            var doc: [String: JSON] = ["count": .int(tasks.count), "tasks": .array(tasks.map { .object($0.fields) })]
+            if !failures.isEmpty { doc["problems"] = .array(failures.map { .object(["message": .string($0)]) }) }
+            out.emit(.object(doc))
         } else if tasks.isEmpty {
             out.print("No tasks.")
         } else {

@@ -2,15 +2,20 @@
 public enum Identifier {
     /// True when `text` is a lowercase UUID in 8-4-4-4-12 form.
     public static func isValid(_ text: String) -> Bool {
-        let bytes = text.utf8
-        guard bytes.count == 36 else { return false }
-        for (i, b) in bytes.enumerated() {
-            switch i {
-            case 8, 13, 18, 23: if b != UInt8(ascii: "-") { return false }
-            default: if !((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66)) { return false }
+        guard text.utf8.count == 36 else { return false }
+        func check<C: Collection<UInt8>>(_ bytes: C) -> Bool {
+            var i = 0
+            for b in bytes {
+                if i == 8 || i == 13 || i == 18 || i == 23 {
+                    if b != UInt8(ascii: "-") { return false }
+                } else if !((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66)) {
+                    return false
+                }
+                i += 1
             }
+            return true
         }
-        return true
+        return text.utf8.withContiguousStorageIfAvailable(check) ?? check(text.utf8)
     }
 
     /// True when `text` could be the start of an id: 1–36 lowercase hex digits and dashes.

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A JSON value that round-trips exactly: numbers keep their literal text, objects keep
 /// every key (printed sorted), and an explicit `null` stays `null`.
 public enum JSON: Sendable, Hashable {
@@ -92,7 +96,16 @@ extension JSON {
 
     /// Keys sort by their UTF-8 bytes, as `jq -S` and most tools do.
     static func keyOrder(_ a: String, _ b: String) -> Bool {
-        a.utf8.lexicographicallyPrecedes(b.utf8)
+        if let r = a.utf8.withContiguousStorageIfAvailable({ x in
+            b.utf8.withContiguousStorageIfAvailable { y -> Bool in
+                let n = min(x.count, y.count)
+                let c = n == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, n)
+                return c != 0 ? c < 0 : x.count < y.count
+            }
+        }), let result = r {
+            return result
+        }
+        return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     private static func newline(_ out: inout [UInt8], _ indent: Int) {
@@ -104,6 +117,16 @@ extension JSON {
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
+        // Fast path: nothing to escape, so the bytes go in as they are.
+        let plain = s.utf8.withContiguousStorageIfAvailable { buf -> Bool in
+            for b in buf where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { return false }
+            out.append(contentsOf: buf)
+            return true
+        }
+        if plain == true {
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in s.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
@@ -267,16 +290,19 @@ extension JSON {
         mutating func string() throws(JSONParseError) -> String {
             index += 1
             let start = index
-            // Fast path: no escapes.
+            // Fast path: no escapes; pure ASCII needs no UTF-8 validation.
+            var ascii = true
             while index < bytes.count {
                 let b = bytes[index]
                 if b == UInt8(ascii: "\"") {
                     let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                     index += 1
+                    if ascii { return String(decoding: slice, as: UTF8.self) }
                     return try validated(slice, at: start)
                 }
                 if b == UInt8(ascii: "\\") { break }
                 if b < 0x20 { throw fail("control character in string") }
+                if b >= 0x80 { ascii = false }
                 index += 1
             }
             var out = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))

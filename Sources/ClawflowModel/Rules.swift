@@ -70,7 +70,20 @@ public enum Rules {
     /// Returns the flow record as it should be stored (revision and `updatedAt` untouched).
     public static func reconcile(_ flow: FlowRecord, tasks: [TaskRecord], at now: Timestamp) -> FlowRecord {
         var next = flow
-        if flow.isTerminal { return next }
+        if flow.isTerminal {
+            // Terminal is final, except that a mirrored flow that succeeded follows its task
+            // when that later fails, times out or is cancelled (precedence, spool-layout.md).
+            guard flow.syncMode == .taskMirrored, flow.status == .succeeded || flow.status == .blocked,
+                  flow.cancelRequestedAt == nil,
+                  let task = tasks.max(by: { $0.createdAt < $1.createdAt }),
+                  [.failed, .timedOut, .cancelled].contains(task.status)
+            else { return next }
+            next.status = mirroredStatus(of: task)
+            next.fields["blockedTaskId"] = nil
+            next.fields["blockedSummary"] = nil
+            next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now)
+            return next
+        }
         let active = tasks.contains { $0.status.isActive }
         if flow.cancelRequestedAt != nil, !active {
             next.status = .cancelled
@@ -187,6 +200,8 @@ public struct Pressure: Sendable, Equatable {
     public var active = 0
     /// Count per flow status, terminal ones included.
     public var byStatus: [FlowStatus: Int] = [:]
+    /// Count per status of the flows that are not terminal.
+    public var liveByStatus: [FlowStatus: Int] = [:]
     /// Non-terminal flows with a cancel request.
     public var cancelRequested = 0
     /// Terminal flows.
@@ -199,6 +214,7 @@ public struct Pressure: Sendable, Equatable {
             byStatus[f.status, default: 0] += 1
             if f.isTerminal { terminal += 1 } else {
                 active += 1
+                liveByStatus[f.status, default: 0] += 1
                 if f.cancelRequestedAt != nil { cancelRequested += 1 }
             }
         }

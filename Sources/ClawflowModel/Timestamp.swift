@@ -34,7 +34,11 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or a `+HH:MM`/`-HH:MM` offset); nil when malformed.
     public init?(iso8601 text: String) {
-        let b = Array(text.utf8)
+        guard let ms = text.utf8.withContiguousStorageIfAvailable({ Timestamp.parse($0) }) ?? Timestamp.parse(Array(text.utf8)) else { return nil }
+        milliseconds = ms
+    }
+
+    private static func parse<B: RandomAccessCollection<UInt8>>(_ b: B) -> Int64? where B.Index == Int {
         func num(_ from: Int, _ count: Int) -> Int64? {
             guard from + count <= b.count else { return nil }
             var v: Int64 = 0
@@ -75,7 +79,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         }
         guard i == b.count else { return nil }
         let days = Timestamp.days(fromCivil: y, mo, d)
-        milliseconds = ((days * 24 + h) * 60 + mi - offsetMinutes) * 60_000 + s * 1000 + milli
+        return ((days * 24 + h) * 60 + mi - offsetMinutes) * 60_000 + s * 1000 + milli
     }
 
     // Proleptic Gregorian calendar conversions (days since 1970-01-01), after the

@@ -86,7 +86,7 @@ enum DurableFile {
             if st.size > limit {
                 throw SpoolError(.invalidRecord, "\(path) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path)
             }
-            return try fd.readToEnd(limit: limit)
+            return try fd.readToEnd(limit: limit, sizeHint: Int(st.size))
         } catch let error as SpoolError {
             throw error
         } catch {

@@ -56,7 +56,9 @@ extension Spool {
             }
             checkFlowDirectory(entry.name, into: &report, flowsByOwner: &flowsByOwner, taskOwners: &taskOwners)
         }
-        checkOwnerLinks(flowsByOwner, into: &report)
+        let readable = Set(flowsByOwner.values.joined().map(\.flowId))
+        let unreadable = Set(entries.map(\.name).filter { Identifier.isValid($0) && !readable.contains($0) && flowExists($0) })
+        checkOwnerLinks(flowsByOwner, unreadable: unreadable, into: &report)
         checkIndexes(flowsByOwner, taskOwners, into: &report)
         for entry in (try? tmpFD.entries()) ?? [] {
             report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
@@ -128,7 +130,7 @@ extension Spool {
         report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word) and \(what); clawflow does not follow or open it"))
     }
 
-    private func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], into report: inout FsckReport) {
+    private func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], unreadable: Set<String>, into report: inout FsckReport) {
         let ownersPath = root.appending("owners")
         var expected: [String: (key: String, pick: String)] = [:]
         for (key, flows) in flowsByOwner {
@@ -156,6 +158,8 @@ extension Spool {
                 report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at \"\(sanitized(text))\", not ../flows/<flow id>"))
                 continue
             }
+            // A link to a flow whose manifest is unreadable is judged once that file is restored.
+            if unreadable.contains(target) { continue }
             guard let want = expected[entry.name] else {
                 report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at flow \(target), but no readable flow has an owner key with this link name"))
                 continue
@@ -182,6 +186,8 @@ extension Spool {
         for entry in (try? taskIndexFD.entries()) ?? [] {
             if taskOwners[entry.name] != nil, taskIndexTarget(entry.name) == taskOwners[entry.name] {
                 indexed.insert(entry.name)
+            } else if let flow = taskIndexTarget(entry.name), taskOwners[entry.name] == nil, taskFileExists(flowId: flow, taskId: entry.name) {
+                continue  // the task file is there but unreadable: reported above, index kept
             } else {
                 report.notes.append(FsckFinding(code: "dangling_index", path: tasksIndexPath.appending(entry.name).string, message: "an index entry for a task that does not exist (left by an interrupted creation)"))
             }
@@ -199,11 +205,11 @@ extension Spool {
                 report.findings.append(FsckFinding(code: "missing_index", path: ownerIndexPath.appending(name).appending(flow.flowId).string, message: "flow \(flow.flowId) is missing from its owner's index"))
             }
             let ids = Set(flows.map(\.flowId))
-            for id in listed where !ids.contains(id) {
+            for id in listed where !ids.contains(id) && !flowExists(id) {
                 report.notes.append(FsckFinding(code: "dangling_index", path: ownerIndexPath.appending(name).appending(id).string, message: "an owner index entry for a flow that does not exist"))
             }
         }
-        for entry in (try? ownerIndexFD.entries()) ?? [] where !ownerNames.contains(entry.name) {
+        for entry in (try? ownerIndexFD.entries()) ?? [] where !ownerNames.contains(entry.name) && !ownerIndex(entry.name).contains(where: flowExists) {
             report.notes.append(FsckFinding(code: "dangling_index", path: ownerIndexPath.appending(entry.name).string, message: "an owner index with no flows"))
         }
     }
@@ -217,6 +223,7 @@ extension Spool {
     private func performRepairs(into report: inout FsckReport) throws(SpoolError) {
         // 1. Re-derive flow state through the one mutation path (takes each flow's lock).
         for id in try flowIds() {
+            movePlantedEntries(flowId: id, into: &report)
             guard let snap = try? readFlow(id), snap.problems.isEmpty else { continue }
             if Rules.reconcile(snap.flow, tasks: snap.tasks, at: Spool.now()) != snap.flow {
                 _ = try mutate(flow: id, source: "fsck") { (change) throws(SpoolError) in
@@ -224,7 +231,6 @@ extension Spool {
                 }
                 report.repairs.append("re-derived the status of flow \(id)")
             }
-            movePlantedEntries(flowId: id, into: &report)
         }
         // 2. Under the spool lock: debris, indexes, owner links.
         try lockRoot()
@@ -243,7 +249,9 @@ extension Spool {
                 report.repairs.append("indexed flow \(id) under its owner")
             }
         }
+        // Index entries are removed only when nothing backs them: an unreadable file keeps its entry.
         for entry in (try? taskIndexFD.entries()) ?? [] where taskOwners[entry.name] == nil || taskIndexTarget(entry.name) != taskOwners[entry.name] {
+            if taskOwners[entry.name] == nil, let flow = taskIndexTarget(entry.name), taskFileExists(flowId: flow, taskId: entry.name) { continue }
             try? taskIndexFD.removeAt(entry.name)
             if let owner = taskOwners[entry.name] {
                 try? taskIndexFD.symlinkAt(entry.name, target: "../../flows/" + owner)
@@ -260,13 +268,13 @@ extension Spool {
         for entry in (try? ownerIndexFD.entries()) ?? [] {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
             let live = flowIdsByName[entry.name] ?? []
-            for e in (try? dir.entries()) ?? [] where !live.contains(e.name) {
+            for e in (try? dir.entries()) ?? [] where !live.contains(e.name) && !flowExists(e.name) {
                 try? dir.removeAt(e.name)
                 report.repairs.append("removed the dangling owner index entry \(entry.name)/\(e.name)")
             }
             try? dir.synchronize()
             dir.closeQuietly()
-            if live.isEmpty { try? ownerIndexFD.removeAt(entry.name, directory: true) }
+            if live.isEmpty { try? ownerIndexFD.removeAt(entry.name, directory: true) }  // fails, harmlessly, while entries remain
         }
         // Owner links: every key's link rebuilt; links and markers of no key removed.
         let names = Set(keys.map(OwnerKey.linkName))
@@ -274,6 +282,7 @@ extension Spool {
             let name = Layout.ownerName(fromPending: entry.name) ?? entry.name
             if entry.name.hasPrefix("."), Layout.ownerName(fromPending: entry.name) == nil { continue }
             if !names.contains(name) {
+                if let target = ownerLinkTarget(entry.name), flowExists(target) { continue }  // its flow is unreadable: keep
                 let kind = (try? ownersFD.statusAt(entry.name))?.kind
                 if kind == .symlink {
                     try? ownersFD.removeAt(entry.name)
@@ -285,6 +294,7 @@ extension Spool {
         }
         for key in keys.sorted() {
             let name = OwnerKey.linkName(key)
+            if let target = ownerLinkTarget(name), flowExists(target), (try? readManifest(target)) == nil { continue }
             let before = try? ownersFD.readLinkAt(name)
             if let kind = (try? ownersFD.statusAt(name))?.kind, kind != .symlink {
                 moveToRejected(dir: ownersFD, name: name, label: "owners-" + name, reason: "not a symlink", into: &report)

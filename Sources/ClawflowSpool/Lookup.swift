@@ -6,7 +6,7 @@ extension Spool {
     /// owner key (its link), else a unique flow-id prefix of at least 8 characters.
     public func resolveFlow(_ rawToken: String) throws(SpoolError) -> String {
         let token = rawToken.trimmingWhitespace()
-        if token.isEmpty { throw notFound(rawToken) }
+        if token.isEmpty { throw notFound(token) }
         if Identifier.isValid(token), flowExists(token) { return token }
         if let id = flowId(forOwner: token), flowExists(id) { return id }
         if token.utf8.count >= 8, Identifier.isPrefixCandidate(token) {
@@ -22,7 +22,7 @@ extension Spool {
     /// Returns the flow id and the task id.
     public func resolveTask(_ rawToken: String) throws(SpoolError) -> (flowId: String, taskId: String) {
         let token = rawToken.trimmingWhitespace()
-        guard !token.isEmpty else { throw taskNotFound(rawToken) }
+        guard !token.isEmpty else { throw taskNotFound(token) }
         if Identifier.isValid(token), let flowId = taskIndexTarget(token), taskFileExists(flowId: flowId, taskId: token) {
             return (flowId, token)
         }

@@ -1,5 +1,7 @@
 import ClawflowModel
+import Dispatch
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// A task file that could not be read, reported beside the flow instead of being skipped silently.
@@ -134,13 +136,24 @@ extension Spool {
     }
 
     /// Reads every flow, newest first. Flows whose manifest cannot be read come back as errors,
-    /// so a listing reports them and still shows the rest.
+    /// so a listing reports them and still shows the rest. Large spools are read by one
+    /// thread per core (each flow under its shared lock, as `readFlow` does).
     public func readAllFlows() throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
-        var out: [Result<FlowSnapshot, SpoolError>] = []
-        for id in try flowIds().reversed() {
-            do { out.append(.success(try readFlow(id))) } catch { out.append(.failure(error)) }
+        let ids = Array(try flowIds().reversed())
+        let workers = ids.count < 256 ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
+        if workers == 1 { return ids.map(readResult) }
+        let chunk = (ids.count + workers - 1) / workers
+        let parts = Mutex<[[Result<FlowSnapshot, SpoolError>]]>(Array(repeating: [], count: workers))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let slice = ids[min(w * chunk, ids.count)..<min((w + 1) * chunk, ids.count)]
+            let results = slice.map(readResult)
+            parts.withLock { $0[w] = results }
         }
-        return out
+        return parts.withLock { $0.flatMap { $0 } }
+    }
+
+    private func readResult(_ id: String) -> Result<FlowSnapshot, SpoolError> {
+        do { return .success(try readFlow(id)) } catch { return .failure(error) }
     }
 
     /// The error for a flow id that is not in the spool.

@@ -103,14 +103,17 @@ extension FileDescriptor {
         try openAt(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
     }
 
-    /// Reads the whole file, refusing more than `limit` bytes. The corresponding C function is `read`.
-    public func readToEnd(limit: Int) throws(Errno) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 4096)
+    /// Reads the whole file, refusing more than `limit` bytes; `sizeHint` (the size `fstat`
+    /// reported) lets a file be read with one buffer and two calls. The corresponding C function is `read`.
+    public func readToEnd(limit: Int, sizeHint: Int = 4095) throws(Errno) -> [UInt8] {
+        var capacity = min(max(sizeHint, 0), limit) + 1
+        var out: [UInt8] = []
         var count = 0
         while true {
             if count == out.count {
-                if out.count > limit { throw Errno.fileTooLarge }
-                out.append(contentsOf: repeatElement(0, count: out.count))
+                if count > limit { throw Errno.fileTooLarge }
+                out.append(contentsOf: repeatElement(0, count: capacity - out.count))
+                capacity *= 2
             }
             let n = try retrying { out.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress! + count, $0.count - count) } }
             if n == 0 { break }

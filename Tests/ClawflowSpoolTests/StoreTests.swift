@@ -56,7 +56,7 @@ struct DurableWriteTests {
     func hugeRecord() throws {
         let tmp = TemporarySpool()
         let spool = try Spool.open(at: FilePath(tmp.path))
-        FileManager.default.createFile(atPath: tmp.file("big.json"), contents: Data(count: Layout.recordLimit + 1))
+        #expect(FileManager.default.createFile(atPath: tmp.file("big.json"), contents: Data(count: Layout.recordLimit + 1)))
         #expect { try DurableFile.read(in: spool.rootFD, name: "big.json", path: spool.root.appending("big.json")) } throws: { error in
             (error as? SpoolError)?.message.contains("1048577 bytes") == true
         }

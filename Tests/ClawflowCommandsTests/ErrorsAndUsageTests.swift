@@ -1,0 +1,280 @@
+import ClawflowTestSupport
+import Foundation
+import Testing
+
+/// Every command path, for --help and parse errors.
+let allCommands: [[String]] = [
+    [], ["flows"], ["tasks"], ["init"], ["fsck"],
+    ["flows", "list"], ["flows", "show"], ["flows", "cancel"], ["flows", "create"],
+    ["tasks", "add"], ["tasks", "set"], ["tasks", "list"], ["tasks", "show"], ["tasks", "cancel"],
+]
+
+@Suite("usage errors exit 64")
+struct UsageErrorTests {
+    /// Usage errors found by clawflow's own validation: a line on stderr, exit 64, and a JSON
+    /// error object with code usage under --json. Each case starts from a spool holding one
+    /// flow of owner "alice" with one task whose run id is "R".
+    static let validationCases: [(name: String, arguments: [String], stderr: String)] = [
+        ("unknown flow status", ["flows", "list", "--status", "done"], "Unknown flow status \"done\""),
+        ("unknown task status in tasks list", ["tasks", "list", "--status", "done"], "Unknown task status \"done\""),
+        ("unknown task status in tasks set", ["tasks", "set", "R", "--status", "finished"], "Unknown task status \"finished\""),
+        ("unknown task status in tasks add", ["tasks", "add", "--owner", "b", "--runtime", "cron", "--status", "RUNNING"], "Unknown task status \"RUNNING\""),
+        ("bad JSON", ["flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json", "{\"a\":}"], "--state-json is not valid JSON"),
+        ("blank owner key", ["flows", "create", "--owner", "   ", "--goal", "g", "--controller", "c"], "Invalid owner key: owner key is empty."),
+        ("blank owner key in tasks add", ["tasks", "add", "--owner", "   ", "--runtime", "cron"], "Invalid owner key: owner key is empty."),
+        ("owner key with a control character", ["tasks", "add", "--owner", "a\u{1}b", "--runtime", "cron"], "owner key contains a NUL or control character"),
+        ("owner key with an escape", ["flows", "list", "--owner", "a\u{1B}[31m"], "owner key contains a NUL or control character"),
+        ("owner key over 1024 bytes", ["tasks", "add", "--owner", String(repeating: "k", count: 1025), "--runtime", "cron"], "owner key is 1025 bytes"),
+        ("bad --grace", ["flows", "cancel", "alice", "--grace", "soon"], "Invalid duration \"soon\" for --grace"),
+        ("invalid --task-id", ["tasks", "add", "--owner", "b", "--runtime", "cron", "--task-id", "01234567-89AB-4DEF-8123-456789ABCDEF"], "Invalid task id"),
+        ("runtime cli reserved", ["tasks", "add", "--owner", "b", "--runtime", "cli"], "The runtime cli is reserved"),
+        ("runtime not matching the pattern", ["tasks", "add", "--owner", "b", "--runtime", "Cron Job"], "Invalid runtime \"Cron Job\""),
+        ("unknown outcome", ["tasks", "set", "R", "--status", "succeeded", "--outcome", "partial"], "Unknown outcome \"partial\""),
+        ("no flow and no owner", ["tasks", "add", "--runtime", "cron"], "Give a flow to link the task to, or --owner"),
+    ]
+
+    @Test("clawflow's own validation: exit 64, one diagnostic line on stderr, nothing on stdout, nothing written",
+          arguments: validationCases.map(\.name))
+    func validation(name: String) {
+        let c = Self.validationCases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        let t = spool.addTask(owner: "alice", ["--run-id", "R"])
+        let before = spool.flowDirectories()
+        let eventsBefore = spool.events(t.flow).count
+        let r = spool.run(c.arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.hasPrefix("clawflow: "))
+        #expect(r.stderr.contains(c.stderr), "\(r.stderr)")
+        #expect(lines(r.stderr).count == 1)
+        #expect(!hasControlCharacters(r.stderr))
+        #expect(spool.flowDirectories() == before)
+        #expect(spool.events(t.flow).count == eventsBefore)
+    }
+
+    @Test("clawflow's own validation under --json: {\"ok\": false, \"error\": {\"code\": \"usage\", ...}} on stdout",
+          arguments: validationCases.map(\.name))
+    func validationJSON(name: String) {
+        let c = Self.validationCases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        spool.addTask(owner: "alice", ["--run-id", "R"])
+        let r = spool.run(c.arguments + ["--json"])
+        #expect(r.status == 64)
+        #expect(r.stderr == "")
+        #expect(topLevelKeys(r.stdout) == ["error", "ok"])
+        let doc = jsonObject(r.stdout)
+        #expect(doc?["ok"] as? Bool == false)
+        #expect(errorField(doc, "code") == "usage")
+        #expect(errorField(doc, "message")?.contains(c.stderr) == true)
+    }
+
+    @Test("argument-parser errors (unknown option, missing value, unknown subcommand) exit 64 with usage text on stderr",
+          arguments: [
+              ["flows", "list", "--bogus"], ["flows", "show"], ["flows", "cancel", "x", "--grace"],
+              ["flows", "create", "--owner", "a", "--goal", "g"], ["tasks", "add", "--owner", "a"],
+              ["tasks", "set", "x"], ["tasks", "list", "--json", "--verbose"], ["tasks", "frobnicate"],
+              ["flows", "show", "a", "b"], ["init", "--force"], ["fsck", "--fix"], ["bogus"],
+          ])
+    func parseErrors(arguments: [String]) {
+        let spool = TemporarySpool()
+        let r = spool.run(arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.contains("Error:"))
+        #expect(r.stderr.contains("Usage:") || r.stderr.contains("See 'clawflow"))
+        #expect(!spool.exists)
+    }
+}
+
+@Suite("--json error objects")
+struct JSONErrorTests {
+    @Test("not_found, ambiguous, already_terminal, still_active and link_refused print {\"ok\": false, \"error\": {code, message}} with exit 1",
+          arguments: ["not_found", "ambiguous", "already_terminal", "still_active", "link_refused"])
+    func codes(code: String) {
+        let spool = TemporarySpool()
+        var arguments: [String]
+        switch code {
+        case "not_found":
+            arguments = ["flows", "show", "nobody"]
+        case "ambiguous":
+            let (a, _) = spool.twoFlowsSharingPrefix()
+            arguments = ["flows", "show", String(a.prefix(8))]
+        case "already_terminal":
+            spool.addTask(owner: "alice", status: "succeeded")
+            arguments = ["flows", "cancel", "alice"]
+        case "still_active":
+            spool.addTask(owner: "alice", status: "running")
+            arguments = ["flows", "cancel", "alice"]
+        default:
+            spool.addTask(owner: "alice", status: "running")
+            arguments = ["tasks", "add", "alice", "--runtime", "cron"]
+        }
+        let r = spool.run(arguments + ["--json"])
+        #expect(r.status == 1)
+        #expect(r.stderr == "", "with --json the error goes to stdout only")
+        #expect(topLevelKeys(r.stdout) == ["error", "ok"])
+        #expect(keysSortedEverywhere(r.stdout))
+        let doc = jsonObject(r.stdout)
+        #expect(doc?["ok"] as? Bool == false)
+        let error = doc?["error"] as? [String: Any]
+        #expect(error?["code"] as? String == code)
+        #expect((error?["message"] as? String)?.isEmpty == false)
+        #expect(Set(keys(error)).isSuperset(of: ["code", "message"]))
+        if code == "not_found" { #expect(error?["message"] as? String == flowNotFound("nobody")) }
+        if code == "already_terminal" { #expect(error?["message"] as? String == "Flow is already succeeded.") }
+        if code == "still_active" { #expect(error?["message"] as? String == "One or more child tasks are still active.") }
+        // The same error as text: one line on stderr, exit 1.
+        let text = spool.run(arguments)
+        #expect(text.status == 1)
+        #expect(text.stderr.hasPrefix("clawflow: "))
+        #expect(text.stderr.contains(error?["message"] as? String ?? "?"))
+    }
+
+    @Test("the error object's inner keys are sorted too: code before message")
+    func innerOrder() {
+        let spool = TemporarySpool()
+        let r = spool.run(["flows", "show", "x", "--json"])
+        let code = r.stdout.range(of: "\"code\"")?.lowerBound
+        let message = r.stdout.range(of: "\"message\"")?.lowerBound
+        let ok = r.stdout.range(of: "\"ok\"")?.lowerBound
+        #expect(code != nil && message != nil && ok != nil)
+        if let code, let message, let ok { #expect(code < message && message < ok) }
+    }
+}
+
+@Suite("help")
+struct HelpTests {
+    @Test("--help on every command exits 0 and shows an example", arguments: allCommands)
+    func help(command: [String]) {
+        let r = Clawflow.run(command + ["--help"])
+        #expect(r.status == 0)
+        #expect(r.stderr == "")
+        #expect(r.stdout.contains("Example"))
+        #expect(r.stdout.contains("USAGE:"))
+    }
+
+    @Test("-h works too")
+    func shortHelp() {
+        let r = Clawflow.run(["flows", "show", "-h"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("Example"))
+    }
+}
+
+@Suite("text output is safe for a terminal")
+struct SanitisingTests {
+    static let nasty = "red\u{1B}[31mALERT\u{07}\u{202E}txt"
+
+    @Test("control characters in record strings never reach text output", arguments: [
+        ["flows", "show", "alice"], ["flows", "list"], ["tasks", "list"], ["tasks", "show", "R"],
+    ])
+    func sanitised(arguments: [String]) {
+        let spool = TemporarySpool()
+        let t = spool.addTask(owner: "alice", status: "running", ["--label", Self.nasty, "--run-id", "R"])
+        spool.value(["tasks", "set", t.task, "--status", "running", "--progress", "p\u{1B}]0;title\u{07}"])
+        let r = spool.run(arguments)
+        #expect(r.status == 0)
+        #expect(!r.stdout.contains("\u{1B}"))
+        #expect(!hasControlCharacters(r.stdout))
+        #expect(r.stdout.contains("red?[31mALERT"))
+    }
+
+    @Test("--json keeps the exact string, escaped, with no raw control byte")
+    func jsonEscapes() {
+        let spool = TemporarySpool()
+        spool.addTask(owner: "alice", ["--label", Self.nasty])
+        let r = spool.run(["flows", "show", "alice", "--json"])
+        #expect(r.status == 0)
+        #expect(!r.stdout.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" })
+        #expect(jsonObject(r.stdout)?["goal"] as? String == Self.nasty)
+    }
+
+    @Test("a lookup with control characters is sanitised in the error message")
+    func errorMessage() {
+        let spool = TemporarySpool()
+        spool.addTask(owner: "alice")
+        let r = spool.run(["flows", "show", "\u{1B}[2Jgone"])
+        #expect(r.status == 1)
+        #expect(!r.stderr.contains("\u{1B}"))
+        #expect(r.stderr == "clawflow: " + flowNotFound("?[2Jgone") + "\n")
+    }
+}
+
+@Suite("colour")
+struct ColourTests {
+    static let script = "/usr/bin/script"
+
+    /// Runs clawflow on a pseudo-terminal (via script(1)), with or without NO_COLOR.
+    func onTerminal(_ spool: TemporarySpool, _ arguments: [String], noColor: Bool) -> CommandResult {
+        let command = ([Clawflow.binary, "--spool", spool.path] + arguments).map(shellQuote).joined(separator: " ")
+        return runProgram(Self.script, ["-qec", command, "/dev/null"], set: noColor ? ["NO_COLOR": "1"] : [:], unset: noColor ? [] : ["NO_COLOR"])
+    }
+
+    @Test("no colour when stdout is a pipe, even without NO_COLOR")
+    func pipe() {
+        let spool = TemporarySpool()
+        spool.addTask(owner: "alice", status: "running")
+        let r = runProgram("/usr/bin/env", ["-u", "NO_COLOR", Clawflow.binary, "--spool", spool.path, "flows", "show", "alice"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("running"))
+        #expect(!r.stdout.contains("\u{1B}"))
+    }
+
+    @Test("on a terminal NO_COLOR turns colour off (and without it colour is on)",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    func terminal() {
+        let spool = TemporarySpool()
+        spool.addTask(owner: "alice", status: "running")
+        let plain = onTerminal(spool, ["flows", "list"], noColor: true)
+        #expect(plain.status == 0)
+        #expect(plain.stdout.contains("running"))
+        #expect(!plain.stdout.contains("\u{1B}"))
+        let coloured = onTerminal(spool, ["flows", "list"], noColor: false)
+        #expect(coloured.status == 0)
+        #expect(coloured.stdout.contains("\u{1B}["), "the control case: a terminal without NO_COLOR gets colour")
+    }
+}
+
+@Suite("--json prints one document")
+struct OneDocumentTests {
+    @Test("a command that reports problems and exits 1 still prints exactly one JSON document",
+          arguments: ["fsck with findings", "flows list with an unreadable manifest", "flows show with an unreadable task", "tasks list with an unreadable task"])
+    func oneDocument(scenario: String) throws {
+        let spool = TemporarySpool()
+        let good = spool.createFlow(owner: "good")
+        let t = spool.addTask(owner: "alice")
+        let manifest = spool.file("flows/\(t.flow)/manifest.json")
+        let taskFile = spool.file("flows/\(t.flow)/tasks/\(t.task).json")
+        var arguments: [String]
+        var path: String
+        switch scenario {
+        case "fsck with findings":
+            try "garbage".write(toFile: manifest, atomically: false, encoding: .utf8)
+            (arguments, path) = (["fsck"], manifest)
+        case "flows list with an unreadable manifest":
+            try "garbage".write(toFile: manifest, atomically: false, encoding: .utf8)
+            (arguments, path) = (["flows", "list"], manifest)
+        case "flows show with an unreadable task":
+            try "garbage".write(toFile: taskFile, atomically: false, encoding: .utf8)
+            (arguments, path) = (["flows", "show", t.flow], taskFile)
+        default:
+            try "garbage".write(toFile: taskFile, atomically: false, encoding: .utf8)
+            (arguments, path) = (["tasks", "list"], taskFile)
+        }
+        let r = spool.run(arguments + ["--json"])
+        #expect(r.status == 1)
+        let doc = jsonObject(r.stdout)
+        #expect(doc != nil, "stdout must be one JSON document (spec §6.1), got: \(r.stdout)")
+        if scenario != "tasks list with an unreadable task" { #expect(r.stdout.contains(path)) }
+        switch scenario {
+        case "fsck with findings":
+            #expect(doc?["ok"] as? Bool == false)
+            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unreadable_record" && $0["path"] as? String == manifest } == true)
+        case "flows list with an unreadable manifest":
+            #expect(doc?["count"] as? Int == 1)
+            #expect((doc?["flows"] as? [[String: Any]])?.first?["flowId"] as? String == good)
+        default:
+            break
+        }
+    }
+}
