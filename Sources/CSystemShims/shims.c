@@ -1,6 +1,5 @@
 #define _GNU_SOURCE
 #include "CSystemShims.h"
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,25 +14,8 @@ unsigned int clawflow_rename_exchange(void) { return RENAME_EXCHANGE; }
 
 int clawflow_syncfs(int fd) { return syncfs(fd); }
 
-void *clawflow_fdopendir(int fd) {
-    /* A dup shares the file offset with the original: start from the top every time. */
-    DIR *dir = fdopendir(fd);
-    if (dir != NULL) rewinddir(dir);
-    return dir;
-}
-
-int clawflow_closedir(void *dir) { return closedir((DIR *)dir); }
-
-int clawflow_readdir(void *dir, const char **name, unsigned char *type) {
-    errno = 0;
-    struct dirent *entry = readdir((DIR *)dir);
-    if (entry == NULL) {
-        return errno == 0 ? 0 : -1;
-    }
-    *name = entry->d_name;
-    *type = entry->d_type;
-    return 1;
-}
-
 #include <sys/file.h>
 int clawflow_flock(int fd, int operation) { return flock(fd, operation); }
+
+#include <sys/syscall.h>
+long clawflow_getdents64(int fd, void *buf, unsigned long count) { return syscall(SYS_getdents64, fd, buf, count); }

@@ -27,43 +27,50 @@ struct FlowsList: SpoolCommand {
     @Option(help: ArgumentHelp("Only flows of this owner key.", valueName: "key"))
     var owner: String?
 
+    /// One flow as the listing needs it, worked out on the reading thread.
+    private struct Listed: Sendable {
+        var flow: FlowRecord?
+        var summary: TaskSummary?
+        var json: [UInt8] = []
+        var failures: [SpoolError] = []
+    }
+
     func execute(_ out: Output) throws(SpoolError) {
         let wanted = try status.map { (s) throws(SpoolError) in try Parse.flowStatus(s) }
         let ownerKey = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
-        var snaps: [FlowSnapshot] = []
-        var failures: [SpoolError] = []
+        var listed: [Listed] = []
         var allIds: [String] = []
+        let json = out.json
         if let spool = try readSpool() {
             allIds = try spool.flowIds()
-            for result in try spool.readAllFlows() {
+            listed = try spool.mapAllFlows { result in
                 switch result {
                 case .success(let snap):
-                    if let wanted, snap.flow.status != wanted { continue }
-                    if let ownerKey, snap.flow.ownerKey != ownerKey { continue }
-                    snaps.append(snap)
-                    failures.append(contentsOf: snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) })
+                    if let wanted, snap.flow.status != wanted { return Listed() }
+                    if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
+                    var item = Listed(flow: snap.flow, summary: TaskSummary(snap.tasks))
+                    if json { Render.flow(snap).write(into: &item.json, indent: 2, pretty: true) }
+                    item.failures = snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) }
+                    return item
                 case .failure(let error):
-                    failures.append(error)
+                    return Listed(failures: [error])
                 }
             }
         }
-        let pressure = Pressure(snaps.map(\.flow))
+        let shown = listed.filter { $0.flow != nil }
+        let failures = listed.flatMap(\.failures)
+        let pressure = Pressure(shown.map { $0.flow! })
         if out.json {
-            var doc: [String: JSON] = [
-                "count": .int(snaps.count),
-                "status": pressure.json,
-                "flows": .array(snaps.map(Render.flow)),
-            ]
+            var doc: [String: JSON] = ["count": .int(shown.count), "status": pressure.json]
             if !failures.isEmpty {
                 doc["problems"] = .array(failures.map { .object(["path": .string($0.path?.string ?? ""), "message": .string($0.message)]) })
             }
-            out.emit(.object(doc))
+            out.emit(doc, rendered: ["flows": shown.map(\.json)])
         } else {
             out.print(summaryLine(pressure))
-            if !snaps.isEmpty {
-                out.table(["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "TASKS", "GOAL"], snaps.map { snap in
-                    let summary = TaskSummary(snap.tasks)
-                    let f = snap.flow
+            if !shown.isEmpty {
+                out.table(["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "TASKS", "GOAL"], shown.map { item in
+                    let f = item.flow!, summary = item.summary!
                     return [
                         Identifier.shortestUniquePrefix(of: f.flowId, among: allIds),
                         Render.mode(f.syncMode),

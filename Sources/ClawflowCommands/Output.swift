@@ -40,6 +40,36 @@ struct Output: Sendable {
         emitted.flag.store(true, ordering: .relaxed)
     }
 
+    /// Writes one JSON document whose array members in `rendered` were already printed, one
+    /// item each, at the indentation of an array item in a top-level member (so a big listing
+    /// can be rendered in parallel). Keys are sorted across both kinds.
+    func emit(_ members: [String: JSON], rendered: [String: [[UInt8]]]) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(rendered.values.reduce(1 << 12) { $0 + $1.reduce(0) { $0 + $1.count + 6 } })
+        bytes.append(UInt8(ascii: "{"))
+        let keys = (Array(members.keys) + Array(rendered.keys)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        for (i, key) in keys.enumerated() {
+            bytes.append(contentsOf: Array((i == 0 ? "\n  " : ",\n  ").utf8))
+            JSON.string(key).write(into: &bytes, indent: 1, pretty: true)
+            bytes.append(contentsOf: Array(": ".utf8))
+            if let value = members[key] {
+                value.write(into: &bytes, indent: 1, pretty: true)
+            } else if let items = rendered[key], !items.isEmpty {
+                bytes.append(UInt8(ascii: "["))
+                for (j, item) in items.enumerated() {
+                    bytes.append(contentsOf: Array((j == 0 ? "\n    " : ",\n    ").utf8))
+                    bytes.append(contentsOf: item)
+                }
+                bytes.append(contentsOf: Array("\n  ]".utf8))
+            } else {
+                bytes.append(contentsOf: Array("[]".utf8))
+            }
+        }
+        bytes.append(contentsOf: Array("\n}\n".utf8))
+        writeBytes(1, bytes)
+        emitted.flag.store(true, ordering: .relaxed)
+    }
+
     /// Prints a failure: the JSON error object on stdout with --json (unless the command
     /// already printed its document, which then carries the problems), else a line on stderr.
     func fail(_ error: SpoolError) {
@@ -49,7 +79,7 @@ struct Output: Sendable {
             if let path = error.path { body["path"] = .string(path.string) }
             if let e = error.errno { body["errno"] = .int(e.rawValue) }
             if let current = error.current { body["current"] = current }
-            emit(.object(["ok": false, "error": .object(body)]))
+            emit(.object(["ok": false, "error": .object(JSONObject(body))]))
         } else {
             warn(sanitized(error.message))
         }

@@ -40,7 +40,7 @@ struct TasksList: SpoolCommand {
         if out.json {
             var doc: [String: JSON] = ["count": .int(tasks.count), "tasks": .array(tasks.map { .object($0.fields) })]
             if !failures.isEmpty { doc["problems"] = .array(failures.map { .object(["message": .string($0)]) }) }
-            out.emit(.object(doc))
+            out.emit(.object(JSONObject(doc)))
         } else if tasks.isEmpty {
             out.print("No tasks.")
         } else {

@@ -11,7 +11,7 @@ public enum JSON: Sendable, Hashable {
     case number(String)
     case string(String)
     case array([JSON])
-    case object([String: JSON])
+    case object(JSONObject)
 
     /// A number value from an integer.
     public static func int<I: BinaryInteger>(_ value: I) -> JSON { .number(String(value)) }
@@ -19,7 +19,7 @@ public enum JSON: Sendable, Hashable {
     /// The string payload, or nil for any other kind.
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     /// The object payload, or nil for any other kind.
-    public var objectValue: [String: JSON]? { if case .object(let o) = self { return o } else { return nil } }
+    public var objectValue: JSONObject? { if case .object(let o) = self { return o } else { return nil } }
     /// The array payload, or nil for any other kind.
     public var arrayValue: [JSON]? { if case .array(let a) = self { return a } else { return nil } }
     /// The boolean payload, or nil for any other kind.
@@ -81,13 +81,13 @@ extension JSON {
         case .object(let members):
             if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
             out.append(UInt8(ascii: "{"))
-            for (i, key) in members.keys.sorted(by: JSON.keyOrder).enumerated() {
+            for i in 0..<members.count {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
                 if pretty { JSON.newline(&out, indent + 1) }
-                JSON.writeString(key, into: &out)
+                JSON.writeString(members.keys[i], into: &out)
                 out.append(UInt8(ascii: ":"))
                 if pretty { out.append(UInt8(ascii: " ")) }
-                members[key]!.write(into: &out, indent: indent + 1, pretty: pretty)
+                members.values[i].write(into: &out, indent: indent + 1, pretty: pretty)
             }
             if pretty { JSON.newline(&out, indent) }
             out.append(UInt8(ascii: "}"))
@@ -220,9 +220,9 @@ extension JSON {
 
         mutating func object(depth: Int) throws(JSONParseError) -> JSON {
             index += 1
-            var members: [String: JSON] = [:]
+            var members: [(String, JSON)] = []
             skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(JSONObject()) }
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -231,15 +231,19 @@ extension JSON {
                 guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail("expected ':'") }
                 index += 1
                 skipWhitespace()
-                let item = try value(depth: depth + 1)
-                if members.updateValue(item, forKey: key) != nil {
-                    index -= 1
-                    throw fail("duplicate key \"\(key)\"")
-                }
+                members.append((key, try value(depth: depth + 1)))
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end of input") }
                 if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+                if bytes[index] == UInt8(ascii: "}") {
+                    index += 1
+                    var duplicate: String?
+                    guard let object = JSONObject(members: members, duplicate: &duplicate) else {
+                        index -= 1
+                        throw fail("duplicate key \"\(duplicate ?? "")\"")
+                    }
+                    return .object(object)
+                }
                 throw fail("expected ',' or '}'")
             }
         }

@@ -52,10 +52,22 @@ enum FieldKind: Sendable {
     }
 }
 
+/// The known fields of a record kind and their types, sorted by name.
+struct FieldTable: Sendable {
+    let names: [String]
+    let kinds: [FieldKind]
+
+    init(_ table: [String: FieldKind]) {
+        let sorted = table.sorted { JSON.keyOrder($0.key, $1.key) }
+        names = sorted.map(\.key)
+        kinds = sorted.map(\.value)
+    }
+}
+
 /// Shared behaviour of the two record kinds: a JSON object with typed accessors.
 public protocol Record: Sendable, Equatable {
     /// Every key of the record, known or not (unknown keys survive a rewrite).
-    var fields: [String: JSON] { get set }
+    var fields: JSONObject { get set }
 }
 
 extension Record {
@@ -83,15 +95,20 @@ extension Record {
         return out
     }
 
-    static func validate(_ fields: [String: JSON], schema: [String: FieldKind], required: [String]) throws(RecordError) {
+    static func validate(_ fields: JSONObject, schema: FieldTable, required: [String]) throws(RecordError) {
         guard let version = fields["schema"] else { throw RecordError(field: "schema", reason: "missing") }
         guard version.intValue == 1 else {
             throw RecordError(field: "schema", reason: "unsupported schema \(version.compact()); this clawflow reads schema 1")
         }
-        for name in fields.keys.sorted() {
-            guard let kind = schema[name], let value = fields[name] else { continue }
+        // Both lists are sorted by key: walk them side by side.
+        var j = 0
+        for i in 0..<fields.count {
+            let name = fields.keys[i]
+            while j < schema.names.count, JSON.keyOrder(schema.names[j], name) { j += 1 }
+            guard j < schema.names.count, schema.names[j] == name else { continue }
+            let value = fields.values[i]
             if value.isNull, !required.contains(name) { continue }
-            try kind.check(value, name)
+            try schema.kinds[j].check(value, name)
         }
         for name in required where fields[name] == nil {
             throw RecordError(field: name, reason: "missing")
@@ -102,9 +119,9 @@ extension Record {
 /// One task run: `flows/<flowId>/tasks/<taskId>.json` (spool-layout.md, "Task record").
 public struct TaskRecord: Record {
     /// Every key of the record.
-    public var fields: [String: JSON]
+    public var fields: JSONObject
 
-    static let schema: [String: FieldKind] = [
+    static let schema = FieldTable([
         "taskId": .id, "parentFlowId": .id, "ownerKey": .nonEmptyString, "runtime": .nonEmptyString,
         "status": .oneOf(TaskStatus.allCases.map(\.rawValue)), "label": .string, "task": .string,
         "runId": .string, "childSessionKey": .string,
@@ -116,11 +133,11 @@ public struct TaskRecord: Record {
         "command": .stringArray, "cwd": .string, "timeoutSeconds": .integer, "pid": .integer, "pgid": .integer,
         "procStartTime": .integer, "supervisorPid": .integer, "supervisorStartTime": .integer, "logPath": .string,
         "flowRevision": .integer,
-    ]
+    ])
     static let required = ["taskId", "parentFlowId", "ownerKey", "runtime", "status", "createdAt"]
 
     /// Wraps already-validated fields.
-    public init(validating fields: [String: JSON]) throws(RecordError) {
+    public init(validating fields: JSONObject) throws(RecordError) {
         try Self.validate(fields, schema: Self.schema, required: Self.required)
         if let r = fields["runtime"]?.stringValue, !RuntimeName.isValid(r) {
             throw RecordError(field: "runtime", reason: "\"\(r)\" must match [a-z0-9_-]{1,32}")
@@ -177,20 +194,20 @@ public enum RuntimeName {
 /// One flow: `flows/<flowId>/manifest.json` (spool-layout.md, "Flow record").
 public struct FlowRecord: Record {
     /// Every key of the record.
-    public var fields: [String: JSON]
+    public var fields: JSONObject
 
-    static let schema: [String: FieldKind] = [
+    static let schema = FieldTable([
         "flowId": .id, "syncMode": .oneOf(SyncMode.allCases.map(\.rawValue)), "ownerKey": .nonEmptyString,
         "controllerId": .nonEmptyString, "revision": .integer, "status": .oneOf(FlowStatus.allCases.map(\.rawValue)),
         "notifyPolicy": .oneOf(NotifyPolicy.allCases.map(\.rawValue)), "goal": .string, "currentStep": .string,
         "blockedTaskId": .string, "blockedSummary": .string, "stateJson": .any, "waitJson": .any,
         "cancelRequestedAt": .timestamp, "createdAt": .timestamp, "updatedAt": .timestamp, "endedAt": .timestamp,
         "steps": .steps,
-    ]
+    ])
     static let required = ["flowId", "syncMode", "ownerKey", "revision", "status", "createdAt", "updatedAt"]
 
     /// Wraps fields after checking them against the schema.
-    public init(validating fields: [String: JSON]) throws(RecordError) {
+    public init(validating fields: JSONObject) throws(RecordError) {
         try Self.validate(fields, schema: Self.schema, required: Self.required)
         for key in ["stateJson", "waitJson"] where fields[key] == nil {
             throw RecordError(field: key, reason: "missing (it is always present, null when empty)")

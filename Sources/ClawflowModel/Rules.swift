@@ -187,7 +187,7 @@ public struct TaskSummary: Sendable, Equatable {
     public var json: JSON {
         .object([
             "total": .int(total), "active": .int(active), "terminal": .int(terminal), "failures": .int(failures),
-            "byStatus": .object(byStatus.mapValues { JSON.int($0) }),
+            "byStatus": .object(JSONObject(byStatus.mapValues { JSON.int($0) })),
         ])
     }
 }
@@ -224,6 +224,6 @@ public struct Pressure: Sendable, Equatable {
     public var json: JSON {
         var o: [String: JSON] = ["total": .int(total), "active": .int(active), "terminal": .int(terminal), "cancelRequested": .int(cancelRequested)]
         for s in FlowStatus.allCases { o[s.rawValue] = .int(byStatus[s] ?? 0) }
-        return .object(o)
+        return .object(JSONObject(o))
     }
 }

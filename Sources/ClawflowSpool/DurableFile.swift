@@ -86,7 +86,7 @@ enum DurableFile {
             if st.size > limit {
                 throw SpoolError(.invalidRecord, "\(path) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path)
             }
-            return try fd.readToEnd(limit: limit, sizeHint: Int(st.size))
+            return try fd.readToEnd(limit: limit, sizeHint: Int(st.size), sizeIsExact: true)
         } catch let error as SpoolError {
             throw error
         } catch {
@@ -97,7 +97,7 @@ enum DurableFile {
     }
 
     /// Parses record bytes as a JSON object, naming the file in the error.
-    static func parseObject(_ bytes: [UInt8], path: FilePath) throws(SpoolError) -> [String: JSON] {
+    static func parseObject(_ bytes: [UInt8], path: FilePath) throws(SpoolError) -> JSONObject {
         let value: JSON
         do { value = try JSON.parse(bytes: bytes) } catch {
             throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path)

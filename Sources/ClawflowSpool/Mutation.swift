@@ -186,7 +186,7 @@ extension Spool {
         for var event in events {
             event["at"] = .string(now.description)
             event["source"] = .string(source)
-            JSON.object(event).write(into: &out, indent: 0, pretty: false)
+            JSON.object(JSONObject(event)).write(into: &out, indent: 0, pretty: false)
             out.append(0x0A)
         }
         return out

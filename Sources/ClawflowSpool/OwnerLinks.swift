@@ -105,10 +105,18 @@ extension Spool {
         let name = OwnerKey.linkName(flow.ownerKey)
         let current = ownerLinkTarget(name)
         let pending = hasPendingOwnerLink(name)
+        // Under the root lock the current link is the rule's pick among the other flows, so
+        // one comparison decides (a new flow's id may be older than a flow created meanwhile).
         let target: String?
-        if isNew, !flow.isTerminal {
-            target = flow.flowId
-        } else if !isNew, !pending, current != nil, current != flow.flowId {
+        if pending || current == nil {
+            target = computeOwnerTarget(key: flow.ownerKey, override: flow)
+        } else if isNew {
+            if let cur = current, let record = try? readManifest(cur), record.ownerKey == flow.ownerKey {
+                target = Rules.ownerPick([(cur, record.createdAt, record.isTerminal), (flow.flowId, flow.createdAt, flow.isTerminal)])
+            } else {
+                target = computeOwnerTarget(key: flow.ownerKey, override: flow)
+            }
+        } else if current != flow.flowId {
             // The link names another flow, which stays the pick when this one ends.
             target = current
         } else {

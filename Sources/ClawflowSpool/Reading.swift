@@ -136,17 +136,22 @@ extension Spool {
     }
 
     /// Reads every flow, newest first. Flows whose manifest cannot be read come back as errors,
-    /// so a listing reports them and still shows the rest. Large spools are read by one
-    /// thread per core (each flow under its shared lock, as `readFlow` does).
+    /// so a listing reports them and still shows the rest.
     public func readAllFlows() throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+        try mapAllFlows { $0 }
+    }
+
+    /// Reads every flow, newest first, and transforms each result; large spools are read (and
+    /// transformed) by one thread per core, each flow under its shared lock as `readFlow` takes it.
+    public func mapAllFlows<T: Sendable>(_ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
         let ids = Array(try flowIds().reversed())
         let workers = ids.count < 256 ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
-        if workers == 1 { return ids.map(readResult) }
+        if workers == 1 { return ids.map { transform(readResult($0)) } }
         let chunk = (ids.count + workers - 1) / workers
-        let parts = Mutex<[[Result<FlowSnapshot, SpoolError>]]>(Array(repeating: [], count: workers))
+        let parts = Mutex<[[T]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let slice = ids[min(w * chunk, ids.count)..<min((w + 1) * chunk, ids.count)]
-            let results = slice.map(readResult)
+            let results = slice.map { transform(readResult($0)) }
             parts.withLock { $0[w] = results }
         }
         return parts.withLock { $0.flatMap { $0 } }

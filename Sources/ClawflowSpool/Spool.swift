@@ -37,8 +37,8 @@ public final class Spool: Sendable {
     /// The pid of this process, used in temp names.
     static let pid = getpid()
 
-    /// Opens an existing spool, or returns nil when `root` does not exist (read commands
-    /// then print an empty result without creating it).
+    /// Opens an existing spool, or returns nil when `root` does not exist or is still being
+    /// created by another process (read commands then print an empty result without creating it).
     public static func openExisting(at root: FilePath) throws(SpoolError) -> Spool? {
         let fd: FileDescriptor
         do {
@@ -47,8 +47,20 @@ public final class Spool: Sendable {
             if error == .noSuchFileOrDirectory { return nil }
             throw SpoolError.io("Opening the spool", root, error)
         }
+        if (try? fd.statusAt("VERSION")) == nil, isUnfinishedLayout(fd) {
+            fd.closeQuietly()
+            return nil
+        }
         try checkVersion(fd, root)
         return try Spool(root: root, rootFD: fd)
+    }
+
+    /// An empty directory, or one holding only the layout's directories and temp files: a
+    /// spool that `initialize` has not finished (its last step writes VERSION).
+    private static func isUnfinishedLayout(_ fd: FileDescriptor) -> Bool {
+        guard let entries = try? fd.entries() else { return false }
+        let top = Set(Layout.directories.filter { !$0.contains("/") })
+        return entries.allSatisfy { top.contains($0.name) || Layout.tempWriterPid($0.name) != nil }
     }
 
     /// Opens the spool at `root`, creating it first when it does not exist.
@@ -57,7 +69,8 @@ public final class Spool: Sendable {
         return try initialize(at: root, sharedGroup: nil).spool
     }
 
-    /// Creates the spool layout at `root` (idempotent for a spool of this version).
+    /// Creates the spool layout at `root` (idempotent for a spool of this version; every step
+    /// tolerates another process doing the same at the same time).
     /// With `sharedGroup`, the drop box is writable by that group (spool-layout.md, "Shared drop box").
     public static func initialize(at root: FilePath, sharedGroup: gid_t?) throws(SpoolError) -> (spool: Spool, created: Bool) {
         // Existing spool: check its version and, for a shared group, its modes.

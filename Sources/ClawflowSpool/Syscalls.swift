@@ -104,8 +104,9 @@ extension FileDescriptor {
     }
 
     /// Reads the whole file, refusing more than `limit` bytes; `sizeHint` (the size `fstat`
-    /// reported) lets a file be read with one buffer and two calls. The corresponding C function is `read`.
-    public func readToEnd(limit: Int, sizeHint: Int = 4095) throws(Errno) -> [UInt8] {
+    /// reported) lets a file be read with one buffer, and `sizeIsExact` (for files that are
+    /// replaced, never changed in place) with one call. The corresponding C function is `read`.
+    public func readToEnd(limit: Int, sizeHint: Int = 4095, sizeIsExact: Bool = false) throws(Errno) -> [UInt8] {
         var capacity = min(max(sizeHint, 0), limit) + 1
         var out: [UInt8] = []
         var count = 0
@@ -119,6 +120,7 @@ extension FileDescriptor {
             if n == 0 { break }
             count += n
             if count > limit { throw Errno.fileTooLarge }
+            if sizeIsExact, count == sizeHint { break }
         }
         out.removeSubrange(count...)
         return out
@@ -215,25 +217,29 @@ extension FileDescriptor {
         return FileStatus(st)
     }
 
-    /// The entries of this directory, without `.` and `..`. The corresponding C function is `readdir`.
+    /// The entries of this directory, without `.` and `..`, read from the start.
+    /// The corresponding C function is `getdents64`.
     public func entries() throws(Errno) -> [DirectoryEntry] {
-        let dup = try retrying { Glibc.fcntl(rawValue, F_DUPFD_CLOEXEC, 0) }
-        guard let dir = clawflow_fdopendir(dup) else {
-            let e = Errno(rawValue: errno)
-            Glibc.close(dup)
-            throw e
-        }
-        defer { clawflow_closedir(dir) }
+        _ = try retrying { Glibc.lseek(rawValue, 0, SEEK_SET) }
         var out: [DirectoryEntry] = []
-        var name: UnsafePointer<CChar>? = nil
-        var type: UInt8 = 0
+        var buffer = [UInt8](repeating: 0, count: 32_768)
         while true {
-            let r = clawflow_readdir(dir, &name, &type)
-            if r == 0 { break }
-            if r < 0 { throw Errno(rawValue: errno) }
-            let n = String(cString: name!)
-            if n == "." || n == ".." { continue }
-            out.append(DirectoryEntry(name: n, kind: FileKind(direntType: type)))
+            let n = try retrying { buffer.withUnsafeMutableBytes { clawflow_getdents64(rawValue, $0.baseAddress!, UInt($0.count)) } }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < n {
+                    // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name[].
+                    let reclen = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
+                    let type = raw[offset + 18]
+                    let nameStart = offset + 19
+                    var nameEnd = nameStart
+                    while nameEnd < offset + reclen, raw[nameEnd] != 0 { nameEnd += 1 }
+                    let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), as: UTF8.self)
+                    if name != "." && name != ".." { out.append(DirectoryEntry(name: name, kind: FileKind(direntType: type))) }
+                    offset += reclen
+                }
+            }
         }
         return out
     }

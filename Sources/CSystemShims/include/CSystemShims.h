@@ -11,14 +11,8 @@ unsigned int clawflow_rename_noreplace(void);
 unsigned int clawflow_rename_exchange(void);
 /// syncfs(2).
 int clawflow_syncfs(int fd);
-/// The d_type of a dirent as an int (DT_DIR, DT_REG, DT_LNK, ...), or DT_UNKNOWN.
-/// readdir(3) wrapper that returns the name and type of the next entry; returns 0 at end,
-/// 1 with an entry, -1 on error (errno set).
-int clawflow_readdir(void *dir, const char **name, unsigned char *type);
-/// fdopendir(3), rewound to the first entry, as an opaque DIR*.
-void *clawflow_fdopendir(int fd);
-/// closedir(3).
-int clawflow_closedir(void *dir);
+/// getdents64(2): reads directory entries (struct linux_dirent64) from fd into buf.
+long clawflow_getdents64(int fd, void *buf, unsigned long count);
 
 /// flock(2), whose name Swift also gives to a struct.
 int clawflow_flock(int fd, int operation);
