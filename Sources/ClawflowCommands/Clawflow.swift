@@ -20,7 +20,7 @@ public struct Clawflow: ParsableCommand {
         Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
         """,
         version: "0.1.0",
-        subcommands: [Flows.self, Tasks.self, Init.self, Fsck.self]
+        subcommands: [Flows.self, Tasks.self, IngestCommand.self, Init.self, Fsck.self]
     )
 
     /// Options accepted before the command name too.

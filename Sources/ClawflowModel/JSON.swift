@@ -379,11 +379,10 @@ extension JSON {
     }
 }
 
-extension JSON: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByNilLiteral {
+// No ExpressibleByNilLiteral: `fields[key] = nil` must remove a member, never store `null`.
+extension JSON: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
     /// A string value from a literal.
     public init(stringLiteral value: String) { self = .string(value) }
     /// A boolean value from a literal.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
-    /// `null` from the `nil` literal.
-    public init(nilLiteral: ()) { self = .null }
 }

@@ -67,10 +67,12 @@ enum DurableFile {
     }
 
     /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
-    /// anything over `limit` bytes.
-    static func read(in directory: FileDescriptor, name: String, path: FilePath, limit: Int = Layout.recordLimit) throws(SpoolError) -> [UInt8] {
+    /// anything over `limit` bytes. With `knownRegular` (the directory listing said so) the
+    /// type check of `fstat` is skipped; `path` is built only for a message.
+    static func read(in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false) throws(SpoolError) -> [UInt8] {
         let fd: FileDescriptor
         do { fd = try directory.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+            let path = path()
             if error == .tooManySymbolicLinkLevels {
                 throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)
             }
@@ -79,30 +81,38 @@ enum DurableFile {
         }
         defer { fd.closeQuietly() }
         do {
-            let st = try fd.status()
-            guard st.kind == .regular else {
-                throw SpoolError(.invalidRecord, "\(path) is a \(st.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.", path: path)
+            var sizeHint = 4095
+            if !knownRegular {
+                let st = try fd.status()
+                guard st.kind == .regular else {
+                    let path = path()
+                    throw SpoolError(.invalidRecord, "\(path) is a \(st.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.", path: path)
+                }
+                if st.size > limit {
+                    let path = path()
+                    throw SpoolError(.invalidRecord, "\(path) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path)
+                }
+                sizeHint = Int(st.size)
             }
-            if st.size > limit {
-                throw SpoolError(.invalidRecord, "\(path) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path)
-            }
-            return try fd.readToEnd(limit: limit, sizeHint: Int(st.size), sizeIsExact: true)
+            return try fd.readToEnd(limit: limit, sizeHint: sizeHint, regularFile: true)
         } catch let error as SpoolError {
             throw error
         } catch {
             let e = error as? Errno ?? .ioError
-            if e == .fileTooLarge { throw SpoolError(.invalidRecord, "\(path) is over the \(limit)-byte limit of a record", path: path) }
-            throw SpoolError.io("Reading", path, e)
+            if e == .fileTooLarge { throw SpoolError(.invalidRecord, "\(path()) is over the \(limit)-byte limit of a record", path: path()) }
+            throw SpoolError.io("Reading", path(), e)
         }
     }
 
     /// Parses record bytes as a JSON object, naming the file in the error.
-    static func parseObject(_ bytes: [UInt8], path: FilePath) throws(SpoolError) -> JSONObject {
+    static func parseObject(_ bytes: [UInt8], path: @autoclosure () -> FilePath) throws(SpoolError) -> JSONObject {
         let value: JSON
         do { value = try JSON.parse(bytes: bytes) } catch {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path)
         }
         guard let object = value.objectValue else {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) holds a JSON \(value.kindName), not an object", path: path)
         }
         return object

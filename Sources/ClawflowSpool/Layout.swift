@@ -6,7 +6,7 @@ public enum Layout {
     /// Text of the `VERSION` file.
     public static let versionText = "clawflow-spool 1\n"
     /// Root-level directories created by `init`.
-    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "incoming", "incoming/tmp", "incoming/new", "rejected", "tmp", "run"]
+    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run"]
     /// A flow's manifest file name.
     public static let manifest = "manifest.json"
     /// A flow's event log file name.

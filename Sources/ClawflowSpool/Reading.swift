@@ -51,7 +51,7 @@ extension Spool {
     }
 
     func readManifest(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowRecord {
-        let path = flowPath(flowId).appending(Layout.manifest)
+        var path: FilePath { flowPath(flowId).appending(Layout.manifest) }
         let bytes: [UInt8]
         do { bytes = try DurableFile.read(in: dir, name: Layout.manifest, path: path) } catch {
             if error.code == .notFound { throw notFound(flowId) }
@@ -88,7 +88,7 @@ extension Spool {
     }
 
     func readTasks(in dir: FileDescriptor, flowId: String, ownerKey: String) throws(SpoolError) -> ([TaskRecord], [RecordProblem]) {
-        let tasksPath = flowPath(flowId).appending(Layout.tasks)
+        var tasksPath: FilePath { flowPath(flowId).appending(Layout.tasks) }
         let tasksDir: FileDescriptor
         do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch {
             if error == .noSuchFileOrDirectory { return ([], []) }
@@ -96,40 +96,44 @@ extension Spool {
         }
         defer { tasksDir.closeQuietly() }
         let entries: [DirectoryEntry]
-        do { entries = try tasksDir.entries() } catch { throw SpoolError.io("Listing", tasksPath, error) }
+        do { entries = try tasksDir.entries(rewind: false) } catch { throw SpoolError.io("Listing", tasksPath, error) }
         var tasks: [TaskRecord] = []
         var problems: [RecordProblem] = []
         for entry in entries where !entry.name.hasPrefix(".") && entry.name.hasSuffix(".json") {
             let taskId = String(entry.name.dropLast(5))
-            let path = tasksPath.appending(entry.name)
             guard Identifier.isValid(taskId) else {
+                let path = tasksPath.appending(entry.name)
                 problems.append(RecordProblem(path: path, message: "\(path): the name is not <task id>.json"))
                 continue
             }
             do {
-                tasks.append(try readTask(in: tasksDir, taskId: taskId, flowId: flowId, ownerKey: ownerKey, path: path))
+                tasks.append(try readTask(in: tasksDir, taskId: taskId, flowId: flowId, ownerKey: ownerKey, path: tasksPath.appending(entry.name), knownRegular: entry.kind == .regular))
             } catch {
-                problems.append(RecordProblem(path: path, message: error.message))
+                problems.append(RecordProblem(path: tasksPath.appending(entry.name), message: error.message))
             }
         }
         tasks.sort { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
         return (tasks, problems)
     }
 
-    func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: FilePath) throws(SpoolError) -> TaskRecord {
-        let bytes = try DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: path)
-        let object = try DurableFile.parseObject(bytes, path: path)
+    func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: @autoclosure () -> FilePath, knownRegular: Bool = false) throws(SpoolError) -> TaskRecord {
+        let bytes = try DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: path(), knownRegular: knownRegular)
+        let object = try DurableFile.parseObject(bytes, path: path())
         let task: TaskRecord
         do { task = try TaskRecord(validating: object) } catch {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) is not a valid task record: \(error.description)", path: path)
         }
         if task.taskId != taskId {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) names task \(task.taskId), not the file's \(taskId)", path: path)
         }
         if task.parentFlowId != flowId {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) names parent flow \(task.parentFlowId), not \(flowId)", path: path)
         }
         if task.ownerKey != ownerKey {
+            let path = path()
             throw SpoolError(.invalidRecord, "\(path) has owner key \"\(sanitized(task.ownerKey))\", not its flow's \"\(sanitized(ownerKey))\"", path: path)
         }
         return task

@@ -104,9 +104,9 @@ extension FileDescriptor {
     }
 
     /// Reads the whole file, refusing more than `limit` bytes; `sizeHint` (the size `fstat`
-    /// reported) lets a file be read with one buffer, and `sizeIsExact` (for files that are
-    /// replaced, never changed in place) with one call. The corresponding C function is `read`.
-    public func readToEnd(limit: Int, sizeHint: Int = 4095, sizeIsExact: Bool = false) throws(Errno) -> [UInt8] {
+    /// reported) lets a file be read with one buffer, and `regularFile` (a short read is the
+    /// end of a regular file) with one call. The corresponding C function is `read`.
+    public func readToEnd(limit: Int, sizeHint: Int = 4095, regularFile: Bool = false) throws(Errno) -> [UInt8] {
         var capacity = min(max(sizeHint, 0), limit) + 1
         var out: [UInt8] = []
         var count = 0
@@ -118,9 +118,11 @@ extension FileDescriptor {
             }
             let n = try retrying { out.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress! + count, $0.count - count) } }
             if n == 0 { break }
+            let requested = out.count - count
             count += n
             if count > limit { throw Errno.fileTooLarge }
-            if sizeIsExact, count == sizeHint { break }
+            // A regular file returns less than asked only at its end.
+            if regularFile, n < requested { break }
         }
         out.removeSubrange(count...)
         return out
@@ -217,10 +219,11 @@ extension FileDescriptor {
         return FileStatus(st)
     }
 
-    /// The entries of this directory, without `.` and `..`, read from the start.
+    /// The entries of this directory, without `.` and `..`, read from the start (`rewind`
+    /// may be false for a descriptor that was just opened).
     /// The corresponding C function is `getdents64`.
-    public func entries() throws(Errno) -> [DirectoryEntry] {
-        _ = try retrying { Glibc.lseek(rawValue, 0, SEEK_SET) }
+    public func entries(rewind: Bool = true) throws(Errno) -> [DirectoryEntry] {
+        if rewind { _ = try retrying { Glibc.lseek(rawValue, 0, SEEK_SET) } }
         var out: [DirectoryEntry] = []
         var buffer = [UInt8](repeating: 0, count: 32_768)
         while true {

@@ -1,0 +1,381 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// What one pass over the drop box did.
+public struct IngestReport: Sendable, Equatable {
+    /// Drops applied (new tasks and task updates).
+    public var applied = 0
+    /// Drops whose name was applied in the last 7 days: deleted, not applied again.
+    public var repeats = 0
+    /// Drops moved to rejected/ with a reason.
+    public var rejected = 0
+    /// `task-update` drops left waiting for their task to appear.
+    public var waiting = 0
+    /// Claims of an interrupted pass that this pass finished.
+    public var recovered = 0
+    /// Flows that drops created or changed, for the caller to watch.
+    public var touchedFlows: Set<String> = []
+}
+
+/// Why a drop was refused: the code and sentence written to its `.reason` file.
+struct DropRejection: Error {
+    var code: String
+    var message: String
+}
+
+/// The drop box (spool-layout.md, "Drop box"): other programs rename JSON files into
+/// `incoming/new/`; each is claimed by a durable rename into `incoming/claimed/` whose new
+/// name carries the ids it will create, applied through the one mutation path, recorded in
+/// `incoming/applied/`, and deleted. A replay after a crash finds the ids already there.
+extension Spool {
+    /// Largest drop accepted (1 MiB).
+    public static let dropLimit = 1_048_576
+    /// How long a `task-update` for an unknown task waits for its task (60 s).
+    public static let updateWaitMilliseconds: Int64 = 60_000
+    /// How long an applied drop name is remembered (7 days).
+    public static let repeatWindowMilliseconds: Int64 = 7 * 86_400_000
+
+    /// One pass over the drop box: finish interrupted claims, then apply every drop in
+    /// arrival order (modification time, then name). Passes are serialised by a lock on
+    /// `incoming/claimed/`.
+    public func ingest(now: Timestamp = Spool.now()) throws(SpoolError) -> IngestReport {
+        let box = try DropBox(spool: self)
+        defer { box.close() }
+        do { try box.claimed.lock() } catch { throw SpoolError.io("Locking the drop box", box.claimedPath, error) }
+        var report = IngestReport()
+        for entry in (try? box.claimed.entries()) ?? [] where !entry.name.hasPrefix(".") {
+            guard let claim = Claim(fileName: entry.name) else { continue }
+            try finishClaim(claim, box: box, report: &report, recovering: true)
+        }
+        let drops: [(name: String, mtime: Int64)]
+        do {
+            drops = try box.new.entries().compactMap { entry in
+                guard !entry.name.hasPrefix("."), let st = try? box.new.statusAt(entry.name) else { return nil }
+                return (entry.name, st.modifiedMilliseconds)
+            }.sorted { ($0.mtime, $0.name) < ($1.mtime, $1.name) }
+        } catch {
+            throw SpoolError.io("Listing", box.newPath, error)
+        }
+        for drop in drops {
+            try ingestOne(name: drop.name, mtime: drop.mtime, now: now, box: box, report: &report)
+        }
+        return report
+    }
+
+    private func ingestOne(name: String, mtime: Int64, now: Timestamp, box: DropBox, report: inout IngestReport) throws(SpoolError) {
+        let parsed: Drop
+        do {
+            parsed = try readDrop(name: name, box: box)
+        } catch let rejection as DropRejection {
+            try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
+            return
+        } catch {
+            return  // vanished meanwhile (another pass took it)
+        }
+        // A name applied in the last 7 days is a repeat: note it, delete it.
+        if let flowId = box.appliedFlow(name, now: now) {
+            if flowExists(flowId) {
+                _ = try? mutate(flow: flowId, source: "drop:" + name) { (change) throws(SpoolError) in
+                    change.log(["event": "drop", "name": .string(name), "repeat": true])
+                }
+            }
+            try? box.new.removeAt(name)
+            report.repeats += 1
+            return
+        }
+        // Work out the ids the drop will create or change, then claim it under a name carrying them.
+        let claim: Claim
+        do {
+            claim = try plan(parsed, name: name, mtime: mtime, now: now)
+        } catch let rejection as DropRejection {
+            if rejection.code == "waiting" { report.waiting += 1; return }
+            try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
+            return
+        } catch {
+            throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
+        }
+        do {
+            try box.new.renameAt(name, to: box.claimed, claim.fileName, noReplace: true)
+        } catch {
+            if error == .noSuchFileOrDirectory { return }  // another pass claimed it
+            throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
+        }
+        try DurableFile.sync(box.claimed, box.claimedPath)
+        try DurableFile.sync(box.new, box.newPath)
+        try finishClaim(claim, box: box, report: &report, recovering: false)
+    }
+
+    /// Applies a claimed drop (idempotently: the ids in its name tell whether it already
+    /// was), records its name as applied, and deletes it.
+    private func finishClaim(_ claim: Claim, box: DropBox, report: inout IngestReport, recovering: Bool) throws(SpoolError) {
+        let drop: Drop
+        do {
+            drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
+        } catch let rejection as DropRejection {
+            try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
+            return
+        } catch {
+            return
+        }
+        do {
+            try apply(drop, claim: claim)
+        } catch let rejection as DropRejection {
+            try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
+            return
+        } catch {
+            throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
+        }
+        try box.recordApplied(claim)
+        do { try box.claimed.removeAt(claim.fileName) } catch {
+            if error != .noSuchFileOrDirectory {
+                throw SpoolError.io("Removing the applied drop", box.claimedPath.appending(claim.fileName), error)
+            }
+        }
+        try DurableFile.sync(box.claimed, box.claimedPath)
+        report.applied += 1
+        if recovering { report.recovered += 1 }
+        report.touchedFlows.insert(claim.flowId)
+    }
+
+    // MARK: - Reading and validating a drop
+
+    /// Reads and validates one drop without following a symlink or blocking on a FIFO.
+    private func readDrop(name: String, box: DropBox, directory: FileDescriptor? = nil) throws -> Drop {
+        let dir = directory ?? box.new
+        let dropName = Claim(fileName: name)?.name ?? name
+        guard DropName.isValid(dropName) else {
+            throw DropRejection(code: "bad_name", message: "the name \"\(sanitized(dropName))\" breaks the drop name rule [A-Za-z0-9._-]{1,128}, not starting with a dot")
+        }
+        let st = try dir.statusAt(name)
+        guard st.kind == .regular else {
+            throw DropRejection(code: "not_regular_file", message: "the drop is a \(st.kind.word), not a regular file; clawflow does not follow or open it")
+        }
+        guard st.linkCount == 1 else {
+            throw DropRejection(code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
+        }
+        guard st.size <= Spool.dropLimit else {
+            throw DropRejection(code: "too_large", message: "the drop is \(st.size) bytes, over the \(Spool.dropLimit)-byte limit")
+        }
+        let fd = try dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        defer { fd.closeQuietly() }
+        let opened = try fd.status()
+        guard opened.kind == .regular, opened.linkCount == 1 else {
+            throw DropRejection(code: "not_regular_file", message: "the drop changed into a \(opened.kind.word) while it was being read")
+        }
+        let bytes: [UInt8]
+        do { bytes = try fd.readToEnd(limit: Spool.dropLimit, sizeHint: Int(opened.size)) } catch {
+            if error == .fileTooLarge { throw DropRejection(code: "too_large", message: "the drop is over the \(Spool.dropLimit)-byte limit") }
+            throw error
+        }
+        let value: JSON
+        do { value = try JSON.parse(bytes: bytes) } catch {
+            throw DropRejection(code: "not_json", message: "the drop is not valid JSON: \(error.description)")
+        }
+        guard let object = value.objectValue else {
+            throw DropRejection(code: "not_json", message: "the drop is a JSON \(value.kindName), not an object")
+        }
+        return try Drop(object)
+    }
+
+    // MARK: - Planning and applying
+
+    /// The ids a drop will create or change; throws `waiting` for an update whose task is not there yet.
+    private func plan(_ drop: Drop, name: String, mtime: Int64, now: Timestamp) throws -> Claim {
+        switch drop.kind {
+        case .task(let task):
+            let taskId = task.taskId ?? Spool.newId(at: now)
+            if task.taskId != nil, let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
+                throw DropRejection(code: "reused_task_id", message: "task id \(taskId) is already used by a task of flow \(holder)")
+            }
+            if let parent = task.parentFlowId {
+                guard flowExists(parent) else {
+                    throw DropRejection(code: "link_refused", message: "parent flow \(parent) does not exist")
+                }
+                let snap = try readFlow(parent)
+                if let reason = Rules.linkRefusal(flow: snap.flow, taskCount: snap.tasks.count, ownerKey: task.ownerKey) {
+                    throw DropRejection(code: "link_refused", message: reason)
+                }
+                return Claim(name: name, taskId: taskId, flowId: parent)
+            }
+            return Claim(name: name, taskId: taskId, flowId: Spool.newId(at: now))
+        case .update(let update):
+            if let taskId = update.taskId {
+                if let flowId = taskIndexTarget(taskId), taskFileExists(flowId: flowId, taskId: taskId) {
+                    return Claim(name: name, taskId: taskId, flowId: flowId)
+                }
+            } else if let runId = update.runId, let pick = Rules.runIdPick(try allTasks().filter { $0.runId == runId }) {
+                return Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId)
+            }
+            let what = update.taskId.map { "task \($0)" } ?? "run id \"\(sanitized(update.runId ?? ""))\""
+            if now.milliseconds - mtime < Spool.updateWaitMilliseconds {
+                throw DropRejection(code: "waiting", message: "\(what) is not known yet")
+            }
+            throw DropRejection(code: "unknown_task", message: "\(what) was still unknown a minute after the update arrived")
+        }
+    }
+
+    /// Applies a claimed drop once: a task that exists already, or an update already recorded
+    /// in its task's `lastDrop`, is a replay and changes nothing.
+    private func apply(_ drop: Drop, claim: Claim) throws {
+        let source = "drop:" + claim.name
+        switch drop.kind {
+        case .task(let task):
+            if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return }
+            var new = task.newTask
+            new.taskId = claim.taskId
+            new.fields["lastDrop"] = .string(claim.name)
+            if task.parentFlowId != nil {
+                do { _ = try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source) } catch {
+                    if error.code == .linkRefused || error.code == .notFound { throw DropRejection(code: "link_refused", message: error.message) }
+                    throw error
+                }
+            } else {
+                guard let owner = task.ownerKey else { throw DropRejection(code: "bad_fields", message: "a task drop without parentFlowId needs an ownerKey") }
+                do {
+                    _ = try createFlow(id: claim.flowId, ownerKey: owner, task: new, source: source)
+                } catch {
+                    if error.code == .linkRefused { throw DropRejection(code: "reused_task_id", message: error.message) }
+                    throw error
+                }
+            }
+        case .update(let update):
+            _ = try mutate(flow: claim.flowId, source: source) { (change) throws(SpoolError) in
+                guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
+                if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
+                switch Rules.apply(update.update, to: &task, at: change.now) {
+                case .applied:
+                    task.setString("lastDrop", claim.name)
+                    change.tasks[claim.taskId] = task
+                case .ignored(let reason):
+                    var event: [String: JSON] = ["event": "ignored", "taskId": .string(claim.taskId), "reason": .string(reason), "drop": .string(claim.name)]
+                    if let s = update.update.status { event["status"] = .string(s.rawValue) }
+                    change.log(event)
+                }
+            }
+        }
+    }
+
+    /// Creates a one-task mirrored flow with a chosen flow id (a drop's claim names it).
+    private func createFlow(id flowId: String, ownerKey: String, task: NewTask, source: String) throws(SpoolError) -> FlowSnapshot {
+        if flowExists(flowId) { return try readFlow(flowId) }
+        let now = Spool.now()
+        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: task.fields["label"]?.stringValue ?? task.fields["task"]?.stringValue, at: now)
+        return try create(flow: flow, tasks: [task.record(flowId: flowId, ownerKey: ownerKey, at: now)], source: source)
+    }
+
+    // MARK: - Rejecting
+
+    /// Moves a drop (as it is: a symlink stays a symlink) to rejected/ with a `.reason` file.
+    private func reject(name: String, from dir: FileDescriptor, box: DropBox, code: String, message: String, report: inout IngestReport, originalName: String? = nil) throws(SpoolError) {
+        let shown = originalName ?? name
+        let base = DropName.isValid(shown) ? shown : "badname-" + SHA256.hex(Array(shown.utf8)).prefix(16)
+        var target = base
+        var attempt = 0
+        while true {
+            do {
+                try dir.renameAt(name, to: box.rejected, target, noReplace: true)
+                break
+            } catch {
+                if error == .noSuchFileOrDirectory { return }
+                guard error == .fileExists, attempt < 100 else { throw SpoolError.io("Moving the refused drop to", box.rejectedPath.appending(target), error) }
+                attempt += 1
+                target = "\(base).\(Spool.now().milliseconds).\(attempt)"
+            }
+        }
+        let reason = JSON.object(["code": .string(code), "message": .string(message), "name": .string(shown), "at": .string(Spool.now().description)])
+        try DurableFile.replace(in: box.rejected, name: target + ".reason", bytes: Array((reason.pretty() + "\n").utf8), directoryPath: box.rejectedPath)
+        try DurableFile.sync(dir, box.newPath)
+        report.rejected += 1
+    }
+}
+
+/// The drop name rule: `[A-Za-z0-9._-]{1,128}`, not starting with `.`.
+public enum DropName {
+    /// True when `name` may be a drop's name.
+    public static func isValid(_ name: String) -> Bool {
+        let u = name.utf8
+        guard (1...128).contains(u.count), u.first != UInt8(ascii: ".") else { return false }
+        return u.allSatisfy {
+            ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39)
+                || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
+    }
+}
+
+/// A claimed drop's file name in `incoming/claimed/`: `<name>#<taskId>#<flowId>` ('#' never
+/// occurs in a drop name).
+struct Claim {
+    var name: String
+    var taskId: String
+    var flowId: String
+
+    var fileName: String { "\(name)#\(taskId)#\(flowId)" }
+
+    init(name: String, taskId: String, flowId: String) {
+        self.name = name
+        self.taskId = taskId
+        self.flowId = flowId
+    }
+
+    init?(fileName: String) {
+        let parts = fileName.split(separator: "#", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, Identifier.isValid(parts[1]), Identifier.isValid(parts[2]) else { return nil }
+        (name, taskId, flowId) = (parts[0], parts[1], parts[2])
+    }
+}
+
+/// The open directories of the drop box for one pass.
+struct DropBox {
+    let new: FileDescriptor
+    let claimed: FileDescriptor
+    let applied: FileDescriptor
+    let rejected: FileDescriptor
+    let newPath: FilePath
+    let claimedPath: FilePath
+    let appliedPath: FilePath
+    let rejectedPath: FilePath
+
+    init(spool: Spool) throws(SpoolError) {
+        let root = spool.root
+        newPath = root.appending("incoming/new")
+        claimedPath = root.appending("incoming/claimed")
+        appliedPath = root.appending("incoming/applied")
+        rejectedPath = root.appending("rejected")
+        do {
+            // Spools made before the drop box had these directories get them now.
+            try spool.rootFD.makeDirectoryAt("incoming/claimed", permissions: 0o700, existingIsFine: true)
+            try spool.rootFD.makeDirectoryAt("incoming/applied", permissions: 0o700, existingIsFine: true)
+            new = try spool.rootFD.openDirectoryAt("incoming/new")
+            claimed = try spool.rootFD.openDirectoryAt("incoming/claimed")
+            applied = try spool.rootFD.openDirectoryAt("incoming/applied")
+            rejected = try spool.rootFD.openDirectoryAt("rejected")
+        } catch {
+            throw SpoolError.io("Opening the drop box of", root, error)
+        }
+    }
+
+    func close() {
+        for fd in [new, claimed, applied, rejected] { fd.closeQuietly() }
+    }
+
+    /// The flow a name was applied to within the repeat window, or nil.
+    func appliedFlow(_ name: String, now: Timestamp) -> String? {
+        guard let st = try? applied.statusAt(name), now.milliseconds - st.modifiedMilliseconds < Spool.repeatWindowMilliseconds,
+              let text = try? applied.readLinkAt(name) else { return nil }
+        return Layout.flowId(fromOwnerLink: String(text.dropFirst(3)))
+    }
+
+    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` durably.
+    func recordApplied(_ claim: Claim) throws(SpoolError) {
+        do {
+            if try !applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId, existingIsFine: true) {
+                try applied.removeAt(claim.name)
+                try applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId)
+            }
+        } catch {
+            throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
+        }
+        try DurableFile.sync(applied, appliedPath)
+    }
+}

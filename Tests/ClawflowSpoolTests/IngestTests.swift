@@ -1,0 +1,230 @@
+import ClawflowModel
+@testable import ClawflowSpool
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import SystemPackage
+import Testing
+
+/// A spool with helpers to drop files the way another program would.
+struct DropFixture {
+    let tmp = TemporarySpool()
+    let spool: Spool
+
+    init() throws { spool = try Spool.open(at: FilePath(tmp.path)) }
+
+    /// Writes `text` to incoming/tmp/<name>, then renames it into incoming/new/ (the protocol).
+    func drop(_ name: String, _ text: String, age seconds: Int = 0) throws {
+        let tmpPath = tmp.file("incoming/tmp/" + name)
+        try text.write(toFile: tmpPath, atomically: false, encoding: .utf8)
+        if seconds > 0 {
+            let date = Date(timeIntervalSinceNow: -Double(seconds))
+            try FileManager.default.setAttributes([.modificationDate: date], ofItemAtPath: tmpPath)
+        }
+        #expect(rename(tmpPath, tmp.file("incoming/new/" + name)) == 0)
+    }
+
+    func reason(_ name: String) throws -> [String: Any] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: tmp.file("rejected/\(name).reason")))
+        return try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+    }
+
+    func tasks() throws -> [TaskRecord] { try spool.allTasks() }
+}
+
+@Suite("The drop box")
+struct IngestTests {
+    @Test("a task drop without a parent becomes a one-task flow; an update by run id finishes it")
+    func taskThenUpdate() throws {
+        let f = try DropFixture()
+        try f.drop("job-1.json", #"{"kind":"task","ownerKey":"s1","runtime":"cron","label":"backup","runId":"r1","status":"running"}"#)
+        var r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.rejected == 0)
+        let flowId = try #require(f.spool.flowId(forOwner: "s1"))
+        #expect(try f.spool.readFlow(flowId).flow.status == .running)
+        try f.drop("job-1-done.json", #"{"kind":"task-update","runId":"r1","status":"succeeded","terminalSummary":"3 GiB"}"#)
+        r = try f.spool.ingest()
+        #expect(r.applied == 1)
+        let snap = try f.spool.readFlow(flowId)
+        #expect(snap.flow.status == .succeeded)
+        #expect(snap.tasks[0].string("terminalSummary") == "3 GiB")
+        #expect(names(f.tmp.file("incoming/new")).isEmpty)
+        #expect(names(f.tmp.file("incoming/claimed")).isEmpty)
+        let log = try String(contentsOfFile: f.tmp.file("flows/\(flowId)/events.jsonl"), encoding: .utf8)
+        #expect(log.contains(#""source":"drop:job-1-done.json""#))
+    }
+
+    @Test("a task drop with parentFlowId and a chosen taskId joins that flow; updates find it by taskId")
+    func linkedWithChosenId() throws {
+        let f = try DropFixture()
+        let flow = try f.spool.createManagedFlow(ownerKey: "s2", goal: "g", controllerId: "c", running: true, step: nil, stateJson: nil, source: "test").flow.flowId
+        let chosen = "0b5f7f3e-1d2c-4b8a-9e6f-123456789abc"
+        try f.drop("a", #"{"kind":"task","parentFlowId":"\#(flow)","taskId":"\#(chosen)","runtime":"subagent"}"#)
+        try f.drop("b", #"{"kind":"task-update","taskId":"\#(chosen)","status":"running","progressSummary":"half"}"#)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 2)
+        let task = try f.spool.readTask(flowId: flow, taskId: chosen)
+        #expect(task.status == .running)
+        #expect(task.string("progressSummary") == "half")
+        #expect(task.ownerKey == "s2")
+    }
+
+    @Test("every kind of invalid drop goes to rejected/ with a reason, and the rest keep flowing")
+    func invalidCorpus() throws {
+        let f = try DropFixture()
+        let done = try f.spool.addTaskInNewFlow(ownerKey: "x", task: NewTask(runtime: "cron", status: .succeeded), goal: nil, source: "test")
+        try f.drop("not-json", "{nope")
+        try f.drop("array", "[1,2]")
+        try f.drop("huge", #"{"kind":"task","ownerKey":"o","runtime":"cron","label":""# + String(repeating: "x", count: Spool.dropLimit) + #""}"#)
+        try f.drop("types", #"{"kind":"task","ownerKey":"o","runtime":"cron","label":42}"#)
+        try f.drop("status", #"{"kind":"task","ownerKey":"o","runtime":"cron","status":"paused"}"#)
+        try f.drop("kind", #"{"kind":"launch"}"#)
+        try f.drop("nokind", #"{"ownerKey":"o"}"#)
+        try f.drop("refused", #"{"kind":"task","parentFlowId":"\#(done.snapshot.flow.flowId)","runtime":"cron"}"#)
+        try f.drop("reused", #"{"kind":"task","ownerKey":"o","runtime":"cron","taskId":"\#(done.taskId)"}"#)
+        try f.drop("reserved", #"{"kind":"task","ownerKey":"o","runtime":"cron","pid":1}"#)
+        try f.drop("cli", #"{"kind":"task","ownerKey":"o","runtime":"cli"}"#)
+        try f.drop("owner", #"{"kind":"task","ownerKey":"  ","runtime":"cron"}"#)
+        #expect(symlink("/etc/passwd", f.tmp.file("incoming/new/symlink")) == 0)
+        #expect(mkfifo(f.tmp.file("incoming/new/fifo"), 0o644) == 0)
+        try f.drop("hardlink", #"{"kind":"task","ownerKey":"o","runtime":"cron"}"#)
+        #expect(link(f.tmp.file("incoming/new/hardlink"), f.tmp.parent + "/other-link") == 0)
+        try f.drop("bad name", #"{"kind":"task","ownerKey":"o","runtime":"cron"}"#)
+        try f.drop("good", #"{"kind":"task","ownerKey":"fine","runtime":"cron"}"#)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 1)
+        #expect(r.rejected == 16)
+        let expected: [String: String] = [
+            "not-json": "not_json", "array": "not_json", "huge": "too_large", "types": "bad_fields", "status": "bad_fields",
+            "kind": "unknown_kind", "nokind": "unknown_kind", "refused": "link_refused", "reused": "reused_task_id",
+            "reserved": "bad_fields", "cli": "bad_fields", "owner": "bad_fields", "symlink": "not_regular_file",
+            "fifo": "not_regular_file", "hardlink": "hard_link",
+        ]
+        for (name, code) in expected {
+            #expect(try f.reason(name)["code"] as? String == code, "\(name)")
+            #expect(FileManager.default.fileExists(atPath: f.tmp.file("rejected/" + name)) || link(f.tmp.file("rejected/" + name)) != nil, "\(name) kept")
+        }
+        let badName = names(f.tmp.file("rejected")).first { $0.hasPrefix("badname-") && !$0.hasSuffix(".reason") }
+        #expect(badName != nil)
+        #expect(link(f.tmp.file("rejected/symlink")) == "/etc/passwd")
+        #expect(try f.spool.flowId(forOwner: "fine") != nil)
+        #expect(names(f.tmp.file("incoming/new")).isEmpty)
+        #expect(try f.spool.fsck(repair: false).findings.isEmpty)
+    }
+
+    @Test("an update for a task not known yet waits, and is rejected only after a minute")
+    func waitingUpdate() throws {
+        let f = try DropFixture()
+        let id = "0b5f7f3e-1d2c-4b8a-9e6f-000000000001"
+        try f.drop("early", #"{"kind":"task-update","taskId":"\#(id)","status":"succeeded"}"#)
+        var r = try f.spool.ingest()
+        #expect(r.waiting == 1 && r.rejected == 0)
+        #expect(names(f.tmp.file("incoming/new")) == ["early"])
+        // Its task arrives (later): the next pass applies both.
+        try f.drop("task", #"{"kind":"task","ownerKey":"w","runtime":"cron","taskId":"\#(id)","status":"running"}"#)
+        r = try f.spool.ingest()
+        r = try f.spool.ingest()
+        #expect(try f.spool.readTask(flowId: f.spool.resolveTask(id).flowId, taskId: id).status == .succeeded)
+        // An update whose task never comes is rejected once it is a minute old.
+        try f.drop("orphan", #"{"kind":"task-update","runId":"nobody","status":"failed"}"#, age: 61)
+        r = try f.spool.ingest()
+        #expect(r.rejected == 1)
+        #expect(try f.reason("orphan")["code"] as? String == "unknown_task")
+    }
+
+    @Test("a name applied in the last 7 days is a repeat: deleted, logged, not applied again")
+    func repeats() throws {
+        let f = try DropFixture()
+        try f.drop("same", #"{"kind":"task","ownerKey":"r","runtime":"cron"}"#)
+        _ = try f.spool.ingest()
+        try f.drop("same", #"{"kind":"task","ownerKey":"r","runtime":"cron"}"#)
+        let r = try f.spool.ingest()
+        #expect(r.repeats == 1 && r.applied == 0)
+        #expect(try f.tasks().count == 1)
+        let flowId = try #require(f.spool.flowId(forOwner: "r"))
+        let log = try String(contentsOfFile: f.tmp.file("flows/\(flowId)/events.jsonl"), encoding: .utf8)
+        #expect(log.contains(#""event":"drop""#) && log.contains(#""repeat":true"#))
+        // After 7 days the name is free again.
+        let old = Date(timeIntervalSinceNow: -8 * 86_400)
+        var times = [timespec(tv_sec: Int(old.timeIntervalSince1970), tv_nsec: 0), timespec(tv_sec: Int(old.timeIntervalSince1970), tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, f.tmp.file("incoming/applied/same"), &times, AT_SYMLINK_NOFOLLOW) == 0)
+        try f.drop("same", #"{"kind":"task","ownerKey":"r","runtime":"cron"}"#)
+        #expect(try f.spool.ingest().applied == 1)
+        #expect(try f.tasks().count == 2)
+    }
+
+    @Test("a late report on a final task is ignored and logged, not rejected")
+    func lateReport() throws {
+        let f = try DropFixture()
+        let (snap, taskId) = try f.spool.addTaskInNewFlow(ownerKey: "l", task: NewTask(runtime: "cron", status: .failed), goal: nil, source: "test")
+        try f.drop("late", #"{"kind":"task-update","taskId":"\#(taskId)","status":"succeeded"}"#)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.rejected == 0)
+        #expect(try f.spool.readTask(flowId: snap.flow.flowId, taskId: taskId).status == .failed)
+        let log = try String(contentsOfFile: f.tmp.file("flows/\(snap.flow.flowId)/events.jsonl"), encoding: .utf8)
+        #expect(log.contains(#""event":"ignored""#) && log.contains(#""drop":"late""#))
+    }
+
+    @Test("drops are applied in arrival order: modification time, then name")
+    func arrivalOrder() throws {
+        let f = try DropFixture()
+        try f.drop("b-second", #"{"kind":"task","ownerKey":"o1","runtime":"cron","runId":"x","label":"second"}"#, age: 5)
+        try f.drop("z-first", #"{"kind":"task","ownerKey":"o1","runtime":"cron","runId":"x","label":"first"}"#, age: 10)
+        _ = try f.spool.ingest()
+        let tasks = try f.tasks().sorted { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
+        #expect(tasks.map { $0.string("label") } == ["first", "second"])
+    }
+
+    @Test("init --shared-group makes a drop box other users of the group can write, and nothing else")
+    func sharedGroup() throws {
+        let tmp = TemporarySpool()
+        _ = try Spool.initialize(at: FilePath(tmp.path), sharedGroup: 100)
+        func mode(_ p: String) throws -> (Int, Int) {
+            let a = try FileManager.default.attributesOfItem(atPath: p)
+            return ((a[.posixPermissions] as? Int) ?? -1, (a[.groupOwnerAccountID] as? Int) ?? -1)
+        }
+        #expect(try mode(tmp.path) == (0o710, 100))
+        #expect(try mode(tmp.file("incoming")) == (0o710, 100))
+        #expect(try mode(tmp.file("incoming/tmp")) == (0o1730, 100))
+        #expect(try mode(tmp.file("incoming/new")) == (0o1730, 100))
+        #expect(try mode(tmp.file("flows")).0 == 0o700)
+        #expect(try mode(tmp.file("incoming/claimed")).0 == 0o700)
+    }
+}
+
+@Suite("Exactly-once ingest across crashes", .serialized)
+struct IngestCrashTests {
+    @Test("ingest killed at random moments over 200 task drops and their updates applies each drop exactly once")
+    func killedIngest() throws {
+        let f = try DropFixture()
+        let count = 200
+        for i in 0..<count {
+            try f.drop("d\(i)", #"{"kind":"task","ownerKey":"k\#(i % 9)","runtime":"cron","runId":"run-\#(i)","status":"running"}"#)
+            if i % 3 == 0 { try f.drop("u\(i)", #"{"kind":"task-update","runId":"run-\#(i)","status":"succeeded"}"#) }
+        }
+        var generator = SystemRandomNumberGenerator()
+        var kills = 0
+        for _ in 0..<30 {
+            let pid = spawnShell("exec \"$CLAWFLOW\" --spool \"$SPOOL\" ingest >/dev/null", environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": f.tmp.path])
+            usleep(UInt32.random(in: 5_000...80_000, using: &generator))
+            if kill(pid, SIGKILL) == 0 { kills += 1 }
+            reap(pid)
+            if names(f.tmp.file("incoming/new")).isEmpty && names(f.tmp.file("incoming/claimed")).isEmpty { break }
+        }
+        let last = f.tmp.run(["ingest"])
+        #expect(last.status == 0)
+        #expect(kills > 0)
+        let tasks = try f.tasks()
+        #expect(tasks.count == count)
+        #expect(Set(tasks.compactMap(\.runId)).count == count)
+        for t in tasks {
+            let i = Int(t.runId!.dropFirst(4))!
+            #expect(t.status == (i % 3 == 0 ? .succeeded : .running), "run-\(i)")
+        }
+        #expect(names(f.tmp.file("incoming/new")).isEmpty)
+        #expect(names(f.tmp.file("incoming/claimed")).isEmpty)
+        #expect(names(f.tmp.file("rejected")).isEmpty)
+        let report = try f.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+    }
+}
