@@ -3,7 +3,28 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PREFIX ?= /usr/local
 
-.PHONY: all deps build release demo test bench clean
+# make install: where things go. PREFIX=$HOME/.local needs no root; DESTDIR stages a
+# package tree (make install DESTDIR=/tmp/pkg PREFIX=/usr).
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+INSTALL ?= install
+
+RELEASE_DIR := .build-release
+RELEASE_BIN := $(RELEASE_DIR)/release/clawflow
+# Man pages and completions are generated here at install time, never committed.
+GEN_DIR := $(RELEASE_DIR)/generated
+# Where swift-argument-parser's generate-manual plugin writes (its work directory).
+MANUAL_OUT := $(RELEASE_DIR)/plugins/GenerateManual/outputs/clawflow
+# MANUAL_FLAGS=--multi-page adds a page per subcommand (clawflow.flows.list.1, ...).
+MANUAL_FLAGS ?=
+# The page's date: $SOURCE_DATE_EPOCH, else the last commit's, so that rebuilds are identical.
+MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; else git log -1 --format=%cs 2>/dev/null; fi)
+
+.PHONY: all deps build release generated install uninstall demo test bench clean
 
 all: build
 
@@ -20,6 +41,35 @@ build: deps
 
 release: deps
 	$(SWIFT) build -c release --scratch-path .build-release
+
+# The man page (generate-manual, the command plugin of swift-argument-parser) and the
+# bash, zsh and fish completions (written by the binary itself), staged in $(GEN_DIR).
+generated: release
+	rm -rf "$(MANUAL_OUT)" "$(GEN_DIR)"
+	$(SWIFT) package --scratch-path $(RELEASE_DIR) plugin generate-manual $(if $(MANUAL_DATE),--date $(MANUAL_DATE)) $(MANUAL_FLAGS)
+	mkdir -p "$(GEN_DIR)/man1"
+	cp "$(MANUAL_OUT)"/*.1 "$(GEN_DIR)/man1/"
+	$(RELEASE_BIN) --generate-completion-script bash > "$(GEN_DIR)/clawflow.bash"
+	$(RELEASE_BIN) --generate-completion-script zsh > "$(GEN_DIR)/_clawflow"
+	$(RELEASE_BIN) --generate-completion-script fish > "$(GEN_DIR)/clawflow.fish"
+	@for f in "$(GEN_DIR)/man1/clawflow.1" "$(GEN_DIR)/clawflow.bash" "$(GEN_DIR)/_clawflow" "$(GEN_DIR)/clawflow.fish"; do \
+		[ -s "$$f" ] || { echo "error: $$f was not generated" >&2; exit 1; }; \
+	done
+
+install: generated
+	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)"
+	$(INSTALL) -m 0755 $(RELEASE_BIN) "$(DESTDIR)$(BINDIR)/clawflow"
+	$(INSTALL) -m 0644 "$(GEN_DIR)"/man1/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	$(INSTALL) -m 0644 "$(GEN_DIR)/clawflow.bash" "$(DESTDIR)$(BASHCOMPDIR)/clawflow"
+	$(INSTALL) -m 0644 "$(GEN_DIR)/_clawflow" "$(DESTDIR)$(ZSHCOMPDIR)/_clawflow"
+	$(INSTALL) -m 0644 "$(GEN_DIR)/clawflow.fish" "$(DESTDIR)$(FISHCOMPDIR)/clawflow.fish"
+
+# Removes what install put there (with the same PREFIX and DESTDIR); leaves the directories.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/clawflow" \
+		"$(DESTDIR)$(MANDIR)/man1/clawflow.1" "$(DESTDIR)$(MANDIR)/man1/"clawflow.*.1 \
+		"$(DESTDIR)$(BASHCOMPDIR)/clawflow" "$(DESTDIR)$(ZSHCOMPDIR)/_clawflow" \
+		"$(DESTDIR)$(FISHCOMPDIR)/clawflow.fish"
 
 # Runs a short job on the default spool (or $CLAWFLOW_SPOOL) and says where it is.
 demo: build

@@ -10,22 +10,39 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // Entry point only: hands the command line to ClawflowCommands.
         .executableTarget(
             name: "clawflow",
-            dependencies: ["ClawflowCommands"]
+            dependencies: ["ClawflowCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // One subcommand per file, output rendering, exit codes.
         .target(
             name: "ClawflowCommands",
             dependencies: [
+                "ClawflowWatch",
                 "ClawflowSpool",
                 "ClawflowModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The watcher: the only module that imports libinotifytools, from one dedicated thread.
+        .target(
+            name: "ClawflowWatch",
+            dependencies: [
+                "ClawflowSpool",
+                "ClawflowModel",
+                "CInotifyTools",
+                "CSystemShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // libinotifytools (Debian libinotifytools0-dev, GPL-2.0).
+        .systemLibrary(name: "CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
         // The filesystem as a database: durable primitives, layout, locks, the one mutation path.
         .target(
             name: "ClawflowSpool",
@@ -44,6 +61,7 @@ let package = Package(
         .testTarget(name: "ClawflowModelTests", dependencies: ["ClawflowModel"]),
         .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
         .testTarget(name: "ClawflowCommandsTests", dependencies: ["ClawflowModel", "ClawflowTestSupport"]),
+        .testTarget(name: "ClawflowWatchTests", dependencies: ["ClawflowWatch", "ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -5,6 +5,9 @@
  *
  *   mkspool DIR NFLOWS mirrored        one task per flow, syncMode task_mirrored
  *   mkspool DIR NFLOWS managed TASKS   TASKS tasks per flow, syncMode managed, controllerId "bench"
+ *   mkspool DIR NFLOWS managed TASKS running
+ *                                      the same, but every flow has the "running" shape (non-terminal;
+ *                                      for the watcher benchmark, bench/watch.sh)
  *
  * DIR must not exist (or be empty). What is written, per flow i (0-based):
  *   flows/<flowId>/manifest.json, flows/<flowId>/tasks/<taskId>.json, flows/<flowId>/events.jsonl,
@@ -179,7 +182,8 @@ static const char *mirror(const char *task_status) {
     return task_status; /* queued, running, succeeded, failed, cancelled, lost map to themselves */
 }
 
-/* Managed: the flow's status by i % 10. */
+/* Managed: the flow's status by i % 10 (or always "running" with the 5th argument). */
+static int all_running = 0;
 static const char *managed_flow_status[10] = {
     "running", "succeeded", "waiting", "queued", "failed", "succeeded", "running", "cancelled", "blocked", "succeeded"};
 
@@ -332,7 +336,7 @@ static void build_range(long lo, long hi, int mode, int ntasks, int64_t base) {
             f.updated = f.revision ? t->changed : f.created;
             t->flow_revision = f.revision; /* written with the manifest, creation or transition */
         } else {
-            f.status = managed_flow_status[i % 10];
+            f.status = all_running ? "running" : managed_flow_status[i % 10];
             f.initial = "running";
             for (int k = 0; k < ntasks; k++) {
                 task_t *t = &tasks[k];
@@ -392,13 +396,14 @@ static void build_range(long lo, long hi, int mode, int ntasks, int64_t base) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: mkspool DIR NFLOWS mirrored | mkspool DIR NFLOWS managed TASKS\n");
+        fprintf(stderr, "usage: mkspool DIR NFLOWS mirrored | mkspool DIR NFLOWS managed TASKS [running]\n");
         return 64;
     }
     const char *root = argv[1];
     long nflows = atol(argv[2]);
     int mode = !strcmp(argv[3], "managed") ? MANAGED : MIRRORED;
     int ntasks = mode == MANAGED ? (argc > 4 ? atoi(argv[4]) : 3) : 1;
+    all_running = mode == MANAGED && argc > 5 && !strcmp(argv[5], "running");
     if (nflows <= 0 || ntasks < 1 || ntasks > 64 || (mode == MIRRORED && strcmp(argv[3], "mirrored"))) {
         fprintf(stderr, "mkspool: bad arguments\n");
         return 64;

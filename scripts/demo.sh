@@ -28,6 +28,21 @@ run flows cancel "$owner-agent" || echo "(exit $? — the sub-agent has not answ
 second=$("$clawflow" flows show "$owner-agent" --json | jq -r '.tasks[] | select(.status == "running") | .taskId')
 run tasks set "$second" --status cancelled
 run flows show "$owner-agent"
+
+# Another program reports work through the drop box while the watcher runs.
+echo
+echo "\$ clawflow watch &   # the watcher, in the background"
+"$clawflow" watch --log-level warning &
+watcher=$!
+sleep 1
+drop="$owner-report.json"
+printf '%s\n' "{\"kind\":\"task\",\"ownerKey\":\"$owner-drop\",\"runtime\":\"subagent\",\"label\":\"dropped by another program\",\"status\":\"running\"}" > "$spool/incoming/tmp/$drop"
+echo "\$ mv \$spool/incoming/tmp/$drop \$spool/incoming/new/   # a drop arrives"
+mv "$spool/incoming/tmp/$drop" "$spool/incoming/new/$drop"
+for _ in $(seq 1 50); do "$clawflow" flows show "$owner-drop" >/dev/null 2>&1 && break; sleep 0.1; done
+run flows show "$owner-drop"
+kill -TERM "$watcher"; wait "$watcher" || true
+run events --flow "$owner-drop"
 run fsck
 
 cat <<EOT

@@ -19,3 +19,10 @@ int clawflow_flock(int fd, int operation) { return flock(fd, operation); }
 
 #include <sys/syscall.h>
 long clawflow_getdents64(int fd, void *buf, unsigned long count) { return syscall(SYS_getdents64, fd, buf, count); }
+
+#include <sys/vfs.h>
+long clawflow_filesystem_magic(const char *path) {
+    struct statfs buf;
+    if (statfs(path, &buf) != 0) return -1;
+    return (long)buf.f_type;
+}

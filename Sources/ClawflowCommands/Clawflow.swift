@@ -1,7 +1,8 @@
 import ArgumentParser
 
 /// The `clawflow` command: a ledger of background work kept as a spool on the filesystem.
-public struct Clawflow: ParsableCommand {
+@available(macOS 10.15, macCatalyst 13, iOS 13, tvOS 13, watchOS 6, *)
+public struct Clawflow: AsyncParsableCommand {
     /// The command tree.
     public static let configuration = CommandConfiguration(
         commandName: "clawflow",
@@ -20,7 +21,7 @@ public struct Clawflow: ParsableCommand {
         Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
         """,
         version: "0.1.0",
-        subcommands: [Flows.self, Tasks.self, IngestCommand.self, Init.self, Fsck.self]
+        subcommands: [Flows.self, Tasks.self, Events.self, IngestCommand.self, Watch.self, Init.self, Fsck.self]
     )
 
     /// Options accepted before the command name too.

@@ -9,9 +9,16 @@ public final class TemporarySpool: Sendable {
     /// The directory holding the spool (also removed at the end).
     public let parent: String
 
+    /// Where test spools go: `$CLAWFLOW_TEST_DIR`, else /dev/shm (tmpfs: removing thousands
+    /// of files from a disk mounted with online discard takes minutes), else /tmp.
+    static let base: String = {
+        if let dir = ProcessInfo.processInfo.environment["CLAWFLOW_TEST_DIR"], !dir.isEmpty { return dir }
+        return access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+    }()
+
     /// Makes a new empty parent directory; the spool itself is `<parent>/spool`.
     public init(_ label: String = "spool") {
-        var template = Array("/tmp/clawflow-test-XXXXXX".utf8CString)
+        var template = Array("\(TemporarySpool.base)/clawflow-test-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         parent = dir
         path = dir + "/" + label

@@ -1,0 +1,88 @@
+import ArgumentParser
+import ClawflowModel
+import ClawflowSpool
+import ClawflowWatch
+import Dispatch
+import Glibc
+import Logging
+
+/// `clawflow watch`: the reactor.
+struct Watch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "Apply drops and re-derive flows the moment files change (inotify), until stopped.",
+        discussion: """
+        Watches incoming/new and the tasks/ directory of every unfinished flow with inotify \
+        (libinotifytools), applies each drop as it arrives, and re-derives a flow whose task \
+        files another process changed. On NFS, CIFS, FUSE or CephFS, where inotify does not \
+        see other machines' writes, and with --poll, it scans the spool every few seconds \
+        instead. One watcher per spool: a second one exits 1 naming the first one's pid. \
+        SIGINT or SIGTERM stop it within a second, exit 0. Logs go to stderr.
+
+        Examples:
+          clawflow watch
+          clawflow watch --once --log-level debug
+          clawflow watch --poll 5
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Scan the spool once, react, and exit.")
+    var once = false
+
+    @Option(help: ArgumentHelp("Scan every SECONDS seconds instead of using inotify.", valueName: "seconds"))
+    var poll: Double?
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        if let poll, !(poll > 0 && poll <= 86_400) { throw ValidationError("--poll must be a number of seconds between 0 and 86400.") }
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
+    }
+
+    func run() async throws {
+        let out = Output(json: global.json)
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "clawflow.watch")
+        let root = global.spoolPath
+        do {
+            // Create the spool if needed, and close it again: libinotifytools is initialised
+            // before the watcher opens files of its own (its select() needs a descriptor < 1024).
+            do { _ = try Spool.open(at: root) }
+            let watcher = Watcher(root: root, logger: logger)
+            var mode: Watcher.Mode
+            if let poll { mode = .poll(seconds: poll) } else {
+                let auto = Watcher.automaticMode(for: root)
+                mode = auto.mode
+                if let fs = auto.filesystem { logger.notice("\(root) is on \(fs), where inotify misses other machines' writes: polling every 2 s") }
+            }
+            let inotify = mode == .inotify && !once ? try watcher.startInotify() : nil
+            let spool = try Spool.open(at: root)
+            let pidFile = try Watcher.lockPidFile(root: root)
+            defer { pidFile.closeQuietly() }
+            let sources = [SIGINT, SIGTERM].map { sig -> DispatchSourceSignal in
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { watcher.stop() }
+                source.resume()
+                return source
+            }
+            if once, mode == .inotify { mode = .poll(seconds: 1) }
+            await watcher.run(spool: spool, inotify: inotify, mode: mode, once: once)
+            sources.forEach { $0.cancel() }
+        } catch let error as SpoolError {
+            out.fail(error)
+            throw ExitCode(1)
+        } catch let error as WatchError {
+            out.fail(SpoolError(.io, error.message, path: error.path, errno: error.errno))
+            throw ExitCode(1)
+        }
+    }
+}

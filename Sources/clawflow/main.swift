@@ -1,3 +1,0 @@
-import ClawflowCommands
-
-Clawflow.main()

@@ -1,0 +1,267 @@
+/*
+ * droplat: drop -> applied latency of `clawflow watch`, a raw inotify baseline, and a
+ * burst-ingest timer, for bench/watch.sh.
+ *
+ *   droplat clawflow SPOOL N   N sequential task drops into a spool a watcher is running on:
+ *                              write incoming/tmp/lat-<i>.json ({"kind":"task","ownerKey":"lat-<i>",
+ *                              ...}), t0 = CLOCK_MONOTONIC, rename it into incoming/new/, wait
+ *                              (inotify on owners/, IN_MOVED_TO|IN_CREATE, confirmed by opening
+ *                              owners/lat-<i>/manifest.json), t1. Prints median, p99, max in ms.
+ *   droplat raw DIR N          the floor: a forked child waits with inotify on DIR/d for
+ *                              IN_MOVED_TO and on each event does one durable write into DIR/e
+ *                              (O_CREAT|O_EXCL temp, write 300 bytes, fsync, rename, fsync(dir));
+ *                              the parent renames a file from DIR/src into DIR/d and waits
+ *                              (inotify on DIR/e) until the final name appears. Same figures.
+ *   droplat burst SPOOL N      writes N task drops (ownerKey burst-<i>) into incoming/tmp/, then
+ *                              renames them all into incoming/new/ as fast as it can and waits
+ *                              until incoming/new/ is empty and flows/ holds N flows. Prints the
+ *                              seconds from the first rename and drops/s. Gives up after
+ *                              BURST_TIMEOUT seconds (env, default 600).
+ *
+ * Output: one line "RESULT key=value ..." for the script, preceded by human-readable lines.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *what, const char *name) {
+    fprintf(stderr, "droplat: %s %s: %s\n", what, name ? name : "", strerror(errno));
+    exit(1);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *label, double *lat, int n) {
+    qsort(lat, n, sizeof *lat, cmp_d);
+    double med = n % 2 ? lat[n / 2] : (lat[n / 2 - 1] + lat[n / 2]) / 2;
+    int i99 = (int)(0.99 * n + 0.999999) - 1; /* nearest-rank p99 */
+    if (i99 < 0) i99 = 0;
+    printf("%s: %d samples, median %.3f ms, p99 %.3f ms, min %.3f ms, max %.3f ms\n", label, n,
+           med * 1e3, lat[i99] * 1e3, lat[0] * 1e3, lat[n - 1] * 1e3);
+    printf("RESULT n=%d median_ms=%.3f p99_ms=%.3f min_ms=%.3f max_ms=%.3f\n", n, med * 1e3,
+           lat[i99] * 1e3, lat[0] * 1e3, lat[n - 1] * 1e3);
+}
+
+static void write_all(const char *path, const char *data, size_t len, int flags) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | flags, 0600);
+    if (fd < 0) die("open", path);
+    if (write(fd, data, len) != (ssize_t)len) die("write", path);
+    close(fd);
+}
+
+/* Wait until `ready()` holds, reading inotify events (any event re-checks). 10 s timeout. */
+static int wait_until(int ifd, int (*ready)(const void *), const void *arg) {
+    char buf[64 * 1024] __attribute__((aligned(8)));
+    double deadline = now() + 10;
+    for (;;) {
+        if (ready(arg)) return 0;
+        struct pollfd p = {ifd, POLLIN, 0};
+        int ms = (int)((deadline - now()) * 1000);
+        if (ms <= 0) return -1;
+        int r = poll(&p, 1, ms);
+        if (r < 0 && errno != EINTR) die("poll", NULL);
+        if (r > 0 && read(ifd, buf, sizeof buf) < 0 && errno != EAGAIN) die("read inotify", NULL);
+    }
+}
+
+static int exists(const void *path) {
+    int fd = open((const char *)path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    close(fd);
+    return 1;
+}
+
+/* ---- clawflow mode ------------------------------------------------------------------- */
+
+static int run_clawflow(const char *spool, int n) {
+    char owners[4096], tmp[4096], new_[4096], want[4096], body[512];
+    snprintf(owners, sizeof owners, "%s/owners", spool);
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(ifd, owners, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", owners);
+    double *lat = calloc(n, sizeof *lat);
+    for (int i = 0; i < n; i++) {
+        snprintf(tmp, sizeof tmp, "%s/incoming/tmp/lat-%d.json", spool, i);
+        snprintf(new_, sizeof new_, "%s/incoming/new/lat-%d.json", spool, i);
+        snprintf(want, sizeof want, "%s/lat-%d/manifest.json", owners, i);
+        int len = snprintf(body, sizeof body,
+                           "{\"kind\":\"task\",\"ownerKey\":\"lat-%d\",\"runtime\":\"cron\",\"runId\":\"lat-%d\"}\n", i, i);
+        write_all(tmp, body, len, 0);
+        double t0 = now();
+        if (rename(tmp, new_) < 0) die("rename", tmp);
+        if (wait_until(ifd, exists, want) < 0) {
+            fprintf(stderr, "droplat: drop lat-%d not applied within 10 s (%s missing)\n", i, want);
+            return 1;
+        }
+        lat[i] = now() - t0;
+    }
+    report("clawflow drop -> applied", lat, n);
+    return 0;
+}
+
+/* ---- raw baseline -------------------------------------------------------------------- */
+
+static void child_writer(const char *d, const char *e) {
+    int ifd = inotify_init1(IN_CLOEXEC);
+    if (ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(ifd, d, IN_MOVED_TO) < 0) die("inotify_add_watch", d);
+    int efd = open(e, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (efd < 0) die("open", e);
+    char payload[300];
+    memset(payload, 'x', sizeof payload);
+    payload[sizeof payload - 1] = '\n';
+    if (write(1, "R", 1) != 1) die("write ready", NULL); /* stdout is a pipe: ready */
+    char buf[64 * 1024] __attribute__((aligned(8)));
+    for (;;) {
+        ssize_t r = read(ifd, buf, sizeof buf);
+        if (r <= 0) { if (errno == EINTR) continue; die("read inotify", NULL); }
+        for (char *p = buf; p < buf + r;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (!(ev->mask & IN_MOVED_TO) || !ev->len) continue;
+            char tname[512];
+            snprintf(tname, sizeof tname, ".%s.tmp", ev->name);
+            int fd = openat(efd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0) die("openat", tname);
+            if (write(fd, payload, sizeof payload) != sizeof payload) die("write", tname);
+            if (fsync(fd) < 0) die("fsync", tname);
+            close(fd);
+            if (renameat(efd, tname, efd, ev->name) < 0) die("renameat", tname);
+            if (fsync(efd) < 0) die("fsync", e);
+        }
+    }
+}
+
+static int run_raw(const char *dir, int n) {
+    char d[4096], e[4096], src[4096], from[4096], to[4096], want[4096];
+    snprintf(d, sizeof d, "%s/d", dir);
+    snprintf(e, sizeof e, "%s/e", dir);
+    snprintf(src, sizeof src, "%s/src", dir);
+    if (mkdir(d, 0700) < 0 || mkdir(e, 0700) < 0 || mkdir(src, 0700) < 0) die("mkdir under", dir);
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(ifd, e, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", e);
+    int pfd[2];
+    if (pipe(pfd) < 0) die("pipe", NULL);
+    pid_t pid = fork();
+    if (pid < 0) die("fork", NULL);
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], 1);
+        child_writer(d, e);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char c;
+    if (read(pfd[0], &c, 1) != 1) die("child did not start", NULL);
+    double *lat = calloc(n, sizeof *lat);
+    const char body[] = "{\"kind\":\"task\",\"ownerKey\":\"raw\",\"runtime\":\"cron\",\"runId\":\"raw\"}\n";
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/x-%d", src, i);
+        snprintf(to, sizeof to, "%s/x-%d", d, i);
+        snprintf(want, sizeof want, "%s/x-%d", e, i);
+        write_all(from, body, sizeof body - 1, 0);
+        double t0 = now();
+        if (rename(from, to) < 0) die("rename", from);
+        if (wait_until(ifd, exists, want) < 0) {
+            fprintf(stderr, "droplat: raw x-%d not written within 10 s\n", i);
+            rc = 1;
+            break;
+        }
+        lat[i] = now() - t0;
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    if (rc == 0) report("raw inotify wait + 1 durable write", lat, n);
+    return rc;
+}
+
+/* ---- burst --------------------------------------------------------------------------- */
+
+static long count_entries(const char *path) { /* entries not beginning with '.' */
+    DIR *dp = opendir(path);
+    if (!dp) die("opendir", path);
+    long c = 0;
+    struct dirent *de;
+    while ((de = readdir(dp))) c += de->d_name[0] != '.';
+    closedir(dp);
+    return c;
+}
+
+static int run_burst(const char *spool, int n) {
+    char tmpd[4096], newd[4096], flows[4096], from[4096], to[4096], body[512];
+    snprintf(tmpd, sizeof tmpd, "%s/incoming/tmp", spool);
+    snprintf(newd, sizeof newd, "%s/incoming/new", spool);
+    snprintf(flows, sizeof flows, "%s/flows", spool);
+    long before = count_entries(flows);
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/burst-%d.json", tmpd, i);
+        int len = snprintf(body, sizeof body,
+                           "{\"kind\":\"task\",\"ownerKey\":\"burst-%d\",\"runtime\":\"cron\",\"runId\":\"burst-%d\"}\n", i, i);
+        write_all(from, body, len, 0);
+    }
+    const char *to_env = getenv("BURST_TIMEOUT");
+    double timeout = to_env ? atof(to_env) : 600;
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/burst-%d.json", tmpd, i);
+        snprintf(to, sizeof to, "%s/burst-%d.json", newd, i);
+        if (rename(from, to) < 0) die("rename", from);
+    }
+    double t_renamed = now() - t0, last_print = now();
+    long pending, nflows;
+    for (;;) {
+        pending = count_entries(newd);
+        nflows = count_entries(flows) - before;
+        if (pending == 0 && nflows >= n) break;
+        if (now() - t0 > timeout) {
+            fprintf(stderr, "droplat: burst: gave up after %.0f s: %ld drops still in incoming/new, %ld of %d flows\n",
+                    timeout, pending, nflows, n);
+            return 1;
+        }
+        if (now() - last_print > 10) {
+            fprintf(stderr, "  burst: %.0f s: %ld drops waiting, %ld flows made\n", now() - t0, pending, nflows);
+            last_print = now();
+        }
+        usleep(20 * 1000);
+    }
+    double el = now() - t0;
+    printf("burst: %d drops renamed in %.3f s; all applied (%ld flows) after %.3f s = %.0f drops/s\n", n, t_renamed,
+           nflows, el, n / el);
+    printf("RESULT n=%d seconds=%.3f rate=%.1f rename_s=%.3f\n", n, el, n / el, t_renamed);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4 || atoi(argv[3]) <= 0) {
+        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat burst SPOOL N\n");
+        return 64;
+    }
+    int n = atoi(argv[3]);
+    if (!strcmp(argv[1], "clawflow")) return run_clawflow(argv[2], n);
+    if (!strcmp(argv[1], "raw")) return run_raw(argv[2], n);
+    if (!strcmp(argv[1], "burst")) return run_burst(argv[2], n);
+    fprintf(stderr, "droplat: unknown mode %s\n", argv[1]);
+    return 64;
+}

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# clawflow watcher benchmark: `bash bench/watch.sh` (run.sh calls it at its end). See bench/README.md.
+#
+# Measures, in one run, with `clawflow watch` running on the spool:
+#   1. drop -> applied latency: 1,000 sequential task drops (droplat.c, inotify on owners/),
+#      on the machine's own disk (a spool under /tmp);
+#   2. the raw floor in the same run: an inotify wait plus one durable write (droplat.c raw);
+#   3. burst ingest: 10,000 drops renamed into incoming/new at once, time until all applied;
+#   4. the watcher's RSS and inotify watch count with 10,000 unfinished flows watched
+#      (a generated spool on /dev/shm).
+# Nothing asserts a timing: figures are printed with "meets" / "MISSES" beside each target.
+#
+# Environment knobs (all optional):
+#   BENCH_LAT_DROPS (1000)  BENCH_BURST_DROPS (10000)  BENCH_RSS_FLOWS (10000)
+#   BENCH_SKIP_BUILD=1      use the existing .build-release binary
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+cd "$REPO"
+
+LAT_N=${BENCH_LAT_DROPS:-1000}
+BURST_N=${BENCH_BURST_DROPS:-10000}
+RSS_N=${BENCH_RSS_FLOWS:-10000}
+BURST_MAX_S=300 # if the burst would take longer than this at the measured speed, use 2,000 drops
+
+T_START=$(date +%s)
+say() { printf '%s\n' "$*"; }
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'bench/watch: FAILED: %s\n' "$*" >&2; exit 1; }
+fstype() { df --output=fstype "$1" | tail -1; }
+
+# ---- scratch: latency/burst spools on the real disk (/tmp), the big spool on /dev/shm ----
+DISK=$(mktemp -d /tmp/clawflow-watch.XXXXXX)
+SHM=$(mktemp -d /dev/shm/clawflow-watch.XXXXXX)
+WATCHER_PID=
+stop_watcher() {
+    if [[ -n "$WATCHER_PID" ]]; then
+        kill -TERM "$WATCHER_PID" 2>/dev/null || true
+        wait "$WATCHER_PID" 2>/dev/null || true
+        WATCHER_PID=
+    fi
+}
+cleanup() {
+    local rc=$?
+    set +e
+    stop_watcher
+    rm -rf "$SHM"
+    # /tmp is on a disk mounted with online discard: deleting thousands of files is slow, so
+    # the spools there are removed in the background.
+    (rm -rf "$DISK" &) >/dev/null 2>&1
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- build and tools --------------------------------------------------------------------
+BIN="$REPO/.build-release/release/clawflow"
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    step "release build (swift build -c release --scratch-path .build-release)"
+    swift build -c release --scratch-path .build-release >"$DISK/build.log" 2>&1 \
+        || { tail -n 30 "$DISK/build.log" >&2; fail "release build failed"; }
+fi
+[[ -x "$BIN" ]] || fail "no release binary at $BIN"
+mkdir -p "$SHM/bin"
+for prog in droplat mkspool; do
+    cc -O2 -o "$SHM/bin/$prog" "$HERE/$prog.c" || fail "cc $prog.c"
+done
+DROPLAT="$SHM/bin/droplat" MKSPOOL="$SHM/bin/mkspool"
+
+# start_watcher SPOOL LOG: starts `clawflow watch --log-level debug` and waits for its
+# first full scan to be logged ("full scan: N flows, M watched").
+start_watcher() {
+    local spool=$1 log=$2 i
+    "$BIN" --spool "$spool" watch --log-level debug 2>"$log" &
+    WATCHER_PID=$!
+    for ((i = 0; i < 1200; i++)); do
+        if grep -q 'full scan:.*watched' "$log"; then return 0; fi
+        kill -0 "$WATCHER_PID" 2>/dev/null || { cat "$log" >&2; fail "clawflow watch exited"; }
+        sleep 0.1
+    done
+    fail "clawflow watch did not log its first full scan within 120 s"
+}
+result() { sed -n "s/^RESULT .*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+# ---- 1 + 2. drop -> applied latency, and the raw baseline --------------------------------
+LAT_FS=$(fstype "$DISK")
+step "1. drop -> applied latency, $LAT_N sequential drops, watcher running ($LAT_FS, $DISK)"
+"$BIN" --spool "$DISK/lat" init >/dev/null || fail "clawflow init"
+start_watcher "$DISK/lat" "$DISK/lat.log"
+out=$("$DROPLAT" clawflow "$DISK/lat" "$LAT_N") || fail "droplat clawflow: $out"
+grep -v '^RESULT' <<<"$out"
+C_MED=$(result median_ms "$out") C_P99=$(result p99_ms "$out") C_MAX=$(result max_ms "$out")
+stop_watcher
+applied=$(find "$DISK/lat/owners" -maxdepth 1 -name 'lat-*' | wc -l)
+[[ $applied == "$LAT_N" ]] || fail "expected $LAT_N owner links lat-*, found $applied"
+
+step "2. raw baseline: inotify wait + 1 durable write (open O_EXCL, write 300 B, fsync, rename, fsync dir), $LAT_N times ($LAT_FS)"
+mkdir "$DISK/raw"
+out=$("$DROPLAT" raw "$DISK/raw" "$LAT_N") || fail "droplat raw: $out"
+grep -v '^RESULT' <<<"$out"
+R_MED=$(result median_ms "$out") R_P99=$(result p99_ms "$out")
+
+# ---- 3. burst ingest ----------------------------------------------------------------------
+BURST_NOTE=""
+est=$(awk -v n="$BURST_N" -v m="$C_MED" 'BEGIN { printf "%d", n * m / 1000 }')
+if ((est > BURST_MAX_S && BURST_N > 2000)); then
+    BURST_NOTE=" (reduced from $BURST_N: at one drop per ${C_MED} ms that would take ~${est} s)"
+    BURST_N=2000
+fi
+step "3. burst ingest: $BURST_N drops renamed into incoming/new at once$BURST_NOTE ($LAT_FS)"
+"$BIN" --spool "$DISK/burst" init >/dev/null || fail "clawflow init"
+start_watcher "$DISK/burst" "$DISK/burst.log"
+out=$("$DROPLAT" burst "$DISK/burst" "$BURST_N") || fail "droplat burst: $out"
+grep -v '^RESULT' <<<"$out"
+B_S=$(result seconds "$out") B_RATE=$(result rate "$out")
+stop_watcher
+rejected=$(find "$DISK/burst/rejected" -mindepth 1 -maxdepth 1 | wc -l)
+[[ $rejected == 0 ]] || fail "$rejected files in rejected/ after the burst"
+
+# ---- 4. watcher RSS with many unfinished flows --------------------------------------------
+RSS_FS=$(fstype "$SHM")
+step "4. watcher RSS, $RSS_N running managed flows x 2 tasks ($RSS_FS, $SHM)"
+"$MKSPOOL" "$SHM/rss" "$RSS_N" managed 2 running >/dev/null || fail "mkspool"
+t0=$(date +%s.%N)
+start_watcher "$SHM/rss" "$SHM/rss.log"
+SCAN_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+scanline=$(grep -m1 'full scan:' "$SHM/rss.log" | sed 's/.*full scan:/full scan:/')
+RSS_KB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$WATCHER_PID/status")
+HWM_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$WATCHER_PID/status")
+WATCHES=0
+for fd in /proc/"$WATCHER_PID"/fd/*; do
+    if [[ $(readlink "$fd" 2>/dev/null) == anon_inode:inotify ]]; then
+        c=$(grep -c '^inotify wd:' "/proc/$WATCHER_PID/fdinfo/${fd##*/}" || true)
+        WATCHES=$((WATCHES + c))
+    fi
+done
+stop_watcher
+RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+HWM_MIB=$(awk -v k="$HWM_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+say "watcher logged \"$scanline\" ${SCAN_S} s after start; VmRSS $RSS_MIB MiB (peak VmHWM $HWM_MIB MiB), $WATCHES inotify watches"
+
+# ---- summary ------------------------------------------------------------------------------
+meets() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "le") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print (ok ? "meets" : "MISSES") }'; }
+RATIO=$(awk -v a="$C_MED" -v b="$R_MED" 'BEGIN { printf "%.1f", a / b }')
+f1() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
+cat <<EOF
+
+== watcher benchmark ==
+drop -> applied: median $(f1 "$C_MED") ms, p99 $(f1 "$C_P99") ms, max $(f1 "$C_MAX") ms ($LAT_N drops, $LAT_FS); raw baseline (inotify wait + 1 durable write): median $(f1 "$R_MED") ms, p99 $(f1 "$R_P99") ms; ratio ${RATIO}x (target <= 3x: $(meets "$RATIO" le 3)), p99 target <= 10 ms: $(meets "$C_P99" le 10)
+burst ingest: $BURST_N drops in $(f1 "$B_S") s = $(printf '%.0f' "$B_RATE") drops/s ($LAT_FS)$BURST_NOTE (target >= 500/s: $(meets "$B_RATE" ge 500))
+watcher RSS with $RSS_N unfinished flows watched: $RSS_MIB MiB, $WATCHES inotify watches, first full scan logged after $SCAN_S s ($RSS_FS) (target <= 64 MiB: $(meets "$RSS_MIB" le 64))
+watcher benchmark took $(($(date +%s) - T_START)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
+EOF
