@@ -62,39 +62,6 @@ func isUUIDv7(_ text: String) -> Bool {
     return text.wholeMatch(of: pattern) != nil
 }
 
-/// Runs any program with the test environment (NO_COLOR=1, no CLAWFLOW_SPOOL) adjusted:
-/// `set` overrides variables and `unset` removes them. Waits up to the program's own end.
-func runProgram(_ executable: String, _ arguments: [String], set: [String: String] = [:], unset: [String] = []) -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env["NO_COLOR"] = "1"
-    env.removeValue(forKey: "CLAWFLOW_SPOOL")
-    for (k, v) in set { env[k] = v }
-    for k in unset { env.removeValue(forKey: k) }
-    process.environment = env
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = FileHandle.nullDevice
-    do { try process.run() } catch {
-        return CommandResult(status: -1, stdout: "", stderr: "could not start \(executable): \(error)")
-    }
-    let group = DispatchGroup()
-    nonisolated(unsafe) var errData = Data()
-    group.enter()
-    DispatchQueue.global().async {
-        errData = err.fileHandleForReading.readDataToEndOfFile()
-        group.leave()
-    }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-    return CommandResult(status: status, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
-}
-
 /// Quotes a word for `sh -c`.
 func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 

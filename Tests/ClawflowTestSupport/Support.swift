@@ -89,35 +89,42 @@ public enum Clawflow {
 
     /// Runs the binary with `arguments`, waiting for it to finish.
     public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil) -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["NO_COLOR"] = "1"
-        env.removeValue(forKey: "CLAWFLOW_SPOOL")
-        for (k, v) in environment { env[k] = v }
-        process.environment = env
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        do { try process.run() } catch {
-            return CommandResult(status: -1, stdout: "", stderr: "could not start \(binary): \(error)")
-        }
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
-        // Read both pipes to the end before waiting, so a large output cannot block the child.
-        let group = DispatchGroup()
-        nonisolated(unsafe) var errData = Data()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
-        return CommandResult(status: status, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+        runProgram(binary, arguments, set: environment, stdin: stdin)
     }
+}
+
+/// Runs any program with the test environment (NO_COLOR=1, no CLAWFLOW_SPOOL) adjusted:
+/// `set` overrides variables and `unset` removes them. Waits for the program to end,
+/// reading stdout and stderr to the end first so a large output cannot block it.
+public func runProgram(_ executable: String, _ arguments: [String], set: [String: String] = [:], unset: [String] = [], stdin: String? = nil) -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env["NO_COLOR"] = "1"
+    env.removeValue(forKey: "CLAWFLOW_SPOOL")
+    for (k, v) in set { env[k] = v }
+    for k in unset { env.removeValue(forKey: k) }
+    process.environment = env
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    do { try process.run() } catch {
+        return CommandResult(status: -1, stdout: "", stderr: "could not start \(executable): \(error)")
+    }
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try? input.fileHandleForWriting.close()
+    let group = DispatchGroup()
+    nonisolated(unsafe) var errData = Data()
+    group.enter()
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+    return CommandResult(status: status, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
