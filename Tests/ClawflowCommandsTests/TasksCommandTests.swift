@@ -1,5 +1,6 @@
 import ClawflowTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("clawflow tasks add")
@@ -138,22 +139,17 @@ struct TasksAddTests {
     func concurrent() {
         let spool = TemporarySpool()
         let flow = spool.createFlow(owner: "alice")
-        let results = UnsafeSendableBox<[Int32]>(Array(repeating: -1, count: 8))
+        let results = Mutex<[Int32]>(Array(repeating: -1, count: 8))
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let r = spool.run(["tasks", "add", flow, "--runtime", "cron", "--label", "t\(i)"])
-            results.lock.lock(); results.value[i] = r.status; results.lock.unlock()
+            results.withLock { $0[i] = r.status }
         }
-        #expect(results.value == Array(repeating: 0, count: 8))
+        let statuses = results.withLock { $0 }
+        #expect(statuses == Array(repeating: 0, count: 8))
         let doc = spool.json(["flows", "show", flow])
         #expect((doc["tasks"] as? [Any])?.count == 8)
         #expect(spool.events(flow).filter { $0["event"] as? String == "linked" }.count == 8)
     }
-}
-
-final class UnsafeSendableBox<T>: @unchecked Sendable {
-    var value: T
-    let lock = NSLock()
-    init(_ value: T) { self.value = value }
 }
 
 @Suite("clawflow tasks set")
