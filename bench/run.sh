@@ -5,7 +5,9 @@
 #   1. `flows list --json` on 10,000 managed flows x 3 tasks beside a raw C baseline that
 #      only readdir()s the spool and opens and reads every manifest and task file;
 #   2. `flows show <owner key>` on a spool of 100 flows and on one of 100,000 flows;
-#   3. the durable writes of one task transition on a mirrored flow (strace).
+#   3. the durable writes of one task transition on a mirrored flow (strace);
+#   4. the watcher (bench/watch.sh): drop -> applied latency beside a raw inotify + durable
+#      write baseline, burst ingest, and its RSS with 10,000 unfinished flows watched.
 #
 # Environment knobs (all optional):
 #   BENCH_LIST_RUNS (11)  BENCH_SHOW_RUNS (30)  BENCH_WARMUP (2)
@@ -197,6 +199,12 @@ Y_TEXT="$(val2 renames) renames, $(val2 fsync) fsync + $(val2 fdatasync) fdatasy
 say "with an owner link move (informational): $Y_TEXT"
 fsck_txn=$("$BIN" --spool "$TXN" fsck 2>&1) || fail "fsck after the transitions: $fsck_txn"
 
+# ---- 4. the watcher (bench/watch.sh) --------------------------------------------------------
+step "4. the watcher: bash bench/watch.sh"
+BENCH_SKIP_BUILD=1 bash "$HERE/watch.sh" | tee "$WORK/watch.out" || fail "bench/watch.sh"
+WATCH_SUMMARY=$(sed -n '/^== watcher benchmark ==$/,$p' "$WORK/watch.out" | tail -n +2 | grep -v '^watcher benchmark took')
+[[ -n "$WATCH_SUMMARY" ]] || fail "no summary from bench/watch.sh"
+
 # ---- summary ----------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 <= t + 0 ? "meets target" : "MISSES target") }'; }
@@ -211,6 +219,7 @@ SUMMARY=$(cat <<EOF
 flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($L_N runs); raw read baseline: median $(printf '%.3f' "$R_MED") s ($R_N runs); ratio ${LIST_RATIO}x (target <= 2x: $(verdict "$LIST_RATIO" 2)); CPU time $L_CPU s vs $R_CPU s, $(ratio "$L_CPU" "$R_CPU")x
 flows show <owner>: 100 flows $(awk -v s="$S_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$B_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($S_N runs each); ratio ${SHOW_RATIO}x (target <= 1.3x: $(verdict "$SHOW_RATIO" 1.3)); process start-up alone (--help) $(awk -v s="$H_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms
 task transition: $X_REN file replaces (renames), $((X_FSYNC + X_FDATA + X_OSYNC)) fsync-family calls ($X_SYNC_TEXT), $X_APP events.jsonl append (target <= 2 replaces + 1 append: $X_VERDICT)
+$WATCH_SUMMARY
 fixtures: $FX_DESC; 100,000-flow spool generated in $LARGE_GEN_S s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(secs_since "$T_START") s before cleanup
 EOF
 )
