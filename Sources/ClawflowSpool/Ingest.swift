@@ -101,8 +101,10 @@ extension Spool {
             if error == .noSuchFileOrDirectory { return }  // another pass claimed it
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
         }
+        // The claim must be durable before anything is applied. incoming/new needs no flush:
+        // should a power cut bring the drop back there beside its claim, the claim is finished
+        // first (recording the name as applied) and the copy is then deleted as a repeat.
         try DurableFile.sync(box.claimed, box.claimedPath)
-        try DurableFile.sync(box.new, box.newPath)
         try finishClaim(claim, box: box, report: &report, recovering: false)
     }
 
@@ -127,12 +129,13 @@ extension Spool {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
         }
         try box.recordApplied(claim)
+        // No flush after this: a claim that a power cut brings back is finished again, which
+        // changes nothing (its task exists, or its task's lastDrop names it).
         do { try box.claimed.removeAt(claim.fileName) } catch {
             if error != .noSuchFileOrDirectory {
                 throw SpoolError.io("Removing the applied drop", box.claimedPath.appending(claim.fileName), error)
             }
         }
-        try DurableFile.sync(box.claimed, box.claimedPath)
         report.applied += 1
         if recovering { report.recovered += 1 }
         report.touchedFlows.insert(claim.flowId)

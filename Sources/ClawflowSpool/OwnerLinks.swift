@@ -48,12 +48,14 @@ extension Spool {
         let name = OwnerKey.linkName(flow.ownerKey)
         let dirPath = root.appending("index/owners").appending(name)
         do {
+            // index/owners itself needs a flush only when this owner's directory is new.
+            let isNewOwner = (try? ownerIndexFD.statusAt(name)) == nil
             try ownerIndexFD.makeDirectoryAt(name, existingIsFine: true)
             let dir = try ownerIndexFD.openDirectoryAt(name)
             defer { dir.closeQuietly() }
             try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true)
             try dir.synchronize()
-            try ownerIndexFD.synchronize()
+            if isNewOwner { try ownerIndexFD.synchronize() }
         } catch {
             throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
         }
