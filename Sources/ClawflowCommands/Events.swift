@@ -68,7 +68,7 @@ struct Events: SpoolCommand {
         var only: String?
         if let flow {
             guard let spool else {
-                throw SpoolError(.notFound, "Flow not found: \(sanitized(flow.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+                throw SpoolError.flowNotFound(flow.trimmingWhitespace())
             }
             only = try spool.resolveFlow(flow)
         }

@@ -31,7 +31,7 @@ struct FlowsCancel: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         guard DurationText.seconds(grace) != nil else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
         guard let spool = try readSpool() else {
-            throw SpoolError(.notFound, "Flow not found: \(sanitized(lookup.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+            throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
         switch try spool.cancelFlow(id, source: "cli") {

@@ -24,7 +24,7 @@ struct FlowsShow: SpoolCommand {
 
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else {
-            throw SpoolError(.notFound, "Flow not found: \(sanitized(lookup.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+            throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
         let snap = try spool.readFlow(id)

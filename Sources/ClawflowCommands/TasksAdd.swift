@@ -54,7 +54,7 @@ struct TasksAdd: SpoolCommand {
         let result: (snapshot: FlowSnapshot, taskId: String)
         if let flow {
             guard let spool = try readSpool() else {
-                throw SpoolError(.notFound, "Flow not found: \(sanitized(flow.trimmingWhitespace())). Run clawflow flows list to see recent flow ids.")
+                throw SpoolError.flowNotFound(flow.trimmingWhitespace())
             }
             let flowId = try spool.resolveFlow(flow)
             result = try spool.addTask(toFlow: flowId, ownerKey: key, task: new, source: "cli")

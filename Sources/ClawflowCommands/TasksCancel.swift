@@ -22,7 +22,7 @@ struct TasksCancel: SpoolCommand {
     var task: String
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let spool = try readSpool() else { throw SpoolError(.notFound, "Task not found: \(sanitized(task)). Run clawflow tasks list to see recent task ids.") }
+        guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
         if !out.json {

@@ -20,7 +20,7 @@ struct TasksShow: SpoolCommand {
     var task: String
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let spool = try readSpool() else { throw SpoolError(.notFound, "Task not found: \(sanitized(task)). Run clawflow tasks list to see recent task ids.") }
+        guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
         let record = try spool.readTask(flowId: flowId, taskId: taskId)
         if out.json { out.emit(.object(record.fields)); return }

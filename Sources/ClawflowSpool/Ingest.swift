@@ -236,7 +236,8 @@ extension Spool {
             } else {
                 guard let owner = task.ownerKey else { throw DropRejection(code: "bad_fields", message: "a task drop without parentFlowId needs an ownerKey") }
                 do {
-                    _ = try createFlow(id: claim.flowId, ownerKey: owner, task: new, source: source)
+                    if flowExists(claim.flowId) { return }
+                    _ = try addTaskInNewFlow(ownerKey: owner, task: new, goal: nil, flowId: claim.flowId, source: source)
                 } catch {
                     if error.code == .linkRefused { throw DropRejection(code: "reused_task_id", message: error.message) }
                     throw error
@@ -257,14 +258,6 @@ extension Spool {
                 }
             }
         }
-    }
-
-    /// Creates a one-task mirrored flow with a chosen flow id (a drop's claim names it).
-    private func createFlow(id flowId: String, ownerKey: String, task: NewTask, source: String) throws(SpoolError) -> FlowSnapshot {
-        if flowExists(flowId) { return try readFlow(flowId) }
-        let now = Spool.now()
-        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: task.fields["label"]?.stringValue ?? task.fields["task"]?.stringValue, at: now)
-        return try create(flow: flow, tasks: [task.record(flowId: flowId, ownerKey: ownerKey, at: now)], source: source)
     }
 
     // MARK: - Rejecting

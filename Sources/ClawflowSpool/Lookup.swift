@@ -59,9 +59,7 @@ extension Spool {
         throw taskNotFound(taskId)
     }
 
-    func taskNotFound(_ token: String) -> SpoolError {
-        SpoolError(.notFound, "Task not found: \(sanitized(token)). Run clawflow tasks list to see recent task ids.")
-    }
+    func taskNotFound(_ token: String) -> SpoolError { SpoolError.taskNotFound(token) }
 
     func ambiguous(_ token: String, _ candidates: [String], kind: String) -> SpoolError {
         let shown = candidates.prefix(10).joined(separator: ", ")

@@ -29,11 +29,7 @@ extension Spool {
     /// picks another flow → append to events.jsonl → unlock (spool-layout.md, "Writing").
     public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
         let dirPath = flowPath(flowId)
-        let dir: FileDescriptor
-        do { dir = try flowsFD.openDirectoryAt(flowId) } catch {
-            if error == .noSuchFileOrDirectory || error == .notDirectory || error == .tooManySymbolicLinkLevels { throw notFound(flowId) }
-            throw SpoolError.io("Opening the flow directory", dirPath, error)
-        }
+        let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
         do { try dir.lock() } catch { throw SpoolError.io("Locking the flow", dirPath, error) }
 

@@ -36,10 +36,11 @@ public enum CancelOutcome: Sendable {
 }
 
 extension Spool {
-    /// Creates a one-task mirrored flow for a new task. Returns the snapshot.
-    public func addTaskInNewFlow(ownerKey: String, task: NewTask, goal: String?, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+    /// Creates a one-task mirrored flow for a new task (with `flowId`, the id a drop's claim
+    /// chose; else a new UUIDv7). Returns the snapshot.
+    public func addTaskInNewFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String? = nil, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
         let now = Spool.now()
-        let flowId = Spool.newId(at: now)
+        let flowId = chosenId ?? Spool.newId(at: now)
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.fields["label"]?.stringValue ?? task.fields["task"]?.stringValue, at: now)
         let record = task.record(flowId: flowId, ownerKey: ownerKey, at: now)
         return (try create(flow: flow, tasks: [record], source: source), record.taskId)

@@ -70,11 +70,7 @@ extension Spool {
 
     /// Reads one flow: manifest and tasks. A bad manifest is an error; a bad task file is a problem in the snapshot.
     public func readFlow(_ flowId: String) throws(SpoolError) -> FlowSnapshot {
-        let dir: FileDescriptor
-        do { dir = try flowsFD.openDirectoryAt(flowId) } catch {
-            if error == .noSuchFileOrDirectory || error == .notDirectory || error == .tooManySymbolicLinkLevels { throw notFound(flowId) }
-            throw SpoolError.io("Opening the flow directory", flowPath(flowId), error)
-        }
+        let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
         // A shared lock: the manifest and the tasks as of one moment, never mid-change.
         do { try dir.lock(exclusive: false) } catch { throw SpoolError.io("Locking the flow for reading", flowPath(flowId), error) }
@@ -165,8 +161,14 @@ extension Spool {
         do { return .success(try readFlow(id)) } catch { return .failure(error) }
     }
 
-    /// The error for a flow id that is not in the spool.
-    func notFound(_ token: String) -> SpoolError {
-        SpoolError(.notFound, "Flow not found: \(sanitized(token)). Run clawflow flows list to see recent flow ids.")
+    /// Opens `flows/<flowId>/` without following a symlink; anything but a directory there is "not found".
+    func openFlowDirectory(_ flowId: String) throws(SpoolError) -> FileDescriptor {
+        do { return try flowsFD.openDirectoryAt(flowId) } catch {
+            if error == .noSuchFileOrDirectory || error == .notDirectory || error == .tooManySymbolicLinkLevels { throw notFound(flowId) }
+            throw SpoolError.io("Opening the flow directory", flowPath(flowId), error)
+        }
     }
+
+    /// The error for a flow id that is not in the spool.
+    func notFound(_ token: String) -> SpoolError { SpoolError.flowNotFound(token) }
 }

@@ -42,6 +42,16 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
         SpoolError(.io, "\(doing) \(path): \(errno.description) (errno \(errno.rawValue))", path: path, errno: errno)
     }
 
+    /// The error for a flow lookup that matched nothing (the wording of spool-layout.md, "Lookup").
+    public static func flowNotFound(_ token: String) -> SpoolError {
+        SpoolError(.notFound, "Flow not found: \(sanitized(token)). Run clawflow flows list to see recent flow ids.")
+    }
+
+    /// The error for a task lookup that matched nothing.
+    public static func taskNotFound(_ token: String) -> SpoolError {
+        SpoolError(.notFound, "Task not found: \(sanitized(token)). Run clawflow tasks list to see recent task ids.")
+    }
+
     /// The message, with the path and errno where the message does not already name them.
     public var description: String { message }
 }
