@@ -7,7 +7,20 @@ enum DurableFile {
     /// Replaces `name` in `directory` so that a reader sees the old or the new bytes, never a
     /// mix, and the new bytes survive a crash once this returns: dot-temp (O_CREAT|O_EXCL|
     /// O_NOFOLLOW|O_CLOEXEC) → write → fsync → rename → fsync(directory).
-    static func replace(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, syncDirectory: Bool = true) throws(SpoolError) {
+    static func replace(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath) throws(SpoolError) {
+        var barrier = FlushSet()
+        let staged = try stageReplacement(in: directory, name: name, bytes: bytes, directoryPath: directoryPath, barrier: &barrier)
+        do { try barrier.flush() } catch {
+            staged.discard()
+            throw error
+        }
+        try staged.commit()
+        try sync(directory, directoryPath)
+    }
+
+    /// The first half of `replace`: writes the new bytes under the dot-temp name; the temp
+    /// file joins `barrier`, after whose flush `commit()` renames it into place.
+    static func stageReplacement(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet) throws(SpoolError) -> StagedReplacement {
         let temp = Layout.tempName(for: name, pid: Spool.pid)
         let fd: FileDescriptor
         do {
@@ -15,22 +28,13 @@ enum DurableFile {
         } catch {
             throw SpoolError.io("Creating a temp file to replace", directoryPath.appending(name), error)
         }
-        do {
-            try fd.writeFully(bytes)
-            try fd.synchronize()
-            fd.closeQuietly()
-        } catch {
+        do { try fd.writeFully(bytes) } catch {
             fd.closeQuietly()
             try? directory.removeAt(temp)
             throw SpoolError.io("Writing", directoryPath.appending(name), error)
         }
-        do {
-            try directory.renameAt(temp, to: directory, name)
-        } catch {
-            try? directory.removeAt(temp)
-            throw SpoolError.io("Renaming the new version into place at", directoryPath.appending(name), error)
-        }
-        if syncDirectory { try sync(directory, directoryPath) }
+        barrier.add(file: fd, directoryPath.appending(name), owned: true)
+        return StagedReplacement(directory: directory, temp: temp, name: name, directoryPath: directoryPath)
     }
 
     /// Creates `name` with `bytes` only if it does not exist (fails with EEXIST), durably.
@@ -46,6 +50,20 @@ enum DurableFile {
         } catch {
             throw SpoolError.io("Writing", directoryPath.appending(name), error)
         }
+    }
+
+    /// Writes a new file `name` (O_CREAT|O_EXCL|O_NOFOLLOW) without flushing it: the open
+    /// descriptor goes into `barrier`, which makes it durable (and closes it) later.
+    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet) throws(SpoolError) {
+        let fd: FileDescriptor
+        do { fd = try directory.openAt(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600) } catch {
+            throw SpoolError.io("Creating", directoryPath.appending(name), error)
+        }
+        do { try fd.writeFully(bytes) } catch {
+            fd.closeQuietly()
+            throw SpoolError.io("Writing", directoryPath.appending(name), error)
+        }
+        barrier.add(file: fd, directoryPath.appending(name), owned: true)
     }
 
     /// Flushes a directory's entries to the device.
@@ -116,5 +134,81 @@ enum DurableFile {
             throw SpoolError(.invalidRecord, "\(path) holds a JSON \(value.kindName), not an object", path: path)
         }
         return object
+    }
+}
+
+/// A new version of a file written under its temp name, not yet renamed into place.
+struct StagedReplacement {
+    let directory: FileDescriptor
+    let temp: String
+    let name: String
+    let directoryPath: FilePath
+
+    /// Renames the temp file over the name (its bytes must be flushed already); the
+    /// directory still needs its own flush.
+    func commit() throws(SpoolError) {
+        do {
+            try directory.renameAt(temp, to: directory, name)
+        } catch {
+            discard()
+            throw SpoolError.io("Renaming the new version into place at", directoryPath.appending(name), error)
+        }
+    }
+
+    /// Removes the temp file of a change that is given up.
+    func discard() { try? directory.removeAt(temp) }
+}
+
+/// One write barrier: every file and directory added becomes durable when `flush` returns.
+/// The fsyncs run together on a few threads (writeback of files started first), so a
+/// change that touches ten objects waits for about one device flush, not ten in a row
+/// (spool-layout.md, "Writing").
+struct FlushSet {
+    private var fds: [FileDescriptor] = []
+    private var paths: [FilePath] = []
+    private var isFile: [Bool] = []
+    private var owned: [Bool] = []
+
+    init() {}
+
+    /// Whether nothing was added.
+    var isEmpty: Bool { fds.isEmpty }
+
+    /// Adds a file; an `owned` descriptor is closed after the flush.
+    mutating func add(file fd: FileDescriptor, _ path: FilePath, owned: Bool) {
+        append(fd, path, file: true, owned: owned)
+    }
+
+    /// Adds a directory (once: a descriptor already in the set is not added again).
+    mutating func add(directory fd: FileDescriptor, _ path: FilePath, owned: Bool = false) {
+        if !owned, fds.contains(fd) { return }
+        append(fd, path, file: false, owned: owned)
+    }
+
+    private mutating func append(_ fd: FileDescriptor, _ path: FilePath, file: Bool, owned: Bool) {
+        fds.append(fd)
+        paths.append(path)
+        isFile.append(file)
+        self.owned.append(owned)
+    }
+
+    /// Makes everything in the set durable, closes the owned descriptors and empties the set.
+    /// On failure names the first object that could not be flushed.
+    mutating func flush() throws(SpoolError) {
+        defer { closeOwned() }
+        guard !fds.isEmpty else { return }
+        let failures = FileDescriptor.synchronizeAll(fds, files: isFile)
+        if let (index, error) = failures.first {
+            throw SpoolError.io(isFile[index] ? "Flushing" : "Flushing the directory", paths[index], error)
+        }
+    }
+
+    /// Closes the owned descriptors without flushing (after a failed change) and empties the set.
+    mutating func closeOwned() {
+        for (fd, own) in zip(fds, owned) where own { fd.closeQuietly() }
+        fds = []
+        paths = []
+        isFile = []
+        owned = []
     }
 }

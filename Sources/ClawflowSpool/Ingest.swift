@@ -57,13 +57,18 @@ extension Spool {
         } catch {
             throw SpoolError.io("Listing", box.newPath, error)
         }
+        var batch = DropBatch()
         for drop in drops {
-            try ingestOne(name: drop.name, mtime: drop.mtime, now: now, box: box, report: &report)
+            try ingestOne(name: drop.name, mtime: drop.mtime, now: now, box: box, batch: &batch, report: &report)
         }
+        try apply(&batch, box: box, report: &report)
         return report
     }
 
-    private func ingestOne(name: String, mtime: Int64, now: Timestamp, box: DropBox, report: inout IngestReport) throws(SpoolError) {
+    /// Most new-flow drops applied together (they share the write barriers of `create`).
+    static let dropBatchLimit = 32
+
+    private func ingestOne(name: String, mtime: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) {
         let parsed: Drop
         do {
             parsed = try readDrop(name: name, box: box)
@@ -72,6 +77,13 @@ extension Spool {
             return
         } catch {
             return  // vanished meanwhile (another pass took it)
+        }
+        // A task drop that makes a new flow joins the batch; anything else is applied after
+        // the batch, alone, so drops still take effect in arrival order.
+        var newFlow: Drop.NewTaskDrop?
+        if case .task(let task) = parsed.kind, task.parentFlowId == nil { newFlow = task }
+        if newFlow == nil || batch.items.count >= Spool.dropBatchLimit || newFlow?.taskId.map(batch.taskIds.contains) == true {
+            try apply(&batch, box: box, report: &report)
         }
         // A name applied in the last 7 days is a repeat: note it, delete it.
         if let flowId = box.appliedFlow(name, now: now) {
@@ -101,11 +113,48 @@ extension Spool {
             if error == .noSuchFileOrDirectory { return }  // another pass claimed it
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
         }
+        if let newFlow {
+            // The claim becomes durable in the batch's first barrier, before its flow can.
+            batch.items.append((claim, newFlow))
+            if let id = newFlow.taskId { batch.taskIds.insert(id) }
+            return
+        }
         // The claim must be durable before anything is applied. incoming/new needs no flush:
         // should a power cut bring the drop back there beside its claim, the claim is finished
         // first (recording the name as applied) and the copy is then deleted as a repeat.
         try DurableFile.sync(box.claimed, box.claimedPath)
         try finishClaim(claim, box: box, report: &report, recovering: false)
+    }
+
+    /// Creates the flows of a batch of claimed new-flow drops together, then records their
+    /// names as applied and deletes the claims; empties the batch.
+    private func apply(_ batch: inout DropBatch, box: DropBox, report: inout IngestReport) throws(SpoolError) {
+        guard !batch.items.isEmpty else { return }
+        let items = batch.items
+        batch = DropBatch()
+        let drafts = items.map { claim, drop in
+            var task = drop.newTask
+            task.taskId = claim.taskId
+            task.fields["lastDrop"] = .string(claim.name)
+            return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
+        }
+        let results = try create(drafts, alsoFlush: (box.claimed, box.claimedPath))
+        var applied: [Claim] = []
+        for ((claim, _), result) in zip(items, results) {
+            switch result {
+            case .success:
+                applied.append(claim)
+            case .failure(let error):
+                let code = error.code == .linkRefused ? "reused_task_id" : "bad_fields"
+                try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: error.message, report: &report, originalName: claim.name)
+            }
+        }
+        try box.recordApplied(applied)
+        for claim in applied {
+            try box.removeClaim(claim)
+            report.applied += 1
+            report.touchedFlows.insert(claim.flowId)
+        }
     }
 
     /// Applies a claimed drop (idempotently: the ids in its name tell whether it already
@@ -128,14 +177,8 @@ extension Spool {
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
         }
-        try box.recordApplied(claim)
-        // No flush after this: a claim that a power cut brings back is finished again, which
-        // changes nothing (its task exists, or its task's lastDrop names it).
-        do { try box.claimed.removeAt(claim.fileName) } catch {
-            if error != .noSuchFileOrDirectory {
-                throw SpoolError.io("Removing the applied drop", box.claimedPath.appending(claim.fileName), error)
-            }
-        }
+        try box.recordApplied([claim])
+        try box.removeClaim(claim)
         report.applied += 1
         if recovering { report.recovered += 1 }
         report.touchedFlows.insert(claim.flowId)
@@ -362,16 +405,36 @@ struct DropBox {
         return Layout.flowId(fromOwnerLink: String(text.dropFirst(3)))
     }
 
-    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` durably.
-    func recordApplied(_ claim: Claim) throws(SpoolError) {
-        do {
-            if try !applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId, existingIsFine: true) {
-                try applied.removeAt(claim.name)
-                try applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId)
+    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` for each claim, durably.
+    func recordApplied(_ claims: [Claim]) throws(SpoolError) {
+        guard !claims.isEmpty else { return }
+        for claim in claims {
+            do {
+                if try !applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId, existingIsFine: true) {
+                    try applied.removeAt(claim.name)
+                    try applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId)
+                }
+            } catch {
+                throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
             }
-        } catch {
-            throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
         }
         try DurableFile.sync(applied, appliedPath)
     }
+
+    /// Deletes an applied claim. No flush: a claim that a power cut brings back is finished
+    /// again, which changes nothing (its task exists, or its task's lastDrop names it).
+    func removeClaim(_ claim: Claim) throws(SpoolError) {
+        do { try claimed.removeAt(claim.fileName) } catch {
+            if error != .noSuchFileOrDirectory {
+                throw SpoolError.io("Removing the applied drop", claimedPath.appending(claim.fileName), error)
+            }
+        }
+    }
+}
+
+/// New-flow drops claimed in this pass and not yet applied.
+struct DropBatch {
+    var items: [(claim: Claim, drop: Drop.NewTaskDrop)] = []
+    /// Task ids the drops chose: a second drop with one of them waits for the next batch.
+    var taskIds: Set<String> = []
 }

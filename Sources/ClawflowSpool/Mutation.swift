@@ -2,6 +2,13 @@ import ClawflowModel
 import Glibc
 import SystemPackage
 
+/// A flow to create with its first tasks (`Spool.create`).
+struct FlowDraft {
+    var flow: FlowRecord
+    var tasks: [TaskRecord]
+    var source: String
+}
+
 /// The records of one flow while a change is made to them inside `Spool.mutate`.
 public struct FlowChange: Sendable {
     /// The flow record; the spool reconciles it with the tasks and stamps the revision.
@@ -68,34 +75,168 @@ extension Spool {
         let needsRoot = !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal
         if needsRoot { try lockRoot() }
         defer { if needsRoot { unlockRoot() } }
-        try claimTaskIds(newTaskIds, flowId: flowId)
-        let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow) : nil
-
-        if !changedTasks.isEmpty {
-            let tasksPath = dirPath.appending(Layout.tasks)
-            let tasksDir: FileDescriptor
-            do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch { throw SpoolError.io("Opening", tasksPath, error) }
-            defer { tasksDir.closeQuietly() }
-            for task in changedTasks {
-                try DurableFile.replace(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: tasksPath, syncDirectory: false)
+        // Barrier 1: index entries, the link intent and the new versions under temp names.
+        var barrier = FlushSet()
+        defer { barrier.closeOwned() }
+        try claimTaskIds(newTaskIds, flowId: flowId, barrier: &barrier)
+        let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &barrier) : nil
+        let tasksPath = dirPath.appending(Layout.tasks)
+        var tasksDir: FileDescriptor?
+        defer { tasksDir?.closeQuietly() }
+        var stagedTasks: [StagedReplacement] = []
+        var stagedManifest: StagedReplacement?
+        func discardAll() {
+            for staged in stagedTasks { staged.discard() }
+            stagedManifest?.discard()
+        }
+        do throws(SpoolError) {
+            if !changedTasks.isEmpty {
+                let fd: FileDescriptor
+                do { fd = try dir.openDirectoryAt(Layout.tasks) } catch { throw SpoolError.io("Opening", tasksPath, error) }
+                tasksDir = fd
+                for task in changedTasks {
+                    stagedTasks.append(try DurableFile.stageReplacement(in: fd, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: tasksPath, barrier: &barrier))
+                }
             }
-            try DurableFile.sync(tasksDir, tasksPath)
+            if flow != before.flow {
+                stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: dirPath, barrier: &barrier)
+            }
+            try barrier.flush()
+        } catch {
+            discardAll()
+            throw error
         }
-        if flow != before.flow {
-            try DurableFile.replace(in: dir, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: dirPath)
+        // The task files first, made durable before the manifest moves (spool-layout.md,
+        // "Interrupted writes"); then the manifest, the owner link and the events, flushed together.
+        for (n, staged) in stagedTasks.enumerated() {
+            do { try staged.commit() } catch {
+                for rest in stagedTasks[(n + 1)...] { rest.discard() }
+                stagedManifest?.discard()
+                throw error
+            }
         }
-        if let linkChange { try commitOwnerLink(linkChange) }
-        try appendEvents(events, in: dir, flowId: flowId, at: now, source: source)
+        if let tasksDir { try DurableFile.sync(tasksDir, tasksPath) }
+        var last = FlushSet()
+        defer { last.closeOwned() }
+        if let stagedManifest {
+            try stagedManifest.commit()
+            last.add(directory: dir, dirPath)
+        }
+        if let linkChange { try commitOwnerLinks([linkChange], barrier: &last) }
+        try appendEvents(events, in: dir, flowId: flowId, at: now, source: source, barrier: &last)
+        try last.flush()
         return (result, snapshot)
     }
 
     /// Creates a flow with its first tasks: built complete under tmp/, then renamed into
     /// flows/ with the owner link moved to it when the lookup rule picks it.
     public func create(flow draft: FlowRecord, tasks drafts: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
-        let flowId = draft.flowId
-        let now = draft.createdAt
-        let flow = Rules.reconcile(draft, tasks: drafts, at: now)
-        let tasks = drafts.map { task in
+        try create([FlowDraft(flow: draft, tasks: drafts, source: source)])[0].get()
+    }
+
+    /// Creates flows with their first tasks (spool-layout.md, "Writing"): each is built under
+    /// tmp/ and renamed into flows/, and owner links move to those the lookup rule picks.
+    /// All of them share three barriers — (1) staged records, index entries and link
+    /// intents, (2) flows/, (3) owners/ — so a batch costs about what one flow does.
+    /// `alsoFlush` joins barrier 1 (a drop claim that must be durable before its flow is).
+    /// Returns one result per draft, in order: a draft refused (invalid, or a task id taken
+    /// meanwhile) does not stop the others; an I/O error stops the batch.
+    func create(_ drafts: [FlowDraft], alsoFlush: (FileDescriptor, FilePath)? = nil) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+        var results: [Result<FlowSnapshot, SpoolError>] = []
+        var rest = drafts[...]
+        // The link decision of a new flow reads the owner's other flows from flows/, so two new
+        // flows of one owner never share a batch: the second starts the next batch.
+        while !rest.isEmpty {
+            var names = Set<String>()
+            let batch = rest.prefix { names.insert(OwnerKey.linkName($0.flow.ownerKey)).inserted }
+            results += try createBatch(Array(batch), alsoFlush: results.isEmpty ? alsoFlush : nil)
+            rest = rest.dropFirst(batch.count)
+        }
+        return results
+    }
+
+    private struct StagedFlow {
+        var index: Int
+        var stagingName: String
+        var snapshot: FlowSnapshot
+        var link: PendingOwnerLink?
+    }
+
+    private func createBatch(_ drafts: [FlowDraft], alsoFlush: (FileDescriptor, FilePath)?) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+        var results = [Result<FlowSnapshot, SpoolError>](repeating: .failure(SpoolError(.io, "not created")), count: drafts.count)
+        var staged: [StagedFlow] = []
+        var barrier = FlushSet()
+        defer { barrier.closeOwned() }
+        func abandon(_ flows: [StagedFlow]) { for f in flows { removeStaging(f.stagingName) } }
+
+        // 1. Build each flow complete under tmp/ (written, flushed by barrier 1).
+        for (i, draft) in drafts.enumerated() {
+            let prepared: FlowSnapshot
+            do { prepared = try Spool.prepareNewFlow(draft) } catch {
+                results[i] = .failure(error)
+                continue
+            }
+            let stagingName = Layout.stagingName(flowId: prepared.flow.flowId, pid: Spool.pid)
+            do {
+                try stage(prepared, source: draft.source, as: stagingName, barrier: &barrier)
+            } catch {
+                abandon(staged)
+                removeStaging(stagingName)
+                throw error
+            }
+            staged.append(StagedFlow(index: i, stagingName: stagingName, snapshot: prepared))
+        }
+        guard !staged.isEmpty else { return results }
+
+        // 2. Under the root lock: index entries and link intents, then barrier 1.
+        try lockRoot()
+        defer { unlockRoot() }
+        var ready: [StagedFlow] = []
+        for var flow in staged {
+            do {
+                try claimTaskIds(flow.snapshot.tasks.map(\.taskId), flowId: flow.snapshot.flow.flowId, barrier: &barrier)
+                try addToOwnerIndex(flow.snapshot.flow, barrier: &barrier)
+                flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &barrier)
+                ready.append(flow)
+            } catch where error.code == .linkRefused {
+                removeStaging(flow.stagingName)
+                results[flow.index] = .failure(error)
+            } catch {
+                abandon(staged)
+                throw error
+            }
+        }
+        if let (fd, path) = alsoFlush { barrier.add(directory: fd, path) }
+        do { try barrier.flush() } catch {
+            abandon(staged)
+            throw error
+        }
+
+        // 3. Into flows/, then barrier 2; 4. the owner links, then barrier 3.
+        var links: [PendingOwnerLink] = []
+        for (n, flow) in ready.enumerated() {
+            do {
+                try tmpFD.renameAt(flow.stagingName, to: flowsFD, flow.snapshot.flow.flowId, noReplace: true)
+            } catch {
+                abandon(Array(ready[n...]))
+                if n > 0 { try DurableFile.sync(flowsFD, root.appending("flows")) }
+                throw SpoolError.io("Moving the new flow into place at", flowPath(flow.snapshot.flow.flowId), error)
+            }
+            if let link = flow.link { links.append(link) }
+            results[flow.index] = .success(flow.snapshot)
+        }
+        try DurableFile.sync(flowsFD, root.appending("flows"))
+        var last = FlushSet()
+        try commitOwnerLinks(links, barrier: &last)
+        try last.flush()
+        return results
+    }
+
+    /// The records of a new flow as they will be written: reconciled, stamped with the flow
+    /// revision, validated.
+    private static func prepareNewFlow(_ draft: FlowDraft) throws(SpoolError) -> FlowSnapshot {
+        let flow = Rules.reconcile(draft.flow, tasks: draft.tasks, at: draft.flow.createdAt)
+        let tasks = draft.tasks.map { task in
             var stamped = task
             stamped.setInteger("flowRevision", flow.revision)
             return stamped
@@ -108,49 +249,32 @@ extension Spool {
                 throw SpoolError(.invalidRecord, "The new task \(task.taskId) would be invalid: \(error.description)")
             }
         }
-        let stagingName = Layout.stagingName(flowId: flowId, pid: Spool.pid)
-        let stagingPath = root.appending("tmp").appending(stagingName)
-        do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
-        do {
-            let staging = try tmpFD.openDirectoryAt(stagingName)
-            defer { staging.closeQuietly() }
-            try staging.makeDirectoryAt(Layout.tasks)
-            let tasksDir = try staging.openDirectoryAt(Layout.tasks)
-            defer { tasksDir.closeQuietly() }
-            for task in tasks {
-                try DurableFile.create(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: stagingPath.appending(Layout.tasks))
-            }
-            try DurableFile.create(in: staging, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: stagingPath)
-            let events = Rules.events(flowBefore: nil, flowAfter: flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: tasks.map { ($0.taskId, $0) }))
-            try DurableFile.create(in: staging, name: Layout.events, bytes: eventBytes(events, at: now, source: source), directoryPath: stagingPath)
-            try tasksDir.synchronize()
-            try staging.synchronize()
-        } catch let error as SpoolError {
-            removeStaging(stagingName)
-            throw error
-        } catch {
-            removeStaging(stagingName)
-            throw SpoolError.io("Building the new flow in", stagingPath, error as? Errno ?? .ioError)
-        }
-
-        try lockRoot()
-        defer { unlockRoot() }
-        do {
-            try claimTaskIds(tasks.map(\.taskId), flowId: flowId)
-            try addToOwnerIndex(flow)
-        } catch {
-            removeStaging(stagingName)
-            throw error
-        }
-        let linkChange = try prepareOwnerLink(for: flow, isNew: true)
-        do {
-            try tmpFD.renameAt(stagingName, to: flowsFD, flowId, noReplace: true)
-        } catch {
-            throw SpoolError.io("Moving the new flow into place at", flowPath(flowId), error)
-        }
-        try DurableFile.sync(flowsFD, root.appending("flows"))
-        if let linkChange { try commitOwnerLink(linkChange) }
         return FlowSnapshot(flow: flow, tasks: tasks.sorted { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }, problems: [])
+    }
+
+    /// Writes a new flow's directory under `tmp/<stagingName>`; its files and directories join `barrier`.
+    private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, barrier: inout FlushSet) throws(SpoolError) {
+        let stagingPath = root.appending("tmp").appending(stagingName)
+        let tasksPath = stagingPath.appending(Layout.tasks)
+        do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
+        let staging: FileDescriptor
+        do { staging = try tmpFD.openDirectoryAt(stagingName) } catch { throw SpoolError.io("Opening", stagingPath, error) }
+        barrier.add(directory: staging, stagingPath, owned: true)
+        let tasksDir: FileDescriptor
+        do {
+            try staging.makeDirectoryAt(Layout.tasks)
+            tasksDir = try staging.openDirectoryAt(Layout.tasks)
+        } catch {
+            throw SpoolError.io("Creating", tasksPath, error)
+        }
+        barrier.add(directory: tasksDir, tasksPath, owned: true)
+        for task in snapshot.tasks {
+            try DurableFile.create(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: tasksPath, barrier: &barrier)
+        }
+        try DurableFile.create(in: staging, name: Layout.manifest, bytes: snapshot.flow.fileBytes(), directoryPath: stagingPath, barrier: &barrier)
+        let now = snapshot.flow.createdAt
+        let events = Rules.events(flowBefore: nil, flowAfter: snapshot.flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: snapshot.tasks.map { ($0.taskId, $0) }))
+        try DurableFile.create(in: staging, name: Layout.events, bytes: eventBytes(events, at: now, source: source), directoryPath: stagingPath, barrier: &barrier)
     }
 
     /// Removes a staging directory and what it holds (two levels: files and tasks/).
@@ -188,15 +312,17 @@ extension Spool {
         return out
     }
 
-    func appendEvents(_ events: [[String: JSON]], in dir: FileDescriptor, flowId: String, at now: Timestamp, source: String) throws(SpoolError) {
+    /// Appends event lines to a flow's events.jsonl; the open log joins `barrier`, which the
+    /// caller flushes.
+    func appendEvents(_ events: [[String: JSON]], in dir: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
         guard !events.isEmpty else { return }
         let path = flowPath(flowId).appending(Layout.events)
-        do {
-            let fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, permissions: 0o600)
-            defer { fd.closeQuietly() }
-            try fd.writeFully(eventBytes(events, at: now, source: source))
-            try fd.synchronizeData()
-        } catch {
+        let fd: FileDescriptor
+        do { fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, permissions: 0o600) } catch {
+            throw SpoolError.io("Opening the event log", path, error)
+        }
+        barrier.add(file: fd, path, owned: true)
+        do { try fd.writeFully(eventBytes(events, at: now, source: source)) } catch {
             throw SpoolError.io("Appending to the event log", path, error)
         }
     }

@@ -39,11 +39,16 @@ extension Spool {
     /// Creates a one-task mirrored flow for a new task (with `flowId`, the id a drop's claim
     /// chose; else a new UUIDv7). Returns the snapshot.
     public func addTaskInNewFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String? = nil, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+        let draft = Spool.oneTaskFlow(ownerKey: ownerKey, task: task, goal: goal, flowId: chosenId, source: source)
+        return (try create(flow: draft.flow, tasks: draft.tasks, source: source), draft.tasks[0].taskId)
+    }
+
+    /// The draft of a one-task mirrored flow (its goal defaults to the task's label or text).
+    static func oneTaskFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String?, source: String) -> FlowDraft {
         let now = Spool.now()
         let flowId = chosenId ?? Spool.newId(at: now)
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.fields["label"]?.stringValue ?? task.fields["task"]?.stringValue, at: now)
-        let record = task.record(flowId: flowId, ownerKey: ownerKey, at: now)
-        return (try create(flow: flow, tasks: [record], source: source), record.taskId)
+        return FlowDraft(flow: flow, tasks: [task.record(flowId: flowId, ownerKey: ownerKey, at: now)], source: source)
     }
 
     /// Links a new task to an existing flow under the link rules.

@@ -12,8 +12,9 @@ extension Spool {
     // MARK: - Indexes (spool-layout.md, "Indexes")
 
     /// Claims `index/tasks/<taskId>` for each new task; a claim left by a creation that died
-    /// (its flow has no such task) is taken over. Call with the root lock held.
-    func claimTaskIds(_ taskIds: [String], flowId: String) throws(SpoolError) {
+    /// (its flow has no such task) is taken over. Call with the root lock held; the index
+    /// directory joins `barrier`, which the caller flushes before the tasks appear.
+    func claimTaskIds(_ taskIds: [String], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
         let indexPath = root.appending("index/tasks")
         for taskId in taskIds {
@@ -29,7 +30,7 @@ extension Spool {
                 try DurableFile.replaceLink(in: taskIndexFD, name: taskId, target: target, directoryPath: indexPath)
             }
         }
-        try DurableFile.sync(taskIndexFD, indexPath)
+        barrier.add(directory: taskIndexFD, indexPath)
     }
 
     /// The flow `index/tasks/<taskId>` names, or nil.
@@ -43,20 +44,22 @@ extension Spool {
         (try? flowsFD.statusAt(flowId + "/tasks/" + Layout.taskFile(taskId)))?.kind == .regular
     }
 
-    /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held.
-    func addToOwnerIndex(_ flow: FlowRecord) throws(SpoolError) {
+    /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held; what must be
+    /// flushed joins `barrier` (index/owners itself only when the owner's directory is new).
+    func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
         let name = OwnerKey.linkName(flow.ownerKey)
         let dirPath = root.appending("index/owners").appending(name)
+        let isNewOwner = (try? ownerIndexFD.statusAt(name)) == nil
+        let dir: FileDescriptor
         do {
-            // index/owners itself needs a flush only when this owner's directory is new.
-            let isNewOwner = (try? ownerIndexFD.statusAt(name)) == nil
             try ownerIndexFD.makeDirectoryAt(name, existingIsFine: true)
-            let dir = try ownerIndexFD.openDirectoryAt(name)
-            defer { dir.closeQuietly() }
-            try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true)
-            try dir.synchronize()
-            if isNewOwner { try ownerIndexFD.synchronize() }
+            dir = try ownerIndexFD.openDirectoryAt(name)
         } catch {
+            throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
+        }
+        barrier.add(directory: dir, dirPath, owned: true)
+        if isNewOwner { barrier.add(directory: ownerIndexFD, root.appending("index/owners")) }
+        do { try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true) } catch {
             throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
         }
     }
@@ -101,9 +104,10 @@ extension Spool {
     }
 
     /// Before a write that may change which flow `flow`'s owner key resolves to: works out
-    /// the new target and, when it differs, durably writes the marker `owners/.<name>.next`
-    /// (the intent). Call with the root lock held; `commitOwnerLink` finishes after the write.
-    func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false) throws(SpoolError) -> PendingOwnerLink? {
+    /// the new target and, when it differs, writes the marker `owners/.<name>.next` (the
+    /// intent; owners/ joins `barrier`, which the caller flushes before the write). Call with
+    /// the root lock held; `commitOwnerLinks` finishes after the write.
+    func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false, barrier: inout FlushSet) throws(SpoolError) -> PendingOwnerLink? {
         let name = OwnerKey.linkName(flow.ownerKey)
         let current = ownerLinkTarget(name)
         let pending = hasPendingOwnerLink(name)
@@ -135,19 +139,23 @@ extension Spool {
         } catch {
             throw SpoolError.io("Recording the owner link change in", ownersPath.appending(marker), error)
         }
-        try DurableFile.sync(ownersFD, ownersPath)
+        barrier.add(directory: ownersFD, ownersPath)
         return PendingOwnerLink(name: name, target: target)
     }
 
-    /// Renames the marker over `owners/<name>` and flushes the directory.
-    func commitOwnerLink(_ change: PendingOwnerLink) throws(SpoolError) {
+    /// Renames each marker over its `owners/<name>`; owners/ joins `barrier`, which the
+    /// caller flushes.
+    func commitOwnerLinks(_ changes: [PendingOwnerLink], barrier: inout FlushSet) throws(SpoolError) {
+        guard !changes.isEmpty else { return }
         let ownersPath = root.appending("owners")
-        do {
-            try ownersFD.renameAt(Layout.pendingOwnerLink(change.name), to: ownersFD, change.name)
-        } catch {
-            throw SpoolError.io("Moving the owner link", ownersPath.appending(change.name), error)
+        for change in changes {
+            do {
+                try ownersFD.renameAt(Layout.pendingOwnerLink(change.name), to: ownersFD, change.name)
+            } catch {
+                throw SpoolError.io("Moving the owner link", ownersPath.appending(change.name), error)
+            }
         }
-        try DurableFile.sync(ownersFD, ownersPath)
+        barrier.add(directory: ownersFD, ownersPath)
     }
 
     /// Points `owners/<name>` of `key` at the flow the rule picks (or removes it when the

@@ -1,5 +1,6 @@
 import ClawflowModel
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// A clawflow spool on disk: the directories of spool-layout.md, opened once.
@@ -159,9 +160,32 @@ public final class Spool: Sendable {
 
     /// A new UUIDv7.
     public static func newId(at now: Timestamp = Spool.now()) -> String {
-        var rng = SystemRandomNumberGenerator()
-        return Identifier.uuidV7(milliseconds: now.milliseconds, random: (0..<10).map { _ in rng.next() as UInt8 })
+        let (ms, random) = lastId.withLock { last -> (Int64, [UInt8]) in
+            if now.milliseconds <= last.milliseconds, last.random.count == 10 {
+                // Within the millisecond of the previous id (or a clock step back): count up
+                // from it, so ids this process makes sort in the order it made them.
+                var ms = last.milliseconds
+                var random = last.random
+                var carry = true
+                for i in stride(from: 9, through: 3, by: -1) where carry {
+                    random[i] &+= 1
+                    carry = random[i] == 0
+                }
+                if carry { ms += 1 }
+                last = (ms, random)
+                return (ms, random)
+            }
+            var rng = SystemRandomNumberGenerator()
+            let a = rng.next() as UInt64, b = rng.next() as UInt64
+            let random = (0..<8).map { UInt8(truncatingIfNeeded: a >> (8 * $0)) } + (0..<2).map { UInt8(truncatingIfNeeded: b >> (8 * $0)) }
+            last = (now.milliseconds, random)
+            return (now.milliseconds, random)
+        }
+        return Identifier.uuidV7(milliseconds: ms, random: random)
     }
+
+    /// The previous id's time and random bytes (`newId` counts up from them within one millisecond).
+    private static let lastId = Mutex<(milliseconds: Int64, random: [UInt8])>((0, []))
 
     /// The path of a flow's directory.
     public func flowPath(_ flowId: String) -> FilePath { root.appending("flows").appending(flowId) }

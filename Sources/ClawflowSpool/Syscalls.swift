@@ -140,6 +140,27 @@ extension FileDescriptor {
     /// Flushes the file's data and metadata to the device. The corresponding C function is `fsync`.
     public func synchronize() throws(Errno) { _ = try retrying { Glibc.fsync(rawValue) } }
 
+    /// Flushes many descriptors together: `fsync` of each on a few threads, the data
+    /// writeback of `files` started first (`sync_file_range`). Returns the failures by index.
+    /// The corresponding C function is `fsync`.
+    public static func synchronizeAll(_ descriptors: [FileDescriptor], files: [Bool]) -> [(index: Int, error: Errno)] {
+        if descriptors.count == 1 {
+            do { try descriptors[0].synchronize() } catch { return [(0, error)] }
+            return []
+        }
+        let raw = descriptors.map(\.rawValue)
+        let kinds = files.map { Int32($0 ? 1 : 0) }
+        var errors = [Int32](repeating: 0, count: raw.count)
+        raw.withUnsafeBufferPointer { r in
+            kinds.withUnsafeBufferPointer { k in
+                errors.withUnsafeMutableBufferPointer { e in
+                    clawflow_fsync_all(r.baseAddress, k.baseAddress, e.baseAddress, Int32(r.count))
+                }
+            }
+        }
+        return errors.enumerated().compactMap { $0.element == 0 ? nil : ($0.offset, Errno(rawValue: $0.element)) }
+    }
+
     /// Flushes the file's data to the device. The corresponding C function is `fdatasync`.
     public func synchronizeData() throws(Errno) { _ = try retrying { Glibc.fdatasync(rawValue) } }
 

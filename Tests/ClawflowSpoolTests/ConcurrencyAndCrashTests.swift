@@ -150,7 +150,14 @@ struct InjectedCrashTests {
                 ["tasks", "add", managed, "--runtime", "worker", "--status", "running"],
                 ["flows", "cancel", "inj-\(n % 3)"],
             ]
-            for args in writes {
+            // Three drops for an ingest pass to take together (one barrier set for all three).
+            for k in 0..<3 {
+                let name = "drop-\(n)-\(k)"
+                let body = #"{"kind":"task","ownerKey":"drop-\#(k)-\#(n)","runtime":"cron","runId":"\#(name)"}"#
+                try body.write(toFile: tmp.file("incoming/tmp/\(name)"), atomically: false, encoding: .utf8)
+                #expect(rename(tmp.file("incoming/tmp/\(name)"), tmp.file("incoming/new/\(name)")) == 0)
+            }
+            for args in writes + [["ingest"]] {
                 let strace = Process()
                 strace.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
                 strace.arguments = ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool", tmp.path] + args
@@ -164,5 +171,11 @@ struct InjectedCrashTests {
             }
         }
         #expect(killed > 0, "strace never killed a writer at \(syscall)")
+        // Every drop is applied exactly once, however its passes were cut short.
+        #expect(tmp.run(["ingest"]).status == 0)
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let dropped = try spool.allTasks().compactMap(\.runId).filter { $0.hasPrefix("drop-") }
+        #expect(dropped.count == 21 && Set(dropped).count == 21, "\(dropped.sorted())")
+        #expect(names(tmp.file("incoming/new")).isEmpty && names(tmp.file("incoming/claimed")).isEmpty)
     }
 }

@@ -62,6 +62,46 @@ struct DurableWriteTests {
         }
     }
 
+    @Test("a flush barrier flushes every file and directory in it and closes only what it owns")
+    func flushBarrier() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        var barrier = FlushSet()
+        for n in 0..<12 {
+            try DurableFile.create(in: spool.tmpFD, name: "f\(n)", bytes: Array("\(n)".utf8), directoryPath: spool.root.appending("tmp"), barrier: &barrier)
+        }
+        barrier.add(directory: spool.tmpFD, spool.root.appending("tmp"))
+        barrier.add(directory: spool.tmpFD, spool.root.appending("tmp"))  // once is enough
+        try barrier.flush()
+        #expect(barrier.isEmpty)
+        #expect(names(tmp.file("tmp")) == (0..<12).map { "f\($0)" }.sorted())
+        // The spool's own descriptor is still open; the files' descriptors are closed.
+        #expect(fcntl(spool.tmpFD.rawValue, F_GETFD) >= 0)
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+        #expect(!open.contains { $0.hasPrefix(tmp.file("tmp/f")) })
+    }
+
+    @Test("a failed flush names the object it could not flush")
+    func flushFailure() throws {
+        var barrier = FlushSet()
+        barrier.add(directory: FileDescriptor(rawValue: 987_654), FilePath("/nowhere/dir"))
+        barrier.add(directory: FileDescriptor(rawValue: 987_655), FilePath("/nowhere/other"))
+        #expect { try barrier.flush() } throws: { error in
+            let e = error as? SpoolError
+            return e?.path == FilePath("/nowhere/dir") && e?.errno == .badFileDescriptor
+        }
+    }
+
+    @Test("ids made by one process within a millisecond sort in the order they were made")
+    func monotonicIds() {
+        let at = Spool.now()
+        let ids = (0..<1000).map { _ in Spool.newId(at: at) }
+        #expect(ids == ids.sorted())
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy(Identifier.isValid))
+        #expect(ids.allSatisfy { $0.dropFirst(14).first == "7" })
+    }
+
     @Test("no spool write goes through Foundation's atomic write or FileManager")
     func noFoundationWrites() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/ClawflowSpool")
