@@ -23,6 +23,7 @@ let package = Package(
             name: "ClawflowCommands",
             dependencies: [
                 "ClawflowWatch",
+                "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -33,11 +34,22 @@ let package = Package(
         .target(
             name: "ClawflowWatch",
             dependencies: [
+                "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
                 "CInotifyTools",
                 "CSystemShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // `run`: detached commands, their supervisor, process groups, timeouts, liveness.
+        .target(
+            name: "ClawflowRunner",
+            dependencies: [
+                "ClawflowSpool",
+                "ClawflowModel",
+                "CSystemShims",
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),

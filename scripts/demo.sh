@@ -29,6 +29,19 @@ second=$("$clawflow" flows show "$owner-agent" --json | jq -r '.tasks[] | select
 run tasks set "$second" --status cancelled
 run flows show "$owner-agent"
 
+# clawflow runs commands itself: a two-step sequence, each step `sh -c CMD`, detached.
+echo
+echo "\$ clawflow run --owner $owner-build --goal \"build and check\" --step ... --step ..."
+"$clawflow" run --owner "$owner-build" --goal "build and check" \
+    --step 'echo compiling; sleep 0.3; echo compiled' --step 'echo checking; echo all good' >/dev/null
+for _ in $(seq 1 100); do
+    [[ $("$clawflow" flows show "$owner-build" --json | jq -r .status) == succeeded ]] && break
+    sleep 0.1
+done
+run flows show "$owner-build"
+step2=$("$clawflow" flows show "$owner-build" --json | jq -r '.steps[1].taskId')
+run logs "$step2"
+
 # Another program reports work through the drop box while the watcher runs.
 echo
 echo "\$ clawflow watch &   # the watcher, in the background"

@@ -118,3 +118,48 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
     pthread_mutex_unlock(&flush_mutex);
     pthread_mutex_unlock(&flush_callers);
 }
+
+#include <spawn.h>
+#include <string.h>
+
+int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   int stdout_fd, int new_session, pid_t *pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (new_session) flags |= POSIX_SPAWN_SETSID;
+    else { flags |= POSIX_SPAWN_SETPGROUP; posix_spawnattr_setpgroup(&attr, 0); }
+    posix_spawnattr_setflags(&attr, flags);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0) {
+        if (stdout_fd >= 0) {
+            rc = posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
+            if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stdout_fd, 2);
+        } else {
+            rc = posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+            if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        }
+    }
+    if (rc == 0 && cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    /* Nothing of the parent's but 0, 1 and 2: no lock, inotify or spool descriptor. */
+    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (rc == 0) rc = posix_spawnp(pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+#include <sys/syscall.h>
+int clawflow_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+#include <sys/prctl.h>
+int clawflow_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows cancel <lookup>`: the cancel protocol for a whole job.
@@ -9,7 +10,9 @@ struct FlowsCancel: SpoolCommand {
         abstract: "Cancel a flow and every active task in it.",
         discussion: """
         Records a sticky cancelRequestedAt on the flow and asks every active task to stop \
-        (an external task sees cancelRequestedAt in its task file). When no task is active \
+        (an external task sees cancelRequestedAt in its task file; a command started with \
+        clawflow run gets SIGTERM to its process group, SIGKILL after --grace, and the command \
+        waits until no process of the group is left). When no task is active \
         the flow becomes cancelled and the command exits 0. While an external task is still \
         active it exits 1 with "One or more child tasks are still active."; the flow is \
         finalised as soon as the last task settles.
@@ -29,12 +32,18 @@ struct FlowsCancel: SpoolCommand {
     var grace: String = "10s"
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard DurationText.seconds(grace) != nil else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
+        guard let graceSeconds = DurationText.seconds(grace) else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
         guard let spool = try readSpool() else {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
-        switch try spool.cancelFlow(id, source: "cli") {
+        var outcome = try spool.cancelFlow(id, source: "cli")
+        if case .stillActive(let snap) = outcome, snap.tasks.contains(where: { $0.isCommand && $0.status.isActive }) {
+            let after: FlowSnapshot
+            do { after = try Runner(spool: spool).stopCommands(flowId: id, grace: Double(graceSeconds)) } catch { throw error.spoolError }
+            outcome = after.flow.status == .cancelled ? .cancelled(after) : .stillActive(after)
+        }
+        switch outcome {
         case .cancelled(let snap):
             if out.json { out.emit(Render.flow(snap)) } else {
                 out.print("Cancelled \(snap.flow.flowId) (\(snap.flow.syncMode.rawValue)) with status \(out.status(snap.flow.status.rawValue)).")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows list`: every flow, newest first, with the pressure summary.
@@ -43,9 +44,11 @@ struct FlowsList: SpoolCommand {
         let json = out.json
         if let spool = try readSpool() {
             allIds = try spool.flowIds()
+            let runner = Runner(spool: spool)
             listed = try spool.mapAllFlows { result in
                 switch result {
-                case .success(let snap):
+                case .success(let read):
+                    let snap = runner.settle(read)
                     if let wanted, snap.flow.status != wanted { return Listed() }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
                     var item = Listed(flow: snap.flow, summary: TaskSummary(snap.tasks))

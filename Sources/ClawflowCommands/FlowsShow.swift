@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows show <lookup>`: one flow and its linked tasks.
@@ -27,7 +28,8 @@ struct FlowsShow: SpoolCommand {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
-        let snap = try spool.readFlow(id)
+        // A command task whose supervisor died is recorded lost before it is shown.
+        let snap = Runner(spool: spool).settle(try spool.readFlow(id))
         if out.json {
             out.emit(Render.flow(snap))
         } else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow tasks cancel <task>`: ask one task to stop.
@@ -9,7 +10,9 @@ struct TasksCancel: SpoolCommand {
         abstract: "Ask one task to stop.",
         discussion: """
         For a task reported by another program, records cancelRequestedAt in its task file \
-        (its runner sees it and answers with its final status) and exits 1 until it does.
+        (its runner sees it and answers with its final status) and exits 1 until it does. A \
+        command started with clawflow run gets SIGTERM to its process group, SIGKILL after \
+        --grace, and is recorded cancelled (a sequence then stops: its flow fails).
 
         Example:
           clawflow tasks cancel run-42
@@ -21,10 +24,21 @@ struct TasksCancel: SpoolCommand {
     @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
     var task: String
 
+    @Option(help: ArgumentHelp("How long a command task gets between SIGTERM and SIGKILL (e.g. 10, 30s, 1m).", valueName: "duration"))
+    var grace: String = "10s"
+
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
+        guard let graceSeconds = DurationText.seconds(grace) else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
+        if record.isCommand {
+            let snap: FlowSnapshot
+            do { snap = try Runner(spool: spool).stopCommands(flowId: flowId, only: [taskId], grace: Double(graceSeconds)) } catch { throw error.spoolError }
+            let after = snap.tasks.first { $0.taskId == taskId } ?? record
+            if out.json { out.emit(.object(after.fields)) } else { out.print("Cancelled task \(taskId) (cli) with status \(out.status(after.status.rawValue)).") }
+            return
+        }
         if !out.json {
             out.print("Cancel requested for task \(taskId) (\(record.runtime)); it stays \(record.status.rawValue) until its runner answers.")
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow tasks list`: the task ledger, newest first.
@@ -24,9 +25,11 @@ struct TasksList: SpoolCommand {
         var tasks: [TaskRecord] = []
         var failures: [String] = []
         if let spool = try readSpool() {
+            let runner = Runner(spool: spool)
             for result in try spool.readAllFlows() {
                 switch result {
-                case .success(let snap):
+                case .success(let read):
+                    let snap = runner.settle(read)
                     tasks.append(contentsOf: snap.tasks)
                     failures.append(contentsOf: snap.problems.map(\.message))
                 case .failure(let error):

@@ -90,6 +90,9 @@ public enum Rules {
             next.setTimestamp("endedAt", now)
             return next
         }
+        if flow.controllerId == Rules.sequenceController {
+            return reconcileSequence(next, tasks: tasks, at: now)
+        }
         if flow.syncMode == .taskMirrored, let task = tasks.max(by: { $0.createdAt < $1.createdAt }) {
             let status = mirroredStatus(of: task)
             next.status = status
@@ -101,6 +104,62 @@ public enum Rules {
             if task.status.isTerminal { next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now) }
         }
         return next
+    }
+
+    /// The controller id of clawflow's own sequences (`clawflow run --step ...`).
+    public static let sequenceController = "clawflow/sequence"
+
+    /// A sequence follows its steps: a failed, timed-out, lost or cancelled step fails the
+    /// flow (`blockedTaskId`, `blockedSummary`); all steps succeeded → `succeeded`; a running
+    /// step is the flow's `currentStep`.
+    static func reconcileSequence(_ flow: FlowRecord, tasks: [TaskRecord], at now: Timestamp) -> FlowRecord {
+        var next = flow
+        let steps = flow.fields["steps"]?.arrayValue ?? []
+        let byId = Dictionary(tasks.map { ($0.taskId, $0) }, uniquingKeysWith: { a, _ in a })
+        var allSucceeded = !steps.isEmpty
+        for (index, step) in steps.enumerated() {
+            let name = step.objectValue?["name"]?.stringValue ?? "step \(index + 1)"
+            guard let id = step.objectValue?["taskId"]?.stringValue, let task = byId[id] else {
+                allSucceeded = false
+                continue
+            }
+            if task.status == .running, next.status == .queued || next.status == .running {
+                next.status = .running
+                next.setString("currentStep", name)
+            }
+            if task.status != .succeeded { allSucceeded = false }
+            if [.failed, .timedOut, .lost, .cancelled].contains(task.status) {
+                next.status = .failed
+                next.setString("blockedTaskId", id)
+                next.setString("blockedSummary", "step \(index + 1) of \(steps.count) (\(name)) \(Rules.endText(of: task))")
+                next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now)
+                next.fields["currentStep"] = nil
+                return next
+            }
+        }
+        if allSucceeded {
+            next.status = .succeeded
+            next.setTimestamp("endedAt", now)
+            next.fields["currentStep"] = nil
+        }
+        return next
+    }
+
+    /// How a terminal command task ended, as a clause: "exited with code 2", "timed out after 5 s".
+    public static func endText(of task: TaskRecord) -> String {
+        switch task.status {
+        case .succeeded: return "succeeded"
+        case .timedOut:
+            if let s = task.integer("timeoutSeconds") { return "timed out after \(s) s" }
+            return "timed out"
+        case .lost: return "was lost: \(task.string("error") ?? "its process vanished")"
+        case .cancelled: return "was cancelled"
+        case .failed:
+            if let signal = task.string("signal") { return "was killed by \(signal)" }
+            if let code = task.integer("exitCode") { return "exited with code \(code)" }
+            return "failed" + (task.string("error").map { ": \($0)" } ?? "")
+        default: return "is \(task.status.rawValue)"
+        }
     }
 
     /// Stamps a changed manifest: revision +1 and `updatedAt`; an unchanged one is returned as is.

@@ -1,4 +1,5 @@
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 import CSystemShims
 import Dispatch
@@ -184,7 +185,9 @@ public final class Watcher: Sendable {
     private func reconcile(_ flowId: String, spool: Spool, inotify: InotifyThread?) {
         guard Identifier.isValid(flowId) else { return }
         do {
-            let (_, snap) = try spool.mutate(flow: flowId, source: "watcher") { (_: inout FlowChange) throws(SpoolError) in }
+            // Re-derives the flow, then records lost command tasks whose supervisor died.
+            let (_, derived) = try spool.mutate(flow: flowId, source: "watcher") { (_: inout FlowChange) throws(SpoolError) in }
+            let snap = Runner(spool: spool).settle(derived)
             if snap.flow.isTerminal {
                 inotify?.unwatch(spool.flowPath(flowId).appending("tasks").string)
             }

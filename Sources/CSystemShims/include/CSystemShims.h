@@ -26,4 +26,17 @@ int clawflow_flock(int fd, int operation);
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
 
+/// posix_spawnp(3) of a command with stdin from /dev/null, stdout and stderr to stdout_fd
+/// (or /dev/null when it is -1), working directory cwd (NULL: unchanged), every descriptor
+/// above 2 closed, default signal dispositions and an empty mask; in a new session
+/// (new_session != 0) or else a new process group. Returns 0 or an errno value.
+int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                   int stdout_fd, int new_session, pid_t *pid);
+
+/// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
+int clawflow_pidfd_open(pid_t pid);
+
+/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
+int clawflow_become_subreaper(void);
+
 #endif

@@ -1,0 +1,118 @@
+import ArgumentParser
+import ClawflowModel
+import ClawflowRunner
+import ClawflowSpool
+import Glibc
+
+/// `clawflow run`: start a command (or a sequence of steps) detached, tracked as a flow.
+struct Run: SpoolCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a command detached as a one-task flow, or steps one after another as a sequence.",
+        discussion: """
+        The command runs in its own session and process group, with stdin from /dev/null and \
+        stdout and stderr appended to the task's log (clawflow logs <task>); run prints the \
+        flow id and the task id and returns at once. A supervisor process records the task \
+        running, then succeeded (exit 0), failed (exit code or signal) or timed_out (after \
+        --timeout the whole process group is ended). No watcher is needed.
+
+        With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
+        after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
+        no later step starts.
+
+        Examples:
+          clawflow run --owner session-1 -- make -C ~/src/app test
+          clawflow run --owner nightly --goal "build and ship" --step "make" --step "make install"
+          clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
+        """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: ArgumentHelp("The owner key of the new flow.", valueName: "key"))
+    var owner: String
+
+    @Option(help: ArgumentHelp("What the job is for (required with --step).", valueName: "text"))
+    var goal: String?
+
+    @Option(help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
+    var timeout: String?
+
+    @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "dir"))
+    var cwd: String?
+
+    @Option(name: .customLong("step"), help: ArgumentHelp("A step of a sequence, run as sh -c CMD (repeat in order).", valueName: "cmd"))
+    var steps: [String] = []
+
+    @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "cmd"))
+    var command: [String] = []
+
+    func execute(_ out: Output) throws(SpoolError) {
+        let key = try Parse.ownerKey(owner)
+        let goalText = try goal.map { (g) throws(SpoolError) in try Parse.text(g, option: "--goal") }
+        var timeoutSeconds: Int64?
+        if let timeout {
+            guard let s = DurationText.seconds(timeout), s > 0 else {
+                throw Parse.usage("Invalid duration \"\(sanitized(timeout))\" for --timeout; use seconds or a number with s, m, h, d (30s, 10m).")
+            }
+            timeoutSeconds = s
+        }
+        let directory = try workingDirectory()
+        let started: Runner.Started
+        do {
+            if !steps.isEmpty {
+                guard command.isEmpty else { throw Parse.usage("Give either --step commands or one command after --, not both.") }
+                guard let goalText else { throw Parse.usage("A sequence needs --goal.") }
+                for step in steps where step.trimmingWhitespace().isEmpty { throw Parse.usage("A --step command may not be empty.") }
+                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, cwd: directory)
+            } else {
+                guard !command.isEmpty else { throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.") }
+                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, cwd: directory, command: command)
+            }
+        } catch let error as RunnerError {
+            throw error.spoolError
+        } catch let error as SpoolError {
+            throw error
+        } catch {
+            throw SpoolError(.io, "\(error)")
+        }
+        if out.json {
+            out.emit(.object(JSONObject(["flowId": .string(started.flowId), "taskId": .string(started.taskId)])))
+        } else {
+            out.print("\(started.flowId) \(started.taskId)")
+        }
+    }
+
+    /// --cwd made absolute and checked, or the current directory.
+    func workingDirectory() throws(SpoolError) -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let here = getcwd(&buffer, buffer.count).map { String(cString: $0) } ?? "/"
+        guard let cwd else { return here }
+        let path = cwd.hasPrefix("/") ? cwd : here + "/" + cwd
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw Parse.usage("--cwd \(sanitized(cwd)) is not a directory.")
+        }
+        return path
+    }
+}
+
+/// `clawflow supervise <flowId>`: the supervisor `run` starts (not for direct use).
+struct Supervise: SpoolCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "supervise",
+        abstract: "Run the queued commands of a flow (started by clawflow run).",
+        shouldDisplay: false
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("The flow id.", valueName: "flow"))
+    var flow: String
+
+    func execute(_ out: Output) throws(SpoolError) {
+        guard Identifier.isValid(flow) else { throw SpoolError.flowNotFound(flow) }
+        let spool = try writeSpool()
+        do { try Supervisor(spool: spool, flowId: flow).run() } catch { throw error.spoolError }
+    }
+}

@@ -1,0 +1,136 @@
+import CSystemShims
+import Glibc
+import SystemPackage
+
+/// A process as /proc shows it: its id and start time tell a live process from a reused pid.
+public struct ProcessIdentity: Sendable, Equatable {
+    /// The process id.
+    public var pid: Int32
+    /// Field 22 of /proc/<pid>/stat: clock ticks after boot when it started.
+    public var startTime: Int64
+
+    /// The identity of a running (not zombie) process, or nil when there is none.
+    public static func of(_ pid: Int32) -> ProcessIdentity? {
+        guard let stat = ProcStat(pid: pid), stat.state != "Z", stat.state != "X" else { return nil }
+        return ProcessIdentity(pid: pid, startTime: stat.startTime)
+    }
+
+    /// This process.
+    public static var current: ProcessIdentity { of(getpid())! }
+
+    /// Whether this exact process (same pid, same start time) still runs.
+    public var isAlive: Bool { ProcessIdentity.of(pid) == self }
+}
+
+/// The fields of /proc/<pid>/stat clawflow uses.
+struct ProcStat {
+    var state: Character
+    var processGroup: Int32
+    var startTime: Int64
+
+    init?(pid: Int32) {
+        guard let text = ProcStat.read("/proc/\(pid)/stat") else { return nil }
+        self.init(text: text)
+    }
+
+    /// Parses a stat line; the command name (field 2) may hold spaces and parentheses, so
+    /// fields are counted after its last ')'.
+    init?(text: String) {
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let rest = text[text.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); field n is rest[n - 3].
+        guard rest.count > 19, let state = rest[0].first, let pgrp = Int32(rest[2]), let start = Int64(rest[19]) else { return nil }
+        self.state = state
+        processGroup = pgrp
+        startTime = start
+    }
+
+    static func read(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+}
+
+/// Process groups: signals and the question whether any member is left.
+public enum ProcessGroup {
+    /// Whether any process (not a zombie) of group `pgid` is left.
+    public static func isAlive(_ pgid: Int32) -> Bool {
+        guard pgid > 1 else { return false }
+        if kill(-pgid, 0) != 0 { return false }
+        guard let dir = opendir("/proc") else { return true }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name), let stat = ProcStat(pid: pid) else { continue }
+            if stat.processGroup == pgid, stat.state != "Z", stat.state != "X" { return true }
+        }
+        return false
+    }
+
+    /// Sends `signal` to every process of group `pgid`; false when none is left.
+    @discardableResult
+    public static func signal(_ pgid: Int32, _ signal: Int32) -> Bool {
+        guard pgid > 1 else { return false }
+        return kill(-pgid, signal) == 0
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace` seconds if any member is left; returns
+    /// once no member is left (or 5 s after the SIGKILL). True when the group is gone.
+    @discardableResult
+    public static func end(_ pgid: Int32, grace: Double, reap: () -> Void = {}) -> Bool {
+        guard signal(pgid, SIGTERM) || isAlive(pgid) else { return true }
+        if waitGone(pgid, seconds: grace, reap: reap) { return true }
+        signal(pgid, SIGKILL)
+        return waitGone(pgid, seconds: 5, reap: reap)
+    }
+
+    /// Waits up to `seconds` for the group to be gone, calling `reap` between looks.
+    static func waitGone(_ pgid: Int32, seconds: Double, reap: () -> Void) -> Bool {
+        var waited = 0.0
+        while true {
+            reap()
+            if !isAlive(pgid) { return true }
+            if waited >= seconds { return false }
+            usleep(20_000)
+            waited += 0.02
+        }
+    }
+}
+
+/// Signal names for task records.
+enum SignalName {
+    static func of(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL", SIGABRT: "SIGABRT",
+            SIGFPE: "SIGFPE", SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM",
+            SIGTERM: "SIGTERM", SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2", SIGBUS: "SIGBUS", SIGXCPU: "SIGXCPU",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+}
+
+/// Starting processes with posix_spawn: nothing inherited but stdin (/dev/null) and the log.
+enum Spawn {
+    /// Starts `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
+    /// in `cwd`, in a new session (`newSession`) or a new process group. Returns the pid.
+    static func start(_ argv: [String], output: FileDescriptor?, cwd: String?, newSession: Bool) throws(Errno) -> Int32 {
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        let rc: Int32 = cArgs.withUnsafeBufferPointer { args in
+            if let cwd {
+                return clawflow_spawn(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, newSession ? 1 : 0, &pid)
+            }
+            return clawflow_spawn(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, newSession ? 1 : 0, &pid)
+        }
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return pid
+    }
+}

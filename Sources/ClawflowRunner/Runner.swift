@@ -1,0 +1,174 @@
+import ClawflowModel
+import ClawflowSpool
+import Glibc
+import SystemPackage
+
+/// Commands clawflow runs itself (`clawflow run`): creating their flows, starting their
+/// supervisor, noticing when a supervisor died (`lost`) and stopping them on cancel.
+public struct Runner: Sendable {
+    /// The spool the commands are recorded in.
+    public let spool: Spool
+
+    /// A runner for `spool`.
+    public init(spool: Spool) { self.spool = spool }
+
+    /// What `run` started: the flow and its first task.
+    public struct Started: Sendable {
+        /// The new flow.
+        public var flowId: String
+        /// The task now queued to run (a sequence's first step).
+        public var taskId: String
+    }
+
+    // MARK: - Starting
+
+    /// `run -- CMD`: a mirrored flow with one `cli` task, started detached.
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(RunnerError) -> Started {
+        let now = Spool.now()
+        let flowId = Spool.newId(at: now)
+        let task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.string("task"), at: now)
+        do { _ = try spool.create(flow: flow, tasks: [task], source: "runner") } catch { throw RunnerError(error) }
+        try startSupervisor(flowId: flowId, taskId: task.taskId)
+        return Started(flowId: flowId, taskId: task.taskId)
+    }
+
+    /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
+    /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(RunnerError) -> Started {
+        let now = Spool.now()
+        let flowId = Spool.newId(at: now)
+        let first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
+        flow.fields["steps"] = .array(steps.enumerated().map { index, command in
+            var step: [String: JSON] = ["name": .string("step \(index + 1)"), "command": .string(command)]
+            if index == 0 { step["taskId"] = .string(first.taskId) }
+            return .object(JSONObject(step))
+        })
+        flow.setString("currentStep", "step 1")
+        do { _ = try spool.create(flow: flow, tasks: [first], source: "runner") } catch { throw RunnerError(error) }
+        try startSupervisor(flowId: flowId, taskId: first.taskId)
+        return Started(flowId: flowId, taskId: first.taskId)
+    }
+
+    /// A queued `cli` task record for `argv`.
+    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, at now: Timestamp) -> TaskRecord {
+        let taskId = Spool.newId(at: now)
+        var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
+        task.fields["command"] = .array(argv.map(JSON.string))
+        task.setString("task", argv == ["sh", "-c", argv.last ?? ""] && argv.count == 3 ? argv[2] : argv.map(Runner.shellWord).joined(separator: " "))
+        task.setString("cwd", cwd)
+        task.setInteger("timeoutSeconds", timeoutSeconds)
+        task.setString("logPath", spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
+        return task
+    }
+
+    /// A word as a shell would need it quoted (for the `task` text only).
+    static func shellWord(_ word: String) -> String {
+        let plain = !word.isEmpty && word.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
+        }
+        return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
+    }
+
+    /// Starts `clawflow supervise <flowId>` in a session of its own (no terminal, stdin and
+    /// output /dev/null), so it outlives the shell that ran `run`. A supervisor that cannot be
+    /// started fails the task.
+    func startSupervisor(flowId: String, taskId: String) throws(RunnerError) {
+        let exe = Runner.executablePath
+        do {
+            _ = try Spawn.start([exe, "--spool", spool.root.string, "supervise", flowId], output: nil, cwd: nil, newSession: true)
+        } catch {
+            let message = "could not start the supervisor \(exe): \(error.description)"
+            _ = try? spool.updateTask(flowId: flowId, taskId: taskId, update: TaskUpdate(status: .failed, fields: ["error": .string(message)]), source: "runner")
+            throw RunnerError(.io, "Starting the supervisor of flow \(flowId): \(message)", errno: error)
+        }
+    }
+
+    /// This program's path (/proc/self/exe), so the supervisor is the same clawflow.
+    static var executablePath: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBufferPointer { readlink("/proc/self/exe", $0.baseAddress!, $0.count) }
+        return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
+    // MARK: - Lost
+
+    /// Whether an active command task's supervisor is gone (dead, or its pid reused).
+    public static func supervisorIsGone(_ task: TaskRecord) -> Bool {
+        guard task.isCommand, task.status.isActive,
+              let pid = task.integer("supervisorPid"), let start = task.integer("supervisorStartTime")
+        else { return false }
+        return !ProcessIdentity(pid: Int32(pid), startTime: start).isAlive
+    }
+
+    /// Records `lost` for every active command task of the flow whose supervisor is gone
+    /// (re-checked under the flow lock), ends its command's process group if that is still
+    /// the same process, and returns the flow afterwards. Any other flow is returned as is.
+    public func settle(_ snap: FlowSnapshot) -> FlowSnapshot {
+        guard snap.tasks.contains(where: Runner.supervisorIsGone) else { return snap }
+        do {
+            let (lost, after) = try spool.mutate(flow: snap.flow.flowId, source: "runner") { (change) throws(SpoolError) -> [TaskRecord] in
+                var lost: [TaskRecord] = []
+                for var task in change.tasks.values where Runner.supervisorIsGone(task) {
+                    let pid = task.integer("supervisorPid") ?? 0
+                    _ = Rules.apply(TaskUpdate(status: .lost, fields: ["error": .string("its supervisor (pid \(pid)) is gone")]), to: &task, at: change.now)
+                    change.tasks[task.taskId] = task
+                    lost.append(task)
+                }
+                return lost
+            }
+            for task in lost { Runner.endCommand(of: task, grace: 1) }
+            return after
+        } catch {
+            return snap
+        }
+    }
+
+    /// `settle` for each flow that has an active command task.
+    public func settle(_ snaps: [FlowSnapshot]) -> [FlowSnapshot] {
+        snaps.map { snap in snap.tasks.contains { $0.isCommand && $0.status.isActive } ? settle(snap) : snap }
+    }
+
+    /// Ends the process group of a command task if its command is still the same process.
+    static func endCommand(of task: TaskRecord, grace: Double) {
+        guard let pid = task.integer("pid"), let pgid = task.integer("pgid"), let start = task.integer("procStartTime") else { return }
+        // The command itself may have exited while others of its group live on: its group
+        // is ended if the command is still the recorded process, or if it is gone.
+        let command = ProcessIdentity(pid: Int32(pid), startTime: start)
+        if command.isAlive || ProcessIdentity.of(Int32(pid)) == nil {
+            ProcessGroup.end(Int32(pgid), grace: grace)
+        }
+    }
+
+    // MARK: - Cancel
+
+    /// Stops the flow's active command tasks (all, or those in `only`): SIGTERM to each
+    /// process group, SIGKILL after `grace` seconds, and waits until no process of the group
+    /// is left; records each `cancelled` (the flow then finalises by the rules). Call after
+    /// the cancel request is recorded, so the supervisor records `cancelled` too.
+    public func stopCommands(flowId: String, only: Set<String>? = nil, grace: Double) throws(RunnerError) -> FlowSnapshot {
+        let snap: FlowSnapshot
+        do { snap = try spool.readFlow(flowId) } catch { throw RunnerError(error) }
+        let targets = snap.tasks.filter { $0.isCommand && $0.status.isActive && (only?.contains($0.taskId) ?? true) }
+        guard !targets.isEmpty else { return snap }
+        for task in targets { Runner.endCommand(of: task, grace: grace) }
+        let ids = Set(targets.map(\.taskId))
+        do {
+            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) in
+                for var task in change.tasks.values where ids.contains(task.taskId) && task.status.isActive {
+                    _ = Rules.apply(TaskUpdate(status: .cancelled), to: &task, at: change.now)
+                    change.tasks[task.taskId] = task
+                }
+            }.snapshot
+        } catch {
+            throw RunnerError(error)
+        }
+    }
+}
+
+extension String {
+    func replacingAll(_ target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}

@@ -1,0 +1,185 @@
+import CSystemShims
+import ClawflowModel
+import ClawflowSpool
+import Glibc
+import SystemPackage
+
+/// The process that runs a flow's commands (`clawflow supervise <flowId>`, started by
+/// `run` in a session of its own): it starts each queued `cli` task in a process group of its
+/// own, records it `running`, waits for it (ending the group on timeout), records how it
+/// ended, and for a sequence creates and runs the next step while the previous succeeded.
+/// Every record goes through the one mutation path; no watcher is needed.
+public struct Supervisor: Sendable {
+    /// The spool of the flow.
+    public let spool: Spool
+    /// The flow whose commands this supervisor runs.
+    public let flowId: String
+    /// Seconds a timed-out command's group gets between SIGTERM and SIGKILL.
+    public static let timeoutGrace = 5.0
+
+    /// A supervisor for `flowId`.
+    public init(spool: Spool, flowId: String) {
+        self.spool = spool
+        self.flowId = flowId
+    }
+
+    /// Runs the flow's commands until none is left to run.
+    public func run() throws(RunnerError) {
+        // Orphaned descendants of the commands are re-parented here and reaped.
+        _ = clawflow_become_subreaper()
+        let me = ProcessIdentity.current
+        while true {
+            let snap: FlowSnapshot
+            do { snap = try spool.readFlow(flowId) } catch { throw RunnerError(error) }
+            if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.integer("pid") == nil }) {
+                try runTask(task, supervisor: me)
+                continue
+            }
+            guard try startNextStep(snap) else { return }
+        }
+    }
+
+    /// For a sequence whose steps so far all succeeded: creates the next step's task (and
+    /// names it in `steps`). False when there is nothing more to run.
+    func startNextStep(_ snap: FlowSnapshot) throws(RunnerError) -> Bool {
+        guard snap.flow.controllerId == Rules.sequenceController, !snap.flow.isTerminal, snap.flow.cancelRequestedAt == nil else { return false }
+        do {
+            let (created, _) = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
+                      var steps = change.flow.fields["steps"]?.arrayValue else { return false }
+                guard let index = steps.firstIndex(where: { $0.objectValue?["taskId"] == nil }) else { return false }
+                let done = steps[..<index].allSatisfy { step in
+                    step.objectValue?["taskId"]?.stringValue.flatMap { change.tasks[$0] }?.status == .succeeded
+                }
+                guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
+                let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { change.tasks[$0] }
+                let runner = Runner(spool: spool)
+                let task = runner.commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
+                                              cwd: previous?.string("cwd") ?? "/", timeoutSeconds: previous?.integer("timeoutSeconds"), at: change.now)
+                change.tasks[task.taskId] = task
+                step["taskId"] = .string(task.taskId)
+                steps[index] = .object(step)
+                change.flow.fields["steps"] = .array(steps)
+                change.flow.setString("currentStep", step["name"]?.stringValue)
+                return true
+            }
+            return created
+        } catch {
+            throw RunnerError(error)
+        }
+    }
+
+    /// Starts one command, records it running, waits, records its end.
+    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(RunnerError) {
+        let taskId = task.taskId
+        let argv = task.fields["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let logPath = FilePath(task.string("logPath") ?? spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
+        let log: FileDescriptor
+        do {
+            log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec], permissions: [.ownerReadWrite])
+        } catch {
+            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("could not open the log \(logPath): \(error)")]))
+            return
+        }
+        defer { try? log.close() }
+        guard !argv.isEmpty else {
+            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("the task has no command")]))
+            return
+        }
+        let pid: Int32
+        do { pid = try Spawn.start(argv, output: log, cwd: task.string("cwd"), newSession: false) } catch {
+            let message = "could not start \(sanitized(argv[0])): \(error.description)"
+            _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
+            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))
+            return
+        }
+        let pidfd = clawflow_pidfd_open(pid)
+        defer { if pidfd >= 0 { close(pidfd) } }
+        let start = ProcStat(pid: pid)?.startTime ?? 0
+        let running = TaskUpdate(status: .running, fields: [
+            "pid": .int(Int64(pid)), "pgid": .int(Int64(pid)), "procStartTime": .int(start),
+            "supervisorPid": .int(Int64(me.pid)), "supervisorStartTime": .int(me.startTime),
+        ])
+        let cancelRequested = try record(taskId, running)
+        if cancelRequested { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
+
+        // Wait for the command, ending its group at the deadline.
+        let deadline = task.integer("timeoutSeconds").map { monotonicSeconds() + Double($0) }
+        var status: Int32?
+        var timedOut = false
+        while status == nil {
+            var wait: Int32 = 1000
+            if let deadline, !timedOut { wait = Int32(max(0, min(1000, (deadline - monotonicSeconds()) * 1000))) }
+            if pidfd >= 0 {
+                var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&p, 1, wait)
+            } else {
+                usleep(UInt32(min(wait, 50)) * 1000)
+            }
+            status = reapChildren(main: pid)
+            if status == nil, let deadline, !timedOut, monotonicSeconds() >= deadline {
+                timedOut = true
+                ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { if let s = reapChildren(main: pid) { status = s } })
+            }
+        }
+        // A timed-out or cancelled command takes its whole group with it.
+        let cancelled = (try? spool.readTask(flowId: flowId, taskId: taskId))?.timestamp("cancelRequestedAt") != nil
+        if timedOut || cancelled { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
+        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.integer("timeoutSeconds")))
+    }
+
+    /// The task update for how a command ended.
+    static func outcome(status: Int32, timedOut: Bool, cancelled: Bool, timeout: Int64?) -> TaskUpdate {
+        let exited = status & 0x7F == 0
+        let code = Int64((status >> 8) & 0xFF)
+        let signal = status & 0x7F
+        if cancelled { return TaskUpdate(status: .cancelled, fields: exited ? ["exitCode": .int(code)] : ["signal": .string(SignalName.of(signal))]) }
+        if timedOut {
+            var fields: [String: JSON] = ["error": .string("timed out after \(timeout ?? 0) s; its process group was ended")]
+            if !exited { fields["signal"] = .string(SignalName.of(signal)) }
+            return TaskUpdate(status: .timedOut, fields: fields)
+        }
+        if exited {
+            if code == 0 { return TaskUpdate(status: .succeeded, fields: ["exitCode": .int(0)]) }
+            return TaskUpdate(status: .failed, fields: ["exitCode": .int(code), "error": .string("exited with code \(code)")])
+        }
+        let name = SignalName.of(signal)
+        return TaskUpdate(status: .failed, fields: ["signal": .string(name), "error": .string("killed by \(name)")])
+    }
+
+    /// Writes an update of the task (nothing when the task is already final, e.g. cancelled
+    /// by `flows cancel` meanwhile). Returns whether the task has a cancel request.
+    @discardableResult
+    func record(_ taskId: String, _ update: TaskUpdate) throws(RunnerError) -> Bool {
+        do {
+            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+                guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
+                if task.status.isTerminal { return true }
+                _ = Rules.apply(update, to: &task, at: change.now)
+                change.tasks[taskId] = task
+                return task.timestamp("cancelRequestedAt") != nil || change.flow.cancelRequestedAt != nil
+            }.result
+        } catch {
+            throw RunnerError(error)
+        }
+    }
+}
+
+/// Reaps every exited child (orphans re-parented to this subreaper included); returns the
+/// wait status of `main` if it was among them.
+func reapChildren(main: Int32) -> Int32? {
+    var mainStatus: Int32?
+    while true {
+        var status: Int32 = 0
+        let pid = waitpid(-1, &status, WNOHANG)
+        if pid <= 0 { break }
+        if pid == main { mainStatus = status }
+    }
+    return mainStatus
+}
+
+func monotonicSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}

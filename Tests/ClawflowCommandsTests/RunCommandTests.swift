@@ -1,0 +1,221 @@
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+/// Polls `flows show <flow> --json` until `done` holds (10 s at most); returns the last flow.
+@discardableResult
+func waitForFlow(_ tmp: TemporarySpool, _ flow: String, seconds: Double = 10, sourceLocation: SourceLocation = #_sourceLocation, until done: ([String: Any]) -> Bool) -> [String: Any] {
+    let deadline = Date().addingTimeInterval(seconds)
+    var last: [String: Any] = [:]
+    while Date() < deadline {
+        if let object = jsonObject(tmp.run(["flows", "show", flow, "--json"]).stdout) {
+            last = object
+            if done(object) { return object }
+        }
+        usleep(50_000)
+    }
+    Issue.record("flow \(flow) did not reach the expected state in \(seconds) s: \(last)", sourceLocation: sourceLocation)
+    return last
+}
+
+func tasksOf(_ flow: [String: Any]) -> [[String: Any]] { flow["tasks"] as? [[String: Any]] ?? [] }
+func isEnded(_ flow: [String: Any]) -> Bool { flow["endedAt"] != nil }
+
+/// The pids of processes whose command line contains `marker`.
+func processes(containing marker: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { Int32($0) }.filter { pid in
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let text = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
+        return text.contains(marker) && state != "Z"
+    }
+}
+
+@Suite("clawflow run: commands and sequences", .serialized)
+struct RunCommandTests {
+    /// `run` output: "<flowId> <taskId>".
+    func started(_ tmp: TemporarySpool, _ args: [String]) -> (flow: String, task: String) {
+        let r = tmp.run(["run"] + args)
+        #expect(r.status == 0, "run \(args): \(r.stderr)")
+        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(parts.count == 2, "run printed \(r.stdout)")
+        return (parts.first ?? "", parts.last ?? "")
+    }
+
+    @Test("a command that exits 0 succeeds, with its pid, process group, start time and output in its log")
+    func success() {
+        let tmp = TemporarySpool()
+        let (flow, task) = started(tmp, ["--owner", "s", "--", "sh", "-c", "echo out; echo err >&2"])
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "succeeded")
+        let t = tasksOf(shown).first ?? [:]
+        #expect(t["taskId"] as? String == task)
+        #expect(t["status"] as? String == "succeeded" && t["exitCode"] as? Int == 0)
+        #expect(t["runtime"] as? String == "cli" && t["command"] as? [String] == ["sh", "-c", "echo out; echo err >&2"])
+        for key in ["pid", "pgid", "procStartTime", "supervisorPid", "supervisorStartTime", "startedAt", "endedAt", "logPath", "cwd"] {
+            #expect(t[key] != nil, "\(key) missing in \(t)")
+        }
+        #expect(t["pid"] as? Int == t["pgid"] as? Int, "the command leads its own process group")
+        let logs = tmp.run(["logs", task])
+        #expect(logs.status == 0 && logs.stdout == "out\nerr\n")
+    }
+
+    @Test("a failing command fails with its exit code, a killed one with its signal; --cwd and --timeout apply")
+    func failureTimeoutAndCwd() throws {
+        let tmp = TemporarySpool()
+        let dir = tmp.parent + "/work"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let failing = started(tmp, ["--owner", "f", "--cwd", dir, "--", "sh", "-c", "pwd; exit 7"])
+        let killed = started(tmp, ["--owner", "k", "--", "sh", "-c", "kill -9 $$"])
+        let slow = started(tmp, ["--owner", "t", "--timeout", "1", "--", "sh", "-c", "sleep 1000 & sleep 1000"])
+        let f = waitForFlow(tmp, failing.flow, until: isEnded)
+        #expect(f["status"] as? String == "failed")
+        #expect(tasksOf(f).first?["exitCode"] as? Int == 7)
+        #expect(tmp.run(["logs", failing.task]).stdout == dir + "\n")
+        let k = waitForFlow(tmp, killed.flow, until: isEnded)
+        #expect(tasksOf(k).first?["signal"] as? String == "SIGKILL" && k["status"] as? String == "failed")
+        let t = waitForFlow(tmp, slow.flow, seconds: 15, until: isEnded)
+        #expect(tasksOf(t).first?["status"] as? String == "timed_out")
+        #expect(t["status"] as? String == "failed")
+        let pgid = Int32(tasksOf(t).first?["pgid"] as? Int ?? 0)
+        #expect(pgid > 1 && kill(-pgid, 0) != 0 || processes(containing: "sleep 1000").isEmpty, "the timed-out group is ended")
+    }
+
+    @Test("a 5-step sequence runs its steps in order, one at a time, and succeeds")
+    func sequenceOrder() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/order.txt"
+        let steps = (1...5).flatMap { n in ["--step", "echo start \(n) >> \(out); sleep 0.1; echo end \(n) >> \(out)"] }
+        let (flow, _) = started(tmp, ["--owner", "seq", "--goal", "five steps"] + steps)
+        let shown = waitForFlow(tmp, flow, seconds: 20, until: isEnded)
+        #expect(shown["status"] as? String == "succeeded")
+        #expect(shown["controllerId"] as? String == "clawflow/sequence")
+        #expect(tasksOf(shown).count == 5)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines == (1...5).flatMap { ["start \($0)", "end \($0)"] }, "steps overlapped or ran out of order: \(lines)")
+        let recorded = (shown["steps"] as? [[String: Any]] ?? []).compactMap { $0["taskId"] as? String }
+        #expect(recorded.count == 5)
+    }
+
+    @Test("a failing middle step fails the sequence, names the step, and no later step starts")
+    func failingMiddleStep() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/ran.txt"
+        let (flow, _) = started(tmp, ["--owner", "mid", "--goal", "g", "--step", "echo 1 >> \(out)", "--step", "exit 4", "--step", "echo 3 >> \(out)"])
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "failed")
+        #expect((shown["blockedSummary"] as? String)?.contains("step 2 of 3") == true)
+        #expect((shown["blockedSummary"] as? String)?.contains("exited with code 4") == true)
+        #expect(tasksOf(shown).count == 2)
+        #expect(shown["blockedTaskId"] as? String == tasksOf(shown).first { $0["status"] as? String == "failed" }?["taskId"] as? String)
+        usleep(300_000)
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "1\n")
+    }
+
+    @Test("cancelling a running sequence ends the step's whole process group and starts no other step")
+    func cancelSequence() throws {
+        let tmp = TemporarySpool()
+        let marker = "sleep 1000\(getpid())"
+        let out = tmp.parent + "/after.txt"
+        let (flow, task) = started(tmp, ["--owner", "cx", "--goal", "g", "--step", "sh -c '\(marker)' & sh -c '\(marker)'; true", "--step", "echo ran >> \(out)"])
+        waitForFlow(tmp, flow) { tasksOf($0).first?["status"] as? String == "running" }
+        usleep(200_000)
+        #expect(!processes(containing: marker).isEmpty)
+        let r = tmp.run(["flows", "cancel", flow, "--grace", "2s"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("with status cancelled"))
+        #expect(processes(containing: marker).isEmpty, "a process of the group is left")
+        usleep(500_000)
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "cancelled")
+        #expect(tasksOf(shown).map { $0["taskId"] as? String } == [task])
+        #expect(tasksOf(shown).first?["status"] as? String == "cancelled")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("a supervisor killed with SIGKILL leaves its task lost at the next read, and the command's group ended")
+    func lostSupervisor() throws {
+        let tmp = TemporarySpool()
+        let marker = "sleep 1001\(getpid())"
+        let (flow, _) = started(tmp, ["--owner", "lost", "--goal", "g", "--step", "sh -c '\(marker)'", "--step", "true"])
+        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["supervisorPid"] != nil }
+        let supervisor = Int32(tasksOf(running).first?["supervisorPid"] as? Int ?? 0)
+        #expect(supervisor > 1 && kill(supervisor, SIGKILL) == 0)
+        usleep(200_000)
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(tasksOf(shown).first?["status"] as? String == "lost")
+        #expect(shown["status"] as? String == "failed")
+        #expect((shown["blockedSummary"] as? String)?.contains("lost") == true)
+        usleep(1_500_000)
+        #expect(processes(containing: marker).isEmpty)
+    }
+
+    @Test("a command inherits no descriptor of clawflow's: only stdin, stdout and stderr")
+    func cleanDescriptors() throws {
+        let tmp = TemporarySpool()
+        // ls lists its own descriptors (/proc/self) into the task's log.
+        let (flow, task) = started(tmp, ["--owner", "fd", "--", "ls", "-l", "/proc/self/fd"])
+        waitForFlow(tmp, flow, until: isEnded)
+        let listing = tmp.run(["logs", task]).stdout
+        let fds = listing.split(separator: "\n").compactMap { line -> String? in
+            let parts = line.split(separator: " ")
+            guard let arrow = parts.firstIndex(of: "->"), arrow > 0 else { return nil }
+            return String(parts[arrow - 1]) + " -> " + parts[(arrow + 1)...].joined(separator: " ")
+        }
+        // 0 is /dev/null, 1 and 2 the log; 3 is the directory ls itself reads.
+        let extra = fds.filter { !$0.hasPrefix("0 ") && !$0.hasPrefix("1 ") && !$0.hasPrefix("2 ") && !$0.contains("/proc/") }
+        #expect(fds.count >= 3)
+        #expect(extra.isEmpty, "inherited: \(extra)")
+        #expect(fds.first { $0.hasPrefix("0 ") }?.hasSuffix("/dev/null") == true)
+        #expect(fds.first { $0.hasPrefix("1 ") }?.hasSuffix(task + ".log") == true)
+        #expect(fds.first { $0.hasPrefix("2 ") }?.hasSuffix(task + ".log") == true)
+    }
+
+    @Test("logs --follow prints output as it comes and returns when the task ends")
+    func followLogs() {
+        let tmp = TemporarySpool()
+        let (_, task) = started(tmp, ["--owner", "fl", "--", "sh", "-c", "echo a; sleep 0.5; echo b"])
+        let r = tmp.run(["logs", task, "--follow"])
+        #expect(r.status == 0 && r.stdout == "a\nb\n")
+        let shown = tmp.json(["tasks", "show", task])
+        #expect(shown["status"] as? String == "succeeded")
+    }
+
+    @Test("50 concurrent run invocations are all tracked and all finish")
+    func fiftyConcurrent() {
+        let tmp = TemporarySpool()
+        #expect(tmp.run(["init"]).status == 0)
+        let results = Mutex<[CommandResult]>([])
+        DispatchQueue.concurrentPerform(iterations: 50) { n in
+            let r = tmp.run(["run", "--owner", "c\(n % 7)", "--", "sh", "-c", "echo \(n)"])
+            results.withLock { $0.append(r) }
+        }
+        let all = results.withLock { $0 }
+        #expect(all.allSatisfy { $0.status == 0 }, "\(all.filter { $0.status != 0 }.map(\.stderr))")
+        let deadline = Date().addingTimeInterval(30)
+        var done = 0
+        while Date() < deadline {
+            let list = tmp.json(["tasks", "list"])
+            let tasks = list["tasks"] as? [[String: Any]] ?? []
+            done = tasks.filter { $0["status"] as? String == "succeeded" }.count
+            if tasks.count == 50, done == 50 { break }
+            usleep(100_000)
+        }
+        #expect(done == 50)
+        #expect(tmp.run(["fsck"]).status == 0)
+    }
+
+    @Test("usage errors: no command, both --step and a command, a sequence without --goal, a bad --timeout")
+    func usage() {
+        let tmp = TemporarySpool()
+        #expect(tmp.run(["run", "--owner", "u"]).status == 64)
+        #expect(tmp.run(["run", "--owner", "u", "--goal", "g", "--step", "true", "--", "true"]).status == 64)
+        #expect(tmp.run(["run", "--owner", "u", "--step", "true"]).status == 64)
+        let bad = tmp.run(["run", "--owner", "u", "--timeout", "soon", "--", "true"])
+        #expect(bad.status == 64 && bad.stderr.contains("--timeout"))
+        #expect(tmp.run(["run", "--owner", "u", "--cwd", "/nonexistent-dir", "--", "true"]).status == 64)
+    }
+}
