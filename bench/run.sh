@@ -205,6 +205,11 @@ BENCH_SKIP_BUILD=1 bash "$HERE/watch.sh" | tee "$WORK/watch.out" || fail "bench/
 WATCH_SUMMARY=$(sed -n '/^== watcher benchmark ==$/,$p' "$WORK/watch.out" | tail -n +2 | grep -v '^watcher benchmark took')
 [[ -n "$WATCH_SUMMARY" ]] || fail "no summary from bench/watch.sh"
 
+# ---- 5. clawflow run beside nq (bench/run-vs-nq.sh) -----------------------------------------
+step "5. clawflow run beside nq: bash bench/run-vs-nq.sh"
+BENCH_SKIP_BUILD=1 bash "$HERE/run-vs-nq.sh" | tee "$WORK/nq.out" || fail "bench/run-vs-nq.sh"
+NQ_SUMMARY=$(sed -n '/^== clawflow run beside nq ==$/,$p' "$WORK/nq.out" | tail -n +2)
+
 # ---- summary ----------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 <= t + 0 ? "meets target" : "MISSES target") }'; }
@@ -220,6 +225,7 @@ flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($
 flows show <owner>: 100 flows $(awk -v s="$S_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$B_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($S_N runs each); ratio ${SHOW_RATIO}x (target <= 1.3x: $(verdict "$SHOW_RATIO" 1.3)); process start-up alone (--help) $(awk -v s="$H_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms
 task transition: $X_REN file replaces (renames), $((X_FSYNC + X_FDATA + X_OSYNC)) fsync-family calls ($X_SYNC_TEXT), $X_APP events.jsonl append (target <= 2 replaces + 1 append: $X_VERDICT)
 $WATCH_SUMMARY
+$NQ_SUMMARY
 fixtures: $FX_DESC; 100,000-flow spool generated in $LARGE_GEN_S s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(secs_since "$T_START") s before cleanup
 EOF
 )

@@ -32,7 +32,7 @@ struct FlowsCancel: SpoolCommand {
     var grace: String = "10s"
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let graceSeconds = DurationText.seconds(grace) else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
+        let graceSeconds = try Parse.duration(grace, option: "--grace")
         guard let spool = try readSpool() else {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }

@@ -97,6 +97,14 @@ enum Parse {
         return raw
     }
 
+    /// A duration option's value in seconds (`90`, `30s`, `10m`, `1h30m`, `7d`).
+    static func duration(_ raw: String, option: String) throws(SpoolError) -> Int64 {
+        guard let seconds = DurationText.seconds(raw) else {
+            throw usage("Invalid duration \"\(sanitized(raw))\" for \(option); use seconds or a number with s, m, h, d (30s, 10m).")
+        }
+        return seconds
+    }
+
     static func text(_ raw: String, option: String) throws(SpoolError) -> String {
         guard !raw.unicodeScalars.contains(where: { $0.value == 0 }) else { throw usage("\(option) contains a NUL character.") }
         return raw

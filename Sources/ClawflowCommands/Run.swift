@@ -52,10 +52,8 @@ struct Run: SpoolCommand {
         let goalText = try goal.map { (g) throws(SpoolError) in try Parse.text(g, option: "--goal") }
         var timeoutSeconds: Int64?
         if let timeout {
-            guard let s = DurationText.seconds(timeout), s > 0 else {
-                throw Parse.usage("Invalid duration \"\(sanitized(timeout))\" for --timeout; use seconds or a number with s, m, h, d (30s, 10m).")
-            }
-            timeoutSeconds = s
+            timeoutSeconds = try Parse.duration(timeout, option: "--timeout")
+            guard timeoutSeconds! > 0 else { throw Parse.usage("--timeout must be longer than 0 s.") }
         }
         let directory = try workingDirectory()
         let started: Runner.Started

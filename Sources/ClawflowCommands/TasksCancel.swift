@@ -30,7 +30,7 @@ struct TasksCancel: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
-        guard let graceSeconds = DurationText.seconds(grace) else { throw Parse.usage("Invalid duration \"\(sanitized(grace))\" for --grace; use seconds or a number with s, m, h, d (30s, 1m).") }
+        let graceSeconds = try Parse.duration(grace, option: "--grace")
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
         if record.isCommand {
             let snap: FlowSnapshot
