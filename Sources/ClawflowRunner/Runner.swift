@@ -56,7 +56,8 @@ public struct Runner: Sendable {
         let taskId = Spool.newId(at: now)
         var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
         task.fields["command"] = .array(argv.map(JSON.string))
-        task.setString("task", argv == ["sh", "-c", argv.last ?? ""] && argv.count == 3 ? argv[2] : argv.map(Runner.shellWord).joined(separator: " "))
+        let isShellStep = argv.count == 3 && argv[0] == "sh" && argv[1] == "-c"
+        task.setString("task", isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " "))
         task.setString("cwd", cwd)
         task.setInteger("timeoutSeconds", timeoutSeconds)
         task.setString("logPath", spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
@@ -123,11 +124,6 @@ public struct Runner: Sendable {
         } catch {
             return snap
         }
-    }
-
-    /// `settle` for each flow that has an active command task.
-    public func settle(_ snaps: [FlowSnapshot]) -> [FlowSnapshot] {
-        snaps.map { snap in snap.tasks.contains { $0.isCommand && $0.status.isActive } ? settle(snap) : snap }
     }
 
     /// Ends the process group of a command task if its command is still the same process.

@@ -37,21 +37,6 @@ enum DurableFile {
         return StagedReplacement(directory: directory, temp: temp, name: name, directoryPath: directoryPath)
     }
 
-    /// Creates `name` with `bytes` only if it does not exist (fails with EEXIST), durably.
-    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath) throws(SpoolError) {
-        let fd: FileDescriptor
-        do { fd = try directory.openAt(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600) } catch {
-            throw SpoolError.io("Creating", directoryPath.appending(name), error)
-        }
-        defer { fd.closeQuietly() }
-        do {
-            try fd.writeFully(bytes)
-            try fd.synchronize()
-        } catch {
-            throw SpoolError.io("Writing", directoryPath.appending(name), error)
-        }
-    }
-
     /// Writes a new file `name` (O_CREAT|O_EXCL|O_NOFOLLOW) without flushing it: the open
     /// descriptor goes into `barrier`, which makes it durable (and closes it) later.
     static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet) throws(SpoolError) {

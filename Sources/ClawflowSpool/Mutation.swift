@@ -149,7 +149,8 @@ extension Spool {
         while !rest.isEmpty {
             var names = Set<String>()
             let batch = rest.prefix { names.insert(OwnerKey.linkName($0.flow.ownerKey)).inserted }
-            results += try createBatch(Array(batch), alsoFlush: results.isEmpty ? alsoFlush : nil)
+            // Every batch flushes `alsoFlush`: a batch that created nothing flushed nothing.
+            results += try createBatch(Array(batch), alsoFlush: alsoFlush)
             rest = rest.dropFirst(batch.count)
         }
         return results
