@@ -126,3 +126,69 @@ extension Spool {
         return task
     }
 }
+
+/// A controller's transition of a managed flow (spool-layout.md, "Controller commands").
+public enum ControllerTransition: Sendable {
+    /// `waiting`, or `blocked` (resumable, no `endedAt`) when a blocked task or summary is given.
+    case wait(waitJson: JSON?, blockedTaskId: String?, blockedSummary: String?)
+    /// Back to `running`, clearing the wait and blocked fields.
+    case resume
+    /// `succeeded`, with `endedAt`.
+    case finish
+    /// `failed`, with `endedAt` and an optional summary.
+    case fail(blockedSummary: String?)
+    /// A sticky `cancelRequestedAt` only.
+    case requestCancel
+}
+
+extension Spool {
+    /// A checked write by an external controller: refused unless the flow is managed
+    /// (`not_managed`), still open (`already_terminal`) and at `expectedRevision`
+    /// (`revision_conflict`, carrying the stored flow). `step` sets `currentStep`;
+    /// `stateJson` nil keeps the controller state, `.null` clears it. Returns the flow afterwards.
+    public func control(_ flowId: String, expectedRevision: Int64, _ transition: ControllerTransition, step: String?, stateJson: JSON?, source: String) throws(SpoolError) -> FlowSnapshot {
+        try mutate(flow: flowId, source: source) { (change) throws(SpoolError) in
+            let flow = change.flow
+            guard flow.syncMode == .managed else {
+                throw SpoolError(.notManaged, "Flow \(flowId) is mirrored: its status follows its task, so controller commands do not apply. Report the task instead (clawflow tasks set).")
+            }
+            guard flow.revision == expectedRevision else {
+                var current = flow.fields
+                current["tasks"] = .array(change.orderedTasks.map { .object($0.fields) })
+                throw SpoolError(.revisionConflict, "Flow \(flowId) is at revision \(flow.revision), not \(expectedRevision); nothing was changed. Read it again (clawflow flows show \(flowId)) and retry with --expect-revision \(flow.revision).", current: .object(current))
+            }
+            guard !flow.isTerminal else {
+                throw SpoolError(.alreadyTerminal, "Flow is already \(flow.status.rawValue).")
+            }
+            var next = flow
+            switch transition {
+            case .wait(let waitJson, let blockedTaskId, let blockedSummary):
+                let blocked = blockedTaskId != nil || blockedSummary != nil
+                if let id = blockedTaskId, change.tasks[id] == nil {
+                    throw SpoolError(.notFound, "Task \(id) is not linked to flow \(flowId); --blocked-task names one of its tasks.")
+                }
+                next.status = blocked ? .blocked : .waiting
+                if let waitJson { next.fields["waitJson"] = waitJson }
+                next.setString("blockedTaskId", blockedTaskId)
+                next.setString("blockedSummary", blockedSummary)
+            case .resume:
+                next.status = .running
+                next.fields["waitJson"] = .null
+                next.fields["blockedTaskId"] = nil
+                next.fields["blockedSummary"] = nil
+            case .finish:
+                next.status = .succeeded
+                next.setTimestamp("endedAt", change.now)
+            case .fail(let summary):
+                next.status = .failed
+                if let summary { next.setString("blockedSummary", summary) }
+                next.setTimestamp("endedAt", change.now)
+            case .requestCancel:
+                if next.cancelRequestedAt == nil { next.setTimestamp("cancelRequestedAt", change.now) }
+            }
+            if let step { next.setString("currentStep", step) }
+            if let stateJson { next.fields["stateJson"] = stateJson }
+            change.flow = next
+        }.snapshot
+    }
+}
