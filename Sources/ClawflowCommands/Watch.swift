@@ -37,7 +37,11 @@ struct Watch: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
+    @Option(name: .customLong("maintenance-interval"), help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
+    var maintenanceInterval = "5m"
+
     func validate() throws {
+        if DurationText.seconds(maintenanceInterval) == nil { throw ValidationError("Invalid duration \"\(maintenanceInterval)\" for --maintenance-interval; use seconds or a number with s, m, h, d (5m, 1h).") }
         if let poll, !(poll > 0 && poll <= 86_400) { throw ValidationError("--poll must be a number of seconds between 0 and 86400.") }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
     }
@@ -56,7 +60,8 @@ struct Watch: AsyncParsableCommand {
             // Create the spool if needed, and close it again: libinotifytools is initialised
             // before the watcher opens files of its own (its select() needs a descriptor < 1024).
             do { _ = try Spool.open(at: root) }
-            let watcher = Watcher(root: root, logger: logger)
+            let interval = DurationText.seconds(maintenanceInterval) ?? 300
+            let watcher = Watcher(root: root, logger: logger, maintenanceInterval: interval > 0 ? Double(interval) : nil)
             var mode: Watcher.Mode
             if let poll { mode = .poll(seconds: poll) } else {
                 let auto = Watcher.automaticMode(for: root)

@@ -144,6 +144,15 @@ public enum DurationText {
         }
         return current == nil ? total : nil
     }
+
+    /// A duration for people, in its two largest units: `45 s`, `12m 5s`, `3h 20m`, `7d 2h`.
+    public static func describe(_ seconds: Int64) -> String {
+        let s = max(0, seconds)
+        if s < 60 { return "\(s) s" }
+        if s < 3600 { return "\(s / 60)m \(s % 60)s" }
+        if s < 86_400 { return "\(s / 3600)h \(s % 3600 / 60)m" }
+        return "\(s / 86_400)d \(s % 86_400 / 3600)h"
+    }
 }
 
 extension String {

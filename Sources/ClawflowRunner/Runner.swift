@@ -137,6 +137,23 @@ public struct Runner: Sendable {
         }
     }
 
+    // MARK: - Maintenance
+
+    /// One maintenance pass (`clawflow maintenance`, and the watcher's timer): scan, plan,
+    /// and with `apply` carry the plan out; command tasks whose supervisor is gone are
+    /// recorded lost by `settle`.
+    public func maintain(policy: MaintenancePolicy, apply: Bool) throws(RunnerError) -> [MaintenanceItem] {
+        let scan: SpoolScan
+        do { scan = try spool.scan() } catch { throw RunnerError(error) }
+        let items = spool.planMaintenance(scan, policy: policy, isDeadCommand: Runner.supervisorIsGone)
+        guard apply else { return items }
+        return spool.applyMaintenance(items, policy: policy) { flowId in
+            guard let snap = try? spool.readFlow(flowId) else { return false }
+            let gone = Set(snap.tasks.filter(Runner.supervisorIsGone).map(\.taskId))
+            return !gone.isEmpty && settle(snap).tasks.contains { gone.contains($0.taskId) && $0.status == .lost }
+        }
+    }
+
     // MARK: - Cancel
 
     /// Stops the flow's active command tasks (all, or those in `only`): SIGTERM to each

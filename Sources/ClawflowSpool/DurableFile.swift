@@ -39,16 +39,16 @@ enum DurableFile {
 
     /// Writes a new file `name` (O_CREAT|O_EXCL|O_NOFOLLOW) without flushing it: the open
     /// descriptor goes into `barrier`, which makes it durable (and closes it) later.
-    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet) throws(SpoolError) {
+    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: @autoclosure @escaping () -> FilePath, barrier: inout FlushSet) throws(SpoolError) {
         let fd: FileDescriptor
         do { fd = try directory.openAt(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600) } catch {
-            throw SpoolError.io("Creating", directoryPath.appending(name), error)
+            throw SpoolError.io("Creating", directoryPath().appending(name), error)
         }
         do { try fd.writeFully(bytes) } catch {
             fd.closeQuietly()
-            throw SpoolError.io("Writing", directoryPath.appending(name), error)
+            throw SpoolError.io("Writing", directoryPath().appending(name), error)
         }
-        barrier.add(file: fd, directoryPath.appending(name), owned: true)
+        barrier.add(file: fd, directoryPath().appending(name), owned: true)
     }
 
     /// Flushes a directory's entries to the device.
@@ -150,9 +150,10 @@ struct StagedReplacement {
 /// (spool-layout.md, "Writing").
 struct FlushSet {
     private var fds: [FileDescriptor] = []
-    private var paths: [FilePath] = []
+    private var paths: [() -> FilePath] = []  // built only for an error message
     private var isFile: [Bool] = []
     private var owned: [Bool] = []
+    private var shared: Set<Int32> = []  // directories added without ownership, each once
 
     init() {}
 
@@ -160,17 +161,17 @@ struct FlushSet {
     var isEmpty: Bool { fds.isEmpty }
 
     /// Adds a file; an `owned` descriptor is closed after the flush.
-    mutating func add(file fd: FileDescriptor, _ path: FilePath, owned: Bool) {
+    mutating func add(file fd: FileDescriptor, _ path: @autoclosure @escaping () -> FilePath, owned: Bool) {
         append(fd, path, file: true, owned: owned)
     }
 
     /// Adds a directory (once: a descriptor already in the set is not added again).
-    mutating func add(directory fd: FileDescriptor, _ path: FilePath, owned: Bool = false) {
-        if !owned, fds.contains(fd) { return }
+    mutating func add(directory fd: FileDescriptor, _ path: @autoclosure @escaping () -> FilePath, owned: Bool = false) {
+        if !owned, !shared.insert(fd.rawValue).inserted { return }
         append(fd, path, file: false, owned: owned)
     }
 
-    private mutating func append(_ fd: FileDescriptor, _ path: FilePath, file: Bool, owned: Bool) {
+    private mutating func append(_ fd: FileDescriptor, _ path: @escaping () -> FilePath, file: Bool, owned: Bool) {
         fds.append(fd)
         paths.append(path)
         isFile.append(file)
@@ -184,7 +185,7 @@ struct FlushSet {
         guard !fds.isEmpty else { return }
         let failures = FileDescriptor.synchronizeAll(fds, files: isFile)
         if let (index, error) = failures.first {
-            throw SpoolError.io(isFile[index] ? "Flushing" : "Flushing the directory", paths[index], error)
+            throw SpoolError.io(isFile[index] ? "Flushing" : "Flushing the directory", paths[index](), error)
         }
     }
 
@@ -195,5 +196,6 @@ struct FlushSet {
         paths = []
         isFile = []
         owned = []
+        shared = []
     }
 }

@@ -100,7 +100,7 @@ extension Spool {
         }
         let tasks: [TaskRecord]
         let problems: [RecordProblem]
-        do { (tasks, problems) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey) } catch {
+        do { (tasks, problems, _) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey) } catch {
             report.findings.append(FsckFinding(code: "unreadable_record", path: tasksPath.string, message: error.message))
             return
         }
@@ -130,7 +130,7 @@ extension Spool {
         report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word) and \(what); clawflow does not follow or open it"))
     }
 
-    private func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], unreadable: Set<String>, into report: inout FsckReport) {
+    func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], unreadable: Set<String>, into report: inout FsckReport) {
         let ownersPath = root.appending("owners")
         var expected: [String: (key: String, pick: String)] = [:]
         for (key, flows) in flowsByOwner {

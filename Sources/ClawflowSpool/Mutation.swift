@@ -35,7 +35,7 @@ extension Spool {
     /// rules → write the changed records durably → move the owner link if the lookup rule now
     /// picks another flow → append to events.jsonl → unlock (spool-layout.md, "Writing").
     public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
-        let dirPath = flowPath(flowId)
+        var dirPath: FilePath { flowPath(flowId) }  // built only where a message or a barrier needs it
         let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
         do { try dir.lock() } catch { throw SpoolError.io("Locking the flow", dirPath, error) }
@@ -80,7 +80,7 @@ extension Spool {
         defer { barrier.closeOwned() }
         try claimTaskIds(newTaskIds, flowId: flowId, barrier: &barrier)
         let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &barrier) : nil
-        let tasksPath = dirPath.appending(Layout.tasks)
+        var tasksPath: FilePath { dirPath.appending(Layout.tasks) }
         var tasksDir: FileDescriptor?
         defer { tasksDir?.closeQuietly() }
         var stagedTasks: [StagedReplacement] = []
@@ -255,8 +255,8 @@ extension Spool {
 
     /// Writes a new flow's directory under `tmp/<stagingName>`; its files and directories join `barrier`.
     private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, barrier: inout FlushSet) throws(SpoolError) {
-        let stagingPath = root.appending("tmp").appending(stagingName)
-        let tasksPath = stagingPath.appending(Layout.tasks)
+        var stagingPath: FilePath { root.appending("tmp").appending(stagingName) }
+        var tasksPath: FilePath { stagingPath.appending(Layout.tasks) }
         do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
         let staging: FileDescriptor
         do { staging = try tmpFD.openDirectoryAt(stagingName) } catch { throw SpoolError.io("Opening", stagingPath, error) }
@@ -317,7 +317,7 @@ extension Spool {
     /// caller flushes.
     func appendEvents(_ events: [[String: JSON]], in dir: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
         guard !events.isEmpty else { return }
-        let path = flowPath(flowId).appending(Layout.events)
+        var path: FilePath { flowPath(flowId).appending(Layout.events) }
         let fd: FileDescriptor
         do { fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, permissions: 0o600) } catch {
             throw SpoolError.io("Opening the event log", path, error)

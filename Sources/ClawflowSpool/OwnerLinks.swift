@@ -16,7 +16,7 @@ extension Spool {
     /// directory joins `barrier`, which the caller flushes before the tasks appear.
     func claimTaskIds(_ taskIds: [String], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
-        let indexPath = root.appending("index/tasks")
+        var indexPath: FilePath { root.appending("index/tasks") }
         for taskId in taskIds {
             let target = "../../flows/" + flowId
             let created: Bool
@@ -48,7 +48,7 @@ extension Spool {
     /// flushed joins `barrier` (index/owners itself only when the owner's directory is new).
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
         let name = OwnerKey.linkName(flow.ownerKey)
-        let dirPath = root.appending("index/owners").appending(name)
+        var dirPath: FilePath { root.appending("index/owners").appending(name) }
         let isNewOwner = (try? ownerIndexFD.statusAt(name)) == nil
         let dir: FileDescriptor
         do {
@@ -58,7 +58,7 @@ extension Spool {
             throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
         }
         barrier.add(directory: dir, dirPath, owned: true)
-        if isNewOwner { barrier.add(directory: ownerIndexFD, root.appending("index/owners")) }
+        if isNewOwner { barrier.add(directory: ownerIndexFD, self.root.appending("index/owners")) }
         do { try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true) } catch {
             throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
         }
@@ -130,7 +130,7 @@ extension Spool {
         }
         guard let target, target != current || pending else { return nil }
         let marker = Layout.pendingOwnerLink(name)
-        let ownersPath = root.appending("owners")
+        var ownersPath: FilePath { root.appending("owners") }
         do {
             if try !ownersFD.symlinkAt(marker, target: Layout.ownerLinkTarget(target), existingIsFine: true) {
                 try ownersFD.removeAt(marker)
@@ -147,7 +147,7 @@ extension Spool {
     /// caller flushes.
     func commitOwnerLinks(_ changes: [PendingOwnerLink], barrier: inout FlushSet) throws(SpoolError) {
         guard !changes.isEmpty else { return }
-        let ownersPath = root.appending("owners")
+        var ownersPath: FilePath { root.appending("owners") }
         for change in changes {
             do {
                 try ownersFD.renameAt(Layout.pendingOwnerLink(change.name), to: ownersFD, change.name)
@@ -162,7 +162,7 @@ extension Spool {
     /// owner has no flow left) and clears any marker. Call with the root lock held.
     func rebuildOwnerLink(key: String) throws(SpoolError) {
         let name = OwnerKey.linkName(key)
-        let ownersPath = root.appending("owners")
+        var ownersPath: FilePath { root.appending("owners") }
         if let target = computeOwnerTarget(key: key) {
             if ownerLinkTarget(name) != target {
                 try DurableFile.replaceLink(in: ownersFD, name: name, target: Layout.ownerLinkTarget(target), directoryPath: ownersPath)

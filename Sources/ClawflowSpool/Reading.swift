@@ -22,6 +22,16 @@ public struct FlowSnapshot: Sendable {
     public var tasks: [TaskRecord]
     /// Task files that could not be read.
     public var problems: [RecordProblem]
+    /// Temp files in `tasks/` whose writer is gone (left by an interrupted write).
+    public var debris: [FilePath] = []
+
+    /// A snapshot of a flow.
+    public init(flow: FlowRecord, tasks: [TaskRecord], problems: [RecordProblem], debris: [FilePath] = []) {
+        self.flow = flow
+        self.tasks = tasks
+        self.problems = problems
+        self.debris = debris
+    }
 }
 
 extension Spool {
@@ -79,15 +89,15 @@ extension Spool {
 
     func readFlow(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowSnapshot {
         let flow = try readManifest(in: dir, flowId: flowId)
-        let (tasks, problems) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey)
-        return FlowSnapshot(flow: flow, tasks: tasks, problems: problems)
+        let (tasks, problems, debris) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey)
+        return FlowSnapshot(flow: flow, tasks: tasks, problems: problems, debris: debris)
     }
 
-    func readTasks(in dir: FileDescriptor, flowId: String, ownerKey: String) throws(SpoolError) -> ([TaskRecord], [RecordProblem]) {
+    func readTasks(in dir: FileDescriptor, flowId: String, ownerKey: String) throws(SpoolError) -> ([TaskRecord], [RecordProblem], [FilePath]) {
         var tasksPath: FilePath { flowPath(flowId).appending(Layout.tasks) }
         let tasksDir: FileDescriptor
         do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch {
-            if error == .noSuchFileOrDirectory { return ([], []) }
+            if error == .noSuchFileOrDirectory { return ([], [], []) }
             throw SpoolError.io("Opening", tasksPath, error)
         }
         defer { tasksDir.closeQuietly() }
@@ -95,6 +105,10 @@ extension Spool {
         do { entries = try tasksDir.entries(rewind: false) } catch { throw SpoolError.io("Listing", tasksPath, error) }
         var tasks: [TaskRecord] = []
         var problems: [RecordProblem] = []
+        var debris: [FilePath] = []
+        for entry in entries where entry.name.hasPrefix(".") {
+            if let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) { debris.append(tasksPath.appending(entry.name)) }
+        }
         for entry in entries where !entry.name.hasPrefix(".") && entry.name.hasSuffix(".json") {
             let taskId = String(entry.name.dropLast(5))
             guard Identifier.isValid(taskId) else {
@@ -109,7 +123,7 @@ extension Spool {
             }
         }
         tasks.sort { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
-        return (tasks, problems)
+        return (tasks, problems, debris)
     }
 
     func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: @autoclosure () -> FilePath, knownRegular: Bool = false) throws(SpoolError) -> TaskRecord {

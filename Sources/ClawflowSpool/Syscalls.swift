@@ -113,7 +113,7 @@ extension FileDescriptor {
         while true {
             if count == out.count {
                 if count > limit { throw Errno.fileTooLarge }
-                out.append(contentsOf: repeatElement(0, count: capacity - out.count))
+                out += [UInt8](repeating: 0, count: capacity - out.count)
                 capacity *= 2
             }
             let n = try retrying { out.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress! + count, $0.count - count) } }

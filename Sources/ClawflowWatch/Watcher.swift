@@ -27,10 +27,14 @@ public final class Watcher: Sendable {
     private let work = DispatchQueue(label: "clawflow.watch.work")
     private let thread = Mutex<InotifyThread?>(nil)
 
-    /// A watcher for the spool at `root`.
-    public init(root: FilePath, logger: Logger) {
+    /// Seconds between maintenance passes (`maintenance --apply`), or nil for none.
+    public let maintenanceInterval: Double?
+
+    /// A watcher for the spool at `root`, running maintenance every `maintenanceInterval` seconds.
+    public init(root: FilePath, logger: Logger, maintenanceInterval: Double? = 300) {
         self.root = root
         self.logger = logger
+        self.maintenanceInterval = maintenanceInterval
     }
 
     /// The mode to use on this spool: polling when the filesystem is one where inotify does
@@ -102,6 +106,7 @@ public final class Watcher: Sendable {
             inotify?.stop()
             return
         }
+        if let interval = maintenanceInterval { scheduleMaintenance(spool, every: interval) }
         switch mode {
         case .poll(let seconds):
             logger.info("watching \(root) by polling every \(seconds) s")
@@ -170,6 +175,25 @@ public final class Watcher: Sendable {
             if report.waiting > 0 { scheduleRetry(spool) }
         } catch {
             logger.error("ingest failed: \(error.message)")
+        }
+    }
+
+    /// Runs `maintenance --apply` on the work queue every `interval` seconds until stopped,
+    /// so a long-running install stays healthy without cron.
+    private func scheduleMaintenance(_ spool: Spool, every interval: Double) {
+        work.asyncAfter(deadline: .now() + interval) { [self] in
+            if stopRequested.load(ordering: .acquiring) { return }
+            do throws(RunnerError) {
+                let done = try Runner(spool: spool).maintain(policy: MaintenancePolicy(), apply: true).filter(\.done)
+                if !done.isEmpty {
+                    var counts: [String: Int] = [:]
+                    for item in done { counts[item.action, default: 0] += 1 }
+                    logger.info("maintenance: \(counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+                }
+            } catch {
+                logger.error("maintenance failed: \(error.message)")
+            }
+            scheduleMaintenance(spool, every: interval)
         }
     }
 

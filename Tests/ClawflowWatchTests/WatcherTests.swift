@@ -214,7 +214,7 @@ struct WatcherTests {
     }
 
     @Test("in process: the library runs on its own thread, refuses a second instance, and a spawned child inherits no inotify descriptor")
-    func inProcessThread() throws {
+    func inProcessThread() async throws {
         let spool = TemporarySpool()
         spool.value(["init"])
         let thread = InotifyThread(wakeDirectory: spool.file("run"))
@@ -234,17 +234,18 @@ struct WatcherTests {
         child.waitUntilExit()
         #expect(!listing.contains("inotify"), "\(listing)")
         drop(spool, "seen", "{}")
-        let received = Atomic<Bool>(false)
-        let done = DispatchSemaphore(value: 0)
-        Task.detached {
-            for await event in thread.events where event.name == "seen" {
-                received.store(true, ordering: .relaxed)
-                break
-            }
-            done.signal()
+        // Awaited, not waited for on a semaphore: a blocked thread of the (2-thread) pool
+        // would starve the consumer while other suites run.
+        let consumer = Task {
+            for await event in thread.events where event.name == "seen" { return true }
+            return false
         }
-        #expect(done.wait(timeout: .now() + 5) == .success)
-        let seen = received.load(ordering: .relaxed)
+        let timeout = Task {
+            try? await Task.sleep(for: .seconds(10))
+            consumer.cancel()
+        }
+        let seen = await consumer.value
+        timeout.cancel()
         #expect(seen)
     }
 }

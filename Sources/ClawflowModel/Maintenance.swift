@@ -1,0 +1,117 @@
+/// What maintenance may do to one flow (spool-layout.md, "Maintenance"). Pure: the spool
+/// re-checks each action under the flow lock with `still(_:)` before it writes.
+public enum MaintenanceAction: Sendable, Equatable {
+    /// A cancel-requested flow with no active task becomes `cancelled`.
+    case finaliseCancel
+    /// A stale running managed flow whose tasks all ended: `failed` or `lost` per its tasks.
+    case endOrphaned(FlowStatus, summary: String)
+    /// External tasks silent for `--lost-after` become `lost`.
+    case markSilentLost([String])
+    /// A flow blocked on a task that is not linked to it fails.
+    case failBlockedMissing(summary: String)
+    /// A terminal flow with `updatedAt` after `endedAt`: `endedAt` moves to this write.
+    case fixTimestamps
+    /// A terminal flow 7 days after `endedAt`, with no active task: deleted.
+    case prune
+
+    /// The action's name in output and events.
+    public var name: String {
+        switch self {
+        case .finaliseCancel: "finalise_cancel"
+        case .endOrphaned: "end_orphaned"
+        case .markSilentLost: "mark_lost"
+        case .failBlockedMissing: "fail_blocked_missing"
+        case .fixTimestamps: "fix_timestamps"
+        case .prune: "prune"
+        }
+    }
+}
+
+/// The settings of one maintenance pass.
+public struct MaintenancePolicy: Sendable {
+    /// Staleness thresholds (a running managed flow is orphaned only once stale).
+    public var thresholds = AuditThresholds()
+    /// External active tasks silent this long become lost (nil: never).
+    public var lostAfter: Int64?
+    /// Terminal flows are pruned this long after `endedAt` (7 days).
+    public var retention: Int64 = 7 * 86_400
+    /// Temp files and staging directories of gone writers are swept after this long (36 h).
+    public var tempAge: Int64 = 36 * 3600
+    /// Refused drops are deleted from rejected/ after this long (30 days).
+    public var rejectedAge: Int64 = 30 * 86_400
+
+    /// The defaults.
+    public init() {}
+}
+
+/// Which maintenance actions a flow needs, as of `now`.
+public enum MaintenanceRules {
+    /// The actions for one flow, each with the reason shown to people; at most one that
+    /// changes the status, then pruning.
+    public static func plan(flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, policy: MaintenancePolicy) -> [(action: MaintenanceAction, reason: String)] {
+        func age(_ ts: Timestamp?) -> Int64 { ts.map { (now.milliseconds - $0.milliseconds) / 1000 } ?? 0 }
+        let active = tasks.filter { $0.status.isActive }
+        if flow.isTerminal {
+            if let ended = flow.endedAt, let updated = flow.timestamp("updatedAt"), updated > ended {
+                return [(.fixTimestamps, "updatedAt \(updated) is after endedAt \(ended)")]
+            }
+            if let ended = flow.endedAt, active.isEmpty, age(ended) >= policy.retention {
+                return [(.prune, "ended \(DurationText.describe(age(ended))) ago (retention \(DurationText.describe(policy.retention)))")]
+            }
+            return []
+        }
+        if flow.cancelRequestedAt != nil, active.isEmpty {
+            return [(.finaliseCancel, "cancel requested \(DurationText.describe(age(flow.cancelRequestedAt))) ago and no task is active")]
+        }
+        if let blocked = flow.string("blockedTaskId"), !tasks.contains(where: { $0.taskId == blocked }) {
+            return [(.failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"), "blockedTaskId \(blocked) is missing")]
+        }
+        if let lostAfter = policy.lostAfter {
+            let silent = active.filter { !$0.isCommand && age($0.timestamp("lastEventAt") ?? $0.timestamp("startedAt") ?? $0.createdAt) >= lostAfter }
+            if !silent.isEmpty {
+                return [(.markSilentLost(silent.map(\.taskId)), "\(silent.count) task(s) silent for \(DurationText.describe(lostAfter)) or more")]
+            }
+        }
+        let sinceUpdate = age(flow.timestamp("updatedAt") ?? flow.createdAt)
+        if flow.syncMode == .managed, flow.status == .running, sinceUpdate >= policy.thresholds.flowRunning, !tasks.isEmpty, active.isEmpty {
+            if let failed = tasks.first(where: { $0.status == .failed || $0.status == .timedOut }) {
+                return [(.endOrphaned(.failed, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); task \(failed.taskId) \(Rules.endText(of: failed)) (maintenance)"), "stale running, every task ended, one failed")]
+            }
+            if tasks.contains(where: { $0.status == .lost }) {
+                return [(.endOrphaned(.lost, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); its tasks were lost (maintenance)"), "stale running, every task ended, tasks lost")]
+            }
+        }
+        return []
+    }
+
+    /// Whether `action` still applies to the flow as re-read under its lock.
+    public static func still(_ action: MaintenanceAction, flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, policy: MaintenancePolicy) -> Bool {
+        plan(flow: flow, tasks: tasks, now: now, policy: policy).contains { $0.action == action }
+    }
+
+    /// Applies a status-changing action to the records (the spool writes them).
+    public static func apply(_ action: MaintenanceAction, flow: inout FlowRecord, tasks: inout [String: TaskRecord], now: Timestamp, policy: MaintenancePolicy) {
+        switch action {
+        case .finaliseCancel, .prune:
+            break  // reconcile finalises the cancel; pruning deletes
+        case .endOrphaned(let status, let summary):
+            flow.status = status
+            flow.setString("blockedSummary", summary)
+            flow.setTimestamp("endedAt", now)
+        case .markSilentLost(let ids):
+            for id in ids {
+                guard var task = tasks[id] else { continue }
+                let silent = policy.lostAfter.map(DurationText.describe) ?? "a while"
+                _ = Rules.apply(TaskUpdate(status: .lost, fields: ["error": .string("no report for \(silent) (maintenance --lost-after)")]), to: &task, at: now)
+                tasks[id] = task
+            }
+        case .failBlockedMissing(let summary):
+            flow.status = .failed
+            flow.fields["blockedTaskId"] = nil
+            flow.setString("blockedSummary", summary)
+            flow.setTimestamp("endedAt", now)
+        case .fixTimestamps:
+            flow.setTimestamp("endedAt", now)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+/// The records one audit (or maintenance) pass read: every flow, and what could not be read.
+public struct SpoolScan: Sendable {
+    /// Every flow whose manifest could be read, newest first.
+    public var flows: [FlowSnapshot]
+    /// Manifests and task files that could not be read.
+    public var unreadable: [RecordProblem]
+    /// Temp files in flow directories whose writer is gone.
+    public var debris: [FilePath]
+}
+
+extension Spool {
+    /// Reads every flow once (in parallel, each under its shared lock), transforming each
+    /// snapshot with `settle` (the runner records lost command tasks there), and lists the
+    /// temp files a writer that is gone left in the flow directories.
+    public func scan(settle: @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> SpoolScan {
+        let results = try mapAllFlows { (result) -> (FlowSnapshot?, [RecordProblem], [FilePath]) in
+            switch result {
+            case .success(let read):
+                let snap = settle(read)
+                return (snap, snap.problems, snap.debris + self.flowDirectoryDebris(snap.flow.flowId))
+            case .failure(let error):
+                return (nil, [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
+            }
+        }
+        return SpoolScan(flows: results.compactMap(\.0), unreadable: results.flatMap(\.1), debris: results.flatMap(\.2))
+    }
+
+    /// Temp files in `flows/<flowId>/` whose writer is gone.
+    func flowDirectoryDebris(_ flowId: String) -> [FilePath] {
+        guard let dir = try? flowsFD.openDirectoryAt(flowId) else { return [] }
+        defer { dir.closeQuietly() }
+        return ((try? dir.entries()) ?? []).compactMap { entry in
+            guard let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) else { return nil }
+            return flowPath(flowId).appending(entry.name)
+        }
+    }
+
+    /// Every audit finding (spec §6, `audit`): the flow and task rules of `AuditRules` over
+    /// `scan`, then the spool's own: unreadable records, stray temp files, bad owner links,
+    /// rejected drops. Sorted errors first, then oldest first.
+    public func audit(_ scan: SpoolScan, now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds(), isLive: @Sendable (TaskRecord) -> Bool = { _ in false }) -> [AuditFinding] {
+        var out: [AuditFinding] = []
+        for snap in scan.flows {
+            out += AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, flowPath: flowPath(snap.flow.flowId).string, isLive: isLive)
+        }
+        for problem in scan.unreadable {
+            out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: problem.path.lastComponent?.string ?? "", path: problem.path.string, message: problem.message, ageSeconds: age(of: problem.path, now: now)))
+        }
+        for path in scan.debris + strayTempFiles() {
+            out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: age(of: path, now: now)))
+        }
+        var links = FsckReport()
+        var byOwner: [String: [FlowRecord]] = [:]
+        for snap in scan.flows { byOwner[snap.flow.ownerKey, default: []].append(snap.flow) }
+        let unreadableFlows = Set(scan.unreadable.compactMap { problem -> String? in
+            let parts = problem.path.components.map(\.string)
+            guard let i = parts.lastIndex(of: "flows"), i + 1 < parts.count else { return nil }
+            return parts[i + 1]
+        })
+        checkOwnerLinks(byOwner, unreadable: unreadableFlows, into: &links)
+        for finding in links.findings {
+            let path = FilePath(finding.path)
+            out.append(AuditFinding(.error, "bad_owner_link", kind: "spool", id: path.lastComponent?.string ?? "", path: finding.path, message: finding.message, ageSeconds: age(of: path, now: now)))
+        }
+        for drop in rejectedDrops() {
+            out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.modified) / 1000))
+        }
+        return AuditFinding.sorted(out)
+    }
+
+    /// Seconds since `path` was last modified (0 when it cannot be read).
+    func age(of path: FilePath, now: Timestamp) -> Int64 {
+        var st = stat()
+        guard lstat(path.string, &st) == 0 else { return 0 }
+        return (now.milliseconds - (Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000)) / 1000
+    }
+
+    /// Temp files and unfinished staging directories, outside flow directories, whose writer is gone.
+    func strayTempFiles() -> [FilePath] {
+        var out: [FilePath] = []
+        for entry in (try? tmpFD.entries()) ?? [] {
+            if let pid = Layout.stagingPid(entry.name), !isAlive(pid) { out.append(root.appending("tmp").appending(entry.name)) }
+        }
+        for (fd, path) in [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, "")] {
+            for entry in (try? fd.entries()) ?? [] {
+                guard let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) else { continue }
+                out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))
+            }
+        }
+        return out
+    }
+
+    /// A refused drop kept in rejected/.
+    struct RejectedDrop {
+        var name: String
+        var path: FilePath
+        var reason: String
+        var modified: Int64
+    }
+
+    /// The drops in rejected/ (not their `.reason` files), with each reason's code.
+    func rejectedDrops() -> [RejectedDrop] {
+        guard let dir = try? rootFD.openDirectoryAt("rejected") else { return [] }
+        defer { dir.closeQuietly() }
+        let names = ((try? dir.entries()) ?? []).map(\.name)
+        return names.filter { !$0.hasSuffix(".reason") && !$0.hasPrefix(".") }.map { name in
+            let path = root.appending("rejected").appending(name)
+            let reasonBytes = try? DurableFile.read(in: dir, name: name + ".reason", path: path, limit: 65536)
+            let code = reasonBytes.flatMap { try? JSON.parse(bytes: $0) }?.objectValue?["code"]?.stringValue ?? "no reason file"
+            let modified = (try? dir.statusAt(name))?.modifiedMilliseconds ?? 0
+            return RejectedDrop(name: name, path: path, reason: code, modified: modified)
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import ClawflowModel
+@testable import ClawflowSpool
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import SystemPackage
+import Testing
+
+/// A spool where flows can be made as of any time in the past.
+struct AgedSpool {
+    let tmp = TemporarySpool()
+    let spool: Spool
+    let now = Spool.now()
+
+    init() throws { spool = try Spool.open(at: FilePath(tmp.path)) }
+
+    func ago(_ seconds: Int64) -> Timestamp { Timestamp(milliseconds: now.milliseconds - seconds * 1000) }
+
+    /// Creates a flow as it would have been made `age` seconds ago, with tasks of these statuses.
+    @discardableResult
+    func flow(_ owner: String, managed: Bool = true, status: FlowStatus = .running, tasks: [TaskStatus] = [], age: Int64, edit: (inout FlowRecord, [TaskRecord]) -> Void = { _, _ in }) throws -> FlowSnapshot {
+        let at = ago(age)
+        let id = Spool.newId(at: at)
+        var flow = FlowRecord(flowId: id, syncMode: managed ? .managed : .taskMirrored, ownerKey: owner, controllerId: managed ? "ctl" : nil, status: status, goal: "g", at: at)
+        let records = tasks.map { TaskRecord(taskId: Spool.newId(at: at), flowId: id, ownerKey: owner, runtime: "cron", status: $0, at: at) }
+        let terminal: Set<FlowStatus> = [.succeeded, .failed, .cancelled, .lost]
+        if terminal.contains(status) || (!managed && records.contains { $0.status.isTerminal }) { flow.setTimestamp("endedAt", at) }
+        edit(&flow, records)
+        return try spool.create(flow: flow, tasks: records, source: "test")
+    }
+
+    /// Rewrites a manifest as a crash or a hand edit could leave it.
+    func overwriteManifest(_ flowId: String, _ change: (inout JSONObject) -> Void) throws {
+        var record = try spool.readFlow(flowId).flow
+        change(&record.fields)
+        try record.fileText().write(toFile: tmp.file("flows/\(flowId)/manifest.json"), atomically: true, encoding: .utf8)
+    }
+
+    func codes(_ findings: [AuditFinding]) -> Set<String> { Set(findings.map { "\($0.kind):\($0.code)" }) }
+}
+
+@Suite("Audit: every finding")
+struct AuditTests {
+    @Test("each flow, task and spool finding is reported, errors first and then the oldest")
+    func everyFinding() throws {
+        let s = try AgedSpool()
+        try s.flow("running", status: .running, age: 3600)
+        try s.flow("waiting", status: .waiting, age: 3600)
+        try s.flow("blocked", status: .blocked, age: 3600)
+        let stuck = try s.flow("stuck", status: .running, tasks: [.succeeded], age: 3600)
+        try s.overwriteManifest(stuck.flow.flowId) { $0["cancelRequestedAt"] = .string(s.ago(900).description) }
+        try s.flow("steps", status: .queued, age: 10) { flow, _ in
+            flow.fields["steps"] = .array([.object(["name": "step 1", "command": "true", "taskId": .string(Spool.newId())])])
+        }
+        try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString("blockedTaskId", Spool.newId()) }
+        let ended = try s.flow("ended", status: .succeeded, age: 100)
+        try s.overwriteManifest(ended.flow.flowId) { $0["updatedAt"] = .string(s.now.description) }
+        try s.flow("queued", managed: false, status: .queued, tasks: [.queued], age: 1200)
+        try s.flow("silent", managed: false, status: .running, tasks: [.running], age: 3600)
+        try s.flow("lost", managed: false, status: .lost, tasks: [.lost], age: 60)
+        let odd = try s.flow("odd", managed: false, status: .succeeded, tasks: [.succeeded], age: 60)
+        var task = odd.tasks[0]
+        task.setTimestamp("startedAt", s.now)
+        try task.fileText().write(toFile: s.tmp.file("flows/\(odd.flow.flowId)/tasks/\(task.taskId).json"), atomically: true, encoding: .utf8)
+        let garbage = try s.flow("garbage", managed: false, status: .running, tasks: [.running], age: 10)
+        try "{oops".write(toFile: s.tmp.file("flows/\(garbage.flow.flowId)/tasks/\(garbage.tasks[0].taskId).json"), atomically: true, encoding: .utf8)
+        #expect(FileManager.default.createFile(atPath: s.tmp.file("flows/\(ended.flow.flowId)/.manifest.json.999999.x.tmp"), contents: Data()))
+        #expect(symlink("../flows/\(ended.flow.flowId)", s.tmp.file("owners/running")) == 0 || true)
+        try FileManager.default.removeItem(atPath: s.tmp.file("owners/running"))
+        #expect(symlink("../flows/\(ended.flow.flowId)", s.tmp.file("owners/running")) == 0)
+        try "not json".write(toFile: s.tmp.file("incoming/new/bad.json"), atomically: true, encoding: .utf8)
+        _ = try s.spool.ingest()
+
+        let findings = s.spool.audit(try s.spool.scan(), now: s.now)
+        let want: Set<String> = [
+            "flow:stale_running", "flow:stale_waiting", "flow:stale_blocked", "flow:cancel_stuck", "flow:missing_linked_tasks",
+            "flow:blocked_task_missing", "flow:inconsistent_timestamps", "task:stale_queued", "task:stale_running", "task:lost",
+            "task:inconsistent_timestamps", "spool:unparseable_record", "spool:stray_temp_file", "spool:bad_owner_link", "spool:rejected_drops",
+        ]
+        #expect(s.codes(findings) == want, "missing \(want.subtracting(s.codes(findings))), extra \(s.codes(findings).subtracting(want))")
+        let severities = findings.map(\.severity)
+        #expect(severities == severities.sorted(), "errors come first")
+        let errorAges = findings.filter { $0.severity == .error }.map(\.ageSeconds)
+        #expect(errorAges == errorAges.sorted(by: >), "then the oldest first")
+        #expect(findings.first { $0.code == "cancel_stuck" }?.ageSeconds ?? 0 >= 899)
+    }
+
+    @Test("thresholds decide what is stale; a fresh spool has no findings")
+    func thresholds() throws {
+        let s = try AgedSpool()
+        try s.flow("r", status: .running, age: 600)
+        #expect(s.spool.audit(try s.spool.scan(), now: s.now).isEmpty)
+        var t = AuditThresholds()
+        t.flowRunning = 300
+        #expect(s.codes(s.spool.audit(try s.spool.scan(), now: s.now, thresholds: t)) == ["flow:stale_running"])
+    }
+}
+
+@Suite("Maintenance: preview, apply, and races", .serialized)
+struct MaintenanceTests {
+    func actions(_ items: [MaintenanceItem]) -> [String] { items.map(\.action).sorted() }
+
+    @Test("the preview changes nothing; --apply makes every repair, logs it, and leaves a spool fsck accepts")
+    func previewThenApply() throws {
+        let s = try AgedSpool()
+        var policy = MaintenancePolicy()
+        policy.lostAfter = 1800
+        let cancel = try s.flow("cancel", status: .running, tasks: [.succeeded], age: 600)
+        try s.overwriteManifest(cancel.flow.flowId) { $0["cancelRequestedAt"] = .string(s.ago(400).description) }
+        let orphanFailed = try s.flow("orphan-f", status: .running, tasks: [.succeeded, .failed], age: 3600)
+        let orphanLost = try s.flow("orphan-l", status: .running, tasks: [.lost], age: 3600)
+        let fresh = try s.flow("fresh", status: .running, tasks: [.succeeded], age: 60)
+        let silent = try s.flow("silent", managed: false, status: .running, tasks: [.running], age: 7200)
+        let blocked = try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString("blockedTaskId", Spool.newId()) }
+        let skewed = try s.flow("skewed", status: .succeeded, age: 100)
+        try s.overwriteManifest(skewed.flow.flowId) { $0["updatedAt"] = .string(s.now.description) }
+        let old = try s.flow("keeper", managed: false, status: .succeeded, tasks: [.succeeded], age: 8 * 86_400)
+        let newer = try s.flow("keeper", managed: false, status: .succeeded, tasks: [.succeeded], age: 86_400)
+        let temp = s.tmp.file("flows/\(fresh.flow.flowId)/.manifest.json.999999.x.tmp")
+        #expect(FileManager.default.createFile(atPath: temp, contents: Data(), attributes: [.modificationDate: Date(timeIntervalSinceNow: -40 * 3600)]))
+        try "not json".write(toFile: s.tmp.file("incoming/new/bad.json"), atomically: true, encoding: .utf8)
+        _ = try s.spool.ingest()
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -31 * 86_400)], ofItemAtPath: s.tmp.file("rejected/bad.json"))
+
+        let before = try FileManager.default.subpathsOfDirectory(atPath: s.tmp.path).sorted()
+        let plan = s.spool.planMaintenance(try s.spool.scan(), policy: policy)
+        #expect(actions(plan) == ["cap_rejected", "end_orphaned", "end_orphaned", "fail_blocked_missing", "finalise_cancel", "fix_timestamps", "mark_lost", "prune", "sweep_temp"])
+        let after = try FileManager.default.subpathsOfDirectory(atPath: s.tmp.path).sorted()
+        #expect(after == before, "the preview wrote nothing")
+
+        let done = s.spool.applyMaintenance(plan, policy: policy)
+        #expect(done.allSatisfy { $0.done }, "\(done.filter { !$0.done }.map(\.action))")
+        func status(_ snap: FlowSnapshot) throws -> FlowStatus { try s.spool.readFlow(snap.flow.flowId).flow.status }
+        #expect(try status(cancel) == .cancelled)
+        #expect(try status(orphanFailed) == .failed)
+        #expect(try status(orphanLost) == .lost)
+        #expect(try status(fresh) == .running, "a fresh flow whose tasks are done is left alone")
+        #expect(try s.spool.readFlow(silent.flow.flowId).tasks[0].status == .lost)
+        #expect(try status(blocked) == .failed)
+        let fixed = try s.spool.readFlow(skewed.flow.flowId).flow
+        #expect(fixed.endedAt == fixed.timestamp("updatedAt"))
+        #expect(!s.spool.flowExists(old.flow.flowId) && s.spool.flowExists(newer.flow.flowId))
+        #expect(s.spool.flowId(forOwner: "keeper") == newer.flow.flowId)
+        #expect(!FileManager.default.fileExists(atPath: temp))
+        #expect(!FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json")) && !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json.reason")))
+        let log = try String(contentsOfFile: s.tmp.file("flows/\(orphanFailed.flow.flowId)/events.jsonl"), encoding: .utf8)
+        #expect(log.contains(#""event":"repair""#) && log.contains(#""action":"end_orphaned""#) && log.contains(#""source":"maintenance""#))
+        let report = try s.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+        #expect(s.spool.planMaintenance(try s.spool.scan(), policy: policy).isEmpty, "nothing left to do")
+    }
+
+    @Test("a record that changed since the scan is left alone")
+    func changedSinceScan() throws {
+        let s = try AgedSpool()
+        let orphan = try s.flow("race", status: .running, tasks: [.failed], age: 3600)
+        let ended = try s.flow("race-old", managed: false, status: .succeeded, tasks: [.succeeded], age: 8 * 86_400)
+        let plan = s.spool.planMaintenance(try s.spool.scan(), policy: MaintenancePolicy())
+        #expect(actions(plan) == ["end_orphaned", "prune"])
+        // Meanwhile its controller links a new running task: the flow is no longer orphaned.
+        _ = try s.spool.addTask(toFlow: orphan.flow.flowId, ownerKey: nil, task: NewTask(runtime: "cron", status: .running), source: "test")
+        let done = s.spool.applyMaintenance(plan, policy: MaintenancePolicy())
+        #expect(done.first { $0.action == "end_orphaned" }?.done == false)
+        #expect(try s.spool.readFlow(orphan.flow.flowId).flow.status == .running)
+        #expect(done.first { $0.action == "prune" }?.done == true)
+        #expect(!s.spool.flowExists(ended.flow.flowId))
+    }
+
+    @Test("a 50,000-flow spool with 40,000 old terminal flows: maintenance prunes exactly those and keeps the rest")
+    func fiftyThousand() throws {
+        let s = try AgedSpool()
+        var old = Set<String>()
+        var kept = Set<String>()
+        var drafts: [FlowDraft] = []
+        for i in 0..<50_000 {
+            let age: Int64 = i % 5 == 0 ? 86_400 : 8 * 86_400 + Int64(i)
+            let at = s.ago(age)
+            let id = Spool.newId(at: at)
+            let live = i % 10 == 0
+            let task = TaskRecord(taskId: Spool.newId(at: at), flowId: id, ownerKey: "o\(i)", runtime: "cron", status: live ? .running : .succeeded, at: at)
+            drafts.append(FlowDraft(flow: FlowRecord(flowId: id, syncMode: .taskMirrored, ownerKey: "o\(i)", controllerId: nil, status: .queued, goal: nil, at: at), tasks: [task], source: "test"))
+            if i % 5 == 0 { kept.insert(id) } else { old.insert(id) }
+        }
+        for chunk in stride(from: 0, to: drafts.count, by: 500) {
+            _ = try s.spool.create(Array(drafts[chunk..<min(chunk + 500, drafts.count)]))
+        }
+        #expect(old.count == 40_000 && kept.count == 10_000)
+        let plan = s.spool.planMaintenance(try s.spool.scan(), policy: MaintenancePolicy())
+        #expect(plan.count == 40_000 && plan.allSatisfy { $0.action == "prune" })
+        #expect(Set(plan.map(\.id)) == old)
+        let done = s.spool.applyMaintenance(plan, policy: MaintenancePolicy())
+        #expect(done.filter(\.done).count == 40_000)
+        #expect(Set(try s.spool.flowIds()) == kept)
+        let links = try FileManager.default.contentsOfDirectory(atPath: s.tmp.file("owners")).count
+        let indexed = try FileManager.default.contentsOfDirectory(atPath: s.tmp.file("index/tasks")).count
+        #expect(links == 10_000 && indexed == 10_000)
+    }
+}
