@@ -130,6 +130,20 @@ struct WatcherTests {
         #expect(spool.run(["fsck"]).status == 0)
     }
 
+    @Test("it runs maintenance on its timer: a stray staging directory of a gone writer is swept")
+    func maintenanceTimer() throws {
+        let spool = TemporarySpool()
+        spool.value(["init"])
+        let stray = spool.file("tmp/\(Spool.newId()).999999")
+        try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: false)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -40 * 3600)], ofItemAtPath: stray)
+        let watcher = try WatcherProcess(spool, arguments: ["--maintenance-interval", "1"])
+        #expect(watcher.waitUntilWatching())
+        #expect(WatcherProcess.waitFor(10) { !FileManager.default.fileExists(atPath: stray) })
+        #expect(WatcherProcess.waitFor(5) { watcher.log.contains("maintenance: sweep_temp 1") }, "\(watcher.log)")
+        #expect(watcher.stop().status == 0)
+    }
+
     @Test("a second watcher on the same spool exits 1 naming the first one's pid")
     func oneWatcherPerSpool() throws {
         let spool = TemporarySpool()
