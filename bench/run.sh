@@ -22,6 +22,7 @@ cd "$REPO"
 
 LIST_RUNS=${BENCH_LIST_RUNS:-11}
 SHOW_RUNS=${BENCH_SHOW_RUNS:-30}
+AUDIT_RUNS=${BENCH_AUDIT_RUNS:-5}
 WARMUP=${BENCH_WARMUP:-2}
 FIXTURE_FS=${BENCH_FIXTURE_FS:-loop}
 SMALL_N=100
@@ -199,6 +200,15 @@ Y_TEXT="$(val2 renames) renames, $(val2 fsync) fsync + $(val2 fdatasync) fdatasy
 say "with an owner link move (informational): $Y_TEXT"
 fsck_txn=$("$BIN" --spool "$TXN" fsck 2>&1) || fail "fsck after the transitions: $fsck_txn"
 
+# ---- 3b. audit and maintenance preview over 100,000 flows vs raw read ---------------------------
+step "3b. audit and maintenance (preview) over $LARGE_N flows vs raw read ($WARMUP warm-up + $AUDIT_RUNS timed runs each, interleaved)"
+audit_count=$("$BIN" --spool "$LARGE" audit --json 2>/dev/null | jq '.findings | length')
+maint_count=$("$BIN" --spool "$LARGE" maintenance --json | jq '.actions | length')
+say "  on this spool audit reports $audit_count finding(s), maintenance would take $maint_count action(s)"
+times=$(TIMEIT_FINDINGS_OK=1 "$TIMEIT" "$WARMUP" "$AUDIT_RUNS" -- "$BIN" --spool "$LARGE" audit --json ::: "$BIN" --spool "$LARGE" maintenance --json ::: "$RAWREAD" "$LARGE") || fail "timing audit and maintenance"
+read -r A_MED _ _ _ A_N _ _ M_MED _ _ _ M_N _ _ RL_MED _ _ _ RL_N _ _ <<<"$(tr '\n' ' ' <<<"$times")"
+say "  audit: median $A_MED s; maintenance preview: median $M_MED s; raw read: median $RL_MED s"
+
 # ---- 4. the watcher (bench/watch.sh) --------------------------------------------------------
 step "4. the watcher: bash bench/watch.sh"
 BENCH_SKIP_BUILD=1 bash "$HERE/watch.sh" | tee "$WORK/watch.out" || fail "bench/watch.sh"
@@ -224,6 +234,7 @@ SUMMARY=$(cat <<EOF
 flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($L_N runs); raw read baseline: median $(printf '%.3f' "$R_MED") s ($R_N runs); ratio ${LIST_RATIO}x (target <= 2x: $(verdict "$LIST_RATIO" 2)); CPU time $L_CPU s vs $R_CPU s, $(ratio "$L_CPU" "$R_CPU")x
 flows show <owner>: 100 flows $(awk -v s="$S_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$B_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($S_N runs each); ratio ${SHOW_RATIO}x (target <= 1.3x: $(verdict "$SHOW_RATIO" 1.3)); process start-up alone (--help) $(awk -v s="$H_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms
 task transition: $X_REN file replaces (renames), $((X_FSYNC + X_FDATA + X_OSYNC)) fsync-family calls ($X_SYNC_TEXT), $X_APP events.jsonl append (target <= 2 replaces + 1 append: $X_VERDICT)
+audit over $LARGE_N flows: median $(printf '%.3f' "$A_MED") s, maintenance preview $(printf '%.3f' "$M_MED") s; raw read baseline $(printf '%.3f' "$RL_MED") s ($A_N runs each); ratios $(ratio "$A_MED" "$RL_MED")x and $(ratio "$M_MED" "$RL_MED")x (target <= 2x: $(verdict "$(ratio "$A_MED" "$RL_MED")" 2), $(verdict "$(ratio "$M_MED" "$RL_MED")" 2))
 $WATCH_SUMMARY
 $NQ_SUMMARY
 fixtures: $FX_DESC; 100,000-flow spool generated in $LARGE_GEN_S s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(secs_since "$T_START") s before cleanup

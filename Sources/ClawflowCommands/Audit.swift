@@ -68,8 +68,7 @@ struct Audit: SpoolCommand {
         var findings: [AuditFinding] = []
         if let spool = try readSpool() {
             let runner = Runner(spool: spool)
-            let scan = try spool.scan(settle: { runner.settle($0) })
-            findings = spool.audit(scan, thresholds: thresholds, isLive: { !Runner.supervisorIsGone($0) && $0.integer("supervisorPid") != nil })
+            findings = try spool.audit(thresholds: thresholds, isLive: { !Runner.supervisorIsGone($0) && $0.integer("supervisorPid") != nil }, settle: { runner.settle($0) })
         }
         if let wanted { findings = findings.filter { $0.severity == wanted } }
         if let code { findings = findings.filter { $0.code == code } }

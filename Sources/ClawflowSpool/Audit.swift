@@ -17,11 +17,11 @@ extension Spool {
     /// snapshot with `settle` (the runner records lost command tasks there), and lists the
     /// temp files a writer that is gone left in the flow directories.
     public func scan(settle: @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> SpoolScan {
-        let results = try mapAllFlows { (result) -> (FlowSnapshot?, [RecordProblem], [FilePath]) in
+        let results = try mapAllFlows(withDebris: true) { (result) -> (FlowSnapshot?, [RecordProblem], [FilePath]) in
             switch result {
             case .success(let read):
                 let snap = settle(read)
-                return (snap, snap.problems, snap.debris + self.flowDirectoryDebris(snap.flow.flowId))
+                return (snap, snap.problems, snap.debris)
             case .failure(let error):
                 return (nil, [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
             }
@@ -29,34 +29,34 @@ extension Spool {
         return SpoolScan(flows: results.compactMap(\.0), unreadable: results.flatMap(\.1), debris: results.flatMap(\.2))
     }
 
-    /// Temp files in `flows/<flowId>/` whose writer is gone.
-    func flowDirectoryDebris(_ flowId: String) -> [FilePath] {
-        guard let dir = try? flowsFD.openDirectoryAt(flowId) else { return [] }
-        defer { dir.closeQuietly() }
-        return ((try? dir.entries()) ?? []).compactMap { entry in
-            guard let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) else { return nil }
-            return flowPath(flowId).appending(entry.name)
-        }
-    }
-
-    /// Every audit finding (spec §6, `audit`): the flow and task rules of `AuditRules` over
-    /// `scan`, then the spool's own: unreadable records, stray temp files, bad owner links,
+    /// Every audit finding (spec §6, `audit`): the flow and task rules of `AuditRules`,
+    /// evaluated while the flows are read (in parallel; `settle` first records lost command
+    /// tasks), then the spool's own: unreadable records, stray temp files, bad owner links,
     /// rejected drops. Sorted errors first, then oldest first.
-    public func audit(_ scan: SpoolScan, now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds(), isLive: @Sendable (TaskRecord) -> Bool = { _ in false }) -> [AuditFinding] {
-        var out: [AuditFinding] = []
-        for snap in scan.flows {
-            out += AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, flowPath: flowPath(snap.flow.flowId).string, isLive: isLive)
+    public func audit(now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds(), isLive: @escaping @Sendable (TaskRecord) -> Bool = { _ in false }, settle: @escaping @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> [AuditFinding] {
+        let results = try mapAllFlows(withDebris: true) { (result) -> (FlowRecord?, [AuditFinding], [RecordProblem], [FilePath]) in
+            switch result {
+            case .success(let read):
+                let snap = settle(read)
+                let path = self.flowPath(snap.flow.flowId).string
+                let findings = AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, flowPath: path, isLive: isLive)
+                return (snap.flow, findings, snap.problems, snap.debris)
+            case .failure(let error):
+                return (nil, [], [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
+            }
         }
-        for problem in scan.unreadable {
+        var out = results.flatMap(\.1)
+        let unreadable = results.flatMap(\.2)
+        for problem in unreadable {
             out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: problem.path.lastComponent?.string ?? "", path: problem.path.string, message: problem.message, ageSeconds: age(of: problem.path, now: now)))
         }
-        for path in scan.debris + strayTempFiles() {
+        for path in results.flatMap(\.3) + strayTempFiles() {
             out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: age(of: path, now: now)))
         }
         var links = FsckReport()
         var byOwner: [String: [FlowRecord]] = [:]
-        for snap in scan.flows { byOwner[snap.flow.ownerKey, default: []].append(snap.flow) }
-        let unreadableFlows = Set(scan.unreadable.compactMap { problem -> String? in
+        for case let flow? in results.map(\.0) { byOwner[flow.ownerKey, default: []].append(flow) }
+        let unreadableFlows = Set(unreadable.compactMap { problem -> String? in
             let parts = problem.path.components.map(\.string)
             guard let i = parts.lastIndex(of: "flows"), i + 1 < parts.count else { return nil }
             return parts[i + 1]

@@ -148,7 +148,7 @@ extension Spool {
             }
         }
         for entry in entries where !entry.name.hasPrefix(".") {
-            let path = ownersPath.appending(entry.name)
+            var path: FilePath { ownersPath.appending(entry.name) }
             seen.insert(entry.name)
             guard let text = try? ownersFD.readLinkAt(entry.name) else {
                 report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) is not a symlink"))

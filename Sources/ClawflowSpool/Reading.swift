@@ -79,12 +79,19 @@ extension Spool {
     }
 
     /// Reads one flow: manifest and tasks. A bad manifest is an error; a bad task file is a problem in the snapshot.
-    public func readFlow(_ flowId: String) throws(SpoolError) -> FlowSnapshot {
+    /// With `withDebris` the flow directory is listed too, for temp files of gone writers.
+    public func readFlow(_ flowId: String, withDebris: Bool = false) throws(SpoolError) -> FlowSnapshot {
         let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
         // A shared lock: the manifest and the tasks as of one moment, never mid-change.
         do { try dir.lock(exclusive: false) } catch { throw SpoolError.io("Locking the flow for reading", flowPath(flowId), error) }
-        return try readFlow(in: dir, flowId: flowId)
+        var snap = try readFlow(in: dir, flowId: flowId)
+        if withDebris {
+            for entry in (try? dir.entries()) ?? [] {
+                if let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) { snap.debris.append(flowPath(flowId).appending(entry.name)) }
+            }
+        }
+        return snap
     }
 
     func readFlow(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowSnapshot {
@@ -157,22 +164,22 @@ extension Spool {
 
     /// Reads every flow, newest first, and transforms each result; large spools are read (and
     /// transformed) by one thread per core, each flow under its shared lock as `readFlow` takes it.
-    public func mapAllFlows<T: Sendable>(_ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
+    public func mapAllFlows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
         let ids = Array(try flowIds().reversed())
         let workers = ids.count < 256 ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
-        if workers == 1 { return ids.map { transform(readResult($0)) } }
+        if workers == 1 { return ids.map { transform(readResult($0, withDebris: withDebris)) } }
         let chunk = (ids.count + workers - 1) / workers
         let parts = Mutex<[[T]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let slice = ids[min(w * chunk, ids.count)..<min((w + 1) * chunk, ids.count)]
-            let results = slice.map { transform(readResult($0)) }
+            let results = slice.map { transform(readResult($0, withDebris: withDebris)) }
             parts.withLock { $0[w] = results }
         }
         return parts.withLock { $0.flatMap { $0 } }
     }
 
-    private func readResult(_ id: String) -> Result<FlowSnapshot, SpoolError> {
-        do { return .success(try readFlow(id)) } catch { return .failure(error) }
+    private func readResult(_ id: String, withDebris: Bool) -> Result<FlowSnapshot, SpoolError> {
+        do { return .success(try readFlow(id, withDebris: withDebris)) } catch { return .failure(error) }
     }
 
     /// Opens `flows/<flowId>/` without following a symlink; anything but a directory there is "not found".
