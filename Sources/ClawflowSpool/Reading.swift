@@ -166,13 +166,18 @@ extension Spool {
     /// transformed) by one thread per core, each flow under its shared lock as `readFlow` takes it.
     public func mapAllFlows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
         let ids = Array(try flowIds().reversed())
-        let workers = ids.count < 256 ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
-        if workers == 1 { return ids.map { transform(readResult($0, withDebris: withDebris)) } }
-        let chunk = (ids.count + workers - 1) / workers
+        return Spool.parallelMap(ids, minimum: 256) { transform(self.readResult($0, withDebris: withDebris)) }
+    }
+
+    /// `items.map(transform)`, run by one thread per core (at most 8) in contiguous chunks
+    /// once there are at least `minimum` items; the order is kept.
+    static func parallelMap<S: Sendable, T: Sendable>(_ items: [S], minimum: Int, _ transform: @Sendable (S) -> T) -> [T] {
+        let workers = items.count < minimum ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
+        if workers == 1 { return items.map(transform) }
+        let chunk = (items.count + workers - 1) / workers
         let parts = Mutex<[[T]]>(Array(repeating: [], count: workers))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let slice = ids[min(w * chunk, ids.count)..<min((w + 1) * chunk, ids.count)]
-            let results = slice.map { transform(readResult($0, withDebris: withDebris)) }
+            let results = items[min(w * chunk, items.count)..<min((w + 1) * chunk, items.count)].map(transform)
             parts.withLock { $0[w] = results }
         }
         return parts.withLock { $0.flatMap { $0 } }
