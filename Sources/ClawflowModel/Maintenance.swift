@@ -52,11 +52,12 @@ public enum MaintenanceRules {
         func age(_ ts: Timestamp?) -> Int64 { ts.map { (now.milliseconds - $0.milliseconds) / 1000 } ?? 0 }
         let active = tasks.filter { $0.status.isActive }
         if flow.isTerminal {
-            if let ended = flow.endedAt, let updated = flow.timestamp("updatedAt"), updated > ended {
-                return [(.fixTimestamps, "updatedAt \(updated) is after endedAt \(ended)")]
-            }
+            // Pruning first: fixing the timestamps would restart a flow's retention.
             if let ended = flow.endedAt, active.isEmpty, age(ended) >= policy.retention {
                 return [(.prune, "ended \(DurationText.describe(age(ended))) ago (retention \(DurationText.describe(policy.retention)))")]
+            }
+            if let ended = flow.endedAt, let updated = flow.timestamp("updatedAt"), updated > ended {
+                return [(.fixTimestamps, "updatedAt \(updated) is after endedAt \(ended)")]
             }
             return []
         }

@@ -145,16 +145,20 @@ extension Spool {
         var results: [Result<FlowSnapshot, SpoolError>] = []
         var rest = drafts[...]
         // The link decision of a new flow reads the owner's other flows from flows/, so two new
-        // flows of one owner never share a batch: the second starts the next batch.
+        // flows of one owner never share a batch: the second starts the next batch. A batch
+        // holds about six descriptors per flow until its first barrier, so it is capped.
         while !rest.isEmpty {
             var names = Set<String>()
-            let batch = rest.prefix { names.insert(OwnerKey.linkName($0.flow.ownerKey)).inserted }
+            let batch = rest.prefix(Spool.createBatchLimit).prefix { names.insert(OwnerKey.linkName($0.flow.ownerKey)).inserted }
             // Every batch flushes `alsoFlush`: a batch that created nothing flushed nothing.
             results += try createBatch(Array(batch), alsoFlush: alsoFlush)
             rest = rest.dropFirst(batch.count)
         }
         return results
     }
+
+    /// Most flows created under one set of barriers (about 6 open descriptors each).
+    static let createBatchLimit = 64
 
     private struct StagedFlow {
         var index: Int

@@ -150,6 +150,14 @@ struct MaintenanceTests {
         #expect(s.spool.planMaintenance(try s.spool.scan(), policy: policy).isEmpty, "nothing left to do")
     }
 
+    @Test("a flow past retention is pruned, not first given a new endedAt (which would restart its retention)")
+    func pruneBeforeFix() throws {
+        let s = try AgedSpool()
+        let old = try s.flow("skewed-old", status: .succeeded, age: 8 * 86_400)
+        try s.overwriteManifest(old.flow.flowId) { $0["updatedAt"] = .string(s.ago(86_400).description) }
+        #expect(actions(s.spool.planMaintenance(try s.spool.scan(), policy: MaintenancePolicy())) == ["prune"])
+    }
+
     @Test("a record that changed since the scan is left alone")
     func changedSinceScan() throws {
         let s = try AgedSpool()
