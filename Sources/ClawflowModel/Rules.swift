@@ -173,12 +173,16 @@ public enum Rules {
 
     /// The flow an owner key resolves to: the newest non-terminal flow, else the newest.
     public static func ownerPick(_ flows: [(id: String, createdAt: Timestamp, isTerminal: Bool)]) -> String? {
-        func newer(_ a: (id: String, createdAt: Timestamp, isTerminal: Bool), _ b: (id: String, createdAt: Timestamp, isTerminal: Bool)) -> Bool {
-            a.createdAt != b.createdAt ? a.createdAt > b.createdAt : a.id > b.id
-        }
-        let live = flows.filter { !$0.isTerminal }
-        let pool = live.isEmpty ? flows : live
-        return pool.max(by: { newer($1, $0) })?.id
+        var best: (id: String, createdAt: Timestamp, isTerminal: Bool)?
+        for flow in flows where best == nil || ownerPickPrefers(flow, over: best!) { best = flow }
+        return best?.id
+    }
+
+    /// Whether the owner-key lookup picks flow `a` over flow `b`: a non-terminal flow over a
+    /// terminal one, else the newer (`createdAt`, then id).
+    public static func ownerPickPrefers(_ a: (id: String, createdAt: Timestamp, isTerminal: Bool), over b: (id: String, createdAt: Timestamp, isTerminal: Bool)) -> Bool {
+        if a.isTerminal != b.isTerminal { return !a.isTerminal }
+        return a.createdAt != b.createdAt ? a.createdAt > b.createdAt : a.id > b.id
     }
 
     /// The task a run id resolves to: the newest active one, else the newest.

@@ -1,5 +1,7 @@
 import ClawflowModel
+import Dispatch
 import Glibc
+import Synchronization
 import SystemPackage
 
 /// The records one audit (or maintenance) pass read: every flow, and what could not be read.
@@ -34,42 +36,50 @@ extension Spool {
     /// tasks), then the spool's own: unreadable records, stray temp files, bad owner links,
     /// rejected drops. Sorted errors first, then oldest first.
     public func audit(now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds(), isLive: @escaping @Sendable (TaskRecord) -> Bool = { _ in false }, settle: @escaping @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> [AuditFinding] {
-        let results = try mapAllFlows(withDebris: true) { (result) -> (FlowRecord?, [AuditFinding], [RecordProblem], [FilePath]) in
+        // Each flow's owner link is read beside the flow, so the owner check after the
+        // parallel read has (almost) nothing left to read.
+        let results = try mapAllFlows(withDebris: true) { (result) -> (OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath]) in
             switch result {
             case .success(let read):
                 let snap = settle(read)
                 let path = self.flowPath(snap.flow.flowId).string
                 let findings = AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, flowPath: path, isLive: isLive)
-                return (snap.flow, findings, snap.problems, snap.debris)
+                return (OwnerClaim(snap.flow, readingLinkIn: self.ownersFD), findings, snap.problems, snap.debris)
             case .failure(let error):
                 return (nil, [], [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
             }
         }
-        var out = results.flatMap(\.1)
         let unreadable = results.flatMap(\.2)
-        for problem in unreadable {
-            out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: problem.path.lastComponent?.string ?? "", path: problem.path.string, message: problem.message, ageSeconds: age(of: problem.path, now: now)))
-        }
-        for path in results.flatMap(\.3) + strayTempFiles() {
-            out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: age(of: path, now: now)))
-        }
-        var links = FsckReport()
-        var byOwner: [String: [FlowRecord]] = [:]
-        for case let flow? in results.map(\.0) { byOwner[flow.ownerKey, default: []].append(flow) }
         let unreadableFlows = Set(unreadable.compactMap { problem -> String? in
             let parts = problem.path.components.map(\.string)
             guard let i = parts.lastIndex(of: "flows"), i + 1 < parts.count else { return nil }
             return parts[i + 1]
         })
-        checkOwnerLinks(byOwner, unreadable: unreadableFlows, into: &links)
-        for finding in links.findings {
-            let path = FilePath(finding.path)
-            out.append(AuditFinding(.error, "bad_owner_link", kind: "spool", id: path.lastComponent?.string ?? "", path: finding.path, message: finding.message, ageSeconds: age(of: path, now: now)))
+        // The owner links on one side, the spool's other directories on the other.
+        let spoolFindings = Mutex<[[AuditFinding]]>([[], []])
+        DispatchQueue.concurrentPerform(iterations: 2) { side in
+            var out: [AuditFinding] = []
+            if side == 0 {
+                var links = FsckReport()
+                self.checkOwnerLinks(results.compactMap(\.0), unreadable: unreadableFlows, into: &links)
+                for finding in links.findings {
+                    let path = FilePath(finding.path)
+                    out.append(AuditFinding(.error, "bad_owner_link", kind: "spool", id: path.lastComponent?.string ?? "", path: finding.path, message: finding.message, ageSeconds: self.age(of: path, now: now)))
+                }
+            } else {
+                for problem in unreadable {
+                    out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: problem.path.lastComponent?.string ?? "", path: problem.path.string, message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
+                }
+                for path in results.flatMap(\.3) + self.strayTempFiles() {
+                    out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
+                }
+                for drop in self.rejectedDrops() {
+                    out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.modified) / 1000))
+                }
+            }
+            spoolFindings.withLock { $0[side] = out }
         }
-        for drop in rejectedDrops() {
-            out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.modified) / 1000))
-        }
-        return AuditFinding.sorted(out)
+        return AuditFinding.sorted(results.flatMap(\.1) + spoolFindings.withLock { $0.joined() })
     }
 
     /// Seconds since `path` was last modified (0 when it cannot be read).

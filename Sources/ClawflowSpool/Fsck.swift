@@ -58,7 +58,11 @@ extension Spool {
         }
         let readable = Set(flowsByOwner.values.joined().map(\.flowId))
         let unreadable = Set(entries.map(\.name).filter { Identifier.isValid($0) && !readable.contains($0) && flowExists($0) })
-        checkOwnerLinks(flowsByOwner, unreadable: unreadable, into: &report)
+        let claims = flowsByOwner.flatMap { key, flows in
+            let linkName = OwnerKey.linkName(key)
+            return flows.map { OwnerClaim($0, linkName: linkName) }
+        }
+        checkOwnerLinks(claims, unreadable: unreadable, into: &report)
         checkIndexes(flowsByOwner, taskOwners, into: &report)
         for entry in (try? tmpFD.entries()) ?? [] {
             report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
@@ -135,12 +139,35 @@ extension Spool {
         Spool.parallelMap(names, minimum: 1024) { try? self.ownersFD.readLinkAt($0) }
     }
 
-    func checkOwnerLinks(_ flowsByOwner: [String: [FlowRecord]], unreadable: Set<String>, into report: inout FsckReport) {
+    /// One readable flow as the owner-link check sees it, and, when the reader already read
+    /// it, the text of its owner's link (`.some(nil)`: not a symlink).
+    struct OwnerClaim: Sendable {
+        var linkName: String
+        var ownerKey: String
+        var flow: (id: String, createdAt: Timestamp, isTerminal: Bool)
+        var linkText: String?? = nil
+
+        /// The claim of `flow`, with its link read now when `ownersFD` is given.
+        init(_ flow: FlowRecord, linkName: String? = nil, readingLinkIn ownersFD: FileDescriptor? = nil) {
+            self.linkName = linkName ?? OwnerKey.linkName(flow.ownerKey)
+            self.ownerKey = flow.ownerKey
+            self.flow = (flow.flowId, flow.createdAt, flow.isTerminal)
+            if let ownersFD { linkText = .some(try? ownersFD.readLinkAt(self.linkName)) }
+        }
+    }
+
+    /// Checks owners/ against the flows' owner keys: every link points at the flow the lookup
+    /// rule picks, no link lacks a flow, no owner lacks a link (a pending marker excuses both).
+    func checkOwnerLinks(_ claims: [OwnerClaim], unreadable: Set<String>, into report: inout FsckReport) {
         let ownersPath = root.appending("owners")
-        var expected: [String: (key: String, pick: String)] = [:]
-        for (key, flows) in flowsByOwner {
-            if let pick = Rules.ownerPick(flows.map { ($0.flowId, $0.createdAt, $0.isTerminal) }) {
-                expected[OwnerKey.linkName(key)] = (key, pick)
+        // link name -> the owner key, the flow the lookup rule picks, the link text if read.
+        var expected: [String: (key: String, pick: (id: String, createdAt: Timestamp, isTerminal: Bool), text: String??)] = [:]
+        expected.reserveCapacity(claims.count)
+        for claim in claims {
+            if let current = expected[claim.linkName] {
+                if Rules.ownerPickPrefers(claim.flow, over: current.pick) { expected[claim.linkName]!.pick = claim.flow }
+            } else {
+                expected[claim.linkName] = (claim.ownerKey, claim.flow, claim.linkText)
             }
         }
         var seen = Set<String>()
@@ -152,10 +179,12 @@ extension Spool {
                 report.notes.append(FsckFinding(code: "pending_owner_link", path: ownersPath.appending(entry.name).string, message: "an owner link update was interrupted; the next write for that owner or fsck --repair finishes it"))
             }
         }
-        // The links are read on every core (a spool of 100,000 owners has 100,000 links).
+        // Links no claim read are read here, on every core (100,000 owners have 100,000 links).
         let links = entries.filter { !$0.name.hasPrefix(".") }.map(\.name)
-        let texts = readLinks(links)
-        for (name, text) in zip(links, texts) {
+        let unread = links.filter { expected[$0]?.text == nil }
+        var readNow = Dictionary(uniqueKeysWithValues: zip(unread, readLinks(unread)))
+        for name in links {
+            let text: String? = expected[name]?.text ?? readNow.removeValue(forKey: name) ?? nil
             var path: FilePath { ownersPath.appending(name) }
             seen.insert(name)
             guard let text else {
@@ -174,8 +203,8 @@ extension Spool {
             }
             // While a marker exists readers ignore the link and compute the pick from the index,
             // so a stale link beside a marker is an interrupted move, not a broken invariant.
-            if target != want.pick, pending[name] == nil {
-                report.findings.append(FsckFinding(code: "stale_owner_link", path: path.string, message: "\(path) points at flow \(target); the lookup rule picks \(want.pick) for owner \"\(sanitized(want.key))\""))
+            if target != want.pick.id, pending[name] == nil {
+                report.findings.append(FsckFinding(code: "stale_owner_link", path: path.string, message: "\(path) points at flow \(target); the lookup rule picks \(want.pick.id) for owner \"\(sanitized(want.key))\""))
             }
         }
         for entry in entries where entry.name.hasPrefix(".") && Layout.ownerName(fromPending: entry.name) == nil {
@@ -186,7 +215,7 @@ extension Spool {
             }
         }
         for (name, want) in expected where !seen.contains(name) && pending[name] == nil {
-            report.findings.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link; the lookup rule picks flow \(want.pick)"))
+            report.findings.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link; the lookup rule picks flow \(want.pick.id)"))
         }
     }
 

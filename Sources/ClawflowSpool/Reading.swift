@@ -87,7 +87,7 @@ extension Spool {
         do { try dir.lock(exclusive: false) } catch { throw SpoolError.io("Locking the flow for reading", flowPath(flowId), error) }
         var snap = try readFlow(in: dir, flowId: flowId)
         if withDebris {
-            for entry in (try? dir.entries()) ?? [] {
+            for entry in (try? dir.entries(rewind: false)) ?? [] {
                 if let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) { snap.debris.append(flowPath(flowId).appending(entry.name)) }
             }
         }
@@ -169,16 +169,23 @@ extension Spool {
         return Spool.parallelMap(ids, minimum: 256) { transform(self.readResult($0, withDebris: withDebris)) }
     }
 
-    /// `items.map(transform)`, run by one thread per core (at most 8) in contiguous chunks
-    /// once there are at least `minimum` items; the order is kept.
+    /// `items.map(transform)`, run by one thread per core (at most 8) once there are at least
+    /// `minimum` items; the order is kept. Threads take small chunks in turn, so one that
+    /// drew slow items does not leave the others idle at the end.
     static func parallelMap<S: Sendable, T: Sendable>(_ items: [S], minimum: Int, _ transform: @Sendable (S) -> T) -> [T] {
         let workers = items.count < minimum ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
         if workers == 1 { return items.map(transform) }
-        let chunk = (items.count + workers - 1) / workers
-        let parts = Mutex<[[T]]>(Array(repeating: [], count: workers))
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let results = items[min(w * chunk, items.count)..<min((w + 1) * chunk, items.count)].map(transform)
-            parts.withLock { $0[w] = results }
+        let chunk = max(16, items.count / (workers * 16))
+        let chunks = (items.count + chunk - 1) / chunk
+        let next = Atomic<Int>(0)
+        let parts = Mutex<[[T]]>(Array(repeating: [], count: chunks))
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while true {
+                let c = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if c >= chunks { return }
+                let results = items[c * chunk..<min((c + 1) * chunk, items.count)].map(transform)
+                parts.withLock { $0[c] = results }
+            }
         }
         return parts.withLock { $0.flatMap { $0 } }
     }

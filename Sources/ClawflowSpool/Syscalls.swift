@@ -246,23 +246,25 @@ extension FileDescriptor {
     public func entries(rewind: Bool = true) throws(Errno) -> [DirectoryEntry] {
         if rewind { _ = try retrying { Glibc.lseek(rawValue, 0, SEEK_SET) } }
         var out: [DirectoryEntry] = []
-        var buffer = [UInt8](repeating: 0, count: 32_768)
+        // Not zero-filled: the kernel writes the records it reports, and reading many small
+        // directories (a spool of 100,000 flows lists 200,000) must not clear 32 KiB each time.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_768, alignment: 8)
+        defer { buffer.deallocate() }
         while true {
-            let n = try retrying { buffer.withUnsafeMutableBytes { clawflow_getdents64(rawValue, $0.baseAddress!, UInt($0.count)) } }
+            let n = try retrying { clawflow_getdents64(rawValue, buffer.baseAddress!, UInt(buffer.count)) }
             if n == 0 { break }
-            buffer.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < n {
-                    // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name[].
-                    let reclen = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
-                    let type = raw[offset + 18]
-                    let nameStart = offset + 19
-                    var nameEnd = nameStart
-                    while nameEnd < offset + reclen, raw[nameEnd] != 0 { nameEnd += 1 }
-                    let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), as: UTF8.self)
-                    if name != "." && name != ".." { out.append(DirectoryEntry(name: name, kind: FileKind(direntType: type))) }
-                    offset += reclen
-                }
+            let raw = UnsafeRawBufferPointer(buffer)
+            var offset = 0
+            while offset < n {
+                // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name[].
+                let reclen = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
+                let type = raw[offset + 18]
+                let nameStart = offset + 19
+                var nameEnd = nameStart
+                while nameEnd < offset + reclen, raw[nameEnd] != 0 { nameEnd += 1 }
+                let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), as: UTF8.self)
+                if name != "." && name != ".." { out.append(DirectoryEntry(name: name, kind: FileKind(direntType: type))) }
+                offset += reclen
             }
         }
         return out
