@@ -39,8 +39,11 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# The release binary links the Swift runtime statically: it starts in about half the time
+# of one that loads the runtime's shared libraries (README.md, "Install"). Only the
+# clawflow product is built here (the test support target links Swift Testing).
 release: deps
-	$(SWIFT) build -c release --scratch-path .build-release
+	$(SWIFT) build -c release --static-swift-stdlib --product clawflow --scratch-path $(RELEASE_DIR)
 
 # The man page (generate-manual, the command plugin of swift-argument-parser) and the
 # bash, zsh and fish completions (written by the binary itself), staged in $(GEN_DIR).

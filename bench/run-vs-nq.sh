@@ -21,7 +21,7 @@ if ! command -v nq >/dev/null; then
 fi
 BIN="$REPO/.build-release/release/clawflow"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    swift build -c release --scratch-path "$REPO/.build-release" >/dev/null 2>&1 || fail "release build"
+    make -s -C "$REPO" release >/dev/null 2>&1 || fail "release build"
 fi
 [[ -x "$BIN" ]] || fail "no release binary at $BIN"
 

@@ -59,9 +59,9 @@ trap 'exit 130' INT TERM
 # ---- build ------------------------------------------------------------------------------
 BIN="$REPO/.build-release/release/clawflow"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    step "release build (swift build -c release --scratch-path .build-release)"
+    step "release build (make release: static Swift runtime, .build-release)"
     t=$(date +%s)
-    if ! swift build -c release --scratch-path .build-release >"$WORK/build.log" 2>&1; then
+    if ! make -s -C "$REPO" release >"$WORK/build.log" 2>&1; then
         tail -n 30 "$WORK/build.log" >&2
         fail "release build failed"
     fi

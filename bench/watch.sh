@@ -58,8 +58,8 @@ trap 'exit 130' INT TERM
 # ---- build and tools --------------------------------------------------------------------
 BIN="$REPO/.build-release/release/clawflow"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    step "release build (swift build -c release --scratch-path .build-release)"
-    swift build -c release --scratch-path .build-release >"$DISK/build.log" 2>&1 \
+    step "release build (make release: static Swift runtime, .build-release)"
+    make -s -C "$REPO" release >"$DISK/build.log" 2>&1 \
         || { tail -n 30 "$DISK/build.log" >&2; fail "release build failed"; }
 fi
 [[ -x "$BIN" ]] || fail "no release binary at $BIN"

@@ -123,16 +123,15 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
 #include <string.h>
 
 int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdout_fd, int new_session, pid_t *pid) {
+                   int stdout_fd, pid_t *pid) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
     if (rc != 0) return rc;
     rc = posix_spawnattr_init(&attr);
     if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (new_session) flags |= POSIX_SPAWN_SETSID;
-    else { flags |= POSIX_SPAWN_SETPGROUP; posix_spawnattr_setpgroup(&attr, 0); }
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP;
+    posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, flags);
     sigset_t none, all;
     sigemptyset(&none);
@@ -163,3 +162,28 @@ int clawflow_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0)
 
 #include <sys/prctl.h>
 int clawflow_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+#include <fcntl.h>
+#include <signal.h>
+pid_t clawflow_fork_detached(void) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    (void)setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+    for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
+    int fd = open("/dev/null", O_RDWR);
+    if (fd >= 0) {
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        if (fd > 2) close(fd);
+    }
+    /* Nothing else of the parent's: a descriptor someone waits on for EOF (a pipe, the
+     * socket a process launcher watches) must close when `run` exits, not when this does. */
+    closefrom(3);
+    (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
+    return 0;
+}

@@ -94,23 +94,3 @@ struct Run: SpoolCommand {
         return path
     }
 }
-
-/// `clawflow supervise <flowId>`: the supervisor `run` starts (not for direct use).
-struct Supervise: SpoolCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "supervise",
-        abstract: "Run the queued commands of a flow (started by clawflow run).",
-        shouldDisplay: false
-    )
-
-    @OptionGroup var global: GlobalOptions
-
-    @Argument(help: ArgumentHelp("The flow id.", valueName: "flow"))
-    var flow: String
-
-    func execute(_ out: Output) throws(SpoolError) {
-        guard Identifier.isValid(flow) else { throw SpoolError.flowNotFound(flow) }
-        let spool = try writeSpool()
-        do { try Supervisor(spool: spool, flowId: flow).run() } catch { throw error.spoolError }
-    }
-}

@@ -119,16 +119,16 @@ enum SignalName {
 /// Starting processes with posix_spawn: nothing inherited but stdin (/dev/null) and the log.
 enum Spawn {
     /// Starts `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
-    /// in `cwd`, in a new session (`newSession`) or a new process group. Returns the pid.
-    static func start(_ argv: [String], output: FileDescriptor?, cwd: String?, newSession: Bool) throws(Errno) -> Int32 {
+    /// in `cwd`, in a process group of its own. Returns the pid.
+    static func start(_ argv: [String], output: FileDescriptor?, cwd: String?) throws(Errno) -> Int32 {
         var pid: pid_t = 0
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
         let rc: Int32 = cArgs.withUnsafeBufferPointer { args in
             if let cwd {
-                return clawflow_spawn(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, newSession ? 1 : 0, &pid)
+                return clawflow_spawn(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, &pid)
             }
-            return clawflow_spawn(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, newSession ? 1 : 0, &pid)
+            return clawflow_spawn(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, &pid)
         }
         guard rc == 0 else { throw Errno(rawValue: rc) }
         return pid

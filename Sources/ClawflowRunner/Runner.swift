@@ -1,3 +1,4 @@
+import CSystemShims
 import ClawflowModel
 import ClawflowSpool
 import Glibc
@@ -72,25 +73,20 @@ public struct Runner: Sendable {
         return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
     }
 
-    /// Starts `clawflow supervise <flowId>` in a session of its own (no terminal, stdin and
-    /// output /dev/null), so it outlives the shell that ran `run`. A supervisor that cannot be
-    /// started fails the task.
+    /// Starts the flow's supervisor: a forked copy of this process in a session of its own
+    /// (no terminal; stdin, stdout and stderr on /dev/null), so it outlives the shell that ran
+    /// `run` and costs no second program start. The child never returns from here: it opens
+    /// the spool afresh, supervises, and exits. Call this only from a process whose other
+    /// threads are idle (the command line: `run` forks before it prints); a supervisor that
+    /// cannot be started fails the task.
     func startSupervisor(flowId: String, taskId: String) throws(RunnerError) {
-        let exe = Runner.executablePath
-        do {
-            _ = try Spawn.start([exe, "--spool", spool.root.string, "supervise", flowId], output: nil, cwd: nil, newSession: true)
-        } catch {
-            let message = "could not start the supervisor \(exe): \(error.description)"
-            _ = try? spool.updateTask(flowId: flowId, taskId: taskId, update: TaskUpdate(status: .failed, fields: ["error": .string(message)]), source: "runner")
-            throw RunnerError(.io, "Starting the supervisor of flow \(flowId): \(message)", errno: error)
-        }
-    }
-
-    /// This program's path (/proc/self/exe), so the supervisor is the same clawflow.
-    static var executablePath: String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = buffer.withUnsafeMutableBufferPointer { readlink("/proc/self/exe", $0.baseAddress!, $0.count) }
-        return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+        let pid = clawflow_fork_detached()
+        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
+        guard pid < 0 else { return }
+        let error = Errno(rawValue: errno)
+        let message = "could not start the supervisor (fork): \(error.description)"
+        _ = try? spool.updateTask(flowId: flowId, taskId: taskId, update: TaskUpdate(status: .failed, fields: ["error": .string(message)]), source: "runner")
+        throw RunnerError(.io, "Starting the supervisor of flow \(flowId): \(message)", errno: error)
     }
 
     // MARK: - Lost

@@ -4,8 +4,8 @@ import ClawflowSpool
 import Glibc
 import SystemPackage
 
-/// The process that runs a flow's commands (`clawflow supervise <flowId>`, started by
-/// `run` in a session of its own): it starts each queued `cli` task in a process group of its
+/// The process that runs a flow's commands (forked by `run` into a session of its own,
+/// `Runner.startSupervisor`): it starts each queued `cli` task in a process group of its
 /// own, records it `running`, waits for it (ending the group on timeout), records how it
 /// ended, and for a sequence creates and runs the next step while the previous succeeded.
 /// Every record goes through the one mutation path; no watcher is needed.
@@ -21,6 +21,17 @@ public struct Supervisor: Sendable {
     public init(spool: Spool, flowId: String) {
         self.spool = spool
         self.flowId = flowId
+    }
+
+    /// The forked child's whole life: opens the spool at `spoolRoot` with descriptors of its
+    /// own (the parent's share file offsets with it), runs the flow's commands, and exits
+    /// (0, or 1 when it could not; a task it leaves active is then found `lost`).
+    static func runDetached(spoolRoot: FilePath, flowId: String) -> Never {
+        var code: Int32 = 1
+        if let spool = try? Spool.openExisting(at: spoolRoot) {
+            do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
+        }
+        _exit(code)
     }
 
     /// Runs the flow's commands until none is left to run.
@@ -87,7 +98,7 @@ public struct Supervisor: Sendable {
             return
         }
         let pid: Int32
-        do { pid = try Spawn.start(argv, output: log, cwd: task.string("cwd"), newSession: false) } catch {
+        do { pid = try Spawn.start(argv, output: log, cwd: task.string("cwd")) } catch {
             let message = "could not start \(sanitized(argv[0])): \(error.description)"
             _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
             try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))

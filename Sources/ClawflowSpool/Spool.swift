@@ -35,8 +35,9 @@ public final class Spool: Sendable {
         for fd in [rootFD, flowsFD, ownersFD, ownerIndexFD, taskIndexFD, tmpFD] { fd.closeQuietly() }
     }
 
-    /// The pid of this process, used in temp names.
-    static let pid = getpid()
+    /// The pid of this process, used in temp names (asked each time: a forked supervisor
+    /// must not write under its parent's pid).
+    static var pid: pid_t { getpid() }
 
     /// Opens an existing spool, or returns nil when `root` does not exist or is still being
     /// created by another process (read commands then print an empty result without creating it).

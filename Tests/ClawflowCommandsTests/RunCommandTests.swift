@@ -174,6 +174,26 @@ struct RunCommandTests {
         #expect(fds.first { $0.hasPrefix("2 ") }?.hasSuffix(task + ".log") == true)
     }
 
+    @Test("the supervisor keeps no descriptor run inherited: a pipe held by run's caller reaches EOF when run exits")
+    func supervisorDescriptors() throws {
+        let tmp = TemporarySpool()
+        let held = tmp.parent + "/held-open"
+        // The shell gives run a descriptor 7 of its own; a supervisor that kept it would hold
+        // the file open (and a pipe's reader would wait for it) as long as the command runs.
+        let r = runProgram("/bin/sh", ["-c", "exec 7>\(held); exec \"$0\" --spool \"$1\" run --owner fd -- sleep 5", Clawflow.binary, tmp.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let flow = String(r.stdout.split(separator: " ").first ?? "")
+        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["supervisorPid"] != nil }
+        let supervisor = tasksOf(running).first?["supervisorPid"] as? Int ?? 0
+        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor)/fd")
+        let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(supervisor)/fd/\($0)")) ?? "?" }
+        #expect(fds.count >= 3)
+        #expect(!targets.contains(held), "the supervisor holds \(held): \(targets)")
+        let foreign = targets.filter { $0 != "/dev/null" && !$0.hasPrefix(tmp.path) && !$0.hasPrefix("anon_inode:") }
+        #expect(foreign.isEmpty, "the supervisor holds \(foreign)")
+        _ = tmp.run(["flows", "cancel", flow, "--grace", "1s"])
+    }
+
     @Test("logs --follow prints output as it comes and returns when the task ends")
     func followLogs() {
         let tmp = TemporarySpool()

@@ -28,15 +28,21 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
 
 /// posix_spawnp(3) of a command with stdin from /dev/null, stdout and stderr to stdout_fd
 /// (or /dev/null when it is -1), working directory cwd (NULL: unchanged), every descriptor
-/// above 2 closed, default signal dispositions and an empty mask; in a new session
-/// (new_session != 0) or else a new process group. Returns 0 or an errno value.
+/// above 2 closed, default signal dispositions and an empty mask, in a process group of its
+/// own. Returns 0 or an errno value.
 int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdout_fd, int new_session, pid_t *pid);
+                   int stdout_fd, pid_t *pid);
 
 /// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
 int clawflow_pidfd_open(pid_t pid);
 
 /// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
 int clawflow_become_subreaper(void);
+
+/* fork() for a detached supervisor. In the child (return 0): a session of its own, no signal
+ * blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults, stdin, stdout and stderr on
+ * /dev/null, every other descriptor closed (the child must open what it needs again), thread
+ * name "clawflow-superv". In the parent: the child's pid, or -1 (errno). */
+pid_t clawflow_fork_detached(void);
 
 #endif
