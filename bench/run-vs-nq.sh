@@ -26,7 +26,9 @@ fi
 [[ -x "$BIN" ]] || fail "no release binary at $BIN"
 
 WORK=$(mktemp -d /tmp/clawflow-runbench.XXXXXX)
-cleanup() { (rm -rf "$WORK" &) >/dev/null 2>&1; }
+# Deleted before returning (a few thousand files): run.sh measures the watcher next, and a
+# deletion running in the background would load the disk under it.
+cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds, no process spawned

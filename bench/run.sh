@@ -209,16 +209,18 @@ times=$(TIMEIT_FINDINGS_OK=1 "$TIMEIT" "$WARMUP" "$AUDIT_RUNS" -- "$BIN" --spool
 read -r A_MED _ _ _ A_N _ _ M_MED _ _ _ M_N _ _ RL_MED _ _ _ RL_N _ _ <<<"$(tr '\n' ' ' <<<"$times")"
 say "  audit: median $A_MED s; maintenance preview: median $M_MED s; raw read: median $RL_MED s"
 
+# ---- 5. clawflow run beside nq (bench/run-vs-nq.sh) -----------------------------------------
+# Before 4: watch.sh deletes its spools (tens of thousands of files in /tmp) in the background
+# when it ends, and that load on the disk would land on the 500 launches measured here.
+step "5. clawflow run beside nq: bash bench/run-vs-nq.sh"
+BENCH_SKIP_BUILD=1 bash "$HERE/run-vs-nq.sh" | tee "$WORK/nq.out" || fail "bench/run-vs-nq.sh"
+NQ_SUMMARY=$(sed -n '/^== clawflow run beside nq ==$/,$p' "$WORK/nq.out" | tail -n +2)
+
 # ---- 4. the watcher (bench/watch.sh) --------------------------------------------------------
 step "4. the watcher: bash bench/watch.sh"
 BENCH_SKIP_BUILD=1 bash "$HERE/watch.sh" | tee "$WORK/watch.out" || fail "bench/watch.sh"
 WATCH_SUMMARY=$(sed -n '/^== watcher benchmark ==$/,$p' "$WORK/watch.out" | tail -n +2 | grep -v '^watcher benchmark took')
 [[ -n "$WATCH_SUMMARY" ]] || fail "no summary from bench/watch.sh"
-
-# ---- 5. clawflow run beside nq (bench/run-vs-nq.sh) -----------------------------------------
-step "5. clawflow run beside nq: bash bench/run-vs-nq.sh"
-BENCH_SKIP_BUILD=1 bash "$HERE/run-vs-nq.sh" | tee "$WORK/nq.out" || fail "bench/run-vs-nq.sh"
-NQ_SUMMARY=$(sed -n '/^== clawflow run beside nq ==$/,$p' "$WORK/nq.out" | tail -n +2)
 
 # ---- summary ----------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
