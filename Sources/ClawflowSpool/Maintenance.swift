@@ -81,7 +81,7 @@ extension Spool {
             case .flow(let flowId, let action):
                 item.done = (try? repair(flowId, action, reason: item.reason, policy: policy)) ?? false
             case .sweep(let path):
-                item.done = sweep(path)
+                item.done = sweep(path, logging: item)
             case .rejected(let name):
                 item.done = dropRejected(name)
             case .deadCommands(let flowId):
@@ -140,11 +140,23 @@ extension Spool {
     }
 
     /// Removes a stray temp file, or an unfinished staging directory, of a writer that is gone.
-    func sweep(_ path: FilePath) -> Bool {
+    /// One in a flow's directory (or its `tasks/`) goes under the flow's lock, with a `repair`
+    /// event in the flow's events.jsonl; the others belong to no flow and have no history.
+    func sweep(_ path: FilePath, logging item: MaintenanceItem) -> Bool {
         let name = path.lastComponent?.string ?? ""
-        if path.removingLastComponent() == root.appending("tmp"), Layout.stagingPid(name) != nil {
+        let dir = path.removingLastComponent()
+        if dir == root.appending("tmp"), Layout.stagingPid(name) != nil {
             removeStaging(name)
             return (try? tmpFD.statusAt(name)) == nil
+        }
+        let flowDir = dir.lastComponent?.string == Layout.tasks ? dir.removingLastComponent() : dir
+        if flowDir.removingLastComponent() == root.appending("flows"), let flowId = flowDir.lastComponent?.string, Identifier.isValid(flowId) {
+            let removed = try? mutate(flow: flowId, source: "maintenance") { (change) throws(SpoolError) -> Bool in
+                guard unlink(path.string) == 0 else { return false }
+                change.log(["event": "repair", "action": .string(item.action), "reason": .string("\(path.string): \(item.reason)")])
+                return true
+            }.result
+            return removed ?? false
         }
         return unlink(path.string) == 0
     }

@@ -145,6 +145,8 @@ struct MaintenanceTests {
         #expect(!FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json")) && !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json.reason")))
         let log = try String(contentsOfFile: s.tmp.file("flows/\(orphanFailed.flow.flowId)/events.jsonl"), encoding: .utf8)
         #expect(log.contains(#""event":"repair""#) && log.contains(#""action":"end_orphaned""#) && log.contains(#""source":"maintenance""#))
+        let swept = try String(contentsOfFile: s.tmp.file("flows/\(fresh.flow.flowId)/events.jsonl"), encoding: .utf8)
+        #expect(swept.contains(#""action":"sweep_temp""#) && swept.contains(".manifest.json.999999.x.tmp"), "the sweep in a flow's directory is in its history: \(swept)")
         let report = try s.spool.fsck(repair: false)
         #expect(report.findings.isEmpty, "\(report.findings)")
         #expect(s.spool.planMaintenance(try s.spool.scan(), policy: policy).isEmpty, "nothing left to do")
