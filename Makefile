@@ -47,9 +47,11 @@ release: deps
 
 # The man page (generate-manual, the command plugin of swift-argument-parser) and the
 # bash, zsh and fish completions (written by the binary itself), staged in $(GEN_DIR).
+# The plugin builds the package itself: in debug, so that it leaves the static release
+# binary alone (a release build of its own would replace it with a dynamically linked one).
 generated: release
 	rm -rf "$(MANUAL_OUT)" "$(GEN_DIR)"
-	$(SWIFT) package --scratch-path $(RELEASE_DIR) plugin generate-manual $(if $(MANUAL_DATE),--date $(MANUAL_DATE)) $(MANUAL_FLAGS)
+	$(SWIFT) package --scratch-path $(RELEASE_DIR) plugin generate-manual --configuration debug $(if $(MANUAL_DATE),--date $(MANUAL_DATE)) $(MANUAL_FLAGS)
 	mkdir -p "$(GEN_DIR)/man1"
 	cp "$(MANUAL_OUT)"/*.1 "$(GEN_DIR)/man1/"
 	$(RELEASE_BIN) --generate-completion-script bash > "$(GEN_DIR)/clawflow.bash"
