@@ -240,11 +240,17 @@ extension FileDescriptor {
         return FileStatus(st)
     }
 
-    /// The entries of this directory, without `.` and `..`, read from the start (`rewind`
-    /// may be false for a descriptor that was just opened).
+    /// The entries of this directory, without `.` and `..`, read from the start. By default
+    /// through a descriptor of its own (`openat(".")`): a directory offset belongs to the open
+    /// file, so two threads listing one shared descriptor would each get part of the other's
+    /// listing. `rewind: false` reads this descriptor itself, for one just opened and not shared.
     /// The corresponding C function is `getdents64`.
     public func entries(rewind: Bool = true) throws(Errno) -> [DirectoryEntry] {
-        if rewind { _ = try retrying { Glibc.lseek(rawValue, 0, SEEK_SET) } }
+        if rewind {
+            let own = try openAt(".", O_RDONLY | O_DIRECTORY)
+            defer { own.closeQuietly() }
+            return try own.entries(rewind: false)
+        }
         var out: [DirectoryEntry] = []
         // Not zero-filled: the kernel writes the records it reports, and reading many small
         // directories (a spool of 100,000 flows lists 200,000) must not clear 32 KiB each time.

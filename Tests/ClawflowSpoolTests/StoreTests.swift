@@ -2,7 +2,9 @@ import ClawflowModel
 @testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
+import Dispatch
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -16,6 +18,22 @@ func link(_ path: String) -> String? { try? FileManager.default.destinationOfSym
 
 @Suite("The durable write primitive")
 struct DurableWriteTests {
+    @Test("threads listing one shared directory descriptor each get the whole listing")
+    func sharedDescriptorListing() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        for i in 0..<3000 { #expect(FileManager.default.createFile(atPath: tmp.file("owners/o-\(i)"), contents: nil)) }
+        // 3,000 names take several getdents calls, so unsynchronised listings interleave.
+        let short = Mutex<[Int]>([])
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<30 {
+                let count = (try? spool.ownersFD.entries().count) ?? -1
+                if count != 3000 { short.withLock { $0.append(count) } }
+            }
+        }
+        #expect(short.withLock { $0 }.isEmpty, "listings that missed entries: \(short.withLock { $0 })")
+    }
+
     @Test("a replace leaves exactly the new file, mode 0600, and no temp behind")
     func replaceLeavesNoTemp() throws {
         let tmp = TemporarySpool()
