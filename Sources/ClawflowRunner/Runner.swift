@@ -23,7 +23,8 @@ public struct Runner: Sendable {
 
     // MARK: - Starting
 
-    /// `run -- CMD`: a mirrored flow with one `cli` task, started detached.
+    /// `run -- CMD`: a mirrored flow with one `cli` task, started detached. Forks this
+    /// process for the supervisor (`startSupervisor`): call it where no other thread is at work.
     public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(RunnerError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
@@ -36,6 +37,7 @@ public struct Runner: Sendable {
 
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
+    /// Forks this process for the supervisor, as `run` does.
     public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(RunnerError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
