@@ -184,6 +184,7 @@ struct Events: SpoolCommand {
         action.sa_flags = 0
         sigaction(SIGINT, &action, nil)
         sigaction(SIGTERM, &action, nil)
+        StopSignals.unblock()
     }
 
     /// Sleeps one poll interval; a signal cuts it short.

@@ -5,9 +5,10 @@ import ClawflowWatch
 import Dispatch
 import Glibc
 import Logging
+import Synchronization
 
 /// `clawflow watch`: the reactor.
-struct Watch: AsyncParsableCommand {
+struct Watch: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "Apply drops and re-derive flows the moment files change (inotify), until stopped.",
@@ -46,7 +47,27 @@ struct Watch: AsyncParsableCommand {
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
     }
 
-    func run() async throws {
+    /// The root command is synchronous (see `Clawflow`); the watcher runs on Swift's
+    /// concurrency pool while the main thread, which is not one of the pool's, waits for it.
+    func run() throws {
+        // The signal sources below need a thread that takes the signals: this one, waiting.
+        StopSignals.unblock()
+        let outcome = Outcome()
+        let finished = DispatchSemaphore(value: 0)
+        Task {
+            do { try await watch() } catch { outcome.failure.withLock { $0 = error } }
+            finished.signal()
+        }
+        finished.wait()
+        if let error = outcome.failure.withLock({ $0 }) { throw error }
+    }
+
+    /// Holds the error the watcher ended with, handed from its task to the main thread.
+    final class Outcome: Sendable {
+        let failure = Mutex<(any Error)?>(nil)
+    }
+
+    func watch() async throws {
         let out = Output(json: global.json)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
