@@ -85,12 +85,12 @@ extension Spool {
         if newFlow == nil || batch.items.count >= Spool.dropBatchLimit || newFlow?.taskId.map(batch.taskIds.contains) == true {
             try apply(&batch, box: box, report: &report)
         }
-        // A name applied in the last 7 days is a repeat: note it, delete it.
-        if let flowId = box.appliedFlow(name, now: now) {
-            if flowExists(flowId) {
-                _ = try? mutate(flow: flowId, source: "drop:" + name) { (change) throws(SpoolError) in
-                    change.log(["event": "drop", "name": .string(name), "repeat": true])
-                }
+        // A name applied in the last 7 days is a repeat: note it, delete it. A record whose
+        // flow does not exist was written beside a claim that a crash undid (the drop is
+        // back here, unapplied): it is not a repeat, and the claim below replaces it.
+        if let flowId = box.appliedFlow(name, now: now), flowExists(flowId) {
+            _ = try? mutate(flow: flowId, source: "drop:" + name) { (change) throws(SpoolError) in
+                change.log(["event": "drop", "name": .string(name), "repeat": true])
             }
             try? box.new.removeAt(name)
             report.repeats += 1
@@ -138,7 +138,11 @@ extension Spool {
             task.fields["lastDrop"] = .string(claim.name)
             return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
         }
-        let results = try create(drafts, alsoFlush: (box.claimed, box.claimedPath))
+        // The applied records are written now and flushed with the claims in the first
+        // barrier of the creation: one round of flushes fewer than recording them after it.
+        // A record is only ever durable beside its claim or its flow (spool-layout.md).
+        try box.recordApplied(items.map(\.claim), flush: false)
+        let results = try create(drafts, alsoFlush: [(box.claimed, box.claimedPath), (box.applied, box.appliedPath)])
         var applied: [Claim] = []
         for ((claim, _), result) in zip(items, results) {
             switch result {
@@ -147,9 +151,9 @@ extension Spool {
             case .failure(let error):
                 let code = error.code == .linkRefused ? "reused_task_id" : "bad_fields"
                 try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: error.message, report: &report, originalName: claim.name)
+                try box.forgetApplied(claim)
             }
         }
-        try box.recordApplied(applied)
         for claim in applied {
             try box.removeClaim(claim)
             report.applied += 1
@@ -165,6 +169,7 @@ extension Spool {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
         } catch let rejection as DropRejection {
             try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
+            try box.forgetApplied(claim)
             return
         } catch {
             return
@@ -173,6 +178,7 @@ extension Spool {
             try apply(drop, claim: claim)
         } catch let rejection as DropRejection {
             try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
+            try box.forgetApplied(claim)
             return
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
@@ -405,8 +411,9 @@ struct DropBox {
         return Layout.flowId(fromOwnerLink: String(text.dropFirst(3)))
     }
 
-    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` for each claim, durably.
-    func recordApplied(_ claims: [Claim]) throws(SpoolError) {
+    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` for each claim, and
+    /// flushes the directory unless the caller's barrier will.
+    func recordApplied(_ claims: [Claim], flush: Bool = true) throws(SpoolError) {
         guard !claims.isEmpty else { return }
         for claim in claims {
             do {
@@ -417,6 +424,19 @@ struct DropBox {
             } catch {
                 throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
             }
+        }
+        if flush { try DurableFile.sync(applied, appliedPath) }
+    }
+
+    /// Removes the applied record of a claim that was refused, if the record is the claim's
+    /// (it names the claim's flow), and flushes: the name was never applied.
+    func forgetApplied(_ claim: Claim) throws(SpoolError) {
+        guard let text = try? applied.readLinkAt(claim.name), text == "../../flows/" + claim.flowId else { return }
+        do {
+            try applied.removeAt(claim.name)
+        } catch {
+            if error == .noSuchFileOrDirectory { return }
+            throw SpoolError.io("Removing the applied record of the refused drop", appliedPath.appending(claim.name), error)
         }
         try DurableFile.sync(applied, appliedPath)
     }

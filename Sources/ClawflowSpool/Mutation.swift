@@ -138,10 +138,11 @@ extension Spool {
     /// tmp/ and renamed into flows/, and owner links move to those the lookup rule picks.
     /// All of them share three barriers — (1) staged records, index entries and link
     /// intents, (2) flows/, (3) owners/ — so a batch costs about what one flow does.
-    /// `alsoFlush` joins barrier 1 (a drop claim that must be durable before its flow is).
+    /// `alsoFlush` joins barrier 1 (drop claims and their applied records, which must be
+    /// durable before their flows are).
     /// Returns one result per draft, in order: a draft refused (invalid, or a task id taken
     /// meanwhile) does not stop the others; an I/O error stops the batch.
-    func create(_ drafts: [FlowDraft], alsoFlush: (FileDescriptor, FilePath)? = nil) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+    func create(_ drafts: [FlowDraft], alsoFlush: [(FileDescriptor, FilePath)] = []) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
         var results: [Result<FlowSnapshot, SpoolError>] = []
         var rest = drafts[...]
         // The link decision of a new flow reads the owner's other flows from flows/, so two new
@@ -167,7 +168,7 @@ extension Spool {
         var link: PendingOwnerLink?
     }
 
-    private func createBatch(_ drafts: [FlowDraft], alsoFlush: (FileDescriptor, FilePath)?) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+    private func createBatch(_ drafts: [FlowDraft], alsoFlush: [(FileDescriptor, FilePath)]) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
         var results = [Result<FlowSnapshot, SpoolError>](repeating: .failure(SpoolError(.io, "not created")), count: drafts.count)
         var staged: [StagedFlow] = []
         var barrier = FlushSet()
@@ -211,7 +212,7 @@ extension Spool {
                 throw error
             }
         }
-        if let (fd, path) = alsoFlush { barrier.add(directory: fd, path) }
+        for (fd, path) in alsoFlush { barrier.add(directory: fd, path) }
         do { try barrier.flush() } catch {
             abandon(staged)
             throw error

@@ -153,6 +153,33 @@ struct IngestTests {
         #expect(try f.tasks().count == 2)
     }
 
+    @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
+    func staleAppliedRecord() throws {
+        let f = try DropFixture()
+        let ghost = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 7, count: 10))
+        #expect(symlink("../../flows/" + ghost, f.tmp.file("incoming/applied/job")) == 0)
+        try f.drop("job", #"{"kind":"task","ownerKey":"g","runtime":"cron"}"#)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.repeats == 0)
+        let flowId = try #require(f.spool.flowId(forOwner: "g"))
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: f.tmp.file("incoming/applied/job")) == "../../flows/" + flowId)
+    }
+
+    @Test("a claim refused when it is finished loses its applied record, so the name is free again")
+    func refusedClaimForgetsRecord() throws {
+        let f = try DropFixture()
+        let task = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 1, count: 10))
+        let flow = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 2, count: 10))
+        try "not json".write(toFile: f.tmp.file("incoming/claimed/bad#\(task)#\(flow)"), atomically: false, encoding: .utf8)
+        #expect(symlink("../../flows/" + flow, f.tmp.file("incoming/applied/bad")) == 0)
+        let r = try f.spool.ingest()
+        #expect(r.rejected == 1 && r.applied == 0)
+        #expect(try f.reason("bad")["code"] as? String == "not_json")
+        #expect(!names(f.tmp.file("incoming/applied")).contains("bad"))
+        try f.drop("bad", #"{"kind":"task","ownerKey":"b","runtime":"cron"}"#)
+        #expect(try f.spool.ingest().applied == 1)
+    }
+
     @Test("a late report on a final task is ignored and logged, not rejected")
     func lateReport() throws {
         let f = try DropFixture()
