@@ -84,10 +84,23 @@ lat.sort()
 print("%.1f" % lat[len(lat) // 2])
 ' "$WORK/returned")
 
+# ---- 3. context: a Swift program's start alone ------------------------------------------
+# hello.swift, built as clawflow's release binary is (-O, static Swift runtime), started N
+# times by the same kind of loop: what any Swift command costs here before it does anything.
+SWIFT_LINE="Swift start-up floor: not measured (swiftc missing or failed)"
+if swiftc -O -static-stdlib "$HERE/hello.swift" -o "$WORK/hello" >/dev/null 2>&1; then
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do "$WORK/hello" >>"$WORK/hello.out"; done
+    t1=$(now)
+    HELLO_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    SWIFT_LINE="Swift start-up floor: $N starts of a static-runtime Swift hello world took $HELLO_S s = $(awk -v a="$HELLO_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')x nq's whole run"
+fi
+
 RATIO=$(awk -v a="$CF_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
 VERDICT=$(awk -v r="$RATIO" 'BEGIN { print (r + 0 <= 1.5 ? "meets" : "MISSES") }')
 cat <<EOT
 
 == clawflow run beside nq ==
 $N trivial commands (true), launched one after another and waited for ($(df --output=fstype "$WORK" | tail -1)): nq $NQ_S s, clawflow run $CF_S s (all $N launched after $LAUNCH_S s); ratio ${RATIO}x (target <= 1.5x: $VERDICT); median run returned -> task running: $MED_MS ms (negative: running was recorded before run returned)
+$SWIFT_LINE
 EOT
