@@ -1,0 +1,160 @@
+/*
+ * layoutfloor: what the spool layout itself costs to write durably, without clawflow.
+ *
+ *   layoutfloor DIR N    (DIR must not exist; it is created, and left for the caller to delete)
+ *
+ * Times N rounds of each of three writes, interleaved round by round so that all three see
+ * the same state of the disk, and prints their medians and ratios to the first:
+ *   raw      one durable write: temp file, write 350 bytes, fsync, rename, fsync(dir) —
+ *            the write in droplat's raw baseline;
+ *   layout   the least a new one-task flow needs by spec §4: a staging directory with
+ *            tasks/, three files (task, manifest.json, events.jsonl) and an owner-link intent,
+ *            all fsynced at once from parallel threads (barrier 1); the rename into flows/
+ *            and of the link; flows/ and owners/ fsynced together (barrier 2) — 6 new inodes
+ *            and two rounds of flushes;
+ *   indexed  "layout" plus what clawflow adds (spool-layout.md, "Writing"): the task-index
+ *            and owner-index entries and the drop's applied record in barrier 1, and the
+ *            link renamed only after flows/ is flushed — 10 new inodes and three rounds.
+ * Nothing here is clawflow code: it bounds from below what any implementation of the layout
+ * pays on this disk.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void *sync_one(void *fd) {
+    fsync((int)(long)fd);
+    return NULL;
+}
+
+/* fsync every descriptor at once, one thread each. */
+static void barrier(const int *fds, int n) {
+    pthread_t t[16];
+    for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, sync_one, (void *)(long)fds[i]);
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+}
+
+static char bytes[350];
+
+static int new_file(int dir, const char *name) {
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, bytes, sizeof bytes) != (ssize_t)sizeof bytes) { perror(name); exit(1); }
+    return fd;
+}
+
+static int open_dir(int at, const char *name) {
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) { perror(name); exit(1); }
+    return fd;
+}
+
+static int tmp, flows, owners, itasks, iowners, applied;
+
+static void raw(int i) {
+    char name[64], temp[80];
+    snprintf(name, sizeof name, "raw-%d", i);
+    snprintf(temp, sizeof temp, ".%s.tmp", name);
+    int fd = new_file(tmp, temp);
+    fsync(fd);
+    renameat(tmp, temp, flows, name);
+    fsync(flows);
+    close(fd);
+}
+
+static void flow(int i, int indexed) {
+    char id[64], staging[80], target[96], intent[112], link[96];
+    snprintf(id, sizeof id, "%s-%d", indexed ? "indexed" : "layout", i);
+    snprintf(staging, sizeof staging, "%s.staging", id);
+    snprintf(target, sizeof target, "../flows/%s", id);
+    snprintf(link, sizeof link, "owner-%s", id);
+    snprintf(intent, sizeof intent, ".%s.next", link);
+    mkdirat(tmp, staging, 0700);
+    int dir = open_dir(tmp, staging);
+    mkdirat(dir, "tasks", 0700);
+    int tasks = open_dir(dir, "tasks");
+    int fds[16], n = 0, ownerdir = -1;
+    fds[n++] = new_file(tasks, "task.json");
+    fds[n++] = new_file(dir, "manifest.json");
+    fds[n++] = new_file(dir, "events.jsonl");
+    fds[n++] = tasks;
+    fds[n++] = dir;
+    symlinkat(target, owners, intent);
+    fds[n++] = owners;
+    if (indexed) {
+        symlinkat(target, itasks, id);
+        mkdirat(iowners, link, 0700);
+        ownerdir = open_dir(iowners, link);
+        symlinkat(target, ownerdir, id);
+        symlinkat(target, applied, id);
+        fds[n++] = itasks;
+        fds[n++] = iowners;
+        fds[n++] = ownerdir;
+        fds[n++] = applied;
+    }
+    barrier(fds, n);
+    renameat2(tmp, staging, flows, id, RENAME_NOREPLACE);
+    if (indexed) {
+        fsync(flows);
+        renameat(owners, intent, owners, link);
+        fsync(owners);
+    } else {
+        renameat(owners, intent, owners, link);
+        int second[2] = {flows, owners};
+        barrier(second, 2);
+    }
+    for (int k = 0; k < 3; k++) close(fds[k]);
+    close(tasks);
+    close(dir);
+    if (ownerdir >= 0) close(ownerdir);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) { fprintf(stderr, "usage: layoutfloor DIR N\n"); return 2; }
+    int n = atoi(argv[2]);
+    if (n < 1 || mkdir(argv[1], 0700) != 0) { perror(argv[1]); return 1; }
+    memset(bytes, 'x', sizeof bytes);
+    int root = open_dir(AT_FDCWD, argv[1]);
+    const char *dirs[] = {"tmp", "flows", "owners", "index", "index/tasks", "index/owners", "applied"};
+    for (int k = 0; k < 7; k++) mkdirat(root, dirs[k], 0700);
+    tmp = open_dir(root, "tmp");
+    flows = open_dir(root, "flows");
+    owners = open_dir(root, "owners");
+    itasks = open_dir(root, "index/tasks");
+    iowners = open_dir(root, "index/owners");
+    applied = open_dir(root, "applied");
+    double *lat[3];
+    for (int m = 0; m < 3; m++) lat[m] = malloc(n * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        for (int m = 0; m < 3; m++) {
+            double t0 = now();
+            if (m == 0) raw(i); else flow(i, m == 2);
+            lat[m][i] = now() - t0;
+        }
+    }
+    const char *label[] = {"raw (1 durable write)", "layout (6 inodes, 2 rounds)", "indexed (10 inodes, 3 rounds)"};
+    double med[3];
+    for (int m = 0; m < 3; m++) {
+        qsort(lat[m], n, sizeof(double), cmp);
+        med[m] = lat[m][n / 2];
+        printf("%-30s median %.3f ms (%.2fx raw)\n", label[m], med[m] * 1e3, med[m] / med[0]);
+    }
+    printf("RESULT raw_ms=%.3f layout_ms=%.3f indexed_ms=%.3f\n", med[0] * 1e3, med[1] * 1e3, med[2] * 1e3);
+    return 0;
+}
