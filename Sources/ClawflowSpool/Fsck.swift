@@ -7,7 +7,7 @@ public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
     /// `missing_owner_link`, `stale_owner_link`, `missing_index`, `derived_state`,
     /// or, for notes, `temp_debris`, `staging_debris`, `dangling_index`, `pending_owner_link`,
-    /// `interrupted_write`.
+    /// `dangling_owner_link`, `interrupted_write`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -197,6 +197,13 @@ extension Spool {
             }
             // A link to a flow whose manifest is unreadable is judged once that file is restored.
             if unreadable.contains(target) { continue }
+            // A link naming a flow that does not exist is behind, as beside a marker: readers
+            // compute the pick from the index. A creation stopped after its link moved and
+            // before the rename of its flow was flushed leaves one (spool-layout.md).
+            if target != expected[name]?.pick.id, pending[name] == nil, !flowExists(target) {
+                report.notes.append(FsckFinding(code: "dangling_owner_link", path: path.string, message: "\(path) names flow \(target), which does not exist (a creation was interrupted); readers use the owner's index, and the next write for that owner or fsck --repair fixes the link"))
+                continue
+            }
             guard let want = expected[name] else {
                 report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at flow \(target), but no readable flow has an owner key with this link name"))
                 continue

@@ -136,8 +136,8 @@ extension Spool {
 
     /// Creates flows with their first tasks (spool-layout.md, "Writing"): each is built under
     /// tmp/ and renamed into flows/, and owner links move to those the lookup rule picks.
-    /// All of them share three barriers — (1) staged records, index entries and link
-    /// intents, (2) flows/, (3) owners/ — so a batch costs about what one flow does.
+    /// All of them share two barriers — (1) staged records, index entries and link intents,
+    /// (2) flows/ and owners/ after the renames — so a batch costs about what one flow does.
     /// `alsoFlush` joins barrier 1 (drop claims and their applied records, which must be
     /// durable before their flows are).
     /// Returns one result per draft, in order: a draft refused (invalid, or a task id taken
@@ -231,8 +231,11 @@ extension Spool {
             if let link = flow.link { links.append(link) }
             results[flow.index] = .success(flow.snapshot)
         }
-        try DurableFile.sync(flowsFD, root.appending("flows"))
+        // The links move before flows/ is flushed and both directories are flushed together:
+        // a crash can then leave a link naming a flow whose rename was lost, which readers
+        // and fsck treat like a marker (spool-layout.md, "Owner links").
         var last = FlushSet()
+        last.add(directory: flowsFD, self.root.appending("flows"))
         try commitOwnerLinks(links, barrier: &last)
         try last.flush()
         return results

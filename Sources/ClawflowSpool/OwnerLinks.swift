@@ -113,8 +113,9 @@ extension Spool {
         let pending = hasPendingOwnerLink(name)
         // Under the root lock the current link is the rule's pick among the other flows, so
         // one comparison decides (a new flow's id may be older than a flow created meanwhile).
+        // A link naming no flow is behind, like a marker.
         let target: String?
-        if pending || current == nil {
+        if pending || current == nil || !flowExists(current!) {
             target = computeOwnerTarget(key: flow.ownerKey, override: flow)
         } else if isNew {
             if let cur = current, let record = try? readManifest(cur), record.ownerKey == flow.ownerKey {
@@ -179,10 +180,12 @@ extension Spool {
     }
 
     /// The flow an owner key resolves to by reading its link (one readlink; the index only
-    /// when an update of that link was interrupted), or nil when the key has no flows.
+    /// when an update of that link was interrupted: a marker is there, or the link names a
+    /// flow that does not exist), or nil when the key has no flows.
     public func flowId(forOwner key: String) -> String? {
         let name = OwnerKey.linkName(key)
         if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
-        return ownerLinkTarget(name)
+        guard let target = ownerLinkTarget(name) else { return nil }
+        return flowExists(target) ? target : computeOwnerTarget(key: key)
     }
 }

@@ -100,6 +100,34 @@ struct OwnerLinkTests {
         try f.expectLink("k", a.flow)
     }
 
+    @Test("a link naming a flow whose creation a crash lost is a note, resolved by the index, and fixed by the next write or --repair")
+    func danglingLink() throws {
+        let f = try Fixture()
+        let a = try f.mirrored("k")
+        // A crash kept the link's rename and lost the flow's (they are flushed together).
+        let lost = Identifier.uuidV7(milliseconds: 1_900_000_000_000, random: Array(repeating: 9, count: 10))
+        try FileManager.default.removeItem(atPath: f.tmp.file("owners/k"))
+        try FileManager.default.createSymbolicLink(atPath: f.tmp.file("owners/k"), withDestinationPath: "../flows/\(lost)")
+        #expect(f.spool.flowId(forOwner: "k") == a.flow)
+        #expect(try f.spool.resolveFlow("k") == a.flow)
+        let report = try f.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+        #expect(report.notes.map(\.code) == ["dangling_owner_link"])
+        let b = try f.mirrored("k")
+        try f.expectLink("k", b.flow)
+
+        // An owner whose only flow was that lost creation: no flow, and --repair removes the link.
+        try FileManager.default.createSymbolicLink(atPath: f.tmp.file("owners/n"), withDestinationPath: "../flows/\(lost)")
+        #expect(f.spool.flowId(forOwner: "n") == nil)
+        #expect(throws: SpoolError.self) { try f.spool.resolveFlow("n") }
+        let second = try f.spool.fsck(repair: false)
+        #expect(second.findings.isEmpty, "\(second.findings)")
+        #expect(second.notes.map(\.code) == ["dangling_owner_link"])
+        #expect(try f.spool.fsck(repair: true).findings.isEmpty)
+        #expect(link(f.tmp.file("owners/n")) == nil)
+        try f.expectLink("k", b.flow)
+    }
+
     @Test("resolution never follows an owner link that points outside flows/")
     func hostileLink() throws {
         let f = try Fixture()
