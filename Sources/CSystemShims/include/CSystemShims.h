@@ -20,8 +20,9 @@ long clawflow_filesystem_magic(const char *path);
 /// flock(2), whose name Swift also gives to a struct.
 int clawflow_flock(int fd, int operation);
 
-/// fsync(2) of every descriptor in fds, run by the caller and three helper threads (started
-/// on first use, kept, signals blocked) so the device sees the flushes together; for entries
+/// fsync(2) of every descriptor in fds, run by the caller and up to count - 1 helper threads
+/// (at most 15; started when a call first needs them, kept, signals blocked) so the device
+/// sees the flushes together; for entries
 /// with is_file[i] != 0 the data writeback is started first with sync_file_range(2).
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
