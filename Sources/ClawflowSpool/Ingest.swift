@@ -16,6 +16,9 @@ public struct IngestReport: Sendable, Equatable {
     public var recovered = 0
     /// Flows that drops created or changed, for the caller to watch.
     public var touchedFlows: Set<String> = []
+    /// The flows this pass created, each with whether it was created finished: their records
+    /// were derived as they were written, so a watcher need not read them back.
+    public var createdFlows: [String: Bool] = [:]
 }
 
 /// Why a drop was refused: the code and sentence written to its `.reason` file.
@@ -146,8 +149,9 @@ extension Spool {
         var applied: [Claim] = []
         for ((claim, _), result) in zip(items, results) {
             switch result {
-            case .success:
+            case .success(let snapshot):
                 applied.append(claim)
+                report.createdFlows[snapshot.flow.flowId] = snapshot.flow.isTerminal
             case .failure(let error):
                 let code = error.code == .linkRefused ? "reused_task_id" : "bad_fields"
                 try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: error.message, report: &report, originalName: claim.name)

@@ -26,6 +26,9 @@ public final class Watcher: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let work = DispatchQueue(label: "clawflow.watch.work")
     private let thread = Mutex<InotifyThread?>(nil)
+    /// Flows the watcher's own ingest created (id → created finished), until inotify reports
+    /// them arriving in flows/: those need a watch, or none, but no second read.
+    private let ownCreations = Mutex<[String: Bool]>([:])
 
     /// Seconds between maintenance passes (`maintenance --apply`), or nil for none.
     public let maintenanceInterval: Double?
@@ -159,6 +162,12 @@ public final class Watcher: Sendable {
         if event.directory == root.appending("incoming/new").string {
             ingest(spool)
         } else if event.directory == flows {
+            if let finished = ownCreations.withLock({ $0.removeValue(forKey: event.name) }) {
+                // Written and derived by this watcher a moment ago; the inotify thread has
+                // already watched its tasks/ (a later change there is an event of its own).
+                if finished { inotify.unwatch(spool.flowPath(event.name).appending("tasks").string) }
+                return
+            }
             reconcile(event.name, spool: spool, inotify: inotify)
         } else if event.directory.hasPrefix(flows + "/"), event.directory.hasSuffix("/tasks"), event.name.hasSuffix(".json") {
             let flowId = String(event.directory.dropFirst(flows.count + 1).dropLast(6))
@@ -169,6 +178,9 @@ public final class Watcher: Sendable {
     private func ingest(_ spool: Spool) {
         do {
             let report = try spool.ingest()
+            if thread.withLock({ $0 != nil }), !report.createdFlows.isEmpty {
+                ownCreations.withLock { $0.merge(report.createdFlows) { _, new in new } }
+            }
             if report.applied + report.rejected + report.repeats > 0 {
                 logger.info("ingest: applied \(report.applied), rejected \(report.rejected), repeats \(report.repeats), waiting \(report.waiting)")
             }
@@ -222,6 +234,7 @@ public final class Watcher: Sendable {
 
     /// Applies every waiting drop and re-derives every unfinished flow, watching its tasks.
     private func fullScan(_ spool: Spool, inotify: InotifyThread?) {
+        ownCreations.withLock { $0.removeAll() }  // every flow is read below; lost events leave none behind
         ingest(spool)
         let ids: [String]
         do { ids = try spool.flowIds() } catch {
