@@ -116,7 +116,8 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     flush_current = &job;
-    pthread_cond_broadcast(&flush_work);
+    /* Wake only the helpers this job can use (the caller takes one item itself). */
+    for (int t = 0; t < count - 1 && t < flush_threads_started; t++) pthread_cond_signal(&flush_work);
     clawflow_flush_run(&job);
     while (job.finished < job.count) pthread_cond_wait(&flush_done, &flush_mutex);
     flush_current = NULL;
