@@ -121,8 +121,7 @@ if ((est > BURST_MAX_S && BURST_N > 2000)); then
     BURST_NOTE=" (reduced from $BURST_N: a 300-drop probe ran at $(printf '%.0f' "$PROBE_RATE") drops/s, so $BURST_N would take ~${est} s)"
     BURST_N=2000
 fi
-step "3. context (layoutfloor.c, no clawflow, same disk): one durable write $(f1 "$F_RAW") ms; the least a new flow needs by the layout (6 inodes, 2 rounds of flushes) $(f1 "$F_LAYOUT") ms = $(awk -v a="$F_LAYOUT" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x; with clawflow's indexes and applied record (10 inodes, 2 rounds) $(f1 "$F_INDEXED") ms = $(awk -v a="$F_INDEXED" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x
-burst ingest: $BURST_N drops renamed into incoming/new at once$BURST_NOTE ($LAT_FS)"
+step "3. burst ingest: $BURST_N drops renamed into incoming/new at once$BURST_NOTE ($LAT_FS)"
 "$BIN" --spool "$DISK/burst" init >/dev/null || fail "clawflow init"
 start_watcher "$DISK/burst" "$DISK/burst.log"
 out=$("$DROPLAT" burst "$DISK/burst" "$BURST_N") || fail "droplat burst: $out"
