@@ -69,6 +69,7 @@ static void clawflow_flush_run(struct clawflow_flush_job *job) {
 
 static void *clawflow_flush_thread(void *unused) {
     (void)unused;
+    pthread_setname_np(pthread_self(), "clawflow-flush"); /* not the creator's name, in top -H */
     pthread_mutex_lock(&flush_mutex);
     for (;;) {
         while (flush_current == NULL || flush_current->next >= flush_current->count)
