@@ -143,7 +143,8 @@ extension Spool {
         }
         // The applied records are written now and flushed with the claims in the first
         // barrier of the creation: one round of flushes fewer than recording them after it.
-        // A record is only ever durable beside its claim or its flow (spool-layout.md).
+        // A crash can still leave a record durable without its claim; such a record names
+        // no flow and is not taken for a repeat (spool-layout.md, "Exactly once").
         try box.recordApplied(items.map(\.claim), flush: false)
         let results = try create(drafts, alsoFlush: [(box.claimed, box.claimedPath), (box.applied, box.appliedPath)])
         var applied: [Claim] = []
