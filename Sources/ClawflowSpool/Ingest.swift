@@ -155,8 +155,7 @@ extension Spool {
                 report.createdFlows[snapshot.flow.flowId] = snapshot.flow.isTerminal
             case .failure(let error):
                 let code = error.code == .linkRefused ? "reused_task_id" : "bad_fields"
-                try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: error.message, report: &report, originalName: claim.name)
-                try box.forgetApplied(claim)
+                try refuse(claim, box: box, code: code, message: error.message, report: &report)
             }
         }
         for claim in applied {
@@ -173,8 +172,7 @@ extension Spool {
         do {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
         } catch let rejection as DropRejection {
-            try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
-            try box.forgetApplied(claim)
+            try refuse(claim, box: box, code: rejection.code, message: rejection.message, report: &report)
             return
         } catch {
             return
@@ -182,8 +180,7 @@ extension Spool {
         do {
             try apply(drop, claim: claim)
         } catch let rejection as DropRejection {
-            try reject(name: claim.fileName, from: box.claimed, box: box, code: rejection.code, message: rejection.message, report: &report, originalName: claim.name)
-            try box.forgetApplied(claim)
+            try refuse(claim, box: box, code: rejection.code, message: rejection.message, report: &report)
             return
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
@@ -317,6 +314,13 @@ extension Spool {
     // MARK: - Rejecting
 
     /// Moves a drop (as it is: a symlink stays a symlink) to rejected/ with a `.reason` file.
+    /// Refuses a claimed drop: moves it to rejected/ under its drop name and removes its
+    /// applied record, since the name was never applied.
+    private func refuse(_ claim: Claim, box: DropBox, code: String, message: String, report: inout IngestReport) throws(SpoolError) {
+        try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: message, report: &report, originalName: claim.name)
+        try box.forgetApplied(claim)
+    }
+
     private func reject(name: String, from dir: FileDescriptor, box: DropBox, code: String, message: String, report: inout IngestReport, originalName: String? = nil) throws(SpoolError) {
         let shown = originalName ?? name
         let base = DropName.isValid(shown) ? shown : "badname-" + SHA256.hex(Array(shown.utf8)).prefix(16)
