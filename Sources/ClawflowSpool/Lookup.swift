@@ -8,7 +8,7 @@ extension Spool {
         let token = rawToken.trimmingWhitespace()
         if token.isEmpty { throw notFound(token) }
         if Identifier.isValid(token), flowExists(token) { return token }
-        if let id = flowId(forOwner: token), flowExists(id) { return id }
+        if let id = flowId(forOwner: token) { return id }  // an existing flow, or nil
         if token.utf8.count >= 8, Identifier.isPrefixCandidate(token) {
             let matches = try flowIds().filter { $0.hasPrefix(token) }
             if matches.count == 1 { return matches[0] }

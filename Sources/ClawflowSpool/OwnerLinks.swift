@@ -181,7 +181,8 @@ extension Spool {
 
     /// The flow an owner key resolves to by reading its link (one readlink; the index only
     /// when an update of that link was interrupted: a marker is there, or the link names a
-    /// flow that does not exist), or nil when the key has no flows.
+    /// flow that does not exist), or nil when the key has no flows. A flow it returns existed
+    /// when it looked.
     public func flowId(forOwner key: String) -> String? {
         let name = OwnerKey.linkName(key)
         if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
