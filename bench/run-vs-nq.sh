@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # clawflow run beside nq: `bash bench/run-vs-nq.sh` (run.sh calls it). See bench/README.md.
 #
-# In one run, on the machine's own disk (/tmp):
+# In one run, on two filesystems in turn — a fresh ext4 made for the run (scratchfs.sh says
+# why; skipped when it cannot be mounted) and the machine's own disk (/tmp):
 #   1. nq: `nq true` 500 times (NQDIR a fresh directory), then `nq -w` until all are done;
-#   2. clawflow: `clawflow run --owner b-<i> -- true` 500 times, then poll until every task
+#   2. the floor: runfloor.c, the least durable work a `run` has to do (spec §4 and §6, in C,
+#      no clawflow code), 500 times, waited for until every supervisor recorded its end;
+#   3. clawflow: `clawflow run --owner b-<i> -- true` 500 times, then poll until every task
 #      is final; and the latency from each `run` returning to its task's startedAt.
-# Prints both wall times, their ratio (target: clawflow within 1.5x of nq) and the median
-# run -> running latency. Nothing asserts a timing.
+# Prints per filesystem the three wall times, the floor's and clawflow's ratio to nq (target:
+# clawflow within 1.5x of nq) and the median run -> running latency; then the start-up cost of
+# a Swift hello world for scale. Nothing asserts a timing.
 #
 # Environment knobs: BENCH_RUN_N (500), BENCH_SKIP_BUILD=1 (use .build-release as built).
 set -euo pipefail
@@ -26,53 +30,74 @@ fi
 [[ -x "$BIN" ]] || fail "no release binary at $BIN"
 
 WORK=$(mktemp -d /tmp/clawflow-runbench.XXXXXX)
+# shellcheck source=scratchfs.sh
+. "$HERE/scratchfs.sh"
+RUNFLOOR="$WORK/runfloor"
+cc -O2 -pthread -o "$RUNFLOOR" "$HERE/runfloor.c" || fail "cc runfloor.c"
 # Deleted before returning (a few thousand files): run.sh measures the watcher next, and a
 # deletion running in the background would load the disk under it.
-cleanup() { rm -rf "$WORK"; }
+cleanup() { scratch_fs_unmount "$WORK/ext4"; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds (outside the timed loops only)
 
-# ---- 1. nq ------------------------------------------------------------------------------
-export NQDIR="$WORK/nq"
-mkdir -p "$NQDIR"
-t0=$(now)
-for ((i = 0; i < N; i++)); do nq -q true >/dev/null; done
-nq -w >/dev/null 2>&1 || true
-t1=$(now)
-NQ_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-done_nq=$(ls "$NQDIR" | grep -c '^,' || true)
-[[ $done_nq == "$N" ]] || fail "nq: $done_nq job files, expected $N"
+# measure VENUE: the three loops on one filesystem, one after another; sets NQ_S,
+# FLOOR_S, CF_S, LAUNCH_S and MED_MS.
+measure() {
+    local venue=$1 i t0 t1 left
 
-# ---- 2. clawflow run ---------------------------------------------------------------------
-SPOOL="$WORK/spool"
-"$BIN" --spool "$SPOOL" init >/dev/null
-: >"$WORK/started"
-: >"$WORK/returned-at"
-# The loop does what nq's does — one program start with its output going to a file — and
-# only builtins besides: no command substitution (each would fork the shell, about 0.7 ms
-# here, and charge it to clawflow). `run` prints "<flowId> <taskId>"; the moment it returned
-# goes, unforked, to a second file, line for line.
-t0=$(now)
-for ((i = 0; i < N; i++)); do
-    "$BIN" --spool "$SPOOL" run --owner "b-$i" -- true >>"$WORK/started"
-    printf '%s\n' "$EPOCHREALTIME" >>"$WORK/returned-at"
-done
-t_launched=$(now)
-paste -d' ' <(cut -d' ' -f2 "$WORK/started") <(tr -d . <"$WORK/returned-at") >"$WORK/returned"
-while :; do
-    left=$("$BIN" --spool "$SPOOL" tasks list --json | jq '[.tasks[] | select(.status == "queued" or .status == "running")] | length')
-    [[ $left == 0 ]] && break
-    sleep 0.05
-done
-t1=$(now)
-CF_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-LAUNCH_S=$(awk -v a="$t0" -v b="$t_launched" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-"$BIN" --spool "$SPOOL" tasks list --json >"$WORK/tasks.json"
-succeeded=$(jq '[.tasks[] | select(.status == "succeeded")] | length' "$WORK/tasks.json")
-[[ $succeeded == "$N" ]] || fail "clawflow: $succeeded of $N tasks succeeded"
-# run returned (microseconds, local clock) -> startedAt (milliseconds, UTC ISO-8601).
-MED_MS=$(jq -r '.tasks[] | "\(.taskId) \(.startedAt)"' "$WORK/tasks.json" | python3 -c '
+    # ---- nq
+    export NQDIR="$venue/nq"
+    mkdir -p "$NQDIR"
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do nq -q true >/dev/null; done
+    nq -w >/dev/null 2>&1 || true
+    t1=$(now)
+    NQ_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    done_nq=$(ls "$NQDIR" | grep -c '^,' || true)
+    [[ $done_nq == "$N" ]] || fail "nq: $done_nq job files, expected $N"
+
+    # ---- the C floor (runfloor.c): the least durable work of a run, no clawflow code. Done
+    # when every flow's events.jsonl has its three records (350 + 2 x 200 bytes).
+    mkdir -p "$venue/floor/tmp" "$venue/floor/flows" "$venue/floor/owners"
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do "$RUNFLOOR" "$venue/floor" "b-$i" true >>"$WORK/floor.out"; done
+    while [[ -n $(find "$venue/floor/flows" -name events.jsonl -size -750c -print -quit) ]]; do sleep 0.02; done
+    t1=$(now)
+    FLOOR_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    done_floor=$(find "$venue/floor/flows" -mindepth 1 -maxdepth 1 | wc -l)
+    [[ $done_floor == "$N" ]] || fail "runfloor: $done_floor flows, expected $N"
+
+    # ---- clawflow run
+    local spool="$venue/spool"
+    "$BIN" --spool "$spool" init >/dev/null
+    : >"$WORK/started"
+    : >"$WORK/returned-at"
+    # The loop does what nq's does — one program start with its output going to a file — and
+    # only builtins besides: no command substitution (each would fork the shell, about 0.7 ms
+    # here, and charge it to clawflow). `run` prints "<flowId> <taskId>"; the moment it
+    # returned goes, unforked, to a second file, line for line.
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do
+        "$BIN" --spool "$spool" run --owner "b-$i" -- true >>"$WORK/started"
+        printf '%s\n' "$EPOCHREALTIME" >>"$WORK/returned-at"
+    done
+    local t_launched
+    t_launched=$(now)
+    paste -d' ' <(cut -d' ' -f2 "$WORK/started") <(tr -d . <"$WORK/returned-at") >"$WORK/returned"
+    while :; do
+        left=$("$BIN" --spool "$spool" tasks list --json | jq '[.tasks[] | select(.status == "queued" or .status == "running")] | length')
+        [[ $left == 0 ]] && break
+        sleep 0.05
+    done
+    t1=$(now)
+    CF_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    LAUNCH_S=$(awk -v a="$t0" -v b="$t_launched" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    "$BIN" --spool "$spool" tasks list --json >"$WORK/tasks.json"
+    succeeded=$(jq '[.tasks[] | select(.status == "succeeded")] | length' "$WORK/tasks.json")
+    [[ $succeeded == "$N" ]] || fail "clawflow: $succeeded of $N tasks succeeded"
+    # run returned (microseconds, local clock) -> startedAt (milliseconds, UTC ISO-8601).
+    MED_MS=$(jq -r '.tasks[] | "\(.taskId) \(.startedAt)"' "$WORK/tasks.json" | python3 -c '
 import sys, datetime
 returned = dict(line.split() for line in open(sys.argv[1]))
 lat = []
@@ -83,24 +108,46 @@ for line in sys.stdin:
 lat.sort()
 print("%.1f" % lat[len(lat) // 2])
 ' "$WORK/returned")
+}
 
-# ---- 3. context: a Swift program's start alone ------------------------------------------
-# hello.swift, built as clawflow's release binary is (-O, static Swift runtime), started N
-# times by the same kind of loop: what any Swift command costs here before it does anything.
+# venue_line LABEL: the summary line of the last `measure`.
+venue_line() {
+    local ratio floor verdict
+    ratio=$(awk -v a="$CF_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
+    floor=$(awk -v a="$FLOOR_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
+    verdict=$(awk -v r="$ratio" 'BEGIN { print (r + 0 <= 1.5 ? "meets" : "MISSES") }')
+    echo "$1: nq $NQ_S s; the least durable work in C (runfloor.c) $FLOOR_S s = ${floor}x nq; clawflow run $CF_S s (all $N launched after $LAUNCH_S s) = ${ratio}x nq (target <= 1.5x: $verdict); median run returned -> task running: $MED_MS ms"
+}
+
+LINES=()
+# 1. a fresh ext4 made for this run (scratchfs.sh says why), 2. the machine's own /tmp.
+if scratch_fs_mount "$WORK/ext4"; then
+    measure "$WORK/ext4"
+    LINES+=("$(venue_line "fresh ext4 (mkfs defaults, journal), loop-mounted")")
+    scratch_fs_unmount "$WORK/ext4"
+fi
+mkdir -p "$WORK/tmp"
+measure "$WORK/tmp"
+LINES+=("$(venue_line "/tmp, the machine's own disk ($(fs_desc "$WORK"))")")
+
+# ---- context: a program's start alone ---------------------------------------------------
+# hello.swift, built as clawflow's release binary is (-O, static Swift runtime), and /bin/true
+# (C), each started N times by the same kind of loop: what a Swift command costs here before
+# it does anything, beyond what runfloor's own start costs. The floor plus that difference
+# bounds from below what a Swift implementation of `run` can reach on /tmp.
 SWIFT_LINE="Swift start-up floor: not measured (swiftc missing or failed)"
 if swiftc -O -static-stdlib "$HERE/hello.swift" -o "$WORK/hello" >/dev/null 2>&1; then
     t0=$(now)
     for ((i = 0; i < N; i++)); do "$WORK/hello" >>"$WORK/hello.out"; done
     t1=$(now)
+    for ((i = 0; i < N; i++)); do /bin/true >>"$WORK/true.out"; done
+    t2=$(now)
     HELLO_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-    SWIFT_LINE="Swift start-up floor: $N starts of a static-runtime Swift hello world took $HELLO_S s = $(awk -v a="$HELLO_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')x nq's whole run"
+    TRUE_S=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    SWIFT_FLOOR=$(awk -v f="$FLOOR_S" -v h="$HELLO_S" -v t="$TRUE_S" -v q="$NQ_S" 'BEGIN { printf "%.3f s = %.2fx nq", f + h - t, (f + h - t) / q }')
+    SWIFT_LINE="start-up alone, $N starts on /tmp: a static-runtime Swift hello world $HELLO_S s, /bin/true $TRUE_S s; the C floor plus that difference (the least a Swift run could take there): $SWIFT_FLOOR"
 fi
 
-RATIO=$(awk -v a="$CF_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
-VERDICT=$(awk -v r="$RATIO" 'BEGIN { print (r + 0 <= 1.5 ? "meets" : "MISSES") }')
-cat <<EOT
-
-== clawflow run beside nq ==
-$N trivial commands (true), launched one after another and waited for ($(df --output=fstype "$WORK" | tail -1)): nq $NQ_S s, clawflow run $CF_S s (all $N launched after $LAUNCH_S s); ratio ${RATIO}x (target <= 1.5x: $VERDICT); median run returned -> task running: $MED_MS ms (negative: running was recorded before run returned)
-$SWIFT_LINE
-EOT
+printf '\n== clawflow run beside nq ==\n'
+printf '%s\n' "${LINES[@]}"
+printf '%s\n' "$SWIFT_LINE"

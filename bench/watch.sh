@@ -2,11 +2,13 @@
 # clawflow watcher benchmark: `bash bench/watch.sh` (run.sh calls it at its end). See bench/README.md.
 #
 # Measures, in one run, with `clawflow watch` running on the spool:
-#   1. drop -> applied latency: 1,000 sequential task drops (droplat.c, inotify on owners/),
-#      on the machine's own disk (a spool under /tmp);
-#   2. the raw floor in the same run: an inotify wait plus one durable write (droplat.c raw);
+#   1. drop -> applied latency: 1,000 sequential task drops (droplat.c, inotify on owners/);
+#   2. the raw floor in the same run: an inotify wait plus one durable write (droplat.c raw),
+#      and the layout's own cost written in C (layoutfloor.c);
 #   3. burst ingest: 10,000 drops renamed into incoming/new at once, time until all applied
 #      (2,000 when a 300-drop probe says 10,000 would take over 5 minutes);
+#   1-3 run twice: on a fresh ext4 made for the run (scratchfs.sh says why; skipped when it
+#   cannot be mounted), then on the machine's own disk (spools under /tmp);
 #   4. the watcher's RSS and inotify watch count with 10,000 unfinished flows watched
 #      (a generated spool on /dev/shm).
 # Nothing asserts a timing: figures are printed with "meets" / "MISSES" beside each target.
@@ -30,8 +32,11 @@ say() { printf '%s\n' "$*"; }
 step() { printf '\n== %s\n' "$*"; }
 fail() { printf 'bench/watch: FAILED: %s\n' "$*" >&2; exit 1; }
 fstype() { df --output=fstype "$1" | tail -1; }
+# shellcheck source=scratchfs.sh
+. "$HERE/scratchfs.sh"
 
-# ---- scratch: latency/burst spools on the real disk (/tmp), the big spool on /dev/shm ----
+# ---- scratch: latency/burst spools on the real disk (/tmp, and the image of the fresh ext4
+# there), the big spool on /dev/shm ----
 DISK=$(mktemp -d /tmp/clawflow-watch.XXXXXX)
 SHM=$(mktemp -d /dev/shm/clawflow-watch.XXXXXX)
 WATCHER_PID=
@@ -46,6 +51,7 @@ cleanup() {
     local rc=$?
     set +e
     stop_watcher
+    scratch_fs_unmount "$DISK/ext4"
     rm -rf "$SHM"
     # /tmp is on a disk mounted with online discard: deleting thousands of files is slow, so
     # the spools there are removed in the background.
@@ -84,52 +90,71 @@ start_watcher() {
 }
 result() { sed -n "s/^RESULT .*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
-# ---- 1 + 2. drop -> applied latency, and the raw baseline --------------------------------
-LAT_FS=$(fstype "$DISK")
-step "1. drop -> applied latency, $LAT_N sequential drops, watcher running ($LAT_FS, $DISK)"
-"$BIN" --spool "$DISK/lat" init >/dev/null || fail "clawflow init"
-start_watcher "$DISK/lat" "$DISK/lat.log"
-out=$("$DROPLAT" clawflow "$DISK/lat" "$LAT_N") || fail "droplat clawflow: $out"
-grep -v '^RESULT' <<<"$out"
-C_MED=$(result median_ms "$out") C_P99=$(result p99_ms "$out") C_MAX=$(result max_ms "$out")
-stop_watcher
-applied=$(find "$DISK/lat/owners" -maxdepth 1 -name 'lat-*' | wc -l)
-[[ $applied == "$LAT_N" ]] || fail "expected $LAT_N owner links lat-*, found $applied"
+# ---- 1-3 on each filesystem --------------------------------------------------------------
+# drop_suite VENUE: items 1, 2, 2b and 3 with spools under VENUE; appends the venue's summary
+# lines to SUMMARY.
+SUMMARY=()
+drop_suite() {
+    local venue=$1 fs out applied rejected est C_MED C_P99 C_MAX R_MED R_P99 F_RAW F_LAYOUT F_INDEXED
+    local burst_n=$BURST_N burst_note="" B_S B_RATE ratio
+    fs=$(fs_desc "$venue")
+    step "1. drop -> applied latency, $LAT_N sequential drops, watcher running ($fs, $venue)"
+    "$BIN" --spool "$venue/lat" init >/dev/null || fail "clawflow init"
+    start_watcher "$venue/lat" "$venue/lat.log"
+    out=$("$DROPLAT" clawflow "$venue/lat" "$LAT_N") || fail "droplat clawflow: $out"
+    grep -v '^RESULT' <<<"$out"
+    C_MED=$(result median_ms "$out") C_P99=$(result p99_ms "$out") C_MAX=$(result max_ms "$out")
+    stop_watcher
+    applied=$(find "$venue/lat/owners" -maxdepth 1 -name 'lat-*' | wc -l)
+    [[ $applied == "$LAT_N" ]] || fail "expected $LAT_N owner links lat-*, found $applied"
 
-step "2. raw baseline: inotify wait + 1 durable write (open O_EXCL, write 300 B, fsync, rename, fsync dir), $LAT_N times ($LAT_FS)"
-mkdir "$DISK/raw"
-out=$("$DROPLAT" raw "$DISK/raw" "$LAT_N") || fail "droplat raw: $out"
-grep -v '^RESULT' <<<"$out"
-R_MED=$(result median_ms "$out") R_P99=$(result p99_ms "$out")
+    step "2. raw baseline: inotify wait + 1 durable write (open O_EXCL, write 300 B, fsync, rename, fsync dir), $LAT_N times ($fs)"
+    mkdir "$venue/raw"
+    out=$("$DROPLAT" raw "$venue/raw" "$LAT_N") || fail "droplat raw: $out"
+    grep -v '^RESULT' <<<"$out"
+    R_MED=$(result median_ms "$out") R_P99=$(result p99_ms "$out")
 
-step "2b. context: the spool layout's own cost, without clawflow (layoutfloor.c, 300 interleaved rounds, $LAT_FS)"
-out=$("$LAYOUTFLOOR" "$DISK/floor" 300) || fail "layoutfloor: $out"
-grep -v '^RESULT' <<<"$out"
-F_RAW=$(result raw_ms "$out") F_LAYOUT=$(result layout_ms "$out") F_INDEXED=$(result indexed_ms "$out")
+    step "2b. context: the spool layout's own cost, without clawflow (layoutfloor.c, 300 interleaved rounds, $fs)"
+    out=$("$LAYOUTFLOOR" "$venue/floor" 300) || fail "layoutfloor: $out"
+    grep -v '^RESULT' <<<"$out"
+    F_RAW=$(result raw_ms "$out") F_LAYOUT=$(result layout_ms "$out") F_INDEXED=$(result indexed_ms "$out")
 
-# ---- 3. burst ingest ----------------------------------------------------------------------
-BURST_NOTE=""
-# A short probe burst on its own fresh spool gives the current speed; if the full burst would
-# take more than BURST_MAX_S at that speed, it uses 2,000 drops and says so.
-"$BIN" --spool "$DISK/probe" init >/dev/null || fail "clawflow init"
-start_watcher "$DISK/probe" "$DISK/probe.log"
-out=$("$DROPLAT" burst "$DISK/probe" 300) || fail "droplat burst (probe): $out"
-stop_watcher
-PROBE_RATE=$(result rate "$out")
-est=$(awk -v n="$BURST_N" -v r="$PROBE_RATE" 'BEGIN { printf "%d", n / r }')
-if ((est > BURST_MAX_S && BURST_N > 2000)); then
-    BURST_NOTE=" (reduced from $BURST_N: a 300-drop probe ran at $(printf '%.0f' "$PROBE_RATE") drops/s, so $BURST_N would take ~${est} s)"
-    BURST_N=2000
+    # A short probe burst on its own fresh spool gives the current speed; if the full burst
+    # would take more than BURST_MAX_S at that speed, it uses 2,000 drops and says so.
+    "$BIN" --spool "$venue/probe" init >/dev/null || fail "clawflow init"
+    start_watcher "$venue/probe" "$venue/probe.log"
+    out=$("$DROPLAT" burst "$venue/probe" 300) || fail "droplat burst (probe): $out"
+    stop_watcher
+    est=$(awk -v n="$burst_n" -v r="$(result rate "$out")" 'BEGIN { printf "%d", n / r }')
+    if ((est > BURST_MAX_S && burst_n > 2000)); then
+        burst_note=" (reduced from $burst_n: a 300-drop probe ran at $(printf '%.0f' "$(result rate "$out")") drops/s, so $burst_n would take ~${est} s)"
+        burst_n=2000
+    fi
+    step "3. burst ingest: $burst_n drops renamed into incoming/new at once$burst_note ($fs)"
+    "$BIN" --spool "$venue/burst" init >/dev/null || fail "clawflow init"
+    start_watcher "$venue/burst" "$venue/burst.log"
+    out=$("$DROPLAT" burst "$venue/burst" "$burst_n") || fail "droplat burst: $out"
+    grep -v '^RESULT' <<<"$out"
+    B_S=$(result seconds "$out") B_RATE=$(result rate "$out")
+    stop_watcher
+    rejected=$(find "$venue/burst/rejected" -mindepth 1 -maxdepth 1 | wc -l)
+    [[ $rejected == 0 ]] || fail "$rejected files in rejected/ after the burst"
+
+    ratio=$(awk -v a="$C_MED" -v b="$R_MED" 'BEGIN { printf "%.1f", a / b }')
+    SUMMARY+=("$2 ($fs):")
+    SUMMARY+=("  drop -> applied: median $(f1 "$C_MED") ms, p99 $(f1 "$C_P99") ms, max $(f1 "$C_MAX") ms ($LAT_N drops); raw baseline (inotify wait + 1 durable write): median $(f1 "$R_MED") ms, p99 $(f1 "$R_P99") ms; ratio ${ratio}x (target <= 3x: $(meets "$ratio" le 3)), p99 target <= 10 ms: $(meets "$C_P99" le 10)")
+    SUMMARY+=("  context (layoutfloor.c, no clawflow, same filesystem): one durable write $(f1 "$F_RAW") ms; the least a new flow needs by the layout (6 inodes, 2 rounds of flushes) $(f1 "$F_LAYOUT") ms = $(awk -v a="$F_LAYOUT" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x; with clawflow's indexes and applied record (10 inodes, 2 rounds) $(f1 "$F_INDEXED") ms = $(awk -v a="$F_INDEXED" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x")
+    SUMMARY+=("  burst ingest: $burst_n drops in $(f1 "$B_S") s = $(printf '%.0f' "$B_RATE") drops/s$burst_note (target >= 500/s: $(meets "$B_RATE" ge 500))")
+}
+meets() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "le") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print (ok ? "meets" : "MISSES") }'; }
+f1() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
+
+# First a fresh ext4 made for this run (scratchfs.sh says why), then the machine's own /tmp.
+if scratch_fs_mount "$DISK/ext4"; then
+    drop_suite "$DISK/ext4" "fresh ext4 (mkfs defaults), loop-mounted"
+    scratch_fs_unmount "$DISK/ext4"
 fi
-step "3. burst ingest: $BURST_N drops renamed into incoming/new at once$BURST_NOTE ($LAT_FS)"
-"$BIN" --spool "$DISK/burst" init >/dev/null || fail "clawflow init"
-start_watcher "$DISK/burst" "$DISK/burst.log"
-out=$("$DROPLAT" burst "$DISK/burst" "$BURST_N") || fail "droplat burst: $out"
-grep -v '^RESULT' <<<"$out"
-B_S=$(result seconds "$out") B_RATE=$(result rate "$out")
-stop_watcher
-rejected=$(find "$DISK/burst/rejected" -mindepth 1 -maxdepth 1 | wc -l)
-[[ $rejected == 0 ]] || fail "$rejected files in rejected/ after the burst"
+drop_suite "$DISK" "/tmp, the machine's own disk"
 
 # ---- 4. watcher RSS with many unfinished flows --------------------------------------------
 RSS_FS=$(fstype "$SHM")
@@ -154,15 +179,10 @@ HWM_MIB=$(awk -v k="$HWM_KB" 'BEGIN { printf "%.1f", k / 1024 }')
 say "watcher logged \"$scanline\" ${SCAN_S} s after start; VmRSS $RSS_MIB MiB (peak VmHWM $HWM_MIB MiB), $WATCHES inotify watches"
 
 # ---- summary ------------------------------------------------------------------------------
-meets() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "le") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print (ok ? "meets" : "MISSES") }'; }
-RATIO=$(awk -v a="$C_MED" -v b="$R_MED" 'BEGIN { printf "%.1f", a / b }')
-f1() { awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
 cat <<EOF
 
 == watcher benchmark ==
-drop -> applied: median $(f1 "$C_MED") ms, p99 $(f1 "$C_P99") ms, max $(f1 "$C_MAX") ms ($LAT_N drops, $LAT_FS); raw baseline (inotify wait + 1 durable write): median $(f1 "$R_MED") ms, p99 $(f1 "$R_P99") ms; ratio ${RATIO}x (target <= 3x: $(meets "$RATIO" le 3)), p99 target <= 10 ms: $(meets "$C_P99" le 10)
-context (layoutfloor.c, no clawflow, same disk): one durable write $(f1 "$F_RAW") ms; the least a new flow needs by the layout (6 inodes, 2 rounds of flushes) $(f1 "$F_LAYOUT") ms = $(awk -v a="$F_LAYOUT" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x; with clawflow's indexes and applied record (10 inodes, 2 rounds) $(f1 "$F_INDEXED") ms = $(awk -v a="$F_INDEXED" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x
-burst ingest: $BURST_N drops in $(f1 "$B_S") s = $(printf '%.0f' "$B_RATE") drops/s ($LAT_FS)$BURST_NOTE (target >= 500/s: $(meets "$B_RATE" ge 500))
+$(printf '%s\n' "${SUMMARY[@]}")
 watcher RSS with $RSS_N unfinished flows watched: $RSS_MIB MiB, $WATCHES inotify watches, first full scan logged after $SCAN_S s ($RSS_FS) (target <= 64 MiB: $(meets "$RSS_MIB" le 64))
 watcher benchmark took $(($(date +%s) - T_START)) s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
