@@ -172,15 +172,32 @@ int clawflow_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0,
 
 #include <fcntl.h>
 #include <signal.h>
-pid_t clawflow_fork_detached(void) {
+#include <sys/socket.h>
+pid_t clawflow_fork_supervisor(int *release) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
     pid_t pid = fork();
-    if (pid != 0) return pid;
+    if (pid < 0) {
+        int e = errno;
+        close(pair[0]);
+        close(pair[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid > 0) {
+        close(pair[1]);
+        *release = pair[0];
+        return pid;
+    }
+    close(pair[0]);
     (void)setsid();
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
     for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
+    /* Our end of the pair out of the way of 0-2 first (the parent may have had them closed). */
+    int held = fcntl(pair[1], F_DUPFD_CLOEXEC, 10);
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) {
         dup2(fd, 0);
@@ -190,7 +207,27 @@ pid_t clawflow_fork_detached(void) {
     }
     /* Nothing else of the parent's: a descriptor someone waits on for EOF (a pipe, the
      * socket a process launcher watches) must close when `run` exits, not when this does. */
-    closefrom(3);
+    if (held >= 0) dup2(held, 3);
+    closefrom(4);
     (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
+    /* Held until the parent has recorded this process as the supervisor, or gave up. */
+    char go = 0;
+    ssize_t n = -1;
+    if (held >= 0) {
+        do { n = read(3, &go, 1); } while (n < 0 && errno == EINTR);
+    }
+    close(3);
+    if (n != 1 || go != 'g') _exit(0);
     return 0;
+}
+
+int clawflow_release_supervisor(int release) {
+    char go = 'g';
+    ssize_t n;
+    do { n = send(release, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    int e = errno;
+    close(release);
+    if (n == 1) return 0;
+    errno = e;
+    return -1;
 }

@@ -24,14 +24,13 @@ public struct Runner: Sendable {
     // MARK: - Starting
 
     /// `run -- CMD`: a mirrored flow with one `cli` task, started detached. Forks this
-    /// process for the supervisor (`startSupervisor`): call it where no other thread is at work.
+    /// process for the supervisor (`createSupervised`): call it where no other thread is at work.
     public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(RunnerError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         let task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.string("task"), at: now)
-        do { _ = try spool.create(flow: flow, tasks: [task], source: "runner") } catch { throw RunnerError(error) }
-        try startSupervisor(flowId: flowId, taskId: task.taskId)
+        try createSupervised(flow, first: task)
         return Started(flowId: flowId, taskId: task.taskId)
     }
 
@@ -49,9 +48,41 @@ public struct Runner: Sendable {
             return .object(JSONObject(step))
         })
         flow.setString("currentStep", "step 1")
-        do { _ = try spool.create(flow: flow, tasks: [first], source: "runner") } catch { throw RunnerError(error) }
-        try startSupervisor(flowId: flowId, taskId: first.taskId)
+        try createSupervised(flow, first: first)
         return Started(flowId: flowId, taskId: first.taskId)
+    }
+
+    /// Creates `flow` with its first task and starts the flow's supervisor: a forked copy of
+    /// this process in a session of its own (no terminal; stdin, stdout and stderr on
+    /// /dev/null), so it outlives the shell that ran `run` and costs no second program start.
+    /// The fork comes first and the child waits (`clawflow_fork_supervisor`): the task is
+    /// created naming its supervisor, so from its first record on, a supervisor that dies
+    /// leaves it `lost`, never queued for ever. The child is let go once the flow is
+    /// durable, and exits unreleased when the creation fails; it never returns from here
+    /// (it opens the spool afresh, supervises, and exits). Call this only from a process
+    /// whose other threads are idle (the command line: `run` forks before it prints).
+    func createSupervised(_ flow: FlowRecord, first: TaskRecord) throws(RunnerError) {
+        var release: Int32 = -1
+        let pid = clawflow_fork_supervisor(&release)
+        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flow.flowId) }
+        guard pid > 0 else {
+            let error = Errno(rawValue: errno)
+            throw RunnerError(.io, "Starting the supervisor of a new flow for \(sanitized(flow.ownerKey)) (fork): \(error.description); nothing was created.", errno: error)
+        }
+        var task = first
+        // The child waits for its release, so it is there to be read.
+        let identity = ProcessIdentity.of(pid) ?? ProcessIdentity(pid: pid, startTime: 0)
+        task.setInteger("supervisorPid", Int64(identity.pid))
+        task.setInteger("supervisorStartTime", identity.startTime)
+        do {
+            _ = try spool.create(flow: flow, tasks: [task], source: "runner")
+        } catch {
+            close(release) // the child exits without running anything
+            throw RunnerError(error)
+        }
+        if clawflow_release_supervisor(release) != 0, let snap = try? spool.readFlow(flow.flowId) {
+            _ = settle(snap) // it died before its release: its task is lost now, not at the next read
+        }
     }
 
     /// A queued `cli` task record for `argv`.
@@ -73,22 +104,6 @@ public struct Runner: Sendable {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
         }
         return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
-    }
-
-    /// Starts the flow's supervisor: a forked copy of this process in a session of its own
-    /// (no terminal; stdin, stdout and stderr on /dev/null), so it outlives the shell that ran
-    /// `run` and costs no second program start. The child never returns from here: it opens
-    /// the spool afresh, supervises, and exits. Call this only from a process whose other
-    /// threads are idle (the command line: `run` forks before it prints); a supervisor that
-    /// cannot be started fails the task.
-    func startSupervisor(flowId: String, taskId: String) throws(RunnerError) {
-        let pid = clawflow_fork_detached()
-        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
-        guard pid < 0 else { return }
-        let error = Errno(rawValue: errno)
-        let message = "could not start the supervisor (fork): \(error.description)"
-        _ = try? spool.updateTask(flowId: flowId, taskId: taskId, update: TaskUpdate(status: .failed, fields: ["error": .string(message)]), source: "runner")
-        throw RunnerError(.io, "Starting the supervisor of flow \(flowId): \(message)", errno: error)
     }
 
     // MARK: - Lost

@@ -5,10 +5,12 @@ import Glibc
 import SystemPackage
 
 /// The process that runs a flow's commands (forked by `run` into a session of its own,
-/// `Runner.startSupervisor`): it starts each queued `cli` task in a process group of its
+/// `Runner.createSupervised`): it starts each queued `cli` task in a process group of its
 /// own, records it `running`, waits for it (ending the group on timeout), records how it
 /// ended, and for a sequence creates and runs the next step while the previous succeeded.
-/// Every record goes through the one mutation path; no watcher is needed.
+/// Every record goes through the one mutation path; no watcher is needed. Every task it will
+/// run names it (`supervisorPid`) from its creation on, so if it dies at any point, between
+/// steps too, the task it would have run next is found `lost`.
 public struct Supervisor: Sendable {
     /// The spool of the flow.
     public let spool: Spool
@@ -46,38 +48,46 @@ public struct Supervisor: Sendable {
                 try runTask(task, supervisor: me)
                 continue
             }
-            guard try startNextStep(snap) else { return }
+            // Normally the write that records a step's success queued the next one already.
+            guard try startNextStep(supervisor: me) else { return }
         }
     }
 
     /// For a sequence whose steps so far all succeeded: creates the next step's task (and
     /// names it in `steps`). False when there is nothing more to run.
-    func startNextStep(_ snap: FlowSnapshot) throws(RunnerError) -> Bool {
-        guard snap.flow.controllerId == Rules.sequenceController, !snap.flow.isTerminal, snap.flow.cancelRequestedAt == nil else { return false }
+    func startNextStep(supervisor me: ProcessIdentity) throws(RunnerError) -> Bool {
         do {
-            let (created, _) = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
-                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-                      var steps = change.flow.fields["steps"]?.arrayValue else { return false }
-                guard let index = steps.firstIndex(where: { $0.objectValue?["taskId"] == nil }) else { return false }
-                let done = steps[..<index].allSatisfy { step in
-                    step.objectValue?["taskId"]?.stringValue.flatMap { change.tasks[$0] }?.status == .succeeded
-                }
-                guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
-                let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { change.tasks[$0] }
-                let runner = Runner(spool: spool)
-                let task = runner.commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
-                                              cwd: previous?.string("cwd") ?? "/", timeoutSeconds: previous?.integer("timeoutSeconds"), at: change.now)
-                change.tasks[task.taskId] = task
-                step["taskId"] = .string(task.taskId)
-                steps[index] = .object(step)
-                change.flow.fields["steps"] = .array(steps)
-                change.flow.setString("currentStep", step["name"]?.stringValue)
-                return true
-            }
-            return created
+            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+                queueNextStep(&change, supervisor: me)
+            }.result
         } catch {
             throw RunnerError(error)
         }
+    }
+
+    /// Within a write of the flow: when it is a sequence that is neither ended nor asked to
+    /// cancel and every step so far succeeded, adds the next step's task (queued, naming this
+    /// supervisor) and names it in `steps` and `currentStep`. Whether it added one.
+    func queueNextStep(_ change: inout FlowChange, supervisor me: ProcessIdentity) -> Bool {
+        guard change.flow.controllerId == Rules.sequenceController, !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
+              var steps = change.flow.fields["steps"]?.arrayValue else { return false }
+        guard let index = steps.firstIndex(where: { $0.objectValue?["taskId"] == nil }) else { return false }
+        let tasks = change.tasks
+        let done = steps[..<index].allSatisfy { step in
+            step.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }?.status == .succeeded
+        }
+        guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
+        let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
+        var task = Runner(spool: spool).commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
+                                                    cwd: previous?.string("cwd") ?? "/", timeoutSeconds: previous?.integer("timeoutSeconds"), at: change.now)
+        task.setInteger("supervisorPid", Int64(me.pid))
+        task.setInteger("supervisorStartTime", me.startTime)
+        change.tasks[task.taskId] = task
+        step["taskId"] = .string(task.taskId)
+        steps[index] = .object(step)
+        change.flow.fields["steps"] = .array(steps)
+        change.flow.setString("currentStep", step["name"]?.stringValue)
+        return true
     }
 
     /// Starts one command, records it running, waits, records its end.
@@ -136,7 +146,9 @@ public struct Supervisor: Sendable {
         // A timed-out or cancelled command takes its whole group with it.
         let cancelled = (try? spool.readTask(flowId: flowId, taskId: taskId))?.timestamp("cancelRequestedAt") != nil
         if timedOut || cancelled { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
-        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.integer("timeoutSeconds")))
+        // The same write queues a sequence's next step when this one succeeded: there is no
+        // moment in which the flow has no active task naming this supervisor and still more to run.
+        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.integer("timeoutSeconds")), thenQueueNextStepOf: me)
     }
 
     /// The task update for how a command ended.
@@ -159,15 +171,17 @@ public struct Supervisor: Sendable {
     }
 
     /// Writes an update of the task (nothing when the task is already final, e.g. cancelled
-    /// by `flows cancel` meanwhile). Returns whether the task has a cancel request.
+    /// by `flows cancel` meanwhile); with `supervisor`, the same write queues a sequence's
+    /// next step (`queueNextStep`). Returns whether the task has a cancel request.
     @discardableResult
-    func record(_ taskId: String, _ update: TaskUpdate) throws(RunnerError) -> Bool {
+    func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(RunnerError) -> Bool {
         do {
             return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
                 if task.status.isTerminal { return true }
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
+                if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
                 return task.timestamp("cancelRequestedAt") != nil || change.flow.cancelRequestedAt != nil
             }.result
         } catch {

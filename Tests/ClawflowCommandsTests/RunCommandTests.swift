@@ -141,7 +141,7 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let marker = "sleep 1001\(getpid())"
         let (flow, _) = started(tmp, ["--owner", "lost", "--goal", "g", "--step", "sh -c '\(marker)'", "--step", "true"])
-        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["supervisorPid"] != nil }
+        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["pid"] != nil }
         let supervisor = Int32(tasksOf(running).first?["supervisorPid"] as? Int ?? 0)
         #expect(supervisor > 1 && kill(supervisor, SIGKILL) == 0)
         usleep(200_000)
@@ -151,6 +151,46 @@ struct RunCommandTests {
         #expect((shown["blockedSummary"] as? String)?.contains("lost") == true)
         usleep(1_500_000)
         #expect(processes(containing: marker).isEmpty)
+    }
+
+    @Test("a task names its supervisor from its creation: a supervisor killed before it started the command leaves the task lost")
+    func lostBeforeRunning() throws {
+        let tmp = TemporarySpool()
+        let marker = "sleep 1002\(getpid())"
+        defer { for pid in processes(containing: marker) { kill(pid, SIGKILL) } }
+        let (flow, task) = started(tmp, ["--owner", "early", "--", "sh", "-c", marker])
+        // Read straight from the spool as run returns: the record run created names the supervisor.
+        let record = jsonObject(try String(contentsOfFile: "\(tmp.path)/flows/\(flow)/tasks/\(task).json", encoding: .utf8)) ?? [:]
+        let supervisor = Int32(record["supervisorPid"] as? Int ?? 0)
+        #expect(supervisor > 1, "no supervisorPid in the record run created: \(record)")
+        #expect(record["supervisorStartTime"] as? Int ?? 0 > 0)
+        #expect(kill(supervisor, SIGKILL) == 0)
+        usleep(200_000)
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(tasksOf(shown).first?["status"] as? String == "lost")
+        #expect(shown["status"] as? String == "lost")
+    }
+
+    @Test("a step's success and the next step's creation are one write, so a sequence never waits with no task naming its supervisor")
+    func nextStepInSameWrite() throws {
+        let tmp = TemporarySpool()
+        let (flow, first) = started(tmp, ["--owner", "seq1", "--goal", "g", "--step", "true", "--step", "true", "--step", "true"])
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "succeeded")
+        let tasks = tasksOf(shown)
+        #expect(tasks.count == 3)
+        #expect(Set(tasks.compactMap { $0["supervisorPid"] as? Int }).count == 1, "one supervisor runs every step: \(tasks)")
+        // In events.jsonl the write that records step n succeeded also links step n + 1:
+        // the two events are neighbours with the same time.
+        let lines = try String(contentsOfFile: "\(tmp.path)/flows/\(flow)/events.jsonl", encoding: .utf8).split(separator: "\n").compactMap { jsonObject(String($0)) }
+        var previous = first
+        for next in tasks.compactMap({ $0["taskId"] as? String }) where next != first {
+            let done = lines.firstIndex { $0["taskId"] as? String == previous && $0["to"] as? String == "succeeded" }
+            let linked = lines.firstIndex { $0["taskId"] as? String == next && $0["event"] as? String == "linked" }
+            #expect(done != nil && linked == done.map { $0 + 1 }, "step \(previous) succeeded at line \(String(describing: done)), \(next) linked at \(String(describing: linked))")
+            if let done, let linked { #expect(lines[done]["at"] as? String == lines[linked]["at"] as? String) }
+            previous = next
+        }
     }
 
     @Test("a command inherits no descriptor of clawflow's: only stdin, stdout and stderr")
@@ -183,7 +223,7 @@ struct RunCommandTests {
         let r = runProgram("/bin/sh", ["-c", "exec 7>\(held); exec \"$0\" --spool \"$1\" run --owner fd -- sleep 5", Clawflow.binary, tmp.path])
         #expect(r.status == 0, "\(r.stderr)")
         let flow = String(r.stdout.split(separator: " ").first ?? "")
-        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["supervisorPid"] != nil }
+        let running = waitForFlow(tmp, flow) { tasksOf($0).first?["pid"] != nil }
         let supervisor = tasksOf(running).first?["supervisorPid"] as? Int ?? 0
         let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor)/fd")
         let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(supervisor)/fd/\($0)")) ?? "?" }

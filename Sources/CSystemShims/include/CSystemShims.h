@@ -40,10 +40,16 @@ int clawflow_pidfd_open(pid_t pid);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
 int clawflow_become_subreaper(void);
 
-/* fork() for a detached supervisor. In the child (return 0): a session of its own, no signal
- * blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults, stdin, stdout and stderr on
- * /dev/null, every other descriptor closed (the child must open what it needs again), thread
- * name "clawflow-superv". In the parent: the child's pid, or -1 (errno). */
-pid_t clawflow_fork_detached(void);
+/* fork() for a detached supervisor that waits to be released. In the child (return 0): a
+ * session of its own, no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults,
+ * stdin, stdout and stderr on /dev/null, every other descriptor closed (the child must open
+ * what it needs again), thread name "clawflow-superv"; it returns only once the parent calls
+ * clawflow_release_supervisor, and exits (status 0) if the parent closes `*release` or exits
+ * without. In the parent: the child's pid and `*release`, or -1 (errno). */
+pid_t clawflow_fork_supervisor(int *release);
+
+/* Lets the child of clawflow_fork_supervisor go on, and closes `release`. 0, or -1 (errno;
+ * EPIPE: the child is gone) — never SIGPIPE. */
+int clawflow_release_supervisor(int release);
 
 #endif
