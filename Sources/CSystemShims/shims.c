@@ -126,42 +126,112 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
     pthread_mutex_unlock(&flush_callers);
 }
 
-#include <spawn.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 
-int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdout_fd, pid_t *pid) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&actions);
-    if (rc != 0) return rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc != 0) { posix_spawn_file_actions_destroy(&actions); return rc; }
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP;
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, flags);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (rc == 0) {
-        if (stdout_fd >= 0) {
-            rc = posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
-            if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, stdout_fd, 2);
-        } else {
-            rc = posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-            if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        }
+/* execvp's search, done before the fork: `name` itself when it has a '/', else the first
+ * PATH entry holding an executable regular file of that name. 0, ENOENT or EACCES. */
+static int clawflow_find_program(const char *name, char *out, size_t cap) {
+    if (strchr(name, '/') != NULL) {
+        if (strlen(name) >= cap) return ENAMETOOLONG;
+        strcpy(out, name);
+        return 0;
     }
-    if (rc == 0 && cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
-    /* Nothing of the parent's but 0, 1 and 2: no lock, inotify or spool descriptor. */
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    if (rc == 0) rc = posix_spawnp(pid, path, &actions, &attr, argv, envp);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    return rc;
+    const char *path = getenv("PATH");
+    if (path == NULL) path = "/usr/local/bin:/usr/bin:/bin";
+    int found_unusable = 0;
+    for (const char *p = path;; p++) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        int n = len == 0 ? snprintf(out, cap, "%s", name) : snprintf(out, cap, "%.*s/%s", (int)len, p, name);
+        if (n > 0 && (size_t)n < cap) {
+            struct stat st;
+            if (stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+                if (access(out, X_OK) == 0) return 0;
+                found_unusable = 1;
+            }
+        }
+        if (end == NULL) break;
+        p = end;
+    }
+    return found_unusable ? EACCES : ENOENT;
+}
+
+int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[], const char *cwd,
+                        int stdout_fd, pid_t *pid, int *release) {
+    char path[PATH_MAX];
+    int rc = clawflow_find_program(name, path, sizeof path);
+    if (rc != 0) return rc;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return errno;
+    pid_t child = fork();
+    if (child < 0) {
+        rc = errno;
+        close(pair[0]);
+        close(pair[1]);
+        return rc;
+    }
+    if (child > 0) {
+        close(pair[1]);
+        *pid = child;
+        *release = pair[0];
+        return 0;
+    }
+    /* The child of a process that may have other threads: async-signal-safe calls only. */
+    close(pair[0]);
+    (void)setpgid(0, 0);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    int held = fcntl(pair[1], F_DUPFD_CLOEXEC, 10); /* closes itself when exec succeeds */
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0 && in != 0) { dup2(in, 0); close(in); }
+    if (stdout_fd >= 0) {
+        dup2(stdout_fd, 1);
+        dup2(stdout_fd, 2);
+    } else {
+        int out = open("/dev/null", O_WRONLY);
+        if (out >= 0) { dup2(out, 1); dup2(out, 2); if (out > 2) close(out); }
+    }
+    /* Nothing of the parent's but 0, 1, 2 (and the hold): no lock, inotify or spool descriptor. */
+    if (held > 3) (void)syscall(SYS_close_range, 3, held - 1, 0);
+    (void)syscall(SYS_close_range, held + 1, ~0U, 0);
+    int e = 0;
+    if (held < 0) e = EMFILE;
+    else if (cwd != NULL && chdir(cwd) != 0) e = errno;
+    if (e == 0) {
+        char go = 0;
+        ssize_t n;
+        do { n = read(held, &go, 1); } while (n < 0 && errno == EINTR);
+        if (n != 1 || go != 'g') _exit(0); /* never released: nothing runs untracked */
+        execve(path, argv, envp);
+        e = errno;
+    }
+    if (held >= 0) (void)write(held, &e, sizeof e);
+    _exit(127);
+}
+
+int clawflow_spawn_release(int release) {
+    char go = 'g';
+    ssize_t n;
+    do { n = send(release, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    /* EOF: the exec closed the child's end; an int: why it could not run. */
+    int e = 0;
+    size_t got = 0;
+    while (got < sizeof e) {
+        n = read(release, (char *)&e + got, sizeof e - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(release);
+    return got == sizeof e ? e : 0;
 }
 
 #include <sys/syscall.h>

@@ -116,21 +116,39 @@ enum SignalName {
     }
 }
 
-/// Starting processes with posix_spawn: nothing inherited but stdin (/dev/null) and the log.
-enum Spawn {
-    /// Starts `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
-    /// in `cwd`, in a process group of its own. Returns the pid.
-    static func start(_ argv: [String], output: FileDescriptor?, cwd: String?) throws(Errno) -> Int32 {
+/// A command started held before its exec (`clawflow_spawn_held`): its pid and process group
+/// exist, so they can be recorded durably before anything of the command runs.
+struct HeldCommand: ~Copyable {
+    /// The command's pid, also its process group.
+    let pid: Int32
+    private let release: Int32
+
+    /// Forks `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
+    /// in `cwd`, in a process group of its own, held before its exec.
+    init(_ argv: [String], output: FileDescriptor?, cwd: String?) throws(Errno) {
         var pid: pid_t = 0
+        var release: Int32 = -1
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
         let rc: Int32 = cArgs.withUnsafeBufferPointer { args in
             if let cwd {
-                return clawflow_spawn(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, &pid)
+                return clawflow_spawn_held(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, &pid, &release)
             }
-            return clawflow_spawn(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, &pid)
+            return clawflow_spawn_held(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, &pid, &release)
         }
         guard rc == 0 else { throw Errno(rawValue: rc) }
-        return pid
+        self.pid = pid
+        self.release = release
     }
+
+    /// Lets the command exec and waits until it has; nil when it runs, else why it could not
+    /// (the child then exits with status 127).
+    consuming func start() -> Errno? {
+        let rc = clawflow_spawn_release(release)
+        discard self
+        return rc == 0 ? nil : Errno(rawValue: rc)
+    }
+
+    /// Lets the child exit without running the command.
+    deinit { close(release) }
 }

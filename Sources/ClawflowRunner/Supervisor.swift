@@ -107,13 +107,14 @@ public struct Supervisor: Sendable {
             try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("the task has no command")]))
             return
         }
-        let pid: Int32
-        do { pid = try Spawn.start(argv, output: log, cwd: task.string("cwd")) } catch {
-            let message = "could not start \(sanitized(argv[0])): \(error.description)"
-            _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
-            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))
+        // Held before its exec until `running` (with its pid) is durable: a supervisor that
+        // dies before that leaves no command running untracked.
+        let held: HeldCommand
+        do { held = try HeldCommand(argv, output: log, cwd: task.string("cwd")) } catch {
+            try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }
+        let pid = held.pid
         let pidfd = clawflow_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
         let start = ProcStat(pid: pid)?.startTime ?? 0
@@ -122,6 +123,12 @@ public struct Supervisor: Sendable {
             "supervisorPid": .int(Int64(me.pid)), "supervisorStartTime": .int(me.startTime),
         ])
         let cancelRequested = try record(taskId, running)
+        if let error = held.start() {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            try recordNotStarted(taskId, argv: argv, error: error, log: log)
+            return
+        }
         if cancelRequested { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
 
         // Wait for the command, ending its group at the deadline.
@@ -149,6 +156,14 @@ public struct Supervisor: Sendable {
         // The same write queues a sequence's next step when this one succeeded: there is no
         // moment in which the flow has no active task naming this supervisor and still more to run.
         try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.integer("timeoutSeconds")), thenQueueNextStepOf: me)
+    }
+
+    /// Records that the command could not be started (not found, not executable, no such
+    /// working directory), with the reason in the task and in its log.
+    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: FileDescriptor) throws(RunnerError) {
+        let message = "could not start \(sanitized(argv[0])): \(error.description)"
+        _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
+        try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))
     }
 
     /// The task update for how a command ended.

@@ -193,6 +193,42 @@ struct RunCommandTests {
         }
     }
 
+    @Test("a command starts only once its task is recorded running with its pid, however slow that write")
+    func recordedBeforeExec() throws {
+        let tmp = TemporarySpool()
+        // Every rename of run and its supervisor is made 200 ms slow (strace), so a command
+        // started before its record would see its task still queued. It prints its own task
+        // file, the only one in this fresh spool.
+        let r = runProgram("/usr/bin/strace", ["-f", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
+                                               "-e", "inject=renameat:delay_enter=200000", "-e", "inject=renameat2:delay_enter=200000", "--",
+                                               Clawflow.binary, "--spool", tmp.path, "run", "--owner", "held", "--", "sh", "-c", "cat \"$0\"/flows/*/tasks/*.json", tmp.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let ids = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        let (flow, task) = (ids.first ?? "", ids.last ?? "")
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "succeeded")
+        let seen = jsonObject(tmp.run(["logs", task]).stdout) ?? [:]
+        #expect(seen["status"] as? String == "running", "the command saw its task as \(seen)")
+        #expect(seen["pid"] as? Int != nil && seen["pid"] as? Int == tasksOf(shown).first?["pid"] as? Int)
+    }
+
+    @Test("a program that is not found or not executable fails its task with exit code 127 and the reason in its log")
+    func notStarted() throws {
+        let tmp = TemporarySpool()
+        let plain = tmp.parent + "/not-executable"
+        try "echo hi\n".write(toFile: plain, atomically: true, encoding: .utf8)
+        for (program, reason) in [("no-such-program-\(getpid())", "No such file or directory"), (plain, "Permission denied")] {
+            let (flow, task) = started(tmp, ["--owner", "ns", "--", program, "x"])
+            let shown = waitForFlow(tmp, flow, until: isEnded)
+            let t = tasksOf(shown).first ?? [:]
+            #expect(shown["status"] as? String == "failed" && t["status"] as? String == "failed")
+            #expect(t["exitCode"] as? Int == 127)
+            let error = t["error"] as? String ?? ""
+            #expect(error.contains("could not start") && error.contains(reason), "error: \(error)")
+            #expect(tmp.run(["logs", task]).stdout.contains("clawflow: could not start"))
+        }
+    }
+
     @Test("a command inherits no descriptor of clawflow's: only stdin, stdout and stderr")
     func cleanDescriptors() throws {
         let tmp = TemporarySpool()

@@ -27,12 +27,20 @@ int clawflow_flock(int fd, int operation);
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
 
-/// posix_spawnp(3) of a command with stdin from /dev/null, stdout and stderr to stdout_fd
-/// (or /dev/null when it is -1), working directory cwd (NULL: unchanged), every descriptor
-/// above 2 closed, default signal dispositions and an empty mask, in a process group of its
-/// own. Returns 0 or an errno value.
-int clawflow_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                   int stdout_fd, pid_t *pid);
+/// Starts a command held before exec: fork(2) of a child with stdin from /dev/null, stdout
+/// and stderr to stdout_fd (or /dev/null when it is -1), working directory cwd (NULL:
+/// unchanged), every descriptor above 2 closed, default signal dispositions and an empty
+/// mask, in a process group of its own, that waits for clawflow_spawn_release before it
+/// execs `name` (looked up in PATH as execvp does, when it has no '/'), and exits (status 0)
+/// without running anything if `*release` is closed or this process dies first. Returns 0
+/// with `*pid` and `*release`, or an errno value (ENOENT, EACCES: not found; nothing started).
+int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[], const char *cwd,
+                        int stdout_fd, pid_t *pid, int *release);
+
+/// Lets the child of clawflow_spawn_held exec, waits until it has, and closes `release`.
+/// Returns 0 when the command runs, or the errno value that stopped it (chdir or exec; the
+/// child then exits with status 127).
+int clawflow_spawn_release(int release);
 
 /// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
 int clawflow_pidfd_open(pid_t pid);
