@@ -88,6 +88,8 @@ public enum Rules {
         if flow.cancelRequestedAt != nil, !active {
             next.status = .cancelled
             next.setTimestamp("endedAt", now)
+            // No step of a cancelled sequence runs any more.
+            if flow.controllerId == Rules.sequenceController { next.fields["currentStep"] = nil }
             return next
         }
         if flow.controllerId == Rules.sequenceController {

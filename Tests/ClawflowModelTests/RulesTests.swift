@@ -113,6 +113,21 @@ struct DerivationTests {
         #expect(Rules.reconcile(f, tasks: [], at: t0).status == .cancelled)
     }
 
+    @Test("a cancelled sequence names no current step any more; another controller's field is its own")
+    func cancelledSequenceHasNoCurrentStep() {
+        var f = flow(.running, mode: .managed)
+        f.setTimestamp("cancelRequestedAt", t0)
+        f.setString("currentStep", "step 2")
+        var sequence = f
+        sequence.setString("controllerId", Rules.sequenceController)
+        let done = Rules.reconcile(sequence, tasks: [task(.cancelled)], at: t0)
+        #expect(done.status == .cancelled)
+        #expect(done.fields["currentStep"] == nil)
+        var other = f
+        other.setString("controllerId", "acme/deployer")
+        #expect(Rules.reconcile(other, tasks: [task(.cancelled)], at: t0).string("currentStep") == "step 2")
+    }
+
     @Test("the revision moves by exactly one per changed write and not at all otherwise")
     func revision() {
         let stored = flow(.queued)
