@@ -261,11 +261,19 @@ struct RunCommandTests {
         let flow = String(r.stdout.split(separator: " ").first ?? "")
         let running = waitForFlow(tmp, flow) { tasksOf($0).first?["pid"] != nil }
         let supervisor = tasksOf(running).first?["supervisorPid"] as? Int ?? 0
-        let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor)/fd")
-        let targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(supervisor)/fd/\($0)")) ?? "?" }
-        #expect(fds.count >= 3)
+        // Between recording the command running and its exec, the supervisor holds the socket
+        // that releases it (its own, not run's): look until that is closed, 2 s at most.
+        var targets: [String] = []
+        var foreign: [String] = []
+        for _ in 0..<40 {
+            let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor)/fd")
+            targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(supervisor)/fd/\($0)")) ?? "?" }
+            foreign = targets.filter { $0 != "/dev/null" && !$0.hasPrefix(tmp.path) && !$0.hasPrefix("anon_inode:") }
+            if foreign.isEmpty { break }
+            usleep(50_000)
+        }
+        #expect(targets.count >= 3)
         #expect(!targets.contains(held), "the supervisor holds \(held): \(targets)")
-        let foreign = targets.filter { $0 != "/dev/null" && !$0.hasPrefix(tmp.path) && !$0.hasPrefix("anon_inode:") }
         #expect(foreign.isEmpty, "the supervisor holds \(foreign)")
         _ = tmp.run(["flows", "cancel", flow, "--grace", "1s"])
     }
