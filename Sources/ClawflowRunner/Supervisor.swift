@@ -49,13 +49,15 @@ public struct Supervisor: Sendable {
                 continue
             }
             // Normally the write that records a step's success queued the next one already.
-            guard try startNextStep(supervisor: me) else { return }
+            guard try startNextStep(snap, supervisor: me) else { return }
         }
     }
 
     /// For a sequence whose steps so far all succeeded: creates the next step's task (and
     /// names it in `steps`). False when there is nothing more to run.
-    func startNextStep(supervisor me: ProcessIdentity) throws(RunnerError) -> Bool {
+    func startNextStep(_ snap: FlowSnapshot, supervisor me: ProcessIdentity) throws(RunnerError) -> Bool {
+        // Most flows are no sequence, or have ended: no write (and no lock) for those.
+        guard snap.flow.controllerId == Rules.sequenceController, !snap.flow.isTerminal, snap.flow.cancelRequestedAt == nil else { return false }
         do {
             return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 queueNextStep(&change, supervisor: me)
