@@ -159,28 +159,77 @@ static int clawflow_find_program(const char *name, char *out, size_t cap) {
     return found_unusable ? EACCES : ENOENT;
 }
 
+/* A held fork (clawflow_fork_supervisor, clawflow_spawn_held): a socket pair, then fork().
+ * The parent gets the child's pid and *release; the child gets *held (close-on-exec), on
+ * which it waits for clawflow_release. -1 (errno) when the pair or the fork fails. */
+static pid_t clawflow_held_fork(int *release, int *held) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pair[0]);
+        close(pair[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid > 0) {
+        close(pair[1]);
+        *release = pair[0];
+    } else {
+        close(pair[0]);
+        *held = pair[1];
+    }
+    return pid;
+}
+
+/* The child's wait in a held fork: returns on the parent's release; exits (status 0, having
+ * run nothing) when the parent closes its end or dies first. */
+static void clawflow_wait_for_release(int held) {
+    char go = 0;
+    ssize_t n = -1;
+    if (held >= 0) {
+        do { n = read(held, &go, 1); } while (n < 0 && errno == EINTR);
+    }
+    if (n != 1 || go != 'g') _exit(0);
+}
+
+int clawflow_release(int release, int wait) {
+    char go = 'g';
+    ssize_t n;
+    do { n = send(release, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    int e = 0;
+    if (n != 1) {
+        e = errno; /* EPIPE: the child is gone */
+    } else if (wait) {
+        /* EOF: the child closed its end (or exec did); an int: why it could not go on. */
+        int reported = 0;
+        size_t got = 0;
+        while (got < sizeof reported) {
+            n = read(release, (char *)&reported + got, sizeof reported - got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            got += (size_t)n;
+        }
+        if (got == sizeof reported) e = reported;
+    }
+    close(release);
+    return e;
+}
+
 int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[], const char *cwd,
                         int stdout_fd, pid_t *pid, int *release) {
     char path[PATH_MAX];
     int rc = clawflow_find_program(name, path, sizeof path);
     if (rc != 0) return rc;
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return errno;
-    pid_t child = fork();
-    if (child < 0) {
-        rc = errno;
-        close(pair[0]);
-        close(pair[1]);
-        return rc;
-    }
+    int pair_end = -1;
+    pid_t child = clawflow_held_fork(release, &pair_end);
+    if (child < 0) return errno;
     if (child > 0) {
-        close(pair[1]);
         *pid = child;
-        *release = pair[0];
         return 0;
     }
     /* The child of a process that may have other threads: async-signal-safe calls only. */
-    close(pair[0]);
     (void)setpgid(0, 0);
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
@@ -189,7 +238,7 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    int held = fcntl(pair[1], F_DUPFD_CLOEXEC, 10); /* closes itself when exec succeeds */
+    int held = fcntl(pair_end, F_DUPFD_CLOEXEC, 10); /* closes itself when exec succeeds */
     int in = open("/dev/null", O_RDONLY);
     if (in >= 0 && in != 0) { dup2(in, 0); close(in); }
     if (stdout_fd >= 0) {
@@ -206,32 +255,12 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
     if (held < 0) e = EMFILE;
     else if (cwd != NULL && chdir(cwd) != 0) e = errno;
     if (e == 0) {
-        char go = 0;
-        ssize_t n;
-        do { n = read(held, &go, 1); } while (n < 0 && errno == EINTR);
-        if (n != 1 || go != 'g') _exit(0); /* never released: nothing runs untracked */
+        clawflow_wait_for_release(held); /* never released: nothing runs untracked */
         execve(path, argv, envp);
         e = errno;
     }
     if (held >= 0) (void)write(held, &e, sizeof e);
     _exit(127);
-}
-
-int clawflow_spawn_release(int release) {
-    char go = 'g';
-    ssize_t n;
-    do { n = send(release, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
-    /* EOF: the exec closed the child's end; an int: why it could not run. */
-    int e = 0;
-    size_t got = 0;
-    while (got < sizeof e) {
-        n = read(release, (char *)&e + got, sizeof e - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
-    }
-    close(release);
-    return got == sizeof e ? e : 0;
 }
 
 #include <sys/syscall.h>
@@ -240,26 +269,10 @@ int clawflow_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0)
 #include <sys/prctl.h>
 int clawflow_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/socket.h>
 pid_t clawflow_fork_supervisor(int *release) {
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(pair[0]);
-        close(pair[1]);
-        errno = e;
-        return -1;
-    }
-    if (pid > 0) {
-        close(pair[1]);
-        *release = pair[0];
-        return pid;
-    }
-    close(pair[0]);
+    int pair_end = -1;
+    pid_t pid = clawflow_held_fork(release, &pair_end);
+    if (pid != 0) return pid;
     (void)setsid();
     sigset_t none;
     sigemptyset(&none);
@@ -267,7 +280,7 @@ pid_t clawflow_fork_supervisor(int *release) {
     const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
     for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
     /* Our end of the pair out of the way of 0-2 first (the parent may have had them closed). */
-    int held = fcntl(pair[1], F_DUPFD_CLOEXEC, 10);
+    int held = fcntl(pair_end, F_DUPFD_CLOEXEC, 10);
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) {
         dup2(fd, 0);
@@ -281,23 +294,7 @@ pid_t clawflow_fork_supervisor(int *release) {
     closefrom(4);
     (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
     /* Held until the parent has recorded this process as the supervisor, or gave up. */
-    char go = 0;
-    ssize_t n = -1;
-    if (held >= 0) {
-        do { n = read(3, &go, 1); } while (n < 0 && errno == EINTR);
-    }
+    clawflow_wait_for_release(held >= 0 ? 3 : -1);
     close(3);
-    if (n != 1 || go != 'g') _exit(0);
     return 0;
-}
-
-int clawflow_release_supervisor(int release) {
-    char go = 'g';
-    ssize_t n;
-    do { n = send(release, &go, 1, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
-    int e = errno;
-    close(release);
-    if (n == 1) return 0;
-    errno = e;
-    return -1;
 }

@@ -144,7 +144,7 @@ struct HeldCommand: ~Copyable {
     /// Lets the command exec and waits until it has; nil when it runs, else why it could not
     /// (the child then exits with status 127).
     consuming func start() -> Errno? {
-        let rc = clawflow_spawn_release(release)
+        let rc = clawflow_release(release, 1)
         discard self
         return rc == 0 ? nil : Errno(rawValue: rc)
     }

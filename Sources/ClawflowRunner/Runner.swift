@@ -80,7 +80,7 @@ public struct Runner: Sendable {
             close(release) // the child exits without running anything
             throw RunnerError(error)
         }
-        if clawflow_release_supervisor(release) != 0, let snap = try? spool.readFlow(flow.flowId) {
+        if clawflow_release(release, 0) != 0, let snap = try? spool.readFlow(flow.flowId) {
             _ = settle(snap) // it died before its release: its task is lost now, not at the next read
         }
     }

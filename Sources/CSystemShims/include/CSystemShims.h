@@ -30,17 +30,19 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
 /// Starts a command held before exec: fork(2) of a child with stdin from /dev/null, stdout
 /// and stderr to stdout_fd (or /dev/null when it is -1), working directory cwd (NULL:
 /// unchanged), every descriptor above 2 closed, default signal dispositions and an empty
-/// mask, in a process group of its own, that waits for clawflow_spawn_release before it
+/// mask, in a process group of its own, that waits for clawflow_release before it
 /// execs `name` (looked up in PATH as execvp does, when it has no '/'), and exits (status 0)
 /// without running anything if `*release` is closed or this process dies first. Returns 0
 /// with `*pid` and `*release`, or an errno value (ENOENT, EACCES: not found; nothing started).
 int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[], const char *cwd,
                         int stdout_fd, pid_t *pid, int *release);
 
-/// Lets the child of clawflow_spawn_held exec, waits until it has, and closes `release`.
-/// Returns 0 when the command runs, or the errno value that stopped it (chdir or exec; the
-/// child then exits with status 127).
-int clawflow_spawn_release(int release);
+/// Lets the child of clawflow_spawn_held or clawflow_fork_supervisor go on and closes
+/// `release`; with `wait`, first waits until the child has (a command: until its exec).
+/// Returns 0, or an errno value: EPIPE when the child is gone, or (with `wait`) the one that
+/// stopped a command (chdir or exec; the child then exits with status 127). Never raises
+/// SIGPIPE.
+int clawflow_release(int release, int wait);
 
 /// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
 int clawflow_pidfd_open(pid_t pid);
@@ -52,12 +54,10 @@ int clawflow_become_subreaper(void);
  * session of its own, no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults,
  * stdin, stdout and stderr on /dev/null, every other descriptor closed (the child must open
  * what it needs again), thread name "clawflow-superv"; it returns only once the parent calls
- * clawflow_release_supervisor, and exits (status 0) if the parent closes `*release` or exits
+ * clawflow_release, and exits (status 0) if the parent closes `*release` or exits
  * without. In the parent: the child's pid and `*release`, or -1 (errno). */
 pid_t clawflow_fork_supervisor(int *release);
 
-/* Lets the child of clawflow_fork_supervisor go on, and closes `release`. 0, or -1 (errno;
- * EPIPE: the child is gone) — never SIGPIPE. */
-int clawflow_release_supervisor(int release);
+
 
 #endif
