@@ -34,25 +34,15 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "floor.h"
 
 static void die(const char *what, const char *name) {
     fprintf(stderr, "droplat: %s %s: %s\n", what, name ? name : "", strerror(errno));
     exit(1);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void report(const char *label, double *lat, int n) {
-    qsort(lat, n, sizeof *lat, cmp_d);
+    qsort(lat, n, sizeof *lat, floor_cmp);
     double med = n % 2 ? lat[n / 2] : (lat[n / 2 - 1] + lat[n / 2]) / 2;
     int i99 = (int)(0.99 * n + 0.999999) - 1; /* nearest-rank p99 */
     if (i99 < 0) i99 = 0;
@@ -72,11 +62,11 @@ static void write_all(const char *path, const char *data, size_t len, int flags)
 /* Wait until `ready()` holds, reading inotify events (any event re-checks). 10 s timeout. */
 static int wait_until(int ifd, int (*ready)(const void *), const void *arg) {
     char buf[64 * 1024] __attribute__((aligned(8)));
-    double deadline = now() + 10;
+    double deadline = floor_now() + 10;
     for (;;) {
         if (ready(arg)) return 0;
         struct pollfd p = {ifd, POLLIN, 0};
-        int ms = (int)((deadline - now()) * 1000);
+        int ms = (int)((deadline - floor_now()) * 1000);
         if (ms <= 0) return -1;
         int r = poll(&p, 1, ms);
         if (r < 0 && errno != EINTR) die("poll", NULL);
@@ -107,13 +97,13 @@ static int run_clawflow(const char *spool, int n) {
         int len = snprintf(body, sizeof body,
                            "{\"kind\":\"task\",\"ownerKey\":\"lat-%d\",\"runtime\":\"cron\",\"runId\":\"lat-%d\"}\n", i, i);
         write_all(tmp, body, len, 0);
-        double t0 = now();
+        double t0 = floor_now();
         if (rename(tmp, new_) < 0) die("rename", tmp);
         if (wait_until(ifd, exists, want) < 0) {
             fprintf(stderr, "droplat: drop lat-%d not applied within 10 s (%s missing)\n", i, want);
             return 1;
         }
-        lat[i] = now() - t0;
+        lat[i] = floor_now() - t0;
     }
     report("clawflow drop -> applied", lat, n);
     return 0;
@@ -182,14 +172,14 @@ static int run_raw(const char *dir, int n) {
         snprintf(to, sizeof to, "%s/x-%d", d, i);
         snprintf(want, sizeof want, "%s/x-%d", e, i);
         write_all(from, body, sizeof body - 1, 0);
-        double t0 = now();
+        double t0 = floor_now();
         if (rename(from, to) < 0) die("rename", from);
         if (wait_until(ifd, exists, want) < 0) {
             fprintf(stderr, "droplat: raw x-%d not written within 10 s\n", i);
             rc = 1;
             break;
         }
-        lat[i] = now() - t0;
+        lat[i] = floor_now() - t0;
     }
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
@@ -223,30 +213,30 @@ static int run_burst(const char *spool, int n) {
     }
     const char *to_env = getenv("BURST_TIMEOUT");
     double timeout = to_env ? atof(to_env) : 600;
-    double t0 = now();
+    double t0 = floor_now();
     for (int i = 0; i < n; i++) {
         snprintf(from, sizeof from, "%s/burst-%d.json", tmpd, i);
         snprintf(to, sizeof to, "%s/burst-%d.json", newd, i);
         if (rename(from, to) < 0) die("rename", from);
     }
-    double t_renamed = now() - t0, last_print = now();
+    double t_renamed = floor_now() - t0, last_print = floor_now();
     long pending, nflows;
     for (;;) {
         pending = count_entries(newd);
         nflows = count_entries(flows) - before;
         if (pending == 0 && nflows >= n) break;
-        if (now() - t0 > timeout) {
+        if (floor_now() - t0 > timeout) {
             fprintf(stderr, "droplat: burst: gave up after %.0f s: %ld drops still in incoming/new, %ld of %d flows\n",
                     timeout, pending, nflows, n);
             return 1;
         }
-        if (now() - last_print > 10) {
-            fprintf(stderr, "  burst: %.0f s: %ld drops waiting, %ld flows made\n", now() - t0, pending, nflows);
-            last_print = now();
+        if (floor_now() - last_print > 10) {
+            fprintf(stderr, "  burst: %.0f s: %ld drops waiting, %ld flows made\n", floor_now() - t0, pending, nflows);
+            last_print = floor_now();
         }
         usleep(20 * 1000);
     }
-    double el = now() - t0;
+    double el = floor_now() - t0;
     printf("burst: %d drops renamed in %.3f s; all applied (%ld flows) after %.3f s = %.0f drops/s\n", n, t_renamed,
            nflows, el, n / el);
     printf("RESULT n=%d seconds=%.3f rate=%.1f rename_s=%.3f\n", n, el, n / el, t_renamed);

@@ -21,105 +21,41 @@
  * pays on this disk.
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void *sync_one(void *fd) {
-    fsync((int)(long)fd);
-    return NULL;
-}
-
-/* fsync every descriptor at once, one thread each. */
-static void barrier(const int *fds, int n) {
-    pthread_t t[16];
-    for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, sync_one, (void *)(long)fds[i]);
-    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
-}
-
-static char bytes[350];
-
-static int new_file(int dir, const char *name) {
-    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, bytes, sizeof bytes) != (ssize_t)sizeof bytes) { perror(name); exit(1); }
-    return fd;
-}
-
-static int open_dir(int at, const char *name) {
-    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) { perror(name); exit(1); }
-    return fd;
-}
+#include "floor.h"
 
 static int tmp, flows, owners, itasks, iowners, applied;
-
 static double t0, t_visible; /* start of the current write, and when its result became visible */
 
 static void raw(int i) {
     char name[64], temp[80];
     snprintf(name, sizeof name, "raw-%d", i);
     snprintf(temp, sizeof temp, ".%s.tmp", name);
-    int fd = new_file(tmp, temp);
+    int fd = floor_new_file(tmp, temp);
     fsync(fd);
     renameat(tmp, temp, flows, name);
-    t_visible = now();
+    t_visible = floor_now();
     fsync(flows);
     close(fd);
 }
 
 static void flow(int i, int indexed) {
-    char id[64], staging[80], target[96], intent[112], link[96];
+    char id[64], target[96], link[96];
     snprintf(id, sizeof id, "%s-%d", indexed ? "indexed" : "layout", i);
-    snprintf(staging, sizeof staging, "%s.staging", id);
     snprintf(target, sizeof target, "../flows/%s", id);
     snprintf(link, sizeof link, "owner-%s", id);
-    snprintf(intent, sizeof intent, ".%s.next", link);
-    mkdirat(tmp, staging, 0700);
-    int dir = open_dir(tmp, staging);
-    mkdirat(dir, "tasks", 0700);
-    int tasks = open_dir(dir, "tasks");
-    int fds[16], n = 0, ownerdir = -1;
-    fds[n++] = new_file(tasks, "task.json");
-    fds[n++] = new_file(dir, "manifest.json");
-    fds[n++] = new_file(dir, "events.jsonl");
-    fds[n++] = tasks;
-    fds[n++] = dir;
-    symlinkat(target, owners, intent);
-    fds[n++] = owners;
+    int extra[4], n = 0, ownerdir = -1, dir, tasks;
     if (indexed) {
         symlinkat(target, itasks, id);
         mkdirat(iowners, link, 0700);
-        ownerdir = open_dir(iowners, link);
+        ownerdir = floor_open_dir(iowners, link);
         symlinkat(target, ownerdir, id);
         symlinkat(target, applied, id);
-        fds[n++] = itasks;
-        fds[n++] = iowners;
-        fds[n++] = ownerdir;
-        fds[n++] = applied;
+        extra[n++] = itasks;
+        extra[n++] = iowners;
+        extra[n++] = ownerdir;
+        extra[n++] = applied;
     }
-    barrier(fds, n);
-    renameat2(tmp, staging, flows, id, RENAME_NOREPLACE);
-    renameat(owners, intent, owners, link);
-    t_visible = now();
-    int second[2] = {flows, owners};
-    barrier(second, 2);
-    for (int k = 0; k < 3; k++) close(fds[k]);
+    floor_new_flow(tmp, flows, owners, id, link, extra, n, &dir, &tasks, &t_visible);
     close(tasks);
     close(dir);
     if (ownerdir >= 0) close(ownerdir);
@@ -129,16 +65,15 @@ int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: layoutfloor DIR N\n"); return 2; }
     int n = atoi(argv[2]);
     if (n < 1 || mkdir(argv[1], 0700) != 0) { perror(argv[1]); return 1; }
-    memset(bytes, 'x', sizeof bytes);
-    int root = open_dir(AT_FDCWD, argv[1]);
+    int root = floor_open_dir(AT_FDCWD, argv[1]);
     const char *dirs[] = {"tmp", "flows", "owners", "index", "index/tasks", "index/owners", "applied"};
     for (int k = 0; k < 7; k++) mkdirat(root, dirs[k], 0700);
-    tmp = open_dir(root, "tmp");
-    flows = open_dir(root, "flows");
-    owners = open_dir(root, "owners");
-    itasks = open_dir(root, "index/tasks");
-    iowners = open_dir(root, "index/owners");
-    applied = open_dir(root, "applied");
+    tmp = floor_open_dir(root, "tmp");
+    flows = floor_open_dir(root, "flows");
+    owners = floor_open_dir(root, "owners");
+    itasks = floor_open_dir(root, "index/tasks");
+    iowners = floor_open_dir(root, "index/owners");
+    applied = floor_open_dir(root, "applied");
     double *lat[3], *vis[3];
     for (int m = 0; m < 3; m++) {
         lat[m] = malloc(n * sizeof(double));
@@ -146,9 +81,9 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < n; i++) {
         for (int m = 0; m < 3; m++) {
-            t0 = now();
+            t0 = floor_now();
             if (m == 0) raw(i); else flow(i, m == 2);
-            lat[m][i] = now() - t0;
+            lat[m][i] = floor_now() - t0;
             vis[m][i] = t_visible - t0;
         }
     }
@@ -158,8 +93,8 @@ int main(int argc, char **argv) {
     int i99 = (int)(0.99 * n + 0.999999) - 1; /* nearest rank */
     if (i99 < 0) i99 = 0;
     for (int m = 0; m < 3; m++) {
-        qsort(lat[m], n, sizeof(double), cmp);
-        qsort(vis[m], n, sizeof(double), cmp);
+        qsort(lat[m], n, sizeof(double), floor_cmp);
+        qsort(vis[m], n, sizeof(double), floor_cmp);
         med[m] = lat[m][n / 2];
         p99[m] = lat[m][i99];
         vmed[m] = vis[m][n / 2];

@@ -1,0 +1,100 @@
+/*
+ * floor.h: the pieces the C benchmarks share (droplat.c, layoutfloor.c, runfloor.c): a
+ * clock, a sort order, and the spool layout's durable writes in plain C, without clawflow.
+ * Each program is one file plus this header (`cc -O2 -pthread prog.c`); define _GNU_SOURCE
+ * before including it.
+ */
+#ifndef CLAWFLOW_BENCH_FLOOR_H
+#define CLAWFLOW_BENCH_FLOOR_H
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* CLOCK_MONOTONIC in seconds. */
+static inline double floor_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* qsort order of doubles, ascending. */
+static inline int floor_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline void floor_fail(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static inline void *floor_sync_one(void *fd) {
+    fsync((int)(long)fd);
+    return NULL;
+}
+
+/* fsync every descriptor at once, one thread each (at most 16). */
+static inline void floor_barrier(const int *fds, int n) {
+    pthread_t t[16];
+    for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, floor_sync_one, (void *)(long)fds[i]);
+    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+}
+
+/* A new file `name` in `dir` holding a 350-byte record; returns it open (not flushed). */
+static inline int floor_new_file(int dir, const char *name) {
+    static char record[350];
+    if (record[0] == 0) memset(record, 'x', sizeof record);
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, record, sizeof record) != (ssize_t)sizeof record) floor_fail(name);
+    return fd;
+}
+
+static inline int floor_open_dir(int at, const char *name) {
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) floor_fail(name);
+    return fd;
+}
+
+/*
+ * The least a new one-task flow needs by spec §4: a staging directory in `tmp` with tasks/,
+ * the task file, manifest.json and events.jsonl, and the owner-link intent owners/.<link>.next;
+ * all of it fsynced at once together with the `extra` descriptors (barrier 1); the rename of
+ * the staging directory to flows/<id> and of the intent over owners/<link> (then *visible is
+ * set: the flow can be found); flows/ and owners/ fsynced together (barrier 2). 6 new inodes,
+ * two rounds of flushes. Returns the flow's directory in *dir and its tasks/ in *tasks, open.
+ */
+static inline void floor_new_flow(int tmp, int flows, int owners, const char *id, const char *link,
+                           const int *extra, int n_extra, int *dir, int *tasks, double *visible) {
+    char staging[256], target[256], intent[256];
+    snprintf(staging, sizeof staging, "%s.staging", id);
+    snprintf(target, sizeof target, "../flows/%s", id);
+    snprintf(intent, sizeof intent, ".%s.next", link);
+    if (mkdirat(tmp, staging, 0700) != 0) floor_fail(staging);
+    *dir = floor_open_dir(tmp, staging);
+    if (mkdirat(*dir, "tasks", 0700) != 0) floor_fail("tasks");
+    *tasks = floor_open_dir(*dir, "tasks");
+    int fds[16], n = 0;
+    fds[n++] = floor_new_file(*tasks, "task.json");
+    fds[n++] = floor_new_file(*dir, "manifest.json");
+    fds[n++] = floor_new_file(*dir, "events.jsonl");
+    fds[n++] = *tasks;
+    fds[n++] = *dir;
+    if (symlinkat(target, owners, intent) != 0) floor_fail(intent);
+    fds[n++] = owners;
+    for (int k = 0; k < n_extra && n < 16; k++) fds[n++] = extra[k];
+    floor_barrier(fds, n);
+    if (renameat2(tmp, staging, flows, id, RENAME_NOREPLACE) != 0) floor_fail("rename flow");
+    if (renameat(owners, intent, owners, link) != 0) floor_fail("rename owner link");
+    *visible = floor_now();
+    int second[2] = {flows, owners};
+    floor_barrier(second, 2);
+    for (int k = 0; k < 3; k++) close(fds[k]);
+}
+
+#endif
