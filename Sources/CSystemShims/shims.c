@@ -194,6 +194,31 @@ static void clawflow_wait_for_release(int held) {
     if (n != 1 || go != 'g') _exit(0);
 }
 
+/* The descriptors of a held-fork child: stdin from /dev/null, stdout and stderr to stdout_fd
+ * (or /dev/null when it is -1), and nothing else of the parent's (no lock, inotify or spool
+ * descriptor, no pipe someone waits on for EOF) but the held end of the pair, which is
+ * returned: moved above 9 first (the parent may have had 0-2 closed), close-on-exec. -1 when
+ * it could not be kept. Async-signal-safe. */
+static int clawflow_child_descriptors(int pair_end, int stdout_fd) {
+    int held = fcntl(pair_end, F_DUPFD_CLOEXEC, 10);
+    int in = open("/dev/null", O_RDONLY);
+    if (in >= 0 && in != 0) { dup2(in, 0); close(in); }
+    if (stdout_fd >= 0) {
+        dup2(stdout_fd, 1);
+        dup2(stdout_fd, 2);
+    } else {
+        int out = open("/dev/null", O_WRONLY);
+        if (out >= 0) { dup2(out, 1); dup2(out, 2); if (out > 2) close(out); }
+    }
+    if (held < 0) {
+        (void)syscall(SYS_close_range, 3, ~0U, 0);
+    } else {
+        if (held > 3) (void)syscall(SYS_close_range, 3, held - 1, 0);
+        (void)syscall(SYS_close_range, held + 1, ~0U, 0);
+    }
+    return held;
+}
+
 int clawflow_release(int release, int wait) {
     char go = 'g';
     ssize_t n;
@@ -238,19 +263,7 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
     sigset_t none;
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    int held = fcntl(pair_end, F_DUPFD_CLOEXEC, 10); /* closes itself when exec succeeds */
-    int in = open("/dev/null", O_RDONLY);
-    if (in >= 0 && in != 0) { dup2(in, 0); close(in); }
-    if (stdout_fd >= 0) {
-        dup2(stdout_fd, 1);
-        dup2(stdout_fd, 2);
-    } else {
-        int out = open("/dev/null", O_WRONLY);
-        if (out >= 0) { dup2(out, 1); dup2(out, 2); if (out > 2) close(out); }
-    }
-    /* Nothing of the parent's but 0, 1, 2 (and the hold): no lock, inotify or spool descriptor. */
-    if (held > 3) (void)syscall(SYS_close_range, 3, held - 1, 0);
-    (void)syscall(SYS_close_range, held + 1, ~0U, 0);
+    int held = clawflow_child_descriptors(pair_end, stdout_fd); /* closes itself when exec succeeds */
     int e = 0;
     if (held < 0) e = EMFILE;
     else if (cwd != NULL && chdir(cwd) != 0) e = errno;
@@ -279,22 +292,10 @@ pid_t clawflow_fork_supervisor(int *release) {
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
     for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
-    /* Our end of the pair out of the way of 0-2 first (the parent may have had them closed). */
-    int held = fcntl(pair_end, F_DUPFD_CLOEXEC, 10);
-    int fd = open("/dev/null", O_RDWR);
-    if (fd >= 0) {
-        dup2(fd, 0);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        if (fd > 2) close(fd);
-    }
-    /* Nothing else of the parent's: a descriptor someone waits on for EOF (a pipe, the
-     * socket a process launcher watches) must close when `run` exits, not when this does. */
-    if (held >= 0) dup2(held, 3);
-    closefrom(4);
+    int held = clawflow_child_descriptors(pair_end, -1);
     (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
     /* Held until the parent has recorded this process as the supervisor, or gave up. */
-    clawflow_wait_for_release(held >= 0 ? 3 : -1);
-    close(3);
+    clawflow_wait_for_release(held);
+    close(held);
     return 0;
 }
