@@ -1,60 +1,7 @@
 import CSystemShims
+import ClawflowSpool
 import Glibc
 import SystemPackage
-
-/// A process as /proc shows it: its id and start time tell a live process from a reused pid.
-public struct ProcessIdentity: Sendable, Equatable {
-    /// The process id.
-    public var pid: Int32
-    /// Field 22 of /proc/<pid>/stat: clock ticks after boot when it started.
-    public var startTime: Int64
-
-    /// The identity of a running (not zombie) process, or nil when there is none.
-    public static func of(_ pid: Int32) -> ProcessIdentity? {
-        guard let stat = ProcStat(pid: pid), stat.state != "Z", stat.state != "X" else { return nil }
-        return ProcessIdentity(pid: pid, startTime: stat.startTime)
-    }
-
-    /// This process.
-    public static var current: ProcessIdentity { of(getpid())! }
-
-    /// Whether this exact process (same pid, same start time) still runs.
-    public var isAlive: Bool { ProcessIdentity.of(pid) == self }
-}
-
-/// The fields of /proc/<pid>/stat clawflow uses.
-struct ProcStat {
-    var state: Character
-    var processGroup: Int32
-    var startTime: Int64
-
-    init?(pid: Int32) {
-        guard let text = ProcStat.read("/proc/\(pid)/stat") else { return nil }
-        self.init(text: text)
-    }
-
-    /// Parses a stat line; the command name (field 2) may hold spaces and parentheses, so
-    /// fields are counted after its last ')'.
-    init?(text: String) {
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let rest = text[text.index(after: close)...].split(separator: " ")
-        // rest[0] is field 3 (state); field n is rest[n - 3].
-        guard rest.count > 19, let state = rest[0].first, let pgrp = Int32(rest[2]), let start = Int64(rest[19]) else { return nil }
-        self.state = state
-        processGroup = pgrp
-        startTime = start
-    }
-
-    static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n], as: UTF8.self)
-    }
-}
 
 /// Process groups: signals and the question whether any member is left.
 public enum ProcessGroup {

@@ -93,11 +93,11 @@ extension Spool {
     func strayTempFiles() -> [FilePath] {
         var out: [FilePath] = []
         for entry in (try? tmpFD.entries()) ?? [] {
-            if let pid = Layout.stagingPid(entry.name), !isAlive(pid) { out.append(root.appending("tmp").appending(entry.name)) }
+            if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(root.appending("tmp").appending(entry.name)) }
         }
         for (fd, path) in [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, "")] {
             for entry in (try? fd.entries()) ?? [] {
-                guard let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) else { continue }
+                guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
                 out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))
             }
         }

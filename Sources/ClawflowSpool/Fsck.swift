@@ -83,7 +83,7 @@ extension Spool {
             case Layout.tasks: .directory
             default: nil
             }
-            classify(entry.name, kind: kind, expected: expected, path: path.appending(entry.name), into: &report)
+            classify(entry.name, in: dir, kind: kind, expected: expected, path: path.appending(entry.name), into: &report)
         }
         let flow: FlowRecord
         do { flow = try readManifest(in: dir, flowId: flowId) } catch {
@@ -96,7 +96,7 @@ extension Spool {
             for entry in (try? tasksDir.entries()) ?? [] {
                 let kind = (try? tasksDir.statusAt(entry.name))?.kind ?? entry.kind
                 let base = entry.name.hasSuffix(".json") ? String(entry.name.dropLast(5)) : entry.name.hasSuffix(".log") ? String(entry.name.dropLast(4)) : ""
-                classify(entry.name, kind: kind, expected: Identifier.isValid(base) ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
+                classify(entry.name, in: tasksDir, kind: kind, expected: Identifier.isValid(base) ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
             }
             tasksDir.closeQuietly()
         } else {
@@ -123,10 +123,10 @@ extension Spool {
     }
 
     /// Sorts a directory entry into fine, debris (a note) or out of place (a finding).
-    private func classify(_ name: String, kind: FileKind, expected: FileKind?, path: FilePath, into report: inout FsckReport) {
+    private func classify(_ name: String, in dir: FileDescriptor, kind: FileKind, expected: FileKind?, path: FilePath, into report: inout FsckReport) {
         if let expected, kind == expected { return }
         if kind == .regular, let pid = Layout.tempWriterPid(name) {
-            let live = isAlive(pid)
+            let live = writerMayRun(pid, entry: name, in: dir)
             report.notes.append(FsckFinding(code: "temp_debris", path: path.string, message: live ? "a temp file of running writer \(pid)" : "a temp file left by writer \(pid), which is gone"))
             return
         }
@@ -260,8 +260,10 @@ extension Spool {
         }
     }
 
-    func isAlive(_ pid: Int32) -> Bool {
-        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    /// Whether writer `pid`, named in temp entry `name` of `dir`, may still be at work on it.
+    /// A pid reused by a newer process does not count (`ProcessIdentity.mayHaveWritten`).
+    func writerMayRun(_ pid: Int32, entry name: String, in dir: FileDescriptor) -> Bool {
+        ProcessIdentity.mayHaveWritten(pid: pid, modifiedMilliseconds: try? dir.statusAt(name).modifiedMilliseconds)
     }
 
     // MARK: - Repair
@@ -359,7 +361,7 @@ extension Spool {
         // Temp files of dead writers in every directory clawflow writes.
         func sweep(_ dir: FileDescriptor, _ path: FilePath) {
             for e in (try? dir.entries()) ?? [] {
-                guard let pid = Layout.tempWriterPid(e.name), !isAlive(pid) else { continue }
+                guard let pid = Layout.tempWriterPid(e.name), !writerMayRun(pid, entry: e.name, in: dir) else { continue }
                 try? dir.removeAt(e.name)
                 report.repairs.append("removed temp debris \(path.appending(e.name))")
             }
@@ -376,7 +378,7 @@ extension Spool {
             dir.closeQuietly()
         }
         for e in (try? tmpFD.entries()) ?? [] {
-            if let pid = Layout.stagingPid(e.name), isAlive(pid) { continue }
+            if let pid = Layout.stagingPid(e.name), writerMayRun(pid, entry: e.name, in: tmpFD) { continue }
             removeStaging(e.name)
             report.repairs.append("removed the unfinished flow tmp/\(e.name)")
         }

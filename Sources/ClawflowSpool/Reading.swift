@@ -88,7 +88,7 @@ extension Spool {
         var snap = try readFlow(in: dir, flowId: flowId)
         if withDebris {
             for entry in (try? dir.entries(rewind: false)) ?? [] {
-                if let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) { snap.debris.append(flowPath(flowId).appending(entry.name)) }
+                if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: dir) { snap.debris.append(flowPath(flowId).appending(entry.name)) }
             }
         }
         return snap
@@ -114,7 +114,7 @@ extension Spool {
         var problems: [RecordProblem] = []
         var debris: [FilePath] = []
         for entry in entries where entry.name.hasPrefix(".") {
-            if let pid = Layout.tempWriterPid(entry.name), !isAlive(pid) { debris.append(tasksPath.appending(entry.name)) }
+            if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tasksDir) { debris.append(tasksPath.appending(entry.name)) }
         }
         for entry in entries where !entry.name.hasPrefix(".") && entry.name.hasSuffix(".json") {
             let taskId = String(entry.name.dropLast(5))

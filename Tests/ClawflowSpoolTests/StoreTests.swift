@@ -207,3 +207,53 @@ struct MutationTests {
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "garbage")
     }
 }
+
+@Suite("Debris of writers that are gone")
+struct DebrisTests {
+    /// Sets a path's modification time (seconds since the epoch), without following a symlink.
+    func setModified(_ path: String, seconds: Int) {
+        var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0)
+    }
+
+    @Test("a pid counts as the writer only if its process started before the entry last changed")
+    func writerIdentity() {
+        let me = getpid()
+        let now = Int64(time(nil)) * 1000
+        #expect(ProcessIdentity.mayHaveWritten(pid: me, modifiedMilliseconds: now))
+        // This process started after 2001: it cannot have written an entry changed then.
+        #expect(!ProcessIdentity.mayHaveWritten(pid: me, modifiedMilliseconds: 1_000_000_000_000))
+        #expect(ProcessIdentity.mayHaveWritten(pid: me, modifiedMilliseconds: nil))
+        #expect(!ProcessIdentity.mayHaveWritten(pid: 0, modifiedMilliseconds: now))
+        let started = ProcessIdentity.current.startedAtMilliseconds
+        #expect(started <= now + 1000 && started > now - 86_400_000 * 365, "started at \(started), now \(now)")
+    }
+
+    @Test("debris named with a pid that a newer process now holds is removed by fsck --repair; a live writer's is kept")
+    func reusedPid() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let flow = try spool.addTaskInNewFlow(ownerKey: "debris", task: NewTask(runtime: "cron", status: .running), goal: nil, source: "test").0.flow.flowId
+        let me = getpid()
+        // The same pid as this test process, but changed long before this process started:
+        // that pid's writer died and the kernel handed the number on.
+        let oldStaging = tmp.file("tmp/\(Spool.newId()).\(me)")
+        let oldTemp = tmp.file("flows/\(flow)/.manifest.json.\(me).ab12.tmp")
+        let liveStaging = tmp.file("tmp/\(Spool.newId()).\(me)")
+        for dir in [oldStaging, liveStaging] { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false) }
+        #expect(FileManager.default.createFile(atPath: oldTemp, contents: Data("{}".utf8)))
+        setModified(oldStaging, seconds: 1_000_000_000)
+        setModified(oldTemp, seconds: 1_000_000_000)
+
+        let before = try spool.fsck(repair: false)
+        let tempNote = try #require(before.notes.first { $0.path == oldTemp })
+        #expect(tempNote.message.contains("which is gone"), "\(tempNote.message)")
+
+        let report = try spool.fsck(repair: true)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+        #expect(!FileManager.default.fileExists(atPath: oldStaging))
+        #expect(!FileManager.default.fileExists(atPath: oldTemp))
+        #expect(FileManager.default.fileExists(atPath: liveStaging), "the staging directory of a running writer is kept")
+        #expect(report.repairs.contains { $0.contains(oldStaging.split(separator: "/").last!) }, "\(report.repairs)")
+    }
+}
