@@ -10,7 +10,8 @@
 #      is final; and the latency from each `run` returning to its task's startedAt.
 # Prints per filesystem the three wall times, the floor's and clawflow's ratio to nq (target:
 # clawflow within 1.5x of nq) and the median run -> running latency; then the start-up cost of
-# a Swift hello world for scale. Nothing asserts a timing.
+# a Swift hello world and of clawflow's own start and argument parsing for scale. Nothing
+# asserts a timing.
 #
 # Environment knobs: BENCH_RUN_N (500), BENCH_SKIP_BUILD=1 (use .build-release as built).
 set -euo pipefail
@@ -147,7 +148,22 @@ if swiftc -O -static-stdlib "$HERE/hello.swift" -o "$WORK/hello" >/dev/null 2>&1
     SWIFT_FLOOR=$(awk -v f="$FLOOR_S" -v h="$HELLO_S" -v t="$TRUE_S" -v q="$NQ_S" 'BEGIN { printf "%.3f s = %.2fx nq", f + h - t, (f + h - t) / q }')
     SWIFT_LINE="start-up alone, $N starts on /tmp: a static-runtime Swift hello world $HELLO_S s, /bin/true $TRUE_S s; the C floor plus that difference (the least a Swift run could take there): $SWIFT_FLOOR"
 fi
+# clawflow's own start and parse: `run` with every option a real one has but no command is
+# parsed in full (swift-argument-parser) and refused with a usage error (exit 64) before it
+# opens the spool. Its time less /bin/true's, added to the floor: what a run by this binary
+# would take if all its work after parsing were as cheap as runfloor.c's.
+PARSE_LINE="clawflow start and parse: not measured"
+t0=$(now)
+for ((i = 0; i < N; i++)); do "$BIN" --spool "$WORK/tmp/spool" run --owner "b-$i" 2>>"$WORK/parse.err" && fail "run without a command succeeded"; done
+t1=$(now)
+[[ $(grep -c 'Give the command after --' "$WORK/parse.err") == "$N" ]] || fail "run without a command: unexpected errors: $(sort -u "$WORK/parse.err" | head -3)"
+if [[ -n "${TRUE_S:-}" ]]; then
+    PARSE_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    PARSE_FLOOR=$(awk -v f="$FLOOR_S" -v p="$PARSE_S" -v t="$TRUE_S" -v q="$NQ_S" 'BEGIN { printf "%.3f s = %.2fx nq", f + p - t, (f + p - t) / q }')
+    PARSE_LINE="clawflow start and parse alone, $N starts of \`run --owner K\` with no command (usage error, exit 64, no spool access): $PARSE_S s; the C floor plus its difference from /bin/true (run's work as cheap as C, after clawflow's own start): $PARSE_FLOOR"
+fi
 
 printf '\n== clawflow run beside nq ==\n'
 printf '%s\n' "${LINES[@]}"
 printf '%s\n' "$SWIFT_LINE"
+printf '%s\n' "$PARSE_LINE"

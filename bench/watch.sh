@@ -79,6 +79,7 @@ DROPLAT="$SHM/bin/droplat" MKSPOOL="$SHM/bin/mkspool" LAYOUTFLOOR="$SHM/bin/layo
 # first full scan to be logged ("full scan: N flows, M watched").
 start_watcher() {
     local spool=$1 log=$2 i
+    : >"$log" # exists before the first look (the background job opens it in its own time)
     "$BIN" --spool "$spool" watch --log-level debug 2>"$log" &
     WATCHER_PID=$!
     for ((i = 0; i < 1200; i++)); do
