@@ -124,14 +124,21 @@ public struct Supervisor: Sendable {
             "pid": .int(Int64(pid)), "pgid": .int(Int64(pid)), "procStartTime": .int(start),
             "supervisorPid": .int(Int64(me.pid)), "supervisorStartTime": .int(me.startTime),
         ])
-        let cancelRequested = try record(taskId, running)
+        if try record(taskId, running) {
+            // Cancelled (or ended by someone else) before its exec: the held child is let go
+            // unreleased and exits without running anything.
+            _ = consume held
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            try record(taskId, TaskUpdate(status: .cancelled, fields: ["error": .string("cancelled before the command started")]))
+            return
+        }
         if let error = held.start() {
             var status: Int32 = 0
             while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
             try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }
-        if cancelRequested { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
 
         // Wait for the command, ending its group at the deadline.
         let deadline = task.integer("timeoutSeconds").map { monotonicSeconds() + Double($0) }
@@ -189,7 +196,8 @@ public struct Supervisor: Sendable {
 
     /// Writes an update of the task (nothing when the task is already final, e.g. cancelled
     /// by `flows cancel` meanwhile); with `supervisor`, the same write queues a sequence's
-    /// next step (`queueNextStep`). Returns whether the task has a cancel request.
+    /// next step (`queueNextStep`). Returns whether the task is final already or has a cancel
+    /// request: then its command must not start, or must be ended.
     @discardableResult
     func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(RunnerError) -> Bool {
         do {

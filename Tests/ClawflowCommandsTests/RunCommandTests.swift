@@ -212,6 +212,37 @@ struct RunCommandTests {
         #expect(seen["pid"] as? Int != nil && seen["pid"] as? Int == tasksOf(shown).first?["pid"] as? Int)
     }
 
+    @Test("a command cancelled after its supervisor took it up, before it was recorded running, never starts")
+    func cancelledBeforeStart() throws {
+        let tmp = TemporarySpool()
+        tmp.value(["init"])
+        let trace = tmp.parent + "/trace"
+        // run and its supervisor trace their execs, with every fork (clone) 500 ms slow. The
+        // supervisor opens the task's log, then forks the held command: the cancel lands in
+        // that fork's delay, after the supervisor took the task up and before it records it
+        // running. A command that starts shows up in the trace as an execve of its own.
+        let script = """
+        strace -f -o "$TRACE" -e trace=execve,clone -e inject=clone:delay_enter=500000 -- \\
+          "$CLAWFLOW" --spool "$SPOOL" run --owner early -- sh -c 'echo started' >/dev/null &
+        i=0
+        until ls "$SPOOL"/flows/*/tasks/*.log >/dev/null 2>&1; do i=$((i + 1)); [ $i -lt 1000 ] || exit 3; sleep 0.01; done
+        "$CLAWFLOW" --spool "$SPOOL" flows cancel early --grace 1s || exit 4
+        wait
+        """
+        let r = runProgram("/bin/sh", ["-c", script], set: ["TRACE": trace, "CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path])
+        #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        #expect(r.stdout.contains("Cancelled"), "\(r.stdout)")
+        let execs = (try? String(contentsOfFile: trace, encoding: .utf8))?.split(separator: "\n").filter { $0.contains("execve(") } ?? []
+        let own = "execve(\"\(Clawflow.binary)\""
+        #expect(execs.contains { $0.contains(own) }, "the trace saw clawflow's own exec: \(execs)")
+        #expect(!execs.contains { !$0.contains(own) }, "the command was started: \(execs)")
+        let shown = tmp.json(["flows", "show", "early"])
+        #expect(shown["status"] as? String == "cancelled")
+        #expect(tasksOf(shown).first?["status"] as? String == "cancelled")
+        let taskId = tasksOf(shown).first?["taskId"] as? String ?? "-"
+        #expect(tmp.run(["logs", taskId]).stdout.isEmpty)
+    }
+
     @Test("a program that is not found or not executable fails its task with exit code 127 and the reason in its log")
     func notStarted() throws {
         let tmp = TemporarySpool()
