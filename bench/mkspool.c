@@ -13,6 +13,7 @@
  *   flows/<flowId>/manifest.json, flows/<flowId>/tasks/<taskId>.json, flows/<flowId>/events.jsonl,
  *   index/tasks/<taskId> -> ../../flows/<flowId>,
  *   index/owners/<name>/<flowId> -> ../../../flows/<flowId>,
+ * the empty run index (index/runs/ with its .complete file: no task here has a run id),
  * and, after all flows, owners/<name> -> ../flows/<pick> for every owner, where the pick is
  * the owner's newest non-terminal flow, else its newest flow, and the empty incoming/tmp,
  * incoming/new, incoming/claimed, incoming/applied, rejected, tmp and run directories.
@@ -416,7 +417,7 @@ int main(int argc, char **argv) {
 
     if (mkdir(root, 0700) != 0 && errno != EEXIST) die("mkdir", root);
     rootfd = open_dir(AT_FDCWD, root);
-    static const char *dirs[] = {"flows", "owners", "index", "index/owners", "index/tasks", "incoming",
+    static const char *dirs[] = {"flows", "owners", "index", "index/owners", "index/tasks", "index/runs", "incoming",
                                  "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied",
                                  "rejected", "tmp", "run"};
     for (size_t k = 0; k < sizeof dirs / sizeof *dirs; k++) mkdir_at(rootfd, dirs[k]);
@@ -424,6 +425,10 @@ int main(int argc, char **argv) {
     ownersfd = open_dir(rootfd, "owners");
     ownerixfd = open_dir(rootfd, "index/owners");
     taskixfd = open_dir(rootfd, "index/tasks");
+    /* No task written here has a run id, so the empty run index is complete. */
+    int done = openat(rootfd, "index/runs/.complete", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (done < 0) die("create", "index/runs/.complete");
+    close(done);
 
     /* Two workers (the machine has two cores; the work is mostly kernel time), each on a
      * range of whole owner groups. Small spools are built in one process. */

@@ -40,6 +40,7 @@ extension Spool {
     private func check(into report: inout FsckReport) throws(SpoolError) {
         var flowsByOwner: [String: [FlowRecord]] = [:]
         var taskOwners: [String: String] = [:]
+        var taskRuns: [String: String] = [:]
         let flowsPath = root.appending("flows")
         let entries: [DirectoryEntry]
         do { entries = try flowsFD.entries() } catch { throw SpoolError.io("Listing", flowsPath, error) }
@@ -54,7 +55,7 @@ extension Spool {
                 report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word), not a flow directory"))
                 continue
             }
-            checkFlowDirectory(entry.name, into: &report, flowsByOwner: &flowsByOwner, taskOwners: &taskOwners)
+            checkFlowDirectory(entry.name, into: &report, flowsByOwner: &flowsByOwner, taskOwners: &taskOwners, taskRuns: &taskRuns)
         }
         let readable = Set(flowsByOwner.values.joined().map(\.flowId))
         let unreadable = Set(entries.map(\.name).filter { Identifier.isValid($0) && !readable.contains($0) && flowExists($0) })
@@ -64,12 +65,13 @@ extension Spool {
         }
         checkOwnerLinks(claims, unreadable: unreadable, into: &report)
         checkIndexes(flowsByOwner, taskOwners, into: &report)
+        checkRunIndex(taskOwners, taskRuns, into: &report)
         for entry in (try? tmpFD.entries()) ?? [] {
             report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
         }
     }
 
-    private func checkFlowDirectory(_ flowId: String, into report: inout FsckReport, flowsByOwner: inout [String: [FlowRecord]], taskOwners: inout [String: String]) {
+    private func checkFlowDirectory(_ flowId: String, into report: inout FsckReport, flowsByOwner: inout [String: [FlowRecord]], taskOwners: inout [String: String], taskRuns: inout [String: String]) {
         let path = flowPath(flowId)
         guard let dir = try? flowsFD.openDirectoryAt(flowId) else {
             report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) cannot be opened as a directory"))
@@ -112,7 +114,10 @@ extension Spool {
         for p in problems where !misplaced.contains(p.path.string) {
             report.findings.append(FsckFinding(code: "unreadable_record", path: p.path.string, message: p.message))
         }
-        for t in tasks { taskOwners[t.taskId] = flowId }
+        for t in tasks {
+            taskOwners[t.taskId] = flowId
+            if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
+        }
         if problems.isEmpty, Rules.reconcile(flow, tasks: tasks, at: Spool.now()) != flow {
             if tasks.contains(where: { ($0.integer("flowRevision") ?? 0) > flow.revision }) {
                 report.notes.append(FsckFinding(code: "interrupted_write", path: path.appending(Layout.manifest).string, message: "a write to flow \(flowId) stopped between a task file and the manifest; the next write to the flow or fsck --repair completes it"))
@@ -260,6 +265,103 @@ extension Spool {
         }
     }
 
+    /// What an entry `index/runs/<name>/<taskId>` should be: backed (a task with a run id
+    /// that encodes to `name`, in the flow the link names), kept (its task file is there but
+    /// unreadable), or dangling.
+    private func runIndexEntry(_ name: String, _ taskId: String, in dir: FileDescriptor, _ taskOwners: [String: String], _ taskRuns: [String: String]) -> (backed: Bool, keep: Bool) {
+        let text = try? dir.readLinkAt(taskId)
+        let target = text.flatMap { $0.hasPrefix("../../../flows/") ? String($0.dropFirst(15)) : nil }
+        if let run = taskRuns[taskId], OwnerKey.linkName(run) == name, target == taskOwners[taskId] { return (true, true) }
+        if taskOwners[taskId] == nil, let target, Identifier.isValid(target), taskFileExists(flowId: target, taskId: taskId) { return (false, true) }
+        return (false, false)
+    }
+
+    /// `index/runs`: there, complete (its marker), every task with a run id listed, and
+    /// every entry backed by such a task.
+    private func checkRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) {
+        let indexPath = root.appending("index/runs")
+        guard let index = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs")) else {
+            report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "there is no run index (the spool was made before it existed): run ids are looked up by reading every flow until fsck --repair builds it"))
+            return
+        }
+        defer { if runIndexFD == nil { index.closeQuietly() } }
+        let complete = (try? index.statusAt(Layout.runIndexComplete)) != nil
+        if !complete {
+            report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "the run index is not complete (its build was interrupted): run ids are looked up by reading every flow until fsck --repair completes it"))
+        }
+        var listed = Set<String>()
+        for entry in (try? index.entries()) ?? [] where !entry.name.hasPrefix(".") {
+            guard let dir = try? index.openDirectoryAt(entry.name) else {
+                report.findings.append(FsckFinding(code: "unexpected_entry", path: indexPath.appending(entry.name).string, message: "\(indexPath.appending(entry.name)) is not a directory of the run index"))
+                continue
+            }
+            defer { dir.closeQuietly() }
+            for e in (try? dir.entries()) ?? [] {
+                let verdict = runIndexEntry(entry.name, e.name, in: dir, taskOwners, taskRuns)
+                if verdict.backed { listed.insert(e.name) } else if !verdict.keep {
+                    report.notes.append(FsckFinding(code: "dangling_index", path: indexPath.appending(entry.name).appending(e.name).string, message: "a run index entry for a task that does not exist or has another run id"))
+                }
+            }
+        }
+        guard complete else { return }
+        for (taskId, run) in taskRuns where !listed.contains(taskId) {
+            report.findings.append(FsckFinding(code: "missing_index", path: indexPath.appending(OwnerKey.linkName(run)).appending(taskId).string, message: "task \(taskId) of flow \(taskOwners[taskId] ?? "?") is missing from the index of its run id"))
+        }
+    }
+
+    /// Builds or completes `index/runs` (root lock held): dangling entries out, every task
+    /// with a run id in, then the marker that says it is complete.
+    private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) throws(SpoolError) {
+        let indexPath = root.appending("index/runs")
+        let index: FileDescriptor
+        do {
+            if (try? rootFD.statusAt("index/runs")) == nil {
+                try rootFD.makeDirectoryAt("index/runs", existingIsFine: true)
+                let parent = try rootFD.openDirectoryAt("index")
+                defer { parent.closeQuietly() }
+                try parent.synchronize()
+            }
+            index = try rootFD.openDirectoryAt("index/runs")
+        } catch {
+            throw SpoolError.io("Building the run index in", indexPath, error)
+        }
+        defer { index.closeQuietly() }
+        let wasComplete = (try? index.statusAt(Layout.runIndexComplete)) != nil
+        for entry in (try? index.entries()) ?? [] where !entry.name.hasPrefix(".") {
+            guard let dir = try? index.openDirectoryAt(entry.name) else { continue }
+            for e in (try? dir.entries()) ?? [] where !runIndexEntry(entry.name, e.name, in: dir, taskOwners, taskRuns).keep {
+                try? dir.removeAt(e.name)
+                report.repairs.append("removed the dangling run index entry \(entry.name)/\(sanitized(e.name))")
+            }
+            try? dir.synchronize()
+            dir.closeQuietly()
+            try? index.removeAt(entry.name, directory: true)  // fails, harmlessly, while entries remain
+        }
+        var added = 0
+        for (taskId, run) in taskRuns.sorted(by: { $0.key < $1.key }) {
+            let name = OwnerKey.linkName(run)
+            let target = "../../../flows/" + (taskOwners[taskId] ?? "")
+            do {
+                try index.makeDirectoryAt(name, existingIsFine: true)
+                let dir = try index.openDirectoryAt(name)
+                defer { dir.closeQuietly() }
+                guard (try? dir.readLinkAt(taskId)) != target else { continue }
+                try? dir.removeAt(taskId)
+                try dir.symlinkAt(taskId, target: target)
+                try dir.synchronize()
+            } catch {
+                throw SpoolError.io("Indexing task \(taskId) under its run id in", indexPath.appending(name), error)
+            }
+            added += 1
+            if wasComplete { report.repairs.append("indexed task \(taskId) under its run id") }
+        }
+        try DurableFile.sync(index, indexPath)
+        if !wasComplete {
+            try DurableFile.replace(in: index, name: Layout.runIndexComplete, bytes: [], directoryPath: indexPath)
+            report.repairs.append("built the run index (\(added) task(s) with a run id)")
+        }
+    }
+
     /// Whether writer `pid`, named in temp entry `name` of `dir`, may still be at work on it.
     /// A pid reused by a newer process does not count (`ProcessIdentity.mayHaveWritten`).
     func writerMayRun(_ pid: Int32, entry name: String, in dir: FileDescriptor) -> Bool {
@@ -286,12 +388,16 @@ extension Spool {
         removeDebris(into: &report)
         var keys = Set<String>()
         var taskOwners: [String: String] = [:]
+        var taskRuns: [String: String] = [:]
         var flowIdsByName: [String: Set<String>] = [:]
         for id in try flowIds() {
             guard let snap = try? readFlow(id) else { continue }
             keys.insert(snap.flow.ownerKey)
             flowIdsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].insert(id)
-            for t in snap.tasks { taskOwners[t.taskId] = id }
+            for t in snap.tasks {
+                taskOwners[t.taskId] = id
+                if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
+            }
             if !ownerIndex(OwnerKey.linkName(snap.flow.ownerKey)).contains(id) {
                 var barrier = FlushSet()
                 try addToOwnerIndex(snap.flow, barrier: &barrier)
@@ -315,6 +421,7 @@ extension Spool {
             report.repairs.append("indexed task \(taskId)")
         }
         try DurableFile.sync(taskIndexFD, root.appending("index/tasks"))
+        try repairRunIndex(taskOwners, taskRuns, into: &report)
         for entry in (try? ownerIndexFD.entries()) ?? [] {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
             let live = flowIdsByName[entry.name] ?? []
@@ -368,6 +475,10 @@ extension Spool {
         }
         sweep(ownersFD, root.appending("owners"))
         sweep(taskIndexFD, root.appending("index/tasks"))
+        if let runs = try? rootFD.openDirectoryAt("index/runs") {
+            sweep(runs, root.appending("index/runs"))
+            runs.closeQuietly()
+        }
         for id in (try? flowIds()) ?? [] {
             guard let dir = try? flowsFD.openDirectoryAt(id) else { continue }
             sweep(dir, flowPath(id))

@@ -258,7 +258,7 @@ extension Spool {
                 if let flowId = taskIndexTarget(taskId), taskFileExists(flowId: flowId, taskId: taskId) {
                     return Claim(name: name, taskId: taskId, flowId: flowId)
                 }
-            } else if let runId = update.runId, let pick = Rules.runIdPick(try allTasks().filter { $0.runId == runId }) {
+            } else if let runId = update.runId, let pick = Rules.runIdPick(try tasks(withRunId: runId)) {
                 return Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId)
             }
             let what = update.taskId.map { "task \($0)" } ?? "run id \"\(sanitized(update.runId ?? ""))\""

@@ -6,7 +6,9 @@ public enum Layout {
     /// Text of the `VERSION` file.
     public static let versionText = "clawflow-spool 1\n"
     /// Root-level directories created by `init`.
-    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run"]
+    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "index/runs", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run"]
+    /// The file in `index/runs` whose presence says every task with a run id is indexed there.
+    public static let runIndexComplete = ".complete"
     /// A flow's manifest file name.
     public static let manifest = "manifest.json"
     /// A flow's event log file name.

@@ -35,7 +35,7 @@ extension Spool {
             if live.count == 1 { return live[0] }
             if live.count > 1 { throw ambiguous(token, live.map(\.1), kind: "task") }
         }
-        let withRunId = try allTasks().filter { $0.runId == token }
+        let withRunId = try tasks(withRunId: token)
         if let pick = Rules.runIdPick(withRunId) { return (pick.parentFlowId, pick.taskId) }
         throw taskNotFound(token)
     }

@@ -119,6 +119,7 @@ extension Spool {
         for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
             try? taskIndexFD.removeAt(task.taskId)
         }
+        unindexRunIds(snap.tasks, flowId: flowId, barrier: &barrier)
         let name = OwnerKey.linkName(snap.flow.ownerKey)
         if let ownerDir = try? ownerIndexFD.openDirectoryAt(name) {
             try? ownerDir.removeAt(flowId)

@@ -79,6 +79,7 @@ extension Spool {
         var barrier = FlushSet()
         defer { barrier.closeOwned() }
         try claimTaskIds(newTaskIds, flowId: flowId, barrier: &barrier)
+        try indexRunIds(changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, barrier: &barrier)
         let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &barrier) : nil
         var tasksPath: FilePath { dirPath.appending(Layout.tasks) }
         var tasksDir: FileDescriptor?
@@ -201,6 +202,7 @@ extension Spool {
         for var flow in staged {
             do {
                 try claimTaskIds(flow.snapshot.tasks.map(\.taskId), flowId: flow.snapshot.flow.flowId, barrier: &barrier)
+                try indexRunIds(flow.snapshot.tasks, flowId: flow.snapshot.flow.flowId, barrier: &barrier)
                 try addToOwnerIndex(flow.snapshot.flow, barrier: &barrier)
                 flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &barrier)
                 ready.append(flow)

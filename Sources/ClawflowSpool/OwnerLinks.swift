@@ -45,23 +45,94 @@ extension Spool {
     }
 
     /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held; what must be
-    /// flushed joins `barrier` (index/owners itself only when the owner's directory is new).
+    /// flushed joins `barrier`.
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
-        let name = OwnerKey.linkName(flow.ownerKey)
-        var dirPath: FilePath { root.appending("index/owners").appending(name) }
-        let isNewOwner = (try? ownerIndexFD.statusAt(name)) == nil
+        try addToKeyedIndex(ownerIndexFD, at: root.appending("index/owners"), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId, doing: "Indexing the flow under its owner in", barrier: &barrier)
+    }
+
+    /// Adds `<index>/<name>/<entry>` → `../../../flows/<flowId>`, making the directory `name`
+    /// when it is new. Call with the root lock held; what must be flushed joins `barrier`
+    /// (the index directory itself only when `name` is new).
+    func addToKeyedIndex(_ index: FileDescriptor, at indexPath: FilePath, name: String, entry: String, flowId: String, doing: String, barrier: inout FlushSet) throws(SpoolError) {
+        var dirPath: FilePath { indexPath.appending(name) }
+        let isNew = (try? index.statusAt(name)) == nil
         let dir: FileDescriptor
         do {
-            try ownerIndexFD.makeDirectoryAt(name, existingIsFine: true)
-            dir = try ownerIndexFD.openDirectoryAt(name)
+            try index.makeDirectoryAt(name, existingIsFine: true)
+            dir = try index.openDirectoryAt(name)
         } catch {
-            throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
+            throw SpoolError.io(doing, dirPath, error)
         }
         barrier.add(directory: dir, dirPath, owned: true)
-        if isNewOwner { barrier.add(directory: ownerIndexFD, self.root.appending("index/owners")) }
-        do { try dir.symlinkAt(flow.flowId, target: "../../../flows/" + flow.flowId, existingIsFine: true) } catch {
-            throw SpoolError.io("Indexing the flow under its owner in", dirPath, error)
+        if isNew { barrier.add(directory: index, indexPath) }
+        do { try dir.symlinkAt(entry, target: "../../../flows/" + flowId, existingIsFine: true) } catch {
+            throw SpoolError.io(doing, dirPath, error)
         }
+    }
+
+    /// Adds `index/runs/<name>/<taskId>` for each new task with a run id (`name` is the run
+    /// id encoded as an owner key is). Call with the root lock held; what must be flushed
+    /// joins `barrier`. A spool made before the run index has no `index/runs` until
+    /// `fsck --repair` builds it; until then nothing is added and run ids are looked up by a scan.
+    func indexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
+        let runs = tasks.compactMap { t -> (taskId: String, name: String)? in
+            guard let runId = t.runId, !runId.isEmpty else { return nil }
+            return (t.taskId, OwnerKey.linkName(runId))
+        }
+        guard !runs.isEmpty else { return }
+        let index: FileDescriptor
+        if let fd = runIndexFD { index = fd } else {
+            // Built after this process opened the spool (by fsck --repair): opened now.
+            guard let fd = try? rootFD.openDirectoryAt("index/runs") else { return }
+            barrier.add(directory: fd, self.root.appending("index/runs"), owned: true)
+            index = fd
+        }
+        for run in runs {
+            try addToKeyedIndex(index, at: root.appending("index/runs"), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier)
+        }
+    }
+
+    /// Removes the `index/runs` entries of `tasks` that name flow `flowId` (a pruned flow's),
+    /// and run directories left empty; the directories changed join `barrier`. Root lock held.
+    func unindexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) {
+        let runs = tasks.compactMap { t -> (taskId: String, name: String)? in
+            guard let runId = t.runId, !runId.isEmpty else { return nil }
+            return (t.taskId, OwnerKey.linkName(runId))
+        }
+        guard !runs.isEmpty, let index = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs")) else { return }
+        for run in runs {
+            guard let dir = try? index.openDirectoryAt(run.name) else { continue }
+            if (try? dir.readLinkAt(run.taskId)) == "../../../flows/" + flowId { try? dir.removeAt(run.taskId) }
+            barrier.add(directory: dir, self.root.appending("index/runs").appending(run.name), owned: true)
+            try? index.removeAt(run.name, directory: true)  // only succeeds when it was the run's last task
+        }
+        barrier.add(directory: index, self.root.appending("index/runs"), owned: runIndexFD == nil)
+    }
+
+    /// Calls `body` with `index/runs` when it exists and is complete (`Layout.runIndexComplete`).
+    func withCompleteRunIndex<T>(_ body: (FileDescriptor) -> T) -> T? {
+        let fd = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs"))
+        guard let fd else { return nil }
+        defer { if runIndexFD == nil { fd.closeQuietly() } }
+        guard (try? fd.statusAt(Layout.runIndexComplete)) != nil else { return nil }
+        return body(fd)
+    }
+
+    /// The tasks whose run id is `runId`: from `index/runs` when it is complete, else by
+    /// reading every flow. Tasks whose file cannot be read are left out.
+    public func tasks(withRunId runId: String) throws(SpoolError) -> [TaskRecord] {
+        let indexed: [TaskRecord]? = withCompleteRunIndex { index in
+            guard let dir = try? index.openDirectoryAt(OwnerKey.linkName(runId)) else { return [] }
+            defer { dir.closeQuietly() }
+            return ((try? dir.entries()) ?? []).compactMap { entry -> TaskRecord? in
+                guard Identifier.isValid(entry.name), let text = try? dir.readLinkAt(entry.name), text.hasPrefix("../../../flows/") else { return nil }
+                let flowId = String(text.dropFirst(15))
+                guard Identifier.isValid(flowId), let task = try? readTask(flowId: flowId, taskId: entry.name), task.runId == runId else { return nil }
+                return task
+            }
+        }
+        if let indexed { return indexed }
+        return try allTasks().filter { $0.runId == runId }
     }
 
     /// The flow ids listed in `index/owners/<name>/`.

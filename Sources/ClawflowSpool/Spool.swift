@@ -13,6 +13,8 @@ public final class Spool: Sendable {
     let ownersFD: FileDescriptor
     let ownerIndexFD: FileDescriptor
     let taskIndexFD: FileDescriptor
+    /// `index/runs`, or nil in a spool made before it existed (see `runIndex`).
+    let runIndexFD: FileDescriptor?
     let tmpFD: FileDescriptor
 
     private init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
@@ -28,11 +30,13 @@ public final class Spool: Sendable {
         ownersFD = try dir("owners")
         ownerIndexFD = try dir("index/owners")
         taskIndexFD = try dir("index/tasks")
+        runIndexFD = try? rootFD.openDirectoryAt("index/runs")
         tmpFD = try dir("tmp")
     }
 
     deinit {
         for fd in [rootFD, flowsFD, ownersFD, ownerIndexFD, taskIndexFD, tmpFD] { fd.closeQuietly() }
+        runIndexFD?.closeQuietly()
     }
 
     /// The pid of this process, used in temp names (asked each time: a forked supervisor
@@ -95,6 +99,10 @@ public final class Spool: Sendable {
                 try fd.makeDirectoryAt(name, permissions: 0o700, existingIsFine: true)
             }
             if let g = sharedGroup { try applySharedGroup(fd, root, g) }
+            // A new spool's run index is complete: it has no tasks yet.
+            let runs = try fd.openDirectoryAt("index/runs")
+            defer { runs.closeQuietly() }
+            try DurableFile.replace(in: runs, name: Layout.runIndexComplete, bytes: [], directoryPath: root.appending("index/runs"))
             // VERSION last: its presence says the layout is complete.
             try DurableFile.replace(in: fd, name: "VERSION", bytes: Array(Layout.versionText.utf8), directoryPath: root)
             try fd.synchronize()

@@ -206,3 +206,79 @@ struct MaintenanceTests {
         #expect(links == 10_000 && indexed == 10_000)
     }
 }
+
+@Suite("The run index")
+struct RunIndexTests {
+    func runTask(_ spool: Spool, owner: String, runId: String) throws -> (flowId: String, taskId: String) {
+        let (snap, taskId) = try spool.addTaskInNewFlow(ownerKey: owner, task: NewTask(runtime: "subagent", status: .running, fields: ["runId": .string(runId)]), goal: nil, source: "test")
+        return (snap.flow.flowId, taskId)
+    }
+
+    @Test("a task with a run id is listed under it, and a run-id lookup reads that list, not every flow")
+    func lookupReadsIndex() throws {
+        let tmp = TemporarySpool()
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let a = try runTask(spool, owner: "ra", runId: "team/run 7")
+        _ = try runTask(spool, owner: "rb", runId: "other")
+        let entry = tmp.file("index/runs/team%2Frun%207/\(a.taskId)")
+        #expect(link(entry) == "../../../flows/\(a.flowId)")
+        #expect(try spool.resolveTask("team/run 7") == (a.flowId, a.taskId))
+        // Without its entry the task is not found by its run id: the lookup used the index.
+        try FileManager.default.removeItem(atPath: entry)
+        #expect(try spool.tasks(withRunId: "team/run 7").isEmpty)
+        let report = try spool.fsck(repair: false)
+        #expect(report.findings.map(\.code) == ["missing_index"], "\(report.findings)")
+        #expect(report.findings.first?.path == entry)
+        let repaired = try spool.fsck(repair: true)
+        #expect(repaired.repairs.contains("indexed task \(a.taskId) under its run id"), "\(repaired.repairs)")
+        #expect(try spool.resolveTask("team/run 7") == (a.flowId, a.taskId))
+        let after = try spool.fsck(repair: false)
+        #expect(after.findings.isEmpty && after.notes.isEmpty, "\(after.findings) \(after.notes)")
+    }
+
+    @Test("a spool made before the run index finds run ids by reading every flow until fsck --repair builds the index")
+    func olderSpool() throws {
+        let tmp = TemporarySpool()
+        let a = try runTask(try Spool.open(at: FilePath(tmp.path)), owner: "old", runId: "r-1")
+        try FileManager.default.removeItem(atPath: tmp.file("index/runs"))
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        #expect(try spool.resolveTask("r-1") == (a.flowId, a.taskId))
+        // A task made now is not indexed either: there is no index to add it to.
+        let b = try runTask(spool, owner: "old-2", runId: "r-1")
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("index/runs")))
+        #expect(try spool.tasks(withRunId: "r-1").map(\.taskId).sorted() == [a.taskId, b.taskId].sorted())
+        let before = try spool.fsck(repair: false)
+        #expect(before.findings.isEmpty, "\(before.findings)")
+        #expect(before.notes.map(\.code) == ["run_index_incomplete"], "\(before.notes)")
+        let repaired = try spool.fsck(repair: true)
+        #expect(repaired.repairs.contains("built the run index (2 task(s) with a run id)"), "\(repaired.repairs)")
+        #expect(FileManager.default.fileExists(atPath: tmp.file("index/runs/.complete")))
+        #expect(link(tmp.file("index/runs/r-1/\(b.taskId)")) == "../../../flows/\(b.flowId)")
+        // This process opened the spool before the index existed; it adds to it all the same.
+        let c = try runTask(spool, owner: "old-3", runId: "r-1")
+        #expect(link(tmp.file("index/runs/r-1/\(c.taskId)")) == "../../../flows/\(c.flowId)")
+        let after = try spool.fsck(repair: false)
+        #expect(after.findings.isEmpty && after.notes.isEmpty, "\(after.findings) \(after.notes)")
+    }
+
+    @Test("pruning a flow removes its tasks from the run index")
+    func pruneUnindexes() throws {
+        let s = try AgedSpool()
+        let at = s.ago(8 * 86_400)
+        let flowId = Spool.newId(at: at)
+        var flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: "pruned-run", controllerId: nil, status: .succeeded, goal: "g", at: at)
+        flow.setTimestamp("endedAt", at)
+        var task = TaskRecord(taskId: Spool.newId(at: at), flowId: flowId, ownerKey: "pruned-run", runtime: "cron", status: .succeeded, at: at)
+        task.fields["runId"] = .string("gone-run")
+        let old = try s.spool.create(flow: flow, tasks: [task], source: "test")
+        #expect(link(s.tmp.file("index/runs/gone-run/\(task.taskId)")) == "../../../flows/\(flowId)")
+        let keep = try runTask(s.spool, owner: "kept-run", runId: "kept")
+        let plan = s.spool.planMaintenance(try s.spool.scan(), policy: MaintenancePolicy())
+        _ = s.spool.applyMaintenance(plan, policy: MaintenancePolicy())
+        #expect(!s.spool.flowExists(old.flow.flowId))
+        #expect(!FileManager.default.fileExists(atPath: s.tmp.file("index/runs/gone-run")))
+        #expect(link(s.tmp.file("index/runs/kept/\(keep.taskId)")) == "../../../flows/\(keep.flowId)")
+        let report = try s.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty && report.notes.isEmpty, "\(report.findings) \(report.notes)")
+    }
+}
