@@ -5,6 +5,7 @@
 #   1. `flows list --json` on 10,000 managed flows x 3 tasks beside a raw C baseline that
 #      only readdir()s the spool and opens and reads every manifest and task file;
 #   2. `flows show <owner key>` on a spool of 100 flows and on one of 100,000 flows;
+#   2b. `tasks show <run id>` on the same two spools (the run index, index/runs);
 #   3. the durable writes of one task transition on a mirrored flow (strace);
 #   4. the watcher (bench/watch.sh): drop -> applied latency beside a raw inotify + durable
 #      write baseline, burst ingest, and its RSS with 10,000 unfinished flows watched.
@@ -164,6 +165,17 @@ say "  100 flows:     median $(awk -v s="$S_MED" 'BEGIN { printf "%.2f", s * 100
 say "  100,000 flows: median $(awk -v s="$B_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms (min $(awk -v s="$B_MIN" 'BEGIN { printf "%.2f", s * 1000 }'), max $(awk -v s="$B_MAX" 'BEGIN { printf "%.2f", s * 1000 }'))"
 say "  for scale, clawflow --help: median $(awk -v s="$H_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms"
 
+# ---- 2b. a run-id lookup on 100 vs 100,000 flows (index/runs) ------------------------------
+step "2b. tasks show <run id>, 100 vs 100,000 flows ($WARMUP warm-up + $SHOW_RUNS timed runs each, interleaved)"
+# One task with a run id joins each spool (a flow of its own): the lookup reads
+# index/runs/bench-run-1/ and that task's flow, whatever the spool's size.
+for spool in "$SMALL" "$LARGE"; do
+    "$BIN" --spool "$spool" tasks add --owner bench-run --runtime subagent --status running --run-id bench-run-1 >/dev/null || fail "tasks add --run-id"
+done
+times=$("$TIMEIT" "$WARMUP" "$SHOW_RUNS" -- "$BIN" --spool "$SMALL" tasks show bench-run-1 ::: "$BIN" --spool "$LARGE" tasks show bench-run-1) || fail "timing tasks show <run id>"
+read -r RS_MED _ _ _ RS_N _ _ RB_MED _ <<<"$(tr '\n' ' ' <<<"$times")"
+say "  100 flows: median $(awk -v s="$RS_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms; 100,000 flows: median $(awk -v s="$RB_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms"
+
 # ---- 3. durable writes of one task transition -------------------------------------------
 step "3. durable writes of one task transition (mirrored flow, running -> succeeded)"
 TXN="$WORK/txn-spool" # on the machine's own filesystem, as a user's spool would be
@@ -235,6 +247,7 @@ SUMMARY=$(cat <<EOF
 == clawflow benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n): $(nproc) cores ${CPU:-?}, $(uname -sr), ${SWIFTV:-swift ?}) ==
 flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($L_N runs); raw read baseline: median $(printf '%.3f' "$R_MED") s ($R_N runs); ratio ${LIST_RATIO}x (target <= 2x: $(verdict "$LIST_RATIO" 2)); CPU time $L_CPU s vs $R_CPU s, $(ratio "$L_CPU" "$R_CPU")x
 flows show <owner>: 100 flows $(awk -v s="$S_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$B_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($S_N runs each); ratio ${SHOW_RATIO}x (target <= 1.3x: $(verdict "$SHOW_RATIO" 1.3)); process start-up alone (--help) $(awk -v s="$H_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms
+tasks show <run id>: 100 flows $(awk -v s="$RS_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$RB_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($RS_N runs each); ratio $(ratio "$RB_MED" "$RS_MED")x (no target; the same lookup decides where a task-update drop by runId goes)
 task transition: $X_REN file replaces (renames), $((X_FSYNC + X_FDATA + X_OSYNC)) fsync-family calls ($X_SYNC_TEXT), $X_APP events.jsonl append (target <= 2 replaces + 1 append: $X_VERDICT)
 audit over $LARGE_N flows: median $(printf '%.3f' "$A_MED") s, maintenance preview $(printf '%.3f' "$M_MED") s; raw read baseline $(printf '%.3f' "$RL_MED") s ($A_N runs each); ratios $(ratio "$A_MED" "$RL_MED")x and $(ratio "$M_MED" "$RL_MED")x (target <= 2x: $(verdict "$(ratio "$A_MED" "$RL_MED")" 2), $(verdict "$(ratio "$M_MED" "$RL_MED")" 2))
 $WATCH_SUMMARY
