@@ -280,11 +280,11 @@ extension Spool {
     /// every entry backed by such a task.
     private func checkRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) {
         let indexPath = root.appending("index/runs")
-        guard let index = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs")) else {
+        guard let (index, opened) = runIndex() else {
             report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "there is no run index (the spool was made before it existed): run ids are looked up by reading every flow until fsck --repair builds it"))
             return
         }
-        defer { if runIndexFD == nil { index.closeQuietly() } }
+        defer { if opened { index.closeQuietly() } }
         let complete = (try? index.statusAt(Layout.runIndexComplete)) != nil
         if !complete {
             report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "the run index is not complete (its build was interrupted): run ids are looked up by reading every flow until fsck --repair completes it"))
@@ -475,9 +475,9 @@ extension Spool {
         }
         sweep(ownersFD, root.appending("owners"))
         sweep(taskIndexFD, root.appending("index/tasks"))
-        if let runs = try? rootFD.openDirectoryAt("index/runs") {
+        if let (runs, opened) = runIndex() {
             sweep(runs, root.appending("index/runs"))
-            runs.closeQuietly()
+            if opened { runs.closeQuietly() }
         }
         for id in (try? flowIds()) ?? [] {
             guard let dir = try? flowsFD.openDirectoryAt(id) else { continue }

@@ -75,18 +75,9 @@ extension Spool {
     /// joins `barrier`. A spool made before the run index has no `index/runs` until
     /// `fsck --repair` builds it; until then nothing is added and run ids are looked up by a scan.
     func indexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
-        let runs = tasks.compactMap { t -> (taskId: String, name: String)? in
-            guard let runId = t.runId, !runId.isEmpty else { return nil }
-            return (t.taskId, OwnerKey.linkName(runId))
-        }
-        guard !runs.isEmpty else { return }
-        let index: FileDescriptor
-        if let fd = runIndexFD { index = fd } else {
-            // Built after this process opened the spool (by fsck --repair): opened now.
-            guard let fd = try? rootFD.openDirectoryAt("index/runs") else { return }
-            barrier.add(directory: fd, self.root.appending("index/runs"), owned: true)
-            index = fd
-        }
+        let runs = Spool.runEntries(tasks)
+        guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
+        if opened { barrier.add(directory: index, self.root.appending("index/runs"), owned: true) }  // closed after the flush
         for run in runs {
             try addToKeyedIndex(index, at: root.appending("index/runs"), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier)
         }
@@ -95,25 +86,38 @@ extension Spool {
     /// Removes the `index/runs` entries of `tasks` that name flow `flowId` (a pruned flow's),
     /// and run directories left empty; the directories changed join `barrier`. Root lock held.
     func unindexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) {
-        let runs = tasks.compactMap { t -> (taskId: String, name: String)? in
-            guard let runId = t.runId, !runId.isEmpty else { return nil }
-            return (t.taskId, OwnerKey.linkName(runId))
-        }
-        guard !runs.isEmpty, let index = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs")) else { return }
+        let runs = Spool.runEntries(tasks)
+        guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
         for run in runs {
             guard let dir = try? index.openDirectoryAt(run.name) else { continue }
             if (try? dir.readLinkAt(run.taskId)) == "../../../flows/" + flowId { try? dir.removeAt(run.taskId) }
             barrier.add(directory: dir, self.root.appending("index/runs").appending(run.name), owned: true)
             try? index.removeAt(run.name, directory: true)  // only succeeds when it was the run's last task
         }
-        barrier.add(directory: index, self.root.appending("index/runs"), owned: runIndexFD == nil)
+        barrier.add(directory: index, self.root.appending("index/runs"), owned: opened)
+    }
+
+    /// The `index/runs` entries `tasks` have: each task with a run id, and the run id's name there.
+    static func runEntries(_ tasks: [TaskRecord]) -> [(taskId: String, name: String)] {
+        tasks.compactMap { t in
+            guard let runId = t.runId, !runId.isEmpty else { return nil }
+            return (t.taskId, OwnerKey.linkName(runId))
+        }
+    }
+
+    /// `index/runs`: the descriptor opened with the spool, else one opened now (fsck --repair
+    /// built the index after this process opened the spool), which the caller closes
+    /// (`opened`); nil in a spool made before the run index.
+    func runIndex() -> (fd: FileDescriptor, opened: Bool)? {
+        if let fd = runIndexFD { return (fd, false) }
+        guard let fd = try? rootFD.openDirectoryAt("index/runs") else { return nil }
+        return (fd, true)
     }
 
     /// Calls `body` with `index/runs` when it exists and is complete (`Layout.runIndexComplete`).
     func withCompleteRunIndex<T>(_ body: (FileDescriptor) -> T) -> T? {
-        let fd = runIndexFD ?? (try? rootFD.openDirectoryAt("index/runs"))
-        guard let fd else { return nil }
-        defer { if runIndexFD == nil { fd.closeQuietly() } }
+        guard let (fd, opened) = runIndex() else { return nil }
+        defer { if opened { fd.closeQuietly() } }
         guard (try? fd.statusAt(Layout.runIndexComplete)) != nil else { return nil }
         return body(fd)
     }
