@@ -15,7 +15,8 @@ struct MaintenanceCommand: SpoolCommand {
         silent that long), fail_blocked_missing (blocked on a task that is not there), \
         fix_timestamps (a terminal flow updated after endedAt), prune (terminal flows \
         --retention after endedAt, never with an active task), sweep_temp (temp files of gone \
-        writers older than --temp-age), cap_rejected (refused drops older than --rejected-age). \
+        writers older than --temp-age), cap_rejected (refused drops older than --rejected-age), \
+        build_run_index (a spool made before the run-id index gets it). \
         Each repair re-reads the flow under its lock and leaves it alone if it changed since \
         the scan, writes through the one mutation path and is logged in events.jsonl.
 

@@ -309,6 +309,27 @@ extension Spool {
         }
     }
 
+    /// Builds `index/runs` when it is missing or incomplete (maintenance's `build_run_index`):
+    /// every flow is read under the root lock, so no task can be added meanwhile. Returns
+    /// false when it was complete already.
+    func buildRunIndex() throws(SpoolError) -> Bool {
+        try lockRoot()
+        defer { unlockRoot() }
+        guard withCompleteRunIndex({ _ in true }) == nil else { return false }
+        var taskOwners: [String: String] = [:]
+        var taskRuns: [String: String] = [:]
+        for id in try flowIds() {
+            guard let snap = try? readFlowHoldingRootLock(id) else { continue }
+            for t in snap.tasks {
+                taskOwners[t.taskId] = id
+                if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
+            }
+        }
+        var report = FsckReport()
+        try repairRunIndex(taskOwners, taskRuns, into: &report)
+        return true
+    }
+
     /// Builds or completes `index/runs` (root lock held): dangling entries out, every task
     /// with a run id in, then the marker that says it is complete.
     private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) throws(SpoolError) {
@@ -391,7 +412,7 @@ extension Spool {
         var taskRuns: [String: String] = [:]
         var flowIdsByName: [String: Set<String>] = [:]
         for id in try flowIds() {
-            guard let snap = try? readFlow(id) else { continue }
+            guard let snap = try? readFlowHoldingRootLock(id) else { continue }
             keys.insert(snap.flow.ownerKey)
             flowIdsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].insert(id)
             for t in snap.tasks {

@@ -14,6 +14,8 @@ public struct MaintenanceItem: Sendable {
         case rejected(String)
         /// Active command tasks of a flow whose supervisor is gone (the runner records them lost).
         case deadCommands(String)
+        /// `index/runs` is missing or incomplete (a spool made before it): build it.
+        case runIndex
     }
 
     /// The target.
@@ -28,13 +30,14 @@ public struct MaintenanceItem: Sendable {
     public var done = false
 
     /// The action's name: `finalise_cancel`, `end_orphaned`, `mark_lost`, `fail_blocked_missing`,
-    /// `fix_timestamps`, `prune`, `sweep_temp`, `cap_rejected`.
+    /// `fix_timestamps`, `prune`, `sweep_temp`, `cap_rejected`, `build_run_index`.
     public var action: String {
         switch target {
         case .flow(_, let a): a.name
         case .sweep: "sweep_temp"
         case .rejected: "cap_rejected"
         case .deadCommands: "mark_lost"
+        case .runIndex: "build_run_index"
         }
     }
 }
@@ -64,6 +67,9 @@ extension Spool {
         for drop in rejectedDrops() where (now.milliseconds - drop.modified) / 1000 >= policy.rejectedAge {
             out.append(MaintenanceItem(target: .rejected(drop.name), kind: "spool", id: drop.name, reason: "refused \(DurationText.describe((now.milliseconds - drop.modified) / 1000)) ago (\(drop.reason))"))
         }
+        if withCompleteRunIndex({ _ in true }) == nil {
+            out.append(MaintenanceItem(target: .runIndex, kind: "spool", id: "index/runs", reason: "the run index is missing or incomplete (a spool made before it): run ids are looked up by reading every flow"))
+        }
         return out
     }
 
@@ -86,6 +92,8 @@ extension Spool {
                 item.done = dropRejected(name)
             case .deadCommands(let flowId):
                 item.done = settleDeadCommands(flowId)
+            case .runIndex:
+                item.done = (try? buildRunIndex()) ?? false
             }
             return item
         }

@@ -94,6 +94,15 @@ extension Spool {
         return snap
     }
 
+    /// A flow read without its lock, by the holder of the root lock (the lock order forbids a
+    /// flow lock after the root lock). Each file is read whole, old or new; only what changes
+    /// under the root lock or never may be relied on: the owner key, the task ids, run ids.
+    func readFlowHoldingRootLock(_ flowId: String) throws(SpoolError) -> FlowSnapshot {
+        let dir = try openFlowDirectory(flowId)
+        defer { dir.closeQuietly() }
+        return try readFlow(in: dir, flowId: flowId)
+    }
+
     func readFlow(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowSnapshot {
         let flow = try readManifest(in: dir, flowId: flowId)
         let (tasks, problems, debris) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey)

@@ -261,6 +261,22 @@ struct RunIndexTests {
         #expect(after.findings.isEmpty && after.notes.isEmpty, "\(after.findings) \(after.notes)")
     }
 
+    @Test("maintenance builds the run index of a spool made before it, once")
+    func maintenanceBuilds() throws {
+        let tmp = TemporarySpool()
+        let a = try runTask(try Spool.open(at: FilePath(tmp.path)), owner: "m-old", runId: "m-1")
+        try FileManager.default.removeItem(atPath: tmp.file("index/runs"))
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let plan = spool.planMaintenance(try spool.scan(), policy: MaintenancePolicy())
+        #expect(plan.map(\.action) == ["build_run_index"])
+        #expect(spool.applyMaintenance(plan, policy: MaintenancePolicy()).map(\.done) == [true])
+        #expect(link(tmp.file("index/runs/m-1/\(a.taskId)")) == "../../../flows/\(a.flowId)")
+        #expect(FileManager.default.fileExists(atPath: tmp.file("index/runs/.complete")))
+        #expect(spool.planMaintenance(try spool.scan(), policy: MaintenancePolicy()).isEmpty)
+        let report = try spool.fsck(repair: false)
+        #expect(report.findings.isEmpty && report.notes.isEmpty, "\(report.findings) \(report.notes)")
+    }
+
     @Test("pruning a flow removes its tasks from the run index")
     func pruneUnindexes() throws {
         let s = try AgedSpool()
