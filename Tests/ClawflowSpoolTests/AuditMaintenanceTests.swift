@@ -214,6 +214,15 @@ struct RunIndexTests {
         return (snap.flow.flowId, taskId)
     }
 
+    /// A spool as one made before the run index looks (no index/runs), holding one task with
+    /// run id `runId`, opened afresh.
+    func spoolBeforeRunIndex(owner: String, runId: String) throws -> (TemporarySpool, Spool, (flowId: String, taskId: String)) {
+        let tmp = TemporarySpool()
+        let task = try runTask(try Spool.open(at: FilePath(tmp.path)), owner: owner, runId: runId)
+        try FileManager.default.removeItem(atPath: tmp.file("index/runs"))
+        return (tmp, try Spool.open(at: FilePath(tmp.path)), task)
+    }
+
     @Test("a task with a run id is listed under it, and a run-id lookup reads that list, not every flow")
     func lookupReadsIndex() throws {
         let tmp = TemporarySpool()
@@ -238,10 +247,7 @@ struct RunIndexTests {
 
     @Test("a spool made before the run index finds run ids by reading every flow until fsck --repair builds the index")
     func olderSpool() throws {
-        let tmp = TemporarySpool()
-        let a = try runTask(try Spool.open(at: FilePath(tmp.path)), owner: "old", runId: "r-1")
-        try FileManager.default.removeItem(atPath: tmp.file("index/runs"))
-        let spool = try Spool.open(at: FilePath(tmp.path))
+        let (tmp, spool, a) = try spoolBeforeRunIndex(owner: "old", runId: "r-1")
         #expect(try spool.resolveTask("r-1") == (a.flowId, a.taskId))
         // A task made now is not indexed either: there is no index to add it to.
         let b = try runTask(spool, owner: "old-2", runId: "r-1")
@@ -263,10 +269,7 @@ struct RunIndexTests {
 
     @Test("maintenance builds the run index of a spool made before it, once")
     func maintenanceBuilds() throws {
-        let tmp = TemporarySpool()
-        let a = try runTask(try Spool.open(at: FilePath(tmp.path)), owner: "m-old", runId: "m-1")
-        try FileManager.default.removeItem(atPath: tmp.file("index/runs"))
-        let spool = try Spool.open(at: FilePath(tmp.path))
+        let (tmp, spool, a) = try spoolBeforeRunIndex(owner: "m-old", runId: "m-1")
         let plan = spool.planMaintenance(try spool.scan(), policy: MaintenancePolicy())
         #expect(plan.map(\.action) == ["build_run_index"])
         #expect(spool.applyMaintenance(plan, policy: MaintenancePolicy()).map(\.done) == [true])
