@@ -122,10 +122,11 @@ extension Spool {
         return body(fd)
     }
 
-    /// The tasks whose run id is `runId`: from `index/runs` when it is complete, else by
-    /// reading every flow. Tasks whose file cannot be read are left out.
+    /// The tasks whose run id is `runId`: from `index/runs` when it is complete, else (and
+    /// for the empty run id, which is never indexed) by reading every flow. Tasks whose
+    /// file cannot be read are left out.
     public func tasks(withRunId runId: String) throws(SpoolError) -> [TaskRecord] {
-        let indexed: [TaskRecord]? = withCompleteRunIndex { index in
+        let indexed: [TaskRecord]? = runId.isEmpty ? nil : withCompleteRunIndex { index in
             guard let dir = try? index.openDirectoryAt(OwnerKey.linkName(runId)) else { return [] }
             defer { dir.closeQuietly() }
             return ((try? dir.entries()) ?? []).compactMap { entry -> TaskRecord? in

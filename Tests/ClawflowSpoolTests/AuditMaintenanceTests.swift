@@ -229,6 +229,9 @@ struct RunIndexTests {
         let spool = try Spool.open(at: FilePath(tmp.path))
         let a = try runTask(spool, owner: "ra", runId: "team/run 7")
         _ = try runTask(spool, owner: "rb", runId: "other")
+        // The empty run id is not indexed; its tasks are still found, by a scan.
+        let empty = try runTask(spool, owner: "rc", runId: "")
+        #expect(try spool.tasks(withRunId: "").map(\.taskId) == [empty.taskId])
         let entry = tmp.file("index/runs/team%2Frun%207/\(a.taskId)")
         #expect(link(entry) == "../../../flows/\(a.flowId)")
         #expect(try spool.resolveTask("team/run 7") == (a.flowId, a.taskId))
