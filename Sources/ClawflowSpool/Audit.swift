@@ -95,8 +95,9 @@ extension Spool {
         for entry in (try? tmpFD.entries()) ?? [] {
             if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(root.appending("tmp").appending(entry.name)) }
         }
-        let runIndex = runIndexFD.map { [($0, "index/runs")] } ?? []
-        for (fd, path) in [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, "")] + runIndex {
+        let runs = runIndex()
+        defer { if let runs, runs.opened { runs.fd.closeQuietly() } }
+        for (fd, path) in [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, "")] + (runs.map { [($0.fd, "index/runs")] } ?? []) {
             for entry in (try? fd.entries()) ?? [] {
                 guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
                 out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))

@@ -22,8 +22,8 @@ int clawflow_flock(int fd, int operation);
 
 /// fsync(2) of every descriptor in fds, run by the caller and up to count - 1 helper threads
 /// (at most 15; started when a call first needs them, kept, signals blocked) so the device
-/// sees the flushes together; for entries
-/// with is_file[i] != 0 the data writeback is started first with sync_file_range(2).
+/// sees the flushes together; for entries with is_file[i] != 0 the data writeback is started
+/// first with sync_file_range(2).
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
 
@@ -57,7 +57,5 @@ int clawflow_become_subreaper(void);
  * clawflow_release, and exits (status 0) if the parent closes `*release` or exits
  * without. In the parent: the child's pid and `*release`, or -1 (errno). */
 pid_t clawflow_fork_supervisor(int *release);
-
-
 
 #endif
