@@ -63,13 +63,16 @@ static inline int floor_open_dir(int at, const char *name) {
 
 /*
  * The least a new one-task flow needs by spec §4: a staging directory in `tmp` with tasks/,
- * the task file, manifest.json and events.jsonl, and the owner-link intent owners/.<link>.next;
- * all of it fsynced at once together with the `extra` descriptors (barrier 1); the rename of
- * the staging directory to flows/<id> and of the intent over owners/<link> (then *visible is
- * set: the flow can be found); flows/ and owners/ fsynced together (barrier 2). 6 new inodes,
- * two rounds of flushes. Returns the flow's directory in *dir and its tasks/ in *tasks, open.
+ * the task file, manifest.json and events.jsonl; all of it fsynced at once together with the
+ * `extra` descriptors (barrier 1); the rename of the staging directory to flows/<id>, then the
+ * owner link (then *visible is set: the flow can be found); flows/ and owners/ fsynced
+ * together (barrier 2). The owner link: a key's first link is created in place after the
+ * rename (`first_link`), as clawflow does; a later one is written as an intent
+ * owners/.<link>.next in barrier 1 and renamed over the link. So 5 new inodes (6 with an
+ * intent), two rounds of flushes. Returns the flow's directory in *dir and its tasks/ in
+ * *tasks, open.
  */
-static inline void floor_new_flow(int tmp, int flows, int owners, const char *id, const char *link,
+static inline void floor_new_flow(int tmp, int flows, int owners, const char *id, const char *link, int first_link,
                            const int *extra, int n_extra, int *dir, int *tasks, double *visible) {
     char staging[256], target[256], intent[256];
     snprintf(staging, sizeof staging, "%s.staging", id);
@@ -79,18 +82,21 @@ static inline void floor_new_flow(int tmp, int flows, int owners, const char *id
     *dir = floor_open_dir(tmp, staging);
     if (mkdirat(*dir, "tasks", 0700) != 0) floor_fail("tasks");
     *tasks = floor_open_dir(*dir, "tasks");
-    int fds[16], n = 0;
+    int fds[20], n = 0;
     fds[n++] = floor_new_file(*tasks, "task.json");
     fds[n++] = floor_new_file(*dir, "manifest.json");
     fds[n++] = floor_new_file(*dir, "events.jsonl");
     fds[n++] = *tasks;
     fds[n++] = *dir;
-    if (symlinkat(target, owners, intent) != 0) floor_fail(intent);
-    fds[n++] = owners;
+    if (!first_link) {
+        if (symlinkat(target, owners, intent) != 0) floor_fail(intent);
+        fds[n++] = owners;
+    }
     for (int k = 0; k < n_extra && n < 16; k++) fds[n++] = extra[k];
     floor_barrier(fds, n);
     if (renameat2(tmp, staging, flows, id, RENAME_NOREPLACE) != 0) floor_fail("rename flow");
-    if (renameat(owners, intent, owners, link) != 0) floor_fail("rename owner link");
+    if (first_link ? symlinkat(target, owners, link) != 0 : renameat(owners, intent, owners, link) != 0)
+        floor_fail("owner link");
     *visible = floor_now();
     int second[2] = {flows, owners};
     floor_barrier(second, 2);

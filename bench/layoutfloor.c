@@ -9,21 +9,23 @@
  * medians' ratios to the first:
  *   raw      one durable write: temp file, write 350 bytes, fsync, rename, fsync(dir) —
  *            the write in droplat's raw baseline;
- *   layout   the least a new one-task flow needs by spec §4: a staging directory with
- *            tasks/, three files (task, manifest.json, events.jsonl) and an owner-link intent,
- *            all fsynced at once from parallel threads (barrier 1); the rename into flows/
- *            and of the link; flows/ and owners/ fsynced together (barrier 2) — 6 new inodes
- *            and two rounds of flushes;
- *   indexed  "layout" plus what clawflow adds (spool-layout.md, "Writing" and "Drop box"):
- *            the task-index and owner-index entries and the drop's applied record, flushed
- *            in barrier 1 — 10 new inodes, still two rounds.
+ *   layout   the least a new one-task flow of a new owner key needs by spec §4: a staging
+ *            directory with tasks/ and three files (task, manifest.json, events.jsonl), all
+ *            fsynced at once from parallel threads (barrier 1); the rename into flows/ and
+ *            the owner link made in place; flows/ and owners/ fsynced together (barrier 2) —
+ *            5 new inodes, 7 fsyncs in two rounds;
+ *   indexed  the same flow as clawflow writes it for a drop (spool-layout.md, "Writing",
+ *            "Indexes" and "Drop box"): "layout" plus the task-index entry, the run-index
+ *            and owner-index directories of a new run id and owner key with their entries,
+ *            and the drop's applied record, all flushed in barrier 1 — 10 new inodes,
+ *            13 fsyncs, still two rounds.
  * Nothing here is clawflow code: it bounds from below what any implementation of the layout
  * pays on this disk.
  */
 #define _GNU_SOURCE
 #include "floor.h"
 
-static int tmp, flows, owners, itasks, iowners, applied;
+static int tmp, flows, owners, itasks, iruns, iowners, applied;
 static double t0, t_visible; /* start of the current write, and when its result became visible */
 
 static void raw(int i) {
@@ -43,22 +45,28 @@ static void flow(int i, int indexed) {
     snprintf(id, sizeof id, "%s-%d", indexed ? "indexed" : "layout", i);
     snprintf(target, sizeof target, "../flows/%s", id);
     snprintf(link, sizeof link, "owner-%s", id);
-    int extra[4], n = 0, ownerdir = -1, dir, tasks;
+    int extra[6], n = 0, ownerdir = -1, rundir = -1, dir, tasks;
     if (indexed) {
         symlinkat(target, itasks, id);
+        mkdirat(iruns, link, 0700);
+        rundir = floor_open_dir(iruns, link);
+        symlinkat(target, rundir, id);
         mkdirat(iowners, link, 0700);
         ownerdir = floor_open_dir(iowners, link);
         symlinkat(target, ownerdir, id);
         symlinkat(target, applied, id);
         extra[n++] = itasks;
+        extra[n++] = iruns;
+        extra[n++] = rundir;
         extra[n++] = iowners;
         extra[n++] = ownerdir;
         extra[n++] = applied;
     }
-    floor_new_flow(tmp, flows, owners, id, link, extra, n, &dir, &tasks, &t_visible);
+    floor_new_flow(tmp, flows, owners, id, link, 1, extra, n, &dir, &tasks, &t_visible);
     close(tasks);
     close(dir);
     if (ownerdir >= 0) close(ownerdir);
+    if (rundir >= 0) close(rundir);
 }
 
 int main(int argc, char **argv) {
@@ -66,12 +74,13 @@ int main(int argc, char **argv) {
     int n = atoi(argv[2]);
     if (n < 1 || mkdir(argv[1], 0700) != 0) { perror(argv[1]); return 1; }
     int root = floor_open_dir(AT_FDCWD, argv[1]);
-    const char *dirs[] = {"tmp", "flows", "owners", "index", "index/tasks", "index/owners", "applied"};
-    for (int k = 0; k < 7; k++) mkdirat(root, dirs[k], 0700);
+    const char *dirs[] = {"tmp", "flows", "owners", "index", "index/tasks", "index/runs", "index/owners", "applied"};
+    for (int k = 0; k < 8; k++) mkdirat(root, dirs[k], 0700);
     tmp = floor_open_dir(root, "tmp");
     flows = floor_open_dir(root, "flows");
     owners = floor_open_dir(root, "owners");
     itasks = floor_open_dir(root, "index/tasks");
+    iruns = floor_open_dir(root, "index/runs");
     iowners = floor_open_dir(root, "index/owners");
     applied = floor_open_dir(root, "applied");
     double *lat[3], *vis[3];
@@ -87,7 +96,7 @@ int main(int argc, char **argv) {
             vis[m][i] = t_visible - t0;
         }
     }
-    const char *label[] = {"raw (1 durable write)", "layout (6 inodes, 2 rounds)", "indexed (10 inodes, 2 rounds)"};
+    const char *label[] = {"raw (1 durable write)", "layout (7 fsyncs, 2 rounds)", "indexed (13 fsyncs, 2 rounds)"};
     const char *key[] = {"raw", "layout", "indexed"};
     double med[3], vmed[3], p99[3], vp99[3];
     int i99 = (int)(0.99 * n + 0.999999) - 1; /* nearest rank */

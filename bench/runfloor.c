@@ -7,9 +7,10 @@
  *
  * What it does, in the order `run` must (each step durable before the next is relied on):
  *   1. a staging directory in DIR/tmp with tasks/, the task file, manifest.json and
- *      events.jsonl (350 bytes each) and an owner-link intent in owners/; all fsynced at
- *      once, one thread each (barrier 1); the rename into flows/ and of the owner link;
- *      flows/ and owners/ fsynced together (barrier 2) — 6 new inodes, two flush rounds;
+ *      events.jsonl (350 bytes each), all fsynced at once, one thread each (barrier 1); the
+ *      rename into flows/, then the owner link (a key's first link made in place, a later
+ *      one through an intent flushed in barrier 1); flows/ and owners/ fsynced together
+ *      (barrier 2) — 5 new inodes for a new key, two flush rounds;
  *   2. prints the flow id, forks a supervisor in a session of its own and returns;
  *   3. the supervisor opens the task's log, spawns CMD in a process group of its own with its
  *      output there, records the task running (task file and manifest replaced by temp file
@@ -74,7 +75,9 @@ int main(int argc, char **argv) {
     int tmp = floor_open_dir(root, "tmp"), flows = floor_open_dir(root, "flows"), owners = floor_open_dir(root, "owners");
     int dir, tasks;
     double visible;
-    floor_new_flow(tmp, flows, owners, id, argv[2], NULL, 0, &dir, &tasks, &visible);
+    char text[256];
+    int first_link = readlinkat(owners, argv[2], text, sizeof text) < 0; /* the key has no link yet */
+    floor_new_flow(tmp, flows, owners, id, argv[2], first_link, NULL, 0, &dir, &tasks, &visible);
 
     printf("%s\n", id);
     fflush(stdout);

@@ -5,9 +5,9 @@ import SystemPackage
 /// One thing `fsck` found.
 public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
-    /// `missing_owner_link`, `stale_owner_link`, `missing_index`, `derived_state`,
-    /// or, for notes, `temp_debris`, `staging_debris`, `dangling_index`, `pending_owner_link`,
-    /// `dangling_owner_link`, `interrupted_write`.
+    /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `temp_debris`,
+    /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
+    /// `missing_owner_link`, `interrupted_write`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -162,7 +162,8 @@ extension Spool {
     }
 
     /// Checks owners/ against the flows' owner keys: every link points at the flow the lookup
-    /// rule picks, no link lacks a flow, no owner lacks a link (a pending marker excuses both).
+    /// rule picks (a pending marker excuses it) and no link lacks a flow; an owner without a
+    /// link is a note.
     func checkOwnerLinks(_ claims: [OwnerClaim], unreadable: Set<String>, into report: inout FsckReport) {
         let ownersPath = root.appending("owners")
         // link name -> the owner key, the flow the lookup rule picks, the link text if read.
@@ -226,8 +227,10 @@ extension Spool {
                 report.findings.append(FsckFinding(code: "unexpected_entry", path: ownersPath.appending(entry.name).string, message: "\(ownersPath.appending(entry.name)) does not belong in owners/"))
             }
         }
+        // A key's first link is created after its flow, without a marker: a write that stopped
+        // between the two leaves an owner with no link, and readers use the owner's index.
         for (name, want) in expected where !seen.contains(name) && pending[name] == nil {
-            report.findings.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link; the lookup rule picks flow \(want.pick.id)"))
+            report.notes.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link yet (the lookup rule picks flow \(want.pick.id)); readers use the owner's index, and the next write for that owner or fsck --repair creates it"))
         }
     }
 

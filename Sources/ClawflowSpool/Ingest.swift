@@ -117,7 +117,8 @@ extension Spool {
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
         }
         if let newFlow {
-            // The claim becomes durable in the batch's first barrier, before its flow can.
+            // Its applied record, flushed in the batch's first barrier, fixes the flow id
+            // before the flow can be durable; the claim is not flushed.
             batch.items.append((claim, newFlow))
             if let id = newFlow.taskId { batch.taskIds.insert(id) }
             return
@@ -141,12 +142,13 @@ extension Spool {
             task.fields["lastDrop"] = .string(claim.name)
             return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
         }
-        // The applied records are written now and flushed with the claims in the first
-        // barrier of the creation: one round of flushes fewer than recording them after it.
-        // A crash can still leave a record durable without its claim; such a record names
-        // no flow and is not taken for a repeat (spool-layout.md, "Exactly once").
+        // The applied records are written now and flushed in the first barrier of the
+        // creation, before any of the flows can be durable: each records the name's flow id,
+        // so the claims themselves need no flush (spool-layout.md, "Exactly once"). A crash
+        // can leave a record durable without its flow; such a record names no flow and is
+        // not taken for a repeat.
         try box.recordApplied(items.map(\.claim), flush: false)
-        let results = try create(drafts, alsoFlush: [(box.claimed, box.claimedPath), (box.applied, box.appliedPath)])
+        let results = try create(drafts, alsoFlush: [(box.applied, box.appliedPath)])
         var applied: [Claim] = []
         for ((claim, _), result) in zip(items, results) {
             switch result {

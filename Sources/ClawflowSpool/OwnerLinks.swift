@@ -6,6 +6,8 @@ import SystemPackage
 struct PendingOwnerLink {
     var name: String
     var target: String
+    /// The key had no link: it gets its first one at commit, with no marker before it.
+    var isFirst = false
 }
 
 extension Spool {
@@ -206,6 +208,11 @@ extension Spool {
             target = computeOwnerTarget(key: flow.ownerKey, override: flow)
         }
         guard let target, target != current || pending else { return nil }
+        // A key's first link needs no marker: while it has none, readers compute the pick
+        // from the owner's index, which holds this flow from barrier 1 on.
+        if !pending, (try? ownersFD.statusAt(name)) == nil {
+            return PendingOwnerLink(name: name, target: target, isFirst: true)
+        }
         let marker = Layout.pendingOwnerLink(name)
         var ownersPath: FilePath { root.appending("owners") }
         do {
@@ -220,14 +227,24 @@ extension Spool {
         return PendingOwnerLink(name: name, target: target)
     }
 
-    /// Renames each marker over its `owners/<name>`; owners/ joins `barrier`, which the
-    /// caller flushes.
+    /// Renames each marker over its `owners/<name>`, or creates a key's first link;
+    /// owners/ joins `barrier`, which the caller flushes.
     func commitOwnerLinks(_ changes: [PendingOwnerLink], barrier: inout FlushSet) throws(SpoolError) {
         guard !changes.isEmpty else { return }
         var ownersPath: FilePath { root.appending("owners") }
         for change in changes {
             do {
-                try ownersFD.renameAt(Layout.pendingOwnerLink(change.name), to: ownersFD, change.name)
+                let marker = Layout.pendingOwnerLink(change.name)
+                let text = Layout.ownerLinkTarget(change.target)
+                // A first link is created in place; should an entry have appeared under its
+                // name meanwhile (not clawflow's: it holds the root lock), it is replaced
+                // through the marker like any other change.
+                if change.isFirst, try ownersFD.symlinkAt(change.name, target: text, existingIsFine: true) { continue }
+                if change.isFirst, try !ownersFD.symlinkAt(marker, target: text, existingIsFine: true) {
+                    try ownersFD.removeAt(marker)
+                    try ownersFD.symlinkAt(marker, target: text)
+                }
+                try ownersFD.renameAt(marker, to: ownersFD, change.name)
             } catch {
                 throw SpoolError.io("Moving the owner link", ownersPath.appending(change.name), error)
             }
@@ -256,13 +273,17 @@ extension Spool {
     }
 
     /// The flow an owner key resolves to by reading its link (one readlink; the index only
-    /// when an update of that link was interrupted: a marker is there, or the link names a
-    /// flow that does not exist), or nil when the key has no flows. A flow it returns existed
-    /// when it looked.
+    /// when the link is behind: a marker is there, the link names a flow that does not
+    /// exist, or the key has no link yet), or nil when the key has no flows. A flow it
+    /// returns existed when it looked.
     public func flowId(forOwner key: String) -> String? {
         let name = OwnerKey.linkName(key)
         if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
-        guard let target = ownerLinkTarget(name) else { return nil }
+        let text: String
+        do { text = try ownersFD.readLinkAt(name) } catch {
+            return error == .noSuchFileOrDirectory ? computeOwnerTarget(key: key) : nil
+        }
+        guard let target = Layout.flowId(fromOwnerLink: text) else { return nil }  // never followed
         return flowExists(target) ? target : computeOwnerTarget(key: key)
     }
 }

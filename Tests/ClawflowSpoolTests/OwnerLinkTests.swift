@@ -128,6 +128,31 @@ struct OwnerLinkTests {
         try f.expectLink("k", b.flow)
     }
 
+    @Test("a key's first link is made without a marker; if a crash loses it, the key resolves through its index and the next write makes it")
+    func firstLink() throws {
+        let f = try Fixture()
+        // The links `tasks add` makes, from a trace of its symlinkat calls.
+        let trace = f.tmp.path + ".trace"
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let traced = runProgram("/usr/bin/strace", ["-f", "-qq", "-e", "trace=symlinkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "tasks", "add", "--owner", "k", "--runtime", "cron"])
+        #expect(traced.status == 0, "\(traced.stderr)")
+        let calls = try String(contentsOfFile: trace, encoding: .utf8)
+        #expect(!calls.contains("\".k.next\""), "\(calls)")
+        #expect(calls.contains("\"../flows/"), "\(calls)")
+        let a = try #require(f.spool.flowId(forOwner: "k"))
+        try f.expectLink("k", a)
+        // The state a crash between the flow's rename and the link's leaves.
+        try FileManager.default.removeItem(atPath: f.tmp.file("owners/k"))
+        #expect(f.spool.flowId(forOwner: "k") == a)
+        #expect(try f.spool.resolveFlow("k") == a)
+        let report = try f.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+        #expect(report.notes.map(\.code) == ["missing_owner_link"])
+        #expect(f.spool.flowId(forOwner: "nobody") == nil)
+        let b = try f.mirrored("k")
+        try f.expectLink("k", b.flow)
+    }
+
     @Test("resolution never follows an owner link that points outside flows/")
     func hostileLink() throws {
         let f = try Fixture()
