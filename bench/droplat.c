@@ -12,6 +12,9 @@
  *                              (O_CREAT|O_EXCL temp, write 300 bytes, fsync, rename, fsync(dir));
  *                              the parent renames a file from DIR/src into DIR/d and waits
  *                              (inotify on DIR/e) until the final name appears. Same figures.
+ *   droplat pair SPOOL DIR N BLOCK   both of the above, N samples each, alternating in blocks of
+ *                              BLOCK (BLOCK drops, then BLOCK raw writes, ...), so that both see
+ *                              the same state of the disk; RESULT keys prefixed clawflow_ and raw_.
  *   droplat burst SPOOL N      writes N task drops (ownerKey burst-<i>) into incoming/tmp/, then
  *                              renames them all into incoming/new/ as fast as it can and waits
  *                              until incoming/new/ is empty and flows/ holds N flows. Prints the
@@ -41,15 +44,16 @@ static void die(const char *what, const char *name) {
     exit(1);
 }
 
-static void report(const char *label, double *lat, int n) {
+/* Prints the figures of `lat`, and a line "RESULT <key>n=... <key>median_ms=..." for scripts. */
+static void report(const char *label, const char *key, double *lat, int n) {
     qsort(lat, n, sizeof *lat, floor_cmp);
     double med = n % 2 ? lat[n / 2] : (lat[n / 2 - 1] + lat[n / 2]) / 2;
     int i99 = (int)(0.99 * n + 0.999999) - 1; /* nearest-rank p99 */
     if (i99 < 0) i99 = 0;
     printf("%s: %d samples, median %.3f ms, p99 %.3f ms, min %.3f ms, max %.3f ms\n", label, n,
            med * 1e3, lat[i99] * 1e3, lat[0] * 1e3, lat[n - 1] * 1e3);
-    printf("RESULT n=%d median_ms=%.3f p99_ms=%.3f min_ms=%.3f max_ms=%.3f\n", n, med * 1e3,
-           lat[i99] * 1e3, lat[0] * 1e3, lat[n - 1] * 1e3);
+    printf("RESULT %sn=%d %smedian_ms=%.3f %sp99_ms=%.3f %smin_ms=%.3f %smax_ms=%.3f\n", key, n, key, med * 1e3,
+           key, lat[i99] * 1e3, key, lat[0] * 1e3, key, lat[n - 1] * 1e3);
 }
 
 static void write_all(const char *path, const char *data, size_t len, int flags) {
@@ -83,30 +87,36 @@ static int exists(const void *path) {
 
 /* ---- clawflow mode ------------------------------------------------------------------- */
 
-static int run_clawflow(const char *spool, int n) {
-    char owners[4096], tmp[4096], new_[4096], want[4096], body[512];
-    snprintf(owners, sizeof owners, "%s/owners", spool);
-    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ifd < 0) die("inotify_init1", NULL);
-    if (inotify_add_watch(ifd, owners, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", owners);
-    double *lat = calloc(n, sizeof *lat);
-    for (int i = 0; i < n; i++) {
-        snprintf(tmp, sizeof tmp, "%s/incoming/tmp/lat-%d.json", spool, i);
-        snprintf(new_, sizeof new_, "%s/incoming/new/lat-%d.json", spool, i);
-        snprintf(want, sizeof want, "%s/lat-%d/manifest.json", owners, i);
-        int len = snprintf(body, sizeof body,
-                           "{\"kind\":\"task\",\"ownerKey\":\"lat-%d\",\"runtime\":\"cron\",\"runId\":\"lat-%d\"}\n", i, i);
-        write_all(tmp, body, len, 0);
-        double t0 = floor_now();
-        if (rename(tmp, new_) < 0) die("rename", tmp);
-        if (wait_until(ifd, exists, want) < 0) {
-            fprintf(stderr, "droplat: drop lat-%d not applied within 10 s (%s missing)\n", i, want);
-            return 1;
-        }
-        lat[i] = floor_now() - t0;
+struct clawflow_state {
+    char owners[4096], tmp[4096], new_[4096];
+    int ifd;
+};
+
+static void clawflow_open(struct clawflow_state *c, const char *spool) {
+    snprintf(c->owners, sizeof c->owners, "%s/owners", spool);
+    snprintf(c->tmp, sizeof c->tmp, "%s/incoming/tmp", spool);
+    snprintf(c->new_, sizeof c->new_, "%s/incoming/new", spool);
+    c->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (c->ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(c->ifd, c->owners, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", c->owners);
+}
+
+/* Drop lat-<i> and wait until it is applied; returns the seconds taken, or -1. */
+static double clawflow_one(struct clawflow_state *c, int i) {
+    char from[4200], to[4200], want[4200], body[512];
+    snprintf(from, sizeof from, "%s/lat-%d.json", c->tmp, i);
+    snprintf(to, sizeof to, "%s/lat-%d.json", c->new_, i);
+    snprintf(want, sizeof want, "%s/lat-%d/manifest.json", c->owners, i);
+    int len = snprintf(body, sizeof body,
+                       "{\"kind\":\"task\",\"ownerKey\":\"lat-%d\",\"runtime\":\"cron\",\"runId\":\"lat-%d\"}\n", i, i);
+    write_all(from, body, len, 0);
+    double t0 = floor_now();
+    if (rename(from, to) < 0) die("rename", from);
+    if (wait_until(c->ifd, exists, want) < 0) {
+        fprintf(stderr, "droplat: drop lat-%d not applied within 10 s (%s missing)\n", i, want);
+        return -1;
     }
-    report("clawflow drop -> applied", lat, n);
-    return 0;
+    return floor_now() - t0;
 }
 
 /* ---- raw baseline -------------------------------------------------------------------- */
@@ -142,49 +152,100 @@ static void child_writer(const char *d, const char *e) {
     }
 }
 
-static int run_raw(const char *dir, int n) {
-    char d[4096], e[4096], src[4096], from[4096], to[4096], want[4096];
-    snprintf(d, sizeof d, "%s/d", dir);
-    snprintf(e, sizeof e, "%s/e", dir);
-    snprintf(src, sizeof src, "%s/src", dir);
-    if (mkdir(d, 0700) < 0 || mkdir(e, 0700) < 0 || mkdir(src, 0700) < 0) die("mkdir under", dir);
-    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (ifd < 0) die("inotify_init1", NULL);
-    if (inotify_add_watch(ifd, e, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", e);
+struct raw_state {
+    char d[4096], e[4096], src[4096];
+    int ifd;
+    pid_t child;
+};
+
+static void raw_open(struct raw_state *r, const char *dir) {
+    snprintf(r->d, sizeof r->d, "%s/d", dir);
+    snprintf(r->e, sizeof r->e, "%s/e", dir);
+    snprintf(r->src, sizeof r->src, "%s/src", dir);
+    if (mkdir(r->d, 0700) < 0 || mkdir(r->e, 0700) < 0 || mkdir(r->src, 0700) < 0) die("mkdir under", dir);
+    r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (r->ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(r->ifd, r->e, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", r->e);
     int pfd[2];
     if (pipe(pfd) < 0) die("pipe", NULL);
-    pid_t pid = fork();
-    if (pid < 0) die("fork", NULL);
-    if (pid == 0) {
+    r->child = fork();
+    if (r->child < 0) die("fork", NULL);
+    if (r->child == 0) {
         close(pfd[0]);
         dup2(pfd[1], 1);
-        child_writer(d, e);
+        child_writer(r->d, r->e);
         _exit(0);
     }
     close(pfd[1]);
     char c;
     if (read(pfd[0], &c, 1) != 1) die("child did not start", NULL);
-    double *lat = calloc(n, sizeof *lat);
-    const char body[] = "{\"kind\":\"task\",\"ownerKey\":\"raw\",\"runtime\":\"cron\",\"runId\":\"raw\"}\n";
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        snprintf(from, sizeof from, "%s/x-%d", src, i);
-        snprintf(to, sizeof to, "%s/x-%d", d, i);
-        snprintf(want, sizeof want, "%s/x-%d", e, i);
-        write_all(from, body, sizeof body - 1, 0);
-        double t0 = floor_now();
-        if (rename(from, to) < 0) die("rename", from);
-        if (wait_until(ifd, exists, want) < 0) {
-            fprintf(stderr, "droplat: raw x-%d not written within 10 s\n", i);
-            rc = 1;
-            break;
-        }
-        lat[i] = floor_now() - t0;
+    close(pfd[0]);
+}
+
+/* Rename x-<i> into d/ and wait for the child's durable write of e/x-<i>; seconds, or -1. */
+static double raw_one(struct raw_state *r, int i) {
+    static const char body[] = "{\"kind\":\"task\",\"ownerKey\":\"raw\",\"runtime\":\"cron\",\"runId\":\"raw\"}\n";
+    char from[4200], to[4200], want[4200];
+    snprintf(from, sizeof from, "%s/x-%d", r->src, i);
+    snprintf(to, sizeof to, "%s/x-%d", r->d, i);
+    snprintf(want, sizeof want, "%s/x-%d", r->e, i);
+    write_all(from, body, sizeof body - 1, 0);
+    double t0 = floor_now();
+    if (rename(from, to) < 0) die("rename", from);
+    if (wait_until(r->ifd, exists, want) < 0) {
+        fprintf(stderr, "droplat: raw x-%d not written within 10 s\n", i);
+        return -1;
     }
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    if (rc == 0) report("raw inotify wait + 1 durable write", lat, n);
+    return floor_now() - t0;
+}
+
+static void raw_close(struct raw_state *r) {
+    kill(r->child, SIGTERM);
+    waitpid(r->child, NULL, 0);
+}
+
+static int run_clawflow(const char *spool, int n) {
+    struct clawflow_state c;
+    clawflow_open(&c, spool);
+    double *lat = calloc(n, sizeof *lat);
+    for (int i = 0; i < n; i++)
+        if ((lat[i] = clawflow_one(&c, i)) < 0) return 1;
+    report("clawflow drop -> applied", "", lat, n);
+    return 0;
+}
+
+static int run_raw(const char *dir, int n) {
+    struct raw_state r;
+    raw_open(&r, dir);
+    double *lat = calloc(n, sizeof *lat);
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        if ((lat[i] = raw_one(&r, i)) < 0) rc = 1;
+    raw_close(&r);
+    if (rc == 0) report("raw inotify wait + 1 durable write", "", lat, n);
     return rc;
+}
+
+/* Both, alternating in blocks of `block`, so that they see the same state of the disk. */
+static int run_pair(const char *spool, const char *dir, int n, int block) {
+    struct clawflow_state c;
+    struct raw_state r;
+    clawflow_open(&c, spool);
+    raw_open(&r, dir);
+    double *cl = calloc(n, sizeof *cl), *rl = calloc(n, sizeof *rl);
+    int rc = 0;
+    for (int start = 0; start < n && rc == 0; start += block) {
+        int end = start + block < n ? start + block : n;
+        for (int i = start; i < end && rc == 0; i++)
+            if ((cl[i] = clawflow_one(&c, i)) < 0) rc = 1;
+        for (int i = start; i < end && rc == 0; i++)
+            if ((rl[i] = raw_one(&r, i)) < 0) rc = 1;
+    }
+    raw_close(&r);
+    if (rc) return rc;
+    report("clawflow drop -> applied", "clawflow_", cl, n);
+    report("raw inotify wait + 1 durable write", "raw_", rl, n);
+    return 0;
 }
 
 /* ---- burst --------------------------------------------------------------------------- */
@@ -244,8 +305,10 @@ static int run_burst(const char *spool, int n) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "pair") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0)
+        return run_pair(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
     if (argc != 4 || atoi(argv[3]) <= 0) {
-        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat burst SPOOL N\n");
+        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat pair SPOOL DIR N BLOCK | droplat burst SPOOL N\n");
         return 64;
     }
     int n = atoi(argv[3]);

@@ -3,8 +3,8 @@
 #
 # Measures, in one run, with `clawflow watch` running on the spool:
 #   1. drop -> applied latency: 1,000 sequential task drops (droplat.c, inotify on owners/);
-#   2. the raw floor in the same run: an inotify wait plus one durable write (droplat.c raw),
-#      and the layout's own cost written in C (layoutfloor.c);
+#   2. the raw floor in the same run: an inotify wait plus one durable write, alternating with
+#      1 in blocks of 50 (droplat.c pair), and the layout's own cost written in C (layoutfloor.c);
 #   3. burst ingest: 10,000 drops renamed into incoming/new at once, time until all applied
 #      (2,000 when a 300-drop probe says 10,000 would take over 5 minutes);
 #   1-3 run twice: on a fresh ext4 made for the run (scratchfs.sh says why; skipped when it
@@ -99,21 +99,19 @@ drop_suite() {
     local venue=$1 fs out applied rejected est C_MED C_P99 C_MAX R_MED R_P99 F_RAW F_LAYOUT F_INDEXED F_LAYOUT99 F_INDEXED99
     local burst_n=$BURST_N burst_note="" B_S B_RATE ratio
     fs=$(fs_desc "$venue")
-    step "1. drop -> applied latency, $LAT_N sequential drops, watcher running ($fs, $venue)"
+    # 1 and 2 alternate in blocks of 50 (droplat pair): the raw baseline and clawflow then see
+    # the same state of the disk, which on /tmp changes within minutes (see bench/README.md).
+    step "1-2. drop -> applied latency, $LAT_N sequential drops, watcher running, alternating in blocks of 50 with the raw baseline: inotify wait + 1 durable write (open O_EXCL, write 300 B, fsync, rename, fsync dir) ($fs, $venue)"
     "$BIN" --spool "$venue/lat" init >/dev/null || fail "clawflow init"
     start_watcher "$venue/lat" "$venue/lat.log"
-    out=$("$DROPLAT" clawflow "$venue/lat" "$LAT_N") || fail "droplat clawflow: $out"
+    mkdir "$venue/raw"
+    out=$("$DROPLAT" pair "$venue/lat" "$venue/raw" "$LAT_N" 50) || fail "droplat pair: $out"
     grep -v '^RESULT' <<<"$out"
-    C_MED=$(result median_ms "$out") C_P99=$(result p99_ms "$out") C_MAX=$(result max_ms "$out")
+    C_MED=$(result clawflow_median_ms "$out") C_P99=$(result clawflow_p99_ms "$out") C_MAX=$(result clawflow_max_ms "$out")
+    R_MED=$(result raw_median_ms "$out") R_P99=$(result raw_p99_ms "$out")
     stop_watcher
     applied=$(find "$venue/lat/owners" -maxdepth 1 -name 'lat-*' | wc -l)
     [[ $applied == "$LAT_N" ]] || fail "expected $LAT_N owner links lat-*, found $applied"
-
-    step "2. raw baseline: inotify wait + 1 durable write (open O_EXCL, write 300 B, fsync, rename, fsync dir), $LAT_N times ($fs)"
-    mkdir "$venue/raw"
-    out=$("$DROPLAT" raw "$venue/raw" "$LAT_N") || fail "droplat raw: $out"
-    grep -v '^RESULT' <<<"$out"
-    R_MED=$(result median_ms "$out") R_P99=$(result p99_ms "$out")
 
     step "2b. context: the spool layout's own cost, without clawflow (layoutfloor.c, 300 interleaved rounds, $fs)"
     out=$("$LAYOUTFLOOR" "$venue/floor" 300) || fail "layoutfloor: $out"
