@@ -123,10 +123,10 @@ extension Spool {
             if let id = newFlow.taskId { batch.taskIds.insert(id) }
             return
         }
-        // The claim must be durable before anything is applied. incoming/new needs no flush:
-        // should a power cut bring the drop back there beside its claim, the claim is finished
-        // first (recording the name as applied) and the copy is then deleted as a repeat.
-        try DurableFile.sync(box.claimed, box.claimedPath)
+        // The claim is flushed in the first barrier of the change, before any of it can be
+        // durable. incoming/new needs no flush: should a power cut bring the drop back there
+        // beside its claim, the claim is finished first (recording the name as applied) and
+        // the copy is then deleted as a repeat.
         try finishClaim(claim, box: box, report: &report, recovering: false)
     }
 
@@ -179,15 +179,16 @@ extension Spool {
         } catch {
             return
         }
+        let recorded: Bool
         do {
-            try apply(drop, claim: claim)
+            recorded = try apply(drop, claim: claim, box: box)
         } catch let rejection as DropRejection {
             try refuse(claim, box: box, code: rejection.code, message: rejection.message, report: &report)
             return
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
         }
-        try box.recordApplied([claim])
+        if !recorded { try box.recordApplied([claim]) }
         try box.removeClaim(claim)
         report.applied += 1
         if recovering { report.recovered += 1 }
@@ -272,32 +273,39 @@ extension Spool {
     }
 
     /// Applies a claimed drop once: a task that exists already, or an update already recorded
-    /// in its task's `lastDrop`, is a replay and changes nothing.
-    private func apply(_ drop: Drop, claim: Claim) throws {
+    /// in its task's `lastDrop`, is a replay and changes nothing. A change to an existing flow
+    /// flushes the claim in its first barrier and records the name as applied in its last
+    /// (spool-layout.md, "Exactly once"); returns whether it did, else the caller records it.
+    private func apply(_ drop: Drop, claim: Claim, box: DropBox) throws -> Bool {
         let source = "drop:" + claim.name
+        let extras = MutationExtras(first: [(box.claimed, box.claimedPath)]) { (last) throws(SpoolError) in
+            try box.recordApplied([claim], flush: false)
+            last.add(directory: box.applied, box.appliedPath)
+        }
         switch drop.kind {
         case .task(let task):
-            if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return }
+            if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return false }
             var new = task.newTask
             new.taskId = claim.taskId
             new.fields["lastDrop"] = .string(claim.name)
             if task.parentFlowId != nil {
-                do { _ = try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source) } catch {
+                do { return try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source, extras: extras).wrote } catch {
                     if error.code == .linkRefused || error.code == .notFound { throw DropRejection(code: "link_refused", message: error.message) }
                     throw error
                 }
             } else {
                 guard let owner = task.ownerKey else { throw DropRejection(code: "bad_fields", message: "a task drop without parentFlowId needs an ownerKey") }
                 do {
-                    if flowExists(claim.flowId) { return }
+                    if flowExists(claim.flowId) { return false }
                     _ = try addTaskInNewFlow(ownerKey: owner, task: new, goal: nil, flowId: claim.flowId, source: source)
+                    return false
                 } catch {
                     if error.code == .linkRefused { throw DropRejection(code: "reused_task_id", message: error.message) }
                     throw error
                 }
             }
         case .update(let update):
-            _ = try mutate(flow: claim.flowId, source: source) { (change) throws(SpoolError) in
+            return try mutate(flow: claim.flowId, source: source, extras: extras) { (change) throws(SpoolError) in
                 guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
                 if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
                 switch Rules.apply(update.update, to: &task, at: change.now) {
@@ -309,7 +317,7 @@ extension Spool {
                     if let s = update.update.status { event["status"] = .string(s.rawValue) }
                     change.log(event)
                 }
-            }
+            }.wrote
         }
     }
 

@@ -28,6 +28,15 @@ public struct FlowChange: Sendable {
     }
 }
 
+/// What a caller adds to the barriers of one `Spool.mutate` (the drop box: a drop's claim, and
+/// its applied record), so that its own writes cost no rounds of flushes of their own.
+struct MutationExtras {
+    /// Directories flushed in barrier 1, before any record of the change can be durable.
+    var first: [(FileDescriptor, FilePath)] = []
+    /// Called once the records are in place, before the last barrier, which it may add to.
+    var beforeLast: ((inout FlushSet) throws(SpoolError) -> Void)?
+}
+
 extension Spool {
     // MARK: - The one mutation path
 
@@ -35,6 +44,13 @@ extension Spool {
     /// rules → write the changed records durably → move the owner link if the lookup rule now
     /// picks another flow → append to events.jsonl → unlock (spool-layout.md, "Writing").
     public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
+        let (result, snapshot, _) = try mutate(flow: flowId, source: source, extras: MutationExtras(), body)
+        return (result, snapshot)
+    }
+
+    /// `mutate` with `extras` joining its barriers. `wrote` is false when the change changed
+    /// nothing, so that no barrier ran and `extras` were left alone.
+    func mutate<T>(flow flowId: String, source: String, extras: MutationExtras, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot, wrote: Bool) {
         var dirPath: FilePath { flowPath(flowId) }  // built only where a message or a barrier needs it
         let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
@@ -70,7 +86,7 @@ extension Spool {
         let newTaskIds = changedTasks.map(\.taskId).filter { tasksBefore[$0] == nil }
         let events = Rules.events(flowBefore: before.flow, flowAfter: flow, tasksBefore: tasksBefore, tasksAfter: change.tasks) + change.notes
         let snapshot = FlowSnapshot(flow: flow, tasks: change.orderedTasks, problems: [])
-        if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot) }
+        if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot, false) }
 
         let needsRoot = !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal
         if needsRoot { try lockRoot() }
@@ -102,6 +118,7 @@ extension Spool {
             if flow != before.flow {
                 stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: dirPath, barrier: &barrier)
             }
+            for (fd, path) in extras.first { barrier.add(directory: fd, path) }
             try barrier.flush()
         } catch {
             discardAll()
@@ -125,8 +142,9 @@ extension Spool {
         }
         if let linkChange { try commitOwnerLinks([linkChange], barrier: &last) }
         try appendEvents(events, in: dir, flowId: flowId, at: now, source: source, barrier: &last)
+        try extras.beforeLast?(&last)
         try last.flush()
-        return (result, snapshot)
+        return (result, snapshot, true)
     }
 
     /// Creates a flow with its first tasks: built complete under tmp/, then renamed into

@@ -53,7 +53,13 @@ extension Spool {
 
     /// Links a new task to an existing flow under the link rules.
     public func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
-        let (taskId, snap) = try mutate(flow: flowId, source: source) { (change) throws(SpoolError) -> String in
+        let (snap, taskId, _) = try addTask(toFlow: flowId, ownerKey: ownerKey, task: task, source: source, extras: MutationExtras())
+        return (snap, taskId)
+    }
+
+    /// `addTask(toFlow:)` with `extras` joining the barriers of its write (see `mutate`).
+    func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String, extras: MutationExtras) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String, wrote: Bool) {
+        let (taskId, snap, wrote) = try mutate(flow: flowId, source: source, extras: extras) { (change) throws(SpoolError) -> String in
             if let reason = Rules.linkRefusal(flow: change.flow, taskCount: change.tasks.count, ownerKey: ownerKey) {
                 throw SpoolError(.linkRefused, "Cannot link the task: \(sanitized(reason)).")
             }
@@ -64,7 +70,7 @@ extension Spool {
             change.tasks[record.taskId] = record
             return record.taskId
         }
-        return (snap, taskId)
+        return (snap, taskId, wrote)
     }
 
     /// Creates a managed flow for an external controller.

@@ -254,4 +254,45 @@ struct IngestCrashTests {
         let report = try f.spool.fsck(repair: false)
         #expect(report.findings.isEmpty, "\(report.findings)")
     }
+
+    /// The lines of an strace of `clawflow ingest` on the fixture's spool (descriptors shown as paths).
+    static func tracedIngest(_ f: DropFixture) throws -> [String] {
+        let trace = f.tmp.path + ".trace"
+        defer { try? FileManager.default.removeItem(atPath: trace) }
+        let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-y", "-e", "trace=fsync,openat,renameat,renameat2,symlinkat,unlinkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
+        #expect(r.status == 0, "\(r.stderr)")
+        return try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
+    }
+
+    @Test("a drop's claim and applied record are flushed in the barriers of its change, in the order that keeps it exactly once")
+    func flushOrder() throws {
+        let f = try DropFixture()
+        func first(_ lines: [String], _ parts: String...) -> Int? {
+            lines.firstIndex { line in parts.allSatisfy { line.contains($0) } }
+        }
+        // A drop that creates a flow: its applied record is made and flushed before the
+        // flow's rename into flows/; its claim is never flushed.
+        try f.drop("new-1", #"{"kind":"task","ownerKey":"o","runtime":"cron","taskId":"0b5f7f3e-1d2c-4b8a-9e6f-123456789abc"}"#)
+        var lines = try Self.tracedIngest(f)
+        let record = try #require(first(lines, "symlinkat(", "incoming/applied>", "\"new-1\""))
+        let recordFlush = try #require(first(lines, "fsync(", "incoming/applied>"))
+        let intoFlows = try #require(first(lines, "renameat2(", "/tmp>", "/flows>"))
+        #expect(record < recordFlush && recordFlush < intoFlows, "\(lines)")
+        #expect(first(lines, "fsync(", "incoming/claimed>") == nil, "\(lines)")
+        // An update of that task: its claim is flushed with the new task file, before that
+        // file's rename; the applied record is made after the records and flushed before
+        // the claim is deleted, each in one of the change's own barriers.
+        try f.drop("upd-1", #"{"kind":"task-update","taskId":"0b5f7f3e-1d2c-4b8a-9e6f-123456789abc","status":"running"}"#)
+        lines = try Self.tracedIngest(f)
+        let tempTask = try #require(first(lines, "openat(", ".0b5f7f3e-1d2c-4b8a-9e6f-123456789abc.json.", "O_CREAT"))
+        let claimFlush = try #require(first(lines, "fsync(", "incoming/claimed>"))
+        let taskRename = try #require(first(lines, "renameat(", "/tasks>", "\"0b5f7f3e-1d2c-4b8a-9e6f-123456789abc.json\""))
+        let updRecord = try #require(first(lines, "symlinkat(", "incoming/applied>", "\"upd-1\""))
+        let updFlush = try #require(first(lines, "fsync(", "incoming/applied>"))
+        let claimRemoved = try #require(first(lines, "unlinkat(", "incoming/claimed>", "upd-1#"))
+        #expect(tempTask < claimFlush && claimFlush < taskRename, "\(lines)")
+        #expect(taskRename < updRecord && updRecord < updFlush && updFlush < claimRemoved, "\(lines)")
+        #expect(lines.filter { $0.contains("fsync(") && $0.contains("incoming/") }.count == 2, "\(lines)")
+        #expect(try f.spool.readTask(flowId: try #require(f.spool.flowId(forOwner: "o")), taskId: "0b5f7f3e-1d2c-4b8a-9e6f-123456789abc").status == .running)
+    }
 }
