@@ -12,9 +12,11 @@
  *                              (O_CREAT|O_EXCL temp, write 300 bytes, fsync, rename, fsync(dir));
  *                              the parent renames a file from DIR/src into DIR/d and waits
  *                              (inotify on DIR/e) until the final name appears. Same figures.
- *   droplat pair SPOOL DIR N BLOCK   both of the above, N samples each, alternating in blocks of
- *                              BLOCK (BLOCK drops, then BLOCK raw writes, ...), so that both see
- *                              the same state of the disk; RESULT keys prefixed clawflow_ and raw_.
+ *   droplat compare SPOOL DIR N BLOCK   both of the above (raw in DIR/raw), and a C program
+ *                              writing clawflow's layout for a drop (floor.h, in DIR/model), N
+ *                              samples each, alternating in blocks of BLOCK, so that all three see
+ *                              the same state of the disk; RESULT keys prefixed clawflow_, raw_
+ *                              and model_.
  *   droplat burst SPOOL N      writes N task drops (ownerKey burst-<i>) into incoming/tmp/, then
  *                              renames them all into incoming/new/ as fast as it can and waits
  *                              until incoming/new/ is empty and flows/ holds N flows. Prints the
@@ -226,13 +228,21 @@ static int run_raw(const char *dir, int n) {
     return rc;
 }
 
-/* Both, alternating in blocks of `block`, so that they see the same state of the disk. */
-static int run_pair(const char *spool, const char *dir, int n, int block) {
+/* The three, alternating in blocks of `block` (clawflow, raw, model), so that all see the same
+ * state of the disk. The model is clawflow's layout for a drop written in C (floor.h): whole
+ * writes until durable, as droplat's back-to-back samples see clawflow's and raw's. */
+static int run_compare(const char *spool, const char *dir, int n, int block) {
+    char rawdir[4200], modeldir[4200];
+    snprintf(rawdir, sizeof rawdir, "%s/raw", dir);
+    snprintf(modeldir, sizeof modeldir, "%s/model", dir);
+    if (mkdir(rawdir, 0700) < 0) die("mkdir", rawdir);
     struct clawflow_state c;
     struct raw_state r;
+    struct floor_spool model;
     clawflow_open(&c, spool);
-    raw_open(&r, dir);
-    double *cl = calloc(n, sizeof *cl), *rl = calloc(n, sizeof *rl);
+    raw_open(&r, rawdir);
+    floor_spool_make(&model, modeldir);
+    double *cl = calloc(n, sizeof *cl), *rl = calloc(n, sizeof *rl), *ml = calloc(n, sizeof *ml);
     int rc = 0;
     for (int start = 0; start < n && rc == 0; start += block) {
         int end = start + block < n ? start + block : n;
@@ -240,11 +250,19 @@ static int run_pair(const char *spool, const char *dir, int n, int block) {
             if ((cl[i] = clawflow_one(&c, i)) < 0) rc = 1;
         for (int i = start; i < end && rc == 0; i++)
             if ((rl[i] = raw_one(&r, i)) < 0) rc = 1;
+        for (int i = start; i < end; i++) {
+            char id[64];
+            double t0 = floor_now(), visible;
+            snprintf(id, sizeof id, "model-%d", i);
+            floor_model_flow(&model, id, 1, &visible);
+            ml[i] = floor_now() - t0;
+        }
     }
     raw_close(&r);
     if (rc) return rc;
     report("clawflow drop -> applied", "clawflow_", cl, n);
     report("raw inotify wait + 1 durable write", "raw_", rl, n);
+    report("clawflow's layout for a drop written in C (whole write until durable)", "model_", ml, n);
     return 0;
 }
 
@@ -305,10 +323,10 @@ static int run_burst(const char *spool, int n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && !strcmp(argv[1], "pair") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0)
-        return run_pair(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+    if (argc == 6 && !strcmp(argv[1], "compare") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0)
+        return run_compare(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
     if (argc != 4 || atoi(argv[3]) <= 0) {
-        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat pair SPOOL DIR N BLOCK | droplat burst SPOOL N\n");
+        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat compare SPOOL DIR N BLOCK | droplat burst SPOOL N\n");
         return 64;
     }
     int n = atoi(argv[3]);

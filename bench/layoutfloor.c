@@ -25,64 +25,32 @@
 #define _GNU_SOURCE
 #include "floor.h"
 
-static int tmp, flows, owners, itasks, iruns, iowners, applied;
+static struct floor_spool sp;
 static double t0, t_visible; /* start of the current write, and when its result became visible */
 
 static void raw(int i) {
     char name[64], temp[80];
     snprintf(name, sizeof name, "raw-%d", i);
     snprintf(temp, sizeof temp, ".%s.tmp", name);
-    int fd = floor_new_file(tmp, temp);
+    int fd = floor_new_file(sp.tmp, temp);
     fsync(fd);
-    renameat(tmp, temp, flows, name);
+    renameat(sp.tmp, temp, sp.flows, name);
     t_visible = floor_now();
-    fsync(flows);
+    fsync(sp.flows);
     close(fd);
 }
 
 static void flow(int i, int indexed) {
-    char id[64], target[96], link[96];
+    char id[64];
     snprintf(id, sizeof id, "%s-%d", indexed ? "indexed" : "layout", i);
-    snprintf(target, sizeof target, "../flows/%s", id);
-    snprintf(link, sizeof link, "owner-%s", id);
-    int extra[6], n = 0, ownerdir = -1, rundir = -1, dir, tasks;
-    if (indexed) {
-        symlinkat(target, itasks, id);
-        mkdirat(iruns, link, 0700);
-        rundir = floor_open_dir(iruns, link);
-        symlinkat(target, rundir, id);
-        mkdirat(iowners, link, 0700);
-        ownerdir = floor_open_dir(iowners, link);
-        symlinkat(target, ownerdir, id);
-        symlinkat(target, applied, id);
-        extra[n++] = itasks;
-        extra[n++] = iruns;
-        extra[n++] = rundir;
-        extra[n++] = iowners;
-        extra[n++] = ownerdir;
-        extra[n++] = applied;
-    }
-    floor_new_flow(tmp, flows, owners, id, link, 1, extra, n, &dir, &tasks, &t_visible);
-    close(tasks);
-    close(dir);
-    if (ownerdir >= 0) close(ownerdir);
-    if (rundir >= 0) close(rundir);
+    floor_model_flow(&sp, id, indexed, &t_visible);
 }
 
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: layoutfloor DIR N\n"); return 2; }
     int n = atoi(argv[2]);
-    if (n < 1 || mkdir(argv[1], 0700) != 0) { perror(argv[1]); return 1; }
-    int root = floor_open_dir(AT_FDCWD, argv[1]);
-    const char *dirs[] = {"tmp", "flows", "owners", "index", "index/tasks", "index/runs", "index/owners", "applied"};
-    for (int k = 0; k < 8; k++) mkdirat(root, dirs[k], 0700);
-    tmp = floor_open_dir(root, "tmp");
-    flows = floor_open_dir(root, "flows");
-    owners = floor_open_dir(root, "owners");
-    itasks = floor_open_dir(root, "index/tasks");
-    iruns = floor_open_dir(root, "index/runs");
-    iowners = floor_open_dir(root, "index/owners");
-    applied = floor_open_dir(root, "applied");
+    if (n < 1) return 2;
+    floor_spool_make(&sp, argv[1]);
     double *lat[3], *vis[3];
     for (int m = 0; m < 3; m++) {
         lat[m] = malloc(n * sizeof(double));
