@@ -17,6 +17,9 @@
  *                              samples each, alternating in blocks of BLOCK, so that all three see
  *                              the same state of the disk; RESULT keys prefixed clawflow_, raw_
  *                              and model_.
+ *   droplat update SPOOL N     one task drop (owner upd, a chosen taskId), then N task-update drops
+ *                              for it, one after another, each timed until the task file shows
+ *                              its progressSummary (inotify on the flow's tasks/). Same figures.
  *   droplat burst SPOOL N      writes N task drops (ownerKey burst-<i>) into incoming/tmp/, then
  *                              renames them all into incoming/new/ as fast as it can and waits
  *                              until incoming/new/ is empty and flows/ holds N flows. Prints the
@@ -266,6 +269,67 @@ static int run_compare(const char *spool, const char *dir, int n, int block) {
     return 0;
 }
 
+/* ---- update mode --------------------------------------------------------------------- */
+
+struct contains_arg {
+    const char *path, *text;
+};
+
+static int file_contains(const void *a) { /* the file holds `text` (read whole, up to 64 KiB) */
+    const struct contains_arg *c = a;
+    char buf[65536];
+    int fd = open(c->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    return strstr(buf, c->text) != NULL;
+}
+
+/* One task (taskId chosen, owner upd), then N task-update drops for it, each waited for until
+ * the task file shows its progressSummary (inotify on the flow's tasks/, confirmed by reading). */
+static int run_update(const char *spool, int n) {
+    static const char *task = "0b5f7f3e-1d2c-4b8a-9e6f-123456789abc";
+    char from[4200], to[4200], link[4200], target[4200], tasks[4400], file[4600], body[512], text[64];
+    snprintf(from, sizeof from, "%s/incoming/tmp/upd-task.json", spool);
+    snprintf(to, sizeof to, "%s/incoming/new/upd-task.json", spool);
+    int len = snprintf(body, sizeof body, "{\"kind\":\"task\",\"ownerKey\":\"upd\",\"runtime\":\"cron\",\"taskId\":\"%s\",\"status\":\"running\"}\n", task);
+    write_all(from, body, len, 0);
+    if (rename(from, to) < 0) die("rename", from);
+    snprintf(link, sizeof link, "%s/owners/upd", spool);
+    ssize_t tl = -1;
+    for (int k = 0; k < 10000 && tl < 0; k++) {
+        tl = readlink(link, target, sizeof target - 1);
+        if (tl < 0) usleep(1000);
+    }
+    if (tl < 0) die("the task drop was not applied within 10 s:", link);
+    target[tl] = 0; /* ../flows/<id> */
+    snprintf(tasks, sizeof tasks, "%s/owners/%s/tasks", spool, target);
+    snprintf(file, sizeof file, "%s/%s.json", tasks, task);
+    int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (ifd < 0) die("inotify_init1", NULL);
+    if (inotify_add_watch(ifd, tasks, IN_MOVED_TO) < 0) die("inotify_add_watch", tasks);
+    double *lat = calloc(n, sizeof *lat);
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/incoming/tmp/upd-%d.json", spool, i);
+        snprintf(to, sizeof to, "%s/incoming/new/upd-%d.json", spool, i);
+        snprintf(text, sizeof text, "\"step %d\"", i);
+        len = snprintf(body, sizeof body, "{\"kind\":\"task-update\",\"taskId\":\"%s\",\"status\":\"running\",\"progressSummary\":\"step %d\"}\n", task, i);
+        write_all(from, body, len, 0);
+        double t0 = floor_now();
+        if (rename(from, to) < 0) die("rename", from);
+        struct contains_arg want = {file, text};
+        if (wait_until(ifd, file_contains, &want) < 0) {
+            fprintf(stderr, "droplat: update upd-%d not applied within 10 s\n", i);
+            return 1;
+        }
+        lat[i] = floor_now() - t0;
+    }
+    report("clawflow task-update drop -> applied", "", lat, n);
+    return 0;
+}
+
 /* ---- burst --------------------------------------------------------------------------- */
 
 static long count_entries(const char *path) { /* entries not beginning with '.' */
@@ -326,13 +390,14 @@ int main(int argc, char **argv) {
     if (argc == 6 && !strcmp(argv[1], "compare") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0)
         return run_compare(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
     if (argc != 4 || atoi(argv[3]) <= 0) {
-        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat compare SPOOL DIR N BLOCK | droplat burst SPOOL N\n");
+        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat compare SPOOL DIR N BLOCK | droplat update SPOOL N | droplat burst SPOOL N\n");
         return 64;
     }
     int n = atoi(argv[3]);
     if (!strcmp(argv[1], "clawflow")) return run_clawflow(argv[2], n);
     if (!strcmp(argv[1], "raw")) return run_raw(argv[2], n);
     if (!strcmp(argv[1], "burst")) return run_burst(argv[2], n);
+    if (!strcmp(argv[1], "update")) return run_update(argv[2], n);
     fprintf(stderr, "droplat: unknown mode %s\n", argv[1]);
     return 64;
 }

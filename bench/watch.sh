@@ -6,6 +6,7 @@
 #   2. the raw floor in the same run: an inotify wait plus one durable write, alternating with
 #      1 in blocks of 50 together with clawflow's layout written in C (droplat.c compare), and
 #      the layout's own cost, spec-minimal and clawflow's, in C (layoutfloor.c);
+#   1b. task-update drop -> applied: 500 updates of one task, one after another (no target);
 #   3. burst ingest: 10,000 drops renamed into incoming/new at once, time until all applied
 #      (2,000 when a 300-drop probe says 10,000 would take over 5 minutes);
 #   1-3 run twice: on a fresh ext4 made for the run (scratchfs.sh says why; skipped when it
@@ -24,6 +25,7 @@ REPO=$(cd "$HERE/.." && pwd)
 cd "$REPO"
 
 LAT_N=${BENCH_LAT_DROPS:-1000}
+UPD_N=$(( LAT_N / 2 ))
 BURST_N=${BENCH_BURST_DROPS:-10000}
 RSS_N=${BENCH_RSS_FLOWS:-10000}
 BURST_MAX_S=300 # if the burst would take longer than this at the measured speed, use 2,000 drops
@@ -97,7 +99,7 @@ result() { sed -n "s/^RESULT .*\b$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 # lines to SUMMARY.
 SUMMARY=()
 drop_suite() {
-    local venue=$1 fs out applied rejected est C_MED C_P99 C_MAX R_MED R_P99 M_MED M_P99 F_RAW F_LAYOUT F_INDEXED F_LAYOUT99 F_INDEXED99
+    local venue=$1 fs out applied rejected est C_MED C_P99 C_MAX R_MED R_P99 M_MED M_P99 U_MED U_P99 F_RAW F_LAYOUT F_INDEXED F_LAYOUT99 F_INDEXED99
     local burst_n=$BURST_N burst_note="" B_S B_RATE ratio
     fs=$(fs_desc "$venue")
     # 1 and 2 alternate in blocks of 50 (droplat compare) with a C program writing clawflow's
@@ -112,6 +114,10 @@ drop_suite() {
     C_MED=$(result clawflow_median_ms "$out") C_P99=$(result clawflow_p99_ms "$out") C_MAX=$(result clawflow_max_ms "$out")
     R_MED=$(result raw_median_ms "$out") R_P99=$(result raw_p99_ms "$out")
     M_MED=$(result model_median_ms "$out") M_P99=$(result model_p99_ms "$out")
+    step "1b. task-update drop -> applied, $UPD_N sequential updates of one task, same watcher (no target) ($fs)"
+    out=$("$DROPLAT" update "$venue/lat" "$UPD_N") || fail "droplat update: $out"
+    grep -v '^RESULT' <<<"$out"
+    U_MED=$(result median_ms "$out") U_P99=$(result p99_ms "$out")
     stop_watcher
     applied=$(find "$venue/lat/owners" -maxdepth 1 -name 'lat-*' | wc -l)
     [[ $applied == "$LAT_N" ]] || fail "expected $LAT_N owner links lat-*, found $applied"
@@ -149,6 +155,7 @@ drop_suite() {
     SUMMARY+=("$2 ($fs):")
     SUMMARY+=("  drop -> applied: median $(f1 "$C_MED") ms, p99 $(f1 "$C_P99") ms, max $(f1 "$C_MAX") ms ($LAT_N drops); raw baseline (inotify wait + 1 durable write): median $(f1 "$R_MED") ms, p99 $(f1 "$R_P99") ms; ratio ${ratio}x (target <= 3x: $(meets "$ratio" le 3)), p99 target <= 10 ms: $(meets "$C_P99" le 10)")
     SUMMARY+=("  in the same blocks, clawflow's layout for a drop written in C (floor.h, 13 fsyncs in 2 rounds, whole writes): median $(f1 "$M_MED") ms = $(awk -v a="$M_MED" -v b="$R_MED" 'BEGIN { printf "%.1f", a / b }')x the raw baseline, p99 $(f1 "$M_P99") ms; clawflow = $(awk -v a="$C_MED" -v b="$M_MED" 'BEGIN { printf "%.2f", a / b }')x its layout in C")
+    SUMMARY+=("  task-update drop -> applied (one task, $UPD_N updates one after another; no target): median $(f1 "$U_MED") ms, p99 $(f1 "$U_P99") ms")
     SUMMARY+=("  context (layoutfloor.c, no clawflow, same filesystem), whole writes until durable, as droplat's back-to-back drops see them: one durable write $(f1 "$F_RAW") ms; the least a new flow needs by the layout (7 fsyncs in 2 rounds) median $(f1 "$F_LAYOUT") ms = $(awk -v a="$F_LAYOUT" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x, p99 $(f1 "$F_LAYOUT99") ms; clawflow's layout for a drop, with its indexes and applied record (13 fsyncs in 2 rounds) median $(f1 "$F_INDEXED") ms = $(awk -v a="$F_INDEXED" -v b="$F_RAW" 'BEGIN { printf "%.1f", a / b }')x, p99 $(f1 "$F_INDEXED99") ms")
     SUMMARY+=("  burst ingest: $burst_n drops in $(f1 "$B_S") s = $(printf '%.0f' "$B_RATE") drops/s$burst_note (target >= 500/s: $(meets "$B_RATE" ge 500))")
 }
