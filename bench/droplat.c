@@ -12,11 +12,12 @@
  *                              (O_CREAT|O_EXCL temp, write 300 bytes, fsync, rename, fsync(dir));
  *                              the parent renames a file from DIR/src into DIR/d and waits
  *                              (inotify on DIR/e) until the final name appears. Same figures.
- *   droplat compare SPOOL DIR N BLOCK   both of the above (raw in DIR/raw), and a C program
- *                              writing clawflow's layout for a drop (floor.h, in DIR/model), N
- *                              samples each, alternating in blocks of BLOCK, so that all three see
- *                              the same state of the disk; RESULT keys prefixed clawflow_, raw_
- *                              and model_.
+ *   droplat compare SPOOL DIR N BLOCK   both of the above (raw in DIR/raw), and a C watcher
+ *                              made like raw's child that writes clawflow's layout for each drop
+ *                              (floor_model_flow in floor.h, in DIR/model; waited for at
+ *                              owners/owner-x-<i>/manifest.json), N samples each, alternating in
+ *                              blocks of BLOCK, so that all three see the same state of the disk;
+ *                              RESULT keys prefixed clawflow_, raw_ and model_.
  *   droplat update SPOOL N     one task drop (owner upd, a chosen taskId), then N task-update drops
  *                              for it, one after another, each timed until the task file shows
  *                              its progressSummary (inotify on the flow's tasks/). Same figures.
@@ -126,7 +127,10 @@ static double clawflow_one(struct clawflow_state *c, int i) {
 
 /* ---- raw baseline -------------------------------------------------------------------- */
 
-static void child_writer(const char *d, const char *e) {
+/* The child of a C watcher: waits with inotify on `d` for IN_MOVED_TO and, for each name N that
+ * arrives, either does one durable write of e/N (`model` null: the raw baseline) or writes a new
+ * flow N as clawflow's layout for a drop (`model`: floor_model_flow, link owners/owner-N). */
+static void child_writer(const char *d, const char *e, const struct floor_spool *model) {
     int ifd = inotify_init1(IN_CLOEXEC);
     if (ifd < 0) die("inotify_init1", NULL);
     if (inotify_add_watch(ifd, d, IN_MOVED_TO) < 0) die("inotify_add_watch", d);
@@ -144,6 +148,11 @@ static void child_writer(const char *d, const char *e) {
             struct inotify_event *ev = (struct inotify_event *)p;
             p += sizeof *ev + ev->len;
             if (!(ev->mask & IN_MOVED_TO) || !ev->len) continue;
+            if (model) {
+                double visible;
+                floor_model_flow(model, ev->name, 1, &visible);
+                continue;
+            }
             char tname[512];
             snprintf(tname, sizeof tname, ".%s.tmp", ev->name);
             int fd = openat(efd, tname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -158,19 +167,31 @@ static void child_writer(const char *d, const char *e) {
 }
 
 struct raw_state {
-    char d[4096], e[4096], src[4096];
-    int ifd;
+    char d[4096], e[4096], src[4096], owners[4200];
+    int ifd, model;
     pid_t child;
 };
 
-static void raw_open(struct raw_state *r, const char *dir) {
+/* A C watcher under `dir`: the raw baseline, or with `model` clawflow's layout (its spool in
+ * dir/spool). */
+static void raw_open(struct raw_state *r, const char *dir, int model) {
     snprintf(r->d, sizeof r->d, "%s/d", dir);
     snprintf(r->e, sizeof r->e, "%s/e", dir);
     snprintf(r->src, sizeof r->src, "%s/src", dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) die("mkdir", dir);
     if (mkdir(r->d, 0700) < 0 || mkdir(r->e, 0700) < 0 || mkdir(r->src, 0700) < 0) die("mkdir under", dir);
+    r->model = model;
+    struct floor_spool sp;
+    if (model) {
+        char spool[4200];
+        snprintf(spool, sizeof spool, "%s/spool", dir);
+        floor_spool_make(&sp, spool);
+        snprintf(r->owners, sizeof r->owners, "%s/owners", spool);
+    }
     r->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (r->ifd < 0) die("inotify_init1", NULL);
-    if (inotify_add_watch(r->ifd, r->e, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", r->e);
+    const char *watched = model ? r->owners : r->e;
+    if (inotify_add_watch(r->ifd, watched, IN_MOVED_TO | IN_CREATE) < 0) die("inotify_add_watch", watched);
     int pfd[2];
     if (pipe(pfd) < 0) die("pipe", NULL);
     r->child = fork();
@@ -178,7 +199,7 @@ static void raw_open(struct raw_state *r, const char *dir) {
     if (r->child == 0) {
         close(pfd[0]);
         dup2(pfd[1], 1);
-        child_writer(r->d, r->e);
+        child_writer(r->d, r->e, model ? &sp : NULL);
         _exit(0);
     }
     close(pfd[1]);
@@ -187,18 +208,20 @@ static void raw_open(struct raw_state *r, const char *dir) {
     close(pfd[0]);
 }
 
-/* Rename x-<i> into d/ and wait for the child's durable write of e/x-<i>; seconds, or -1. */
+/* Rename x-<i> into d/ and wait until the child's write is visible (e/x-<i>, or the model's
+ * owners/owner-x-<i>/manifest.json); seconds, or -1. */
 static double raw_one(struct raw_state *r, int i) {
     static const char body[] = "{\"kind\":\"task\",\"ownerKey\":\"raw\",\"runtime\":\"cron\",\"runId\":\"raw\"}\n";
-    char from[4200], to[4200], want[4200];
+    char from[4200], to[4200], want[4400];
     snprintf(from, sizeof from, "%s/x-%d", r->src, i);
     snprintf(to, sizeof to, "%s/x-%d", r->d, i);
-    snprintf(want, sizeof want, "%s/x-%d", r->e, i);
+    if (r->model) snprintf(want, sizeof want, "%s/owner-x-%d/manifest.json", r->owners, i);
+    else snprintf(want, sizeof want, "%s/x-%d", r->e, i);
     write_all(from, body, sizeof body - 1, 0);
     double t0 = floor_now();
     if (rename(from, to) < 0) die("rename", from);
     if (wait_until(r->ifd, exists, want) < 0) {
-        fprintf(stderr, "droplat: raw x-%d not written within 10 s\n", i);
+        fprintf(stderr, "droplat: %s x-%d not written within 10 s\n", r->model ? "model" : "raw", i);
         return -1;
     }
     return floor_now() - t0;
@@ -221,7 +244,7 @@ static int run_clawflow(const char *spool, int n) {
 
 static int run_raw(const char *dir, int n) {
     struct raw_state r;
-    raw_open(&r, dir);
+    raw_open(&r, dir, 0);
     double *lat = calloc(n, sizeof *lat);
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++)
@@ -231,20 +254,18 @@ static int run_raw(const char *dir, int n) {
     return rc;
 }
 
-/* The three, alternating in blocks of `block` (clawflow, raw, model), so that all see the same
- * state of the disk. The model is clawflow's layout for a drop written in C (floor.h): whole
- * writes until durable, as droplat's back-to-back samples see clawflow's and raw's. */
+/* The three, alternating in blocks of `block`: clawflow, the raw baseline (DIR/raw), and a C
+ * watcher writing clawflow's layout for a drop (DIR/model: floor_model_flow, 13 fsyncs), timed
+ * the same way as the raw baseline, so that all three see the same state of the disk. */
 static int run_compare(const char *spool, const char *dir, int n, int block) {
     char rawdir[4200], modeldir[4200];
     snprintf(rawdir, sizeof rawdir, "%s/raw", dir);
     snprintf(modeldir, sizeof modeldir, "%s/model", dir);
-    if (mkdir(rawdir, 0700) < 0) die("mkdir", rawdir);
     struct clawflow_state c;
-    struct raw_state r;
-    struct floor_spool model;
+    struct raw_state r, m;
     clawflow_open(&c, spool);
-    raw_open(&r, rawdir);
-    floor_spool_make(&model, modeldir);
+    raw_open(&r, rawdir, 0);
+    raw_open(&m, modeldir, 1);
     double *cl = calloc(n, sizeof *cl), *rl = calloc(n, sizeof *rl), *ml = calloc(n, sizeof *ml);
     int rc = 0;
     for (int start = 0; start < n && rc == 0; start += block) {
@@ -253,19 +274,15 @@ static int run_compare(const char *spool, const char *dir, int n, int block) {
             if ((cl[i] = clawflow_one(&c, i)) < 0) rc = 1;
         for (int i = start; i < end && rc == 0; i++)
             if ((rl[i] = raw_one(&r, i)) < 0) rc = 1;
-        for (int i = start; i < end; i++) {
-            char id[64];
-            double t0 = floor_now(), visible;
-            snprintf(id, sizeof id, "model-%d", i);
-            floor_model_flow(&model, id, 1, &visible);
-            ml[i] = floor_now() - t0;
-        }
+        for (int i = start; i < end && rc == 0; i++)
+            if ((ml[i] = raw_one(&m, i)) < 0) rc = 1;
     }
     raw_close(&r);
+    raw_close(&m);
     if (rc) return rc;
     report("clawflow drop -> applied", "clawflow_", cl, n);
     report("raw inotify wait + 1 durable write", "raw_", rl, n);
-    report("clawflow's layout for a drop written in C (whole write until durable)", "model_", ml, n);
+    report("a C watcher writing clawflow's layout for each drop", "model_", ml, n);
     return 0;
 }
 

@@ -34,16 +34,65 @@ static inline void floor_fail(const char *what) {
     exit(1);
 }
 
-static inline void *floor_sync_one(void *fd) {
-    fsync((int)(long)fd);
+/*
+ * fsync every descriptor at once: the caller takes the first, and up to 15 helper threads,
+ * started once and kept, take the rest (as clawflow's FlushSet does; starting a thread per
+ * fsync would add its own cost to every barrier).
+ */
+#define FLOOR_HELPERS 15
+static pthread_mutex_t floor_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t floor_work = PTHREAD_COND_INITIALIZER, floor_done = PTHREAD_COND_INITIALIZER;
+static const int *floor_fds;
+static int floor_next, floor_count, floor_pending, floor_started;
+
+static inline void *floor_helper(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&floor_mu);
+    for (;;) {
+        while (floor_next >= floor_count) pthread_cond_wait(&floor_work, &floor_mu);
+        int fd = floor_fds[floor_next++];
+        pthread_mutex_unlock(&floor_mu);
+        fsync(fd);
+        pthread_mutex_lock(&floor_mu);
+        if (--floor_pending == 0) pthread_cond_broadcast(&floor_done);
+    }
     return NULL;
 }
 
-/* fsync every descriptor at once, one thread each (at most 16). */
+/* A forked child has none of the helpers (runfloor's supervisor flushes too). */
+static inline void floor_after_fork(void) {
+    pthread_mutex_init(&floor_mu, NULL);
+    pthread_cond_init(&floor_work, NULL);
+    pthread_cond_init(&floor_done, NULL);
+    floor_started = floor_next = floor_count = floor_pending = 0;
+}
+
 static inline void floor_barrier(const int *fds, int n) {
-    pthread_t t[16];
-    for (int i = 0; i < n; i++) pthread_create(&t[i], NULL, floor_sync_one, (void *)(long)fds[i]);
-    for (int i = 0; i < n; i++) pthread_join(t[i], NULL);
+    static int registered;
+    if (n <= 0) return;
+    if (!registered) {
+        pthread_atfork(NULL, NULL, floor_after_fork);
+        registered = 1;
+    }
+    pthread_mutex_lock(&floor_mu);
+    while (floor_started < FLOOR_HELPERS && floor_started < n - 1) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, floor_helper, NULL) != 0) floor_fail("pthread_create");
+        pthread_detach(t);
+        floor_started++;
+    }
+    floor_fds = fds;
+    floor_next = 1;
+    floor_count = n;
+    floor_pending = n - 1;
+    pthread_cond_broadcast(&floor_work);
+    pthread_mutex_unlock(&floor_mu);
+    fsync(fds[0]);
+    pthread_mutex_lock(&floor_mu);
+    while (floor_pending > 0) pthread_cond_wait(&floor_done, &floor_mu);
+    floor_count = 0;
+    floor_next = 0;
+    pthread_mutex_unlock(&floor_mu);
 }
 
 /* A new file `name` in `dir` holding a 350-byte record; returns it open (not flushed). */

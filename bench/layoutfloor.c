@@ -11,7 +11,7 @@
  *            the write in droplat's raw baseline;
  *   layout   the least a new one-task flow of a new owner key needs by spec §4: a staging
  *            directory with tasks/ and three files (task, manifest.json, events.jsonl), all
- *            fsynced at once from parallel threads (barrier 1); the rename into flows/ and
+ *            fsynced at once from helper threads (barrier 1); the rename into flows/ and
  *            the owner link made in place; flows/ and owners/ fsynced together (barrier 2) —
  *            5 new inodes, 7 fsyncs in two rounds;
  *   indexed  the same flow as clawflow writes it for a drop (spool-layout.md, "Writing",

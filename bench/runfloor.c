@@ -7,7 +7,7 @@
  *
  * What it does, in the order `run` must (each step durable before the next is relied on):
  *   1. a staging directory in DIR/tmp with tasks/, the task file, manifest.json and
- *      events.jsonl (350 bytes each), all fsynced at once, one thread each (barrier 1); the
+ *      events.jsonl (350 bytes each), all fsynced at once from helper threads (barrier 1); the
  *      rename into flows/, then the owner link (a key's first link made in place, a later
  *      one through an intent flushed in barrier 1); flows/ and owners/ fsynced together
  *      (barrier 2) — 5 new inodes for a new key, two flush rounds;
