@@ -171,9 +171,14 @@ extension Spool {
     }
 
     /// The flow `owners/<name>` points at, or nil when it is missing or not `../flows/<id>`.
-    func ownerLinkTarget(_ name: String) -> String? {
-        guard let text = try? ownersFD.readLinkAt(name) else { return nil }
-        return Layout.flowId(fromOwnerLink: text)
+    func ownerLinkTarget(_ name: String) -> String? { readOwnerLink(name).flowId }
+
+    /// `owners/<name>` with one readlink: whether any entry is there, and the flow it names
+    /// when it is a symlink whose text is `../flows/<id>`.
+    func readOwnerLink(_ name: String) -> (present: Bool, flowId: String?) {
+        do { return (true, Layout.flowId(fromOwnerLink: try ownersFD.readLinkAt(name))) } catch {
+            return (error != .noSuchFileOrDirectory, nil)
+        }
     }
 
     /// Whether an owner link update of `name` was interrupted (its marker is still there).
@@ -187,7 +192,8 @@ extension Spool {
     /// the root lock held; `commitOwnerLinks` finishes after the write.
     func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false, barrier: inout FlushSet) throws(SpoolError) -> PendingOwnerLink? {
         let name = OwnerKey.linkName(flow.ownerKey)
-        let current = ownerLinkTarget(name)
+        let link = readOwnerLink(name)
+        let current = link.flowId
         let pending = hasPendingOwnerLink(name)
         // Under the root lock the current link is the rule's pick among the other flows, so
         // one comparison decides (a new flow's id may be older than a flow created meanwhile).
@@ -210,7 +216,7 @@ extension Spool {
         guard let target, target != current || pending else { return nil }
         // A key's first link needs no marker: while it has none, readers compute the pick
         // from the owner's index, which holds this flow from barrier 1 on.
-        if !pending, (try? ownersFD.statusAt(name)) == nil {
+        if !pending, !link.present {
             return PendingOwnerLink(name: name, target: target, isFirst: true)
         }
         let marker = Layout.pendingOwnerLink(name)
@@ -279,11 +285,10 @@ extension Spool {
     public func flowId(forOwner key: String) -> String? {
         let name = OwnerKey.linkName(key)
         if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
-        let text: String
-        do { text = try ownersFD.readLinkAt(name) } catch {
-            return error == .noSuchFileOrDirectory ? computeOwnerTarget(key: key) : nil
+        let link = readOwnerLink(name)
+        guard let target = link.flowId else {
+            return link.present ? nil : computeOwnerTarget(key: key)  // a malformed link is never followed
         }
-        guard let target = Layout.flowId(fromOwnerLink: text) else { return nil }  // never followed
         return flowExists(target) ? target : computeOwnerTarget(key: key)
     }
 }
