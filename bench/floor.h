@@ -141,7 +141,7 @@ static inline void floor_new_flow(int tmp, int flows, int owners, const char *id
         if (symlinkat(target, owners, intent) != 0) floor_fail(intent);
         fds[n++] = owners;
     }
-    for (int k = 0; k < n_extra && n < 16; k++) fds[n++] = extra[k];
+    for (int k = 0; k < n_extra && n < (int)(sizeof fds / sizeof *fds); k++) fds[n++] = extra[k];
     floor_barrier(fds, n);
     if (renameat2(tmp, staging, flows, id, RENAME_NOREPLACE) != 0) floor_fail("rename flow");
     if (first_link ? symlinkat(target, owners, link) != 0 : renameat(owners, intent, owners, link) != 0)
