@@ -123,8 +123,10 @@ struct FlowsRequestCancel: ControllerCommand {
         commandName: "request-cancel",
         abstract: "Record a sticky cancel request on a managed flow; its controller finishes the job.",
         discussion: """
-        New task links are refused from then on. When no task of the flow is active (now, or \
-        once the last one settles) the flow is finalised as cancelled, as with flows cancel.
+        Records the request only: the status stays as it is, even when no task is active, \
+        and new task links are refused from then on. The controller then ends the flow \
+        (flows finish, flows fail or flows cancel). A request still open 5 minutes later \
+        with no task active is cancel_stuck for audit, and maintenance --apply cancels it.
 
         Example:
           clawflow flows request-cancel 0196f3a2-7c41-7d2e --expect-revision 2

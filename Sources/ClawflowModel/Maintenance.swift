@@ -61,8 +61,10 @@ public enum MaintenanceRules {
             }
             return []
         }
-        if flow.cancelRequestedAt != nil, active.isEmpty {
-            return [(.finaliseCancel, "cancel requested \(DurationText.describe(age(flow.cancelRequestedAt))) ago and no task is active")]
+        // A controller's own request is left to it until the request is cancel_stuck.
+        if flow.cancelRequestedAt != nil, active.isEmpty, !flow.isCancelRequestOnly || age(flow.cancelRequestedAt) >= policy.thresholds.cancelStuck {
+            let whose = flow.isCancelRequestOnly ? "its controller's cancel request" : "cancel requested"
+            return [(.finaliseCancel, "\(whose) \(DurationText.describe(age(flow.cancelRequestedAt))) ago and no task is active")]
         }
         if let blocked = flow.string("blockedTaskId"), !tasks.contains(where: { $0.taskId == blocked }) {
             return [(.failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"), "blockedTaskId \(blocked) is missing")]
@@ -93,8 +95,10 @@ public enum MaintenanceRules {
     /// Applies a status-changing action to the records (the spool writes them).
     public static func apply(_ action: MaintenanceAction, flow: inout FlowRecord, tasks: inout [String: TaskRecord], now: Timestamp, policy: MaintenancePolicy) {
         switch action {
-        case .finaliseCancel, .prune:
-            break  // reconcile finalises the cancel; pruning deletes
+        case .finaliseCancel:
+            flow.isCancelRequestOnly = false  // reconcile then finalises the cancel
+        case .prune:
+            break  // pruning deletes
         case .endOrphaned(let status, let summary):
             flow.status = status
             flow.setString("blockedSummary", summary)

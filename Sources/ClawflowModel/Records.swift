@@ -12,7 +12,7 @@ public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// The type a known record field must have.
 enum FieldKind: Sendable {
-    case string, nonEmptyString, id, timestamp, integer, stringArray, any, steps
+    case string, nonEmptyString, id, timestamp, integer, bool, stringArray, any, steps
     case oneOf([String])
 
     func check(_ value: JSON, _ name: String) throws(RecordError) {
@@ -32,6 +32,7 @@ enum FieldKind: Sendable {
             guard let s = value.stringValue else { throw bad("an ISO-8601 timestamp string") }
             if Timestamp(iso8601: s) == nil { throw RecordError(field: name, reason: "\"\(s)\" is not an ISO-8601 timestamp") }
         case .integer: guard value.intValue != nil else { throw bad("an integer") }
+        case .bool: guard value.boolValue != nil else { throw bad("true or false") }
         case .stringArray:
             guard let a = value.arrayValue, a.allSatisfy({ $0.stringValue != nil }) else { throw bad("an array of strings") }
         case .oneOf(let names):
@@ -201,8 +202,8 @@ public struct FlowRecord: Record {
         "controllerId": .nonEmptyString, "revision": .integer, "status": .oneOf(FlowStatus.allCases.map(\.rawValue)),
         "notifyPolicy": .oneOf(NotifyPolicy.allCases.map(\.rawValue)), "goal": .string, "currentStep": .string,
         "blockedTaskId": .string, "blockedSummary": .string, "stateJson": .any, "waitJson": .any,
-        "cancelRequestedAt": .timestamp, "createdAt": .timestamp, "updatedAt": .timestamp, "endedAt": .timestamp,
-        "steps": .steps,
+        "cancelRequestedAt": .timestamp, "cancelRequestOnly": .bool, "createdAt": .timestamp, "updatedAt": .timestamp,
+        "endedAt": .timestamp, "steps": .steps,
     ])
     static let required = ["flowId", "syncMode", "ownerKey", "revision", "status", "createdAt", "updatedAt"]
 
@@ -255,6 +256,12 @@ public struct FlowRecord: Record {
     public var endedAt: Timestamp? { timestamp("endedAt") }
     /// When a cancel was requested (sticky).
     public var cancelRequestedAt: Timestamp? { timestamp("cancelRequestedAt") }
+    /// The cancel request came from the controller's `request-cancel`: the controller ends the
+    /// flow, no task settling does (spool-layout.md, "Controller commands").
+    public var isCancelRequestOnly: Bool {
+        get { fields["cancelRequestOnly"]?.boolValue == true }
+        set { fields["cancelRequestOnly"] = newValue ? .bool(true) : nil }
+    }
 
     /// The one terminal predicate: succeeded, failed, cancelled, lost, or blocked with `endedAt`.
     public var isTerminal: Bool {

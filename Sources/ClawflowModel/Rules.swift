@@ -85,7 +85,8 @@ public enum Rules {
             return next
         }
         let active = tasks.contains { $0.status.isActive }
-        if flow.cancelRequestedAt != nil, !active {
+        // A controller's own request (`request-cancel`) is the controller's to finish.
+        if flow.cancelRequestedAt != nil, !flow.isCancelRequestOnly, !active {
             next.status = .cancelled
             next.setTimestamp("endedAt", now)
             // No step of a cancelled sequence runs any more.

@@ -109,6 +109,7 @@ extension Spool {
                 throw SpoolError(.alreadyTerminal, "Flow is already \(change.flow.status.rawValue).")
             }
             if change.flow.cancelRequestedAt == nil { change.flow.setTimestamp("cancelRequestedAt", change.now) }
+            change.flow.isCancelRequestOnly = false  // this cancel finishes the flow itself
             for var task in change.tasks.values where task.status.isActive && task.timestamp("cancelRequestedAt") == nil {
                 task.setTimestamp("cancelRequestedAt", change.now)
                 change.tasks[task.taskId] = task
@@ -190,7 +191,11 @@ extension Spool {
                 if let summary { next.setString("blockedSummary", summary) }
                 next.setTimestamp("endedAt", change.now)
             case .requestCancel:
-                if next.cancelRequestedAt == nil { next.setTimestamp("cancelRequestedAt", change.now) }
+                // The request only: the controller finishes the job (no task settling does).
+                if next.cancelRequestedAt == nil {
+                    next.setTimestamp("cancelRequestedAt", change.now)
+                    next.isCancelRequestOnly = true
+                }
             }
             if let step { next.setString("currentStep", step) }
             if let stateJson { next.fields["stateJson"] = stateJson }

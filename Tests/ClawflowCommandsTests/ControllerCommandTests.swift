@@ -68,7 +68,7 @@ struct ControllerCommandTests {
         #expect((jsonObject(r.stdout)?["error"] as? [String: Any])?["code"] as? String == "not_managed")
     }
 
-    @Test("request-cancel is sticky and refuses new links; the flow is cancelled once its last task settles")
+    @Test("request-cancel is sticky and refuses new links; a task settling leaves the flow to its controller")
     func requestCancel() {
         let tmp = TemporarySpool()
         let flow = managed(tmp)
@@ -78,7 +78,23 @@ struct ControllerCommandTests {
         #expect(r["cancelRequestedAt"] != nil && r["status"] as? String == "running")
         #expect(tmp.run(["tasks", "add", flow, "--runtime", "cron"]).status == 1)
         tmp.value(["tasks", "set", task, "--status", "succeeded"])
-        #expect(tmp.manifest(flow)["status"] as? String == "cancelled")
+        #expect(tmp.manifest(flow)["status"] as? String == "running", "the controller finishes the job")
+        #expect(tmp.run(["fsck"]).status == 0, "a request left to its controller is no inconsistency")
+        let cancelled = tmp.run(["flows", "cancel", flow])
+        #expect(cancelled.status == 0 && tmp.manifest(flow)["status"] as? String == "cancelled")
+    }
+
+    @Test("request-cancel with no task active records the request only: no cancelled status, no endedAt")
+    func requestCancelWithoutTasks() {
+        let tmp = TemporarySpool()
+        let flow = managed(tmp)
+        let r = tmp.json(["flows", "request-cancel", flow, "--expect-revision", "0"])
+        #expect(r["status"] as? String == "running")
+        #expect(r["cancelRequestedAt"] != nil && r["endedAt"] == nil)
+        #expect(r["revision"] as? Int == 1)
+        let finished = tmp.json(["flows", "fail", flow, "--expect-revision", "1", "--blocked-summary", "stopped on request"])
+        #expect(finished["status"] as? String == "failed" && finished["endedAt"] != nil)
+        #expect(finished["cancelRequestedAt"] as? String == r["cancelRequestedAt"] as? String, "the request stays on record")
     }
 
     @Test("usage errors: a missing --expect-revision, bad JSON, a bad blocked task id exit 64")

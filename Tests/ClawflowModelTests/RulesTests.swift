@@ -113,6 +113,32 @@ struct DerivationTests {
         #expect(Rules.reconcile(f, tasks: [], at: t0).status == .cancelled)
     }
 
+    @Test("a controller's own cancel request is left to the controller: no task settling ends the flow")
+    func requestOnlyIsNotFinalised() {
+        var f = flow(.running, mode: .managed)
+        f.setTimestamp("cancelRequestedAt", t0)
+        f.isCancelRequestOnly = true
+        #expect(Rules.reconcile(f, tasks: [], at: t0) == f)
+        #expect(Rules.reconcile(f, tasks: [task(.succeeded)], at: t0.adding(seconds: 4)) == f)
+        #expect(f.fields["cancelRequestOnly"] == .bool(true), "kept in the record as a plain boolean")
+        #expect((try? FlowRecord(validating: f.fields)) != nil)
+    }
+
+    @Test("maintenance finalises a controller's cancel request only once it is cancel_stuck, and then for good")
+    func requestOnlyMaintenance() {
+        var f = flow(.running, mode: .managed)
+        f.setTimestamp("cancelRequestedAt", t0)
+        f.isCancelRequestOnly = true
+        let policy = MaintenancePolicy()
+        #expect(MaintenanceRules.plan(flow: f, tasks: [], now: t0.adding(seconds: 60), policy: policy).isEmpty)
+        let later = t0.adding(seconds: policy.thresholds.cancelStuck)
+        let plan = MaintenanceRules.plan(flow: f, tasks: [], now: later, policy: policy)
+        #expect(plan.map(\.action) == [.finaliseCancel])
+        var tasks: [String: TaskRecord] = [:]
+        MaintenanceRules.apply(.finaliseCancel, flow: &f, tasks: &tasks, now: later, policy: policy)
+        #expect(Rules.reconcile(f, tasks: [], at: later).status == .cancelled)
+    }
+
     @Test("a cancelled sequence names no current step any more; another controller's field is its own")
     func cancelledSequenceHasNoCurrentStep() {
         var f = flow(.running, mode: .managed)
