@@ -30,7 +30,7 @@ extension ControllerCommand {
         let step = try control.step.map { (s) throws(SpoolError) in try Parse.text(s, option: "--step") }
         let state = try control.stateJson.map { (s) throws(SpoolError) in try Parse.json(s, option: "--state-json") }
         let transition = try transition()
-        guard let spool = try readSpool() else { throw SpoolError.flowNotFound(control.flow.trimmingWhitespace()) }
+        guard let spool = try existingSpoolForWriting() else { throw SpoolError.flowNotFound(control.flow.trimmingWhitespace()) }
         let id = try spool.resolveFlow(control.flow)
         let snap: FlowSnapshot
         do {

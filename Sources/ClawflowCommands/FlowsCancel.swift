@@ -33,7 +33,7 @@ struct FlowsCancel: SpoolCommand {
 
     func execute(_ out: Output) throws(SpoolError) {
         let graceSeconds = try Parse.duration(grace, option: "--grace")
-        guard let spool = try readSpool() else {
+        guard let spool = try existingSpoolForWriting() else {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)

@@ -30,7 +30,7 @@ struct Fsck: SpoolCommand {
     var repair = false
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let spool = try readSpool() else {
+        guard let spool = try (repair ? existingSpoolForWriting() : readSpool()) else {
             if out.json { out.emit(.object(["ok": true, "findings": .array([]), "notes": .array([]), "repairs": .array([])])) } else { out.print("No spool at \(global.spoolPath); nothing to check.") }
             return
         }

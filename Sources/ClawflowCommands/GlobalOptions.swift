@@ -56,6 +56,10 @@ extension SpoolCommand {
     /// The spool for reading, or nil when it does not exist yet (an empty result).
     func readSpool() throws(SpoolError) -> Spool? { try Spool.openExisting(at: global.spoolPath) }
 
+    /// The spool for a write that needs an existing spool (nil when there is none): its
+    /// layout is made whole first, derived directories rebuilt.
+    func existingSpoolForWriting() throws(SpoolError) -> Spool? { try Spool.openExisting(at: global.spoolPath, forWriting: true) }
+
     /// The spool for writing, created on first use.
     func writeSpool() throws(SpoolError) -> Spool { try Spool.open(at: global.spoolPath) }
 }

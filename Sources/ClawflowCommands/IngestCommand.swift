@@ -22,7 +22,11 @@ struct IngestCommand: SpoolCommand {
     @OptionGroup var global: GlobalOptions
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let spool = try readSpool() else {
+        // A directory that has drops waiting but no spool yet (another program made
+        // incoming/new first) becomes a spool, as `watch` makes it.
+        var existing = try existingSpoolForWriting()
+        if existing == nil, Spool.dropsWaiting(at: global.spoolPath) { existing = try writeSpool() }
+        guard let spool = existing else {
             if out.json { out.emit(.object(["applied": .int(0), "repeats": .int(0), "rejected": .int(0), "waiting": .int(0), "recovered": .int(0)])) } else { out.print("Nothing to ingest: there is no spool at \(global.spoolPath).") }
             return
         }

@@ -57,7 +57,7 @@ struct MaintenanceCommand: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         let policy = try policy()
         var items: [MaintenanceItem] = []
-        if let spool = try readSpool() {
+        if let spool = try (apply ? existingSpoolForWriting() : readSpool()) {
             do { items = try Runner(spool: spool).maintain(policy: policy, apply: apply) } catch { throw error.spoolError }
         }
         let counted = apply ? items.filter(\.done) : items

@@ -53,7 +53,7 @@ struct TasksAdd: SpoolCommand {
         let key = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
         let result: (snapshot: FlowSnapshot, taskId: String)
         if let flow {
-            guard let spool = try readSpool() else {
+            guard let spool = try existingSpoolForWriting() else {
                 throw SpoolError.flowNotFound(flow.trimmingWhitespace())
             }
             let flowId = try spool.resolveFlow(flow)

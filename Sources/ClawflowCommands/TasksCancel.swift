@@ -28,7 +28,7 @@ struct TasksCancel: SpoolCommand {
     var grace: String = "10s"
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
+        guard let spool = try existingSpoolForWriting() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
         let graceSeconds = try Parse.duration(grace, option: "--grace")
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")

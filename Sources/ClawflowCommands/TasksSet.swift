@@ -48,7 +48,7 @@ struct TasksSet: SpoolCommand {
             guard outcome == "blocked" else { throw Parse.usage("Unknown outcome \"\(sanitized(outcome))\"; the only outcome is blocked.") }
             update.fields["terminalOutcome"] = "blocked"
         }
-        guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
+        guard let spool = try existingSpoolForWriting() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
         let (outcomeResult, snap) = try spool.updateTask(flowId: flowId, taskId: taskId, update: update, source: "cli")
         let record = snap.tasks.first { $0.taskId == taskId }!

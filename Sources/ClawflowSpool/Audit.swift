@@ -92,12 +92,13 @@ extension Spool {
     /// Temp files and unfinished staging directories, outside flow directories, whose writer is gone.
     func strayTempFiles() -> [FilePath] {
         var out: [FilePath] = []
-        for entry in (try? tmpFD.entries()) ?? [] {
-            if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(root.appending("tmp").appending(entry.name)) }
+        if let tmpFD = staging.fd {
+            for entry in (try? tmpFD.entries()) ?? [] {
+                if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(root.appending("tmp").appending(entry.name)) }
+            }
         }
-        let runs = runIndex()
-        defer { if let runs, runs.opened { runs.fd.closeQuietly() } }
-        for (fd, path) in [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, "")] + (runs.map { [($0.fd, "index/runs")] } ?? []) {
+        let directories: [(FileDescriptor?, String)] = [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, ""), (runIndexDirectory.fd, "index/runs")]
+        for case let (fd?, path) in directories {
             for entry in (try? fd.entries()) ?? [] {
                 guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
                 out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))

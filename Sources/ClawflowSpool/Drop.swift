@@ -23,6 +23,9 @@ struct Drop {
     }
 
     var kind: Kind
+    /// The SHA-256 of the drop's bytes (64 lowercase hex digits): its applied record keeps
+    /// it, so a later drop under the same name is told from a replay of this one.
+    var digest = ""
 
     /// Fields a reporter may set on a task (besides the ids and `status`, handled apart).
     static let reporterFields: Set<String> = [

@@ -5,7 +5,7 @@ import SystemPackage
 /// One thing `fsck` found.
 public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
-    /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `temp_debris`,
+    /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `missing_derived`, `temp_debris`,
     /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
     /// `missing_owner_link`, `interrupted_write`.
     public var code: String
@@ -63,10 +63,15 @@ extension Spool {
             let linkName = OwnerKey.linkName(key)
             return flows.map { OwnerClaim($0, linkName: linkName) }
         }
-        checkOwnerLinks(claims, unreadable: unreadable, into: &report)
+        // Derived directories may be missing (spool-layout.md, "Derived state"): readers then
+        // scan, and the next writer to open the spool, or --repair, rebuilds them.
+        for name in ["owners", "index/tasks", "index/owners", "index/runs"] where (try? rootFD.statusAt(name)) == nil {
+            report.notes.append(FsckFinding(code: "missing_derived", path: root.appending(name).string, message: "\(root.appending(name)) is missing; readers scan the records instead, and the next write or fsck --repair rebuilds it"))
+        }
+        if ownersFD != nil { checkOwnerLinks(claims, unreadable: unreadable, into: &report) }
         checkIndexes(flowsByOwner, taskOwners, into: &report)
         checkRunIndex(taskOwners, taskRuns, into: &report)
-        for entry in (try? tmpFD.entries()) ?? [] {
+        for entry in (try? staging.fd?.entries()) ?? [] {
             report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
         }
     }
@@ -141,7 +146,7 @@ extension Spool {
 
     /// The text of each symlink `names` in owners/ (nil: not a symlink or unreadable), read in parallel.
     func readLinks(_ names: [String]) -> [String?] {
-        Spool.parallelMap(names, minimum: 1024) { try? self.ownersFD.readLinkAt($0) }
+        Spool.parallelMap(names, minimum: 1024) { try? self.ownersFD?.readLinkAt($0) }
     }
 
     /// One readable flow as the owner-link check sees it, and, when the reader already read
@@ -176,6 +181,7 @@ extension Spool {
                 expected[claim.linkName] = (claim.ownerKey, claim.flow, claim.linkText)
             }
         }
+        guard let ownersFD else { return }  // no links: readers compute every pick
         var seen = Set<String>()
         var pending: [String: String?] = [:]  // link name -> the marker's target
         let entries = (try? ownersFD.entries()) ?? []
@@ -235,6 +241,11 @@ extension Spool {
     }
 
     private func checkIndexes(_ flowsByOwner: [String: [FlowRecord]], _ taskOwners: [String: String], into report: inout FsckReport) {
+        if let taskIndexFD { checkTaskIndex(taskIndexFD, taskOwners, into: &report) }
+        if let ownerIndexFD { checkOwnerIndex(ownerIndexFD, flowsByOwner, into: &report) }
+    }
+
+    private func checkTaskIndex(_ taskIndexFD: FileDescriptor, _ taskOwners: [String: String], into report: inout FsckReport) {
         let tasksIndexPath = root.appending("index/tasks")
         var indexed = Set<String>()
         for entry in (try? taskIndexFD.entries()) ?? [] {
@@ -249,6 +260,9 @@ extension Spool {
         for (taskId, flowId) in taskOwners where !indexed.contains(taskId) {
             report.findings.append(FsckFinding(code: "missing_index", path: tasksIndexPath.appending(taskId).string, message: "task \(taskId) of flow \(flowId) is missing from index/tasks"))
         }
+    }
+
+    private func checkOwnerIndex(_ ownerIndexFD: FileDescriptor, _ flowsByOwner: [String: [FlowRecord]], into report: inout FsckReport) {
         let ownerIndexPath = root.appending("index/owners")
         var ownerNames = Set<String>()
         for (key, flows) in flowsByOwner {
@@ -283,10 +297,7 @@ extension Spool {
     /// every entry backed by such a task.
     private func checkRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) {
         let indexPath = root.appending("index/runs")
-        guard let (index, opened) = runIndex() else {
-            report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "there is no run index (the spool was made before it existed): run ids are looked up by reading every flow until fsck --repair builds it"))
-            return
-        }
+        guard let (index, opened) = runIndex() else { return }  // missing_derived says so
         defer { if opened { index.closeQuietly() } }
         let complete = (try? index.statusAt(Layout.runIndexComplete)) != nil
         if !complete {
@@ -406,9 +417,13 @@ extension Spool {
                 report.repairs.append("re-derived the status of flow \(id)")
             }
         }
-        // 2. Under the spool lock: debris, indexes, owner links.
+        // 2. Under the spool lock: the layout's missing directories, debris, indexes, owner links.
         try lockRoot()
         defer { unlockRoot() }
+        report.repairs += try rebuildLayout()
+        guard let ownersFD, let taskIndexFD, let ownerIndexFD else {
+            throw SpoolError(.io, "The spool's derived directories (owners/, index/) could not be opened after they were rebuilt; check the permissions of \(root).", path: root)
+        }
         removeDebris(into: &report)
         var keys = Set<String>()
         var taskOwners: [String: String] = [:]
@@ -434,14 +449,14 @@ extension Spool {
             if taskOwners[entry.name] == nil, let flow = taskIndexTarget(entry.name), taskFileExists(flowId: flow, taskId: entry.name) { continue }
             try? taskIndexFD.removeAt(entry.name)
             if let owner = taskOwners[entry.name] {
-                try? taskIndexFD.symlinkAt(entry.name, target: "../../flows/" + owner)
+                try? taskIndexFD.symlinkAt(entry.name, target: Layout.taskIndexTarget(owner))
                 report.repairs.append("re-pointed the index entry of task \(entry.name)")
             } else {
                 report.repairs.append("removed the dangling index entry of task \(sanitized(entry.name))")
             }
         }
         for (taskId, flowId) in taskOwners where taskIndexTarget(taskId) == nil {
-            try? taskIndexFD.symlinkAt(taskId, target: "../../flows/" + flowId)
+            try? taskIndexFD.symlinkAt(taskId, target: Layout.taskIndexTarget(flowId))
             report.repairs.append("indexed task \(taskId)")
         }
         try DurableFile.sync(taskIndexFD, root.appending("index/tasks"))
@@ -497,8 +512,17 @@ extension Spool {
                 report.repairs.append("removed temp debris \(path.appending(e.name))")
             }
         }
-        sweep(ownersFD, root.appending("owners"))
-        sweep(taskIndexFD, root.appending("index/tasks"))
+        // An index build that died leaves its temp directory in index/ (see `rebuildLayout`).
+        if let index = try? rootFD.openDirectoryAt("index") {
+            for e in (try? index.entries()) ?? [] {
+                guard let pid = Layout.tempWriterPid(e.name), !writerMayRun(pid, entry: e.name, in: index) else { continue }
+                Spool.removeTree(e.name, in: index)
+                report.repairs.append("removed the unfinished index build index/\(e.name)")
+            }
+            index.closeQuietly()
+        }
+        if let ownersFD { sweep(ownersFD, root.appending("owners")) }
+        if let taskIndexFD { sweep(taskIndexFD, root.appending("index/tasks")) }
         if let (runs, opened) = runIndex() {
             sweep(runs, root.appending("index/runs"))
             if opened { runs.closeQuietly() }
@@ -512,6 +536,7 @@ extension Spool {
             }
             dir.closeQuietly()
         }
+        guard let tmpFD = staging.fd else { return }
         for e in (try? tmpFD.entries()) ?? [] {
             if let pid = Layout.stagingPid(e.name), writerMayRun(pid, entry: e.name, in: tmpFD) { continue }
             removeStaging(e.name)

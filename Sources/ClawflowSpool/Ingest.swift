@@ -68,6 +68,14 @@ extension Spool {
         return report
     }
 
+    /// Whether `<root>/incoming/new` holds a drop (a name not starting with `.`), whether or
+    /// not `root` is a spool yet.
+    public static func dropsWaiting(at root: FilePath) -> Bool {
+        guard let dir = try? FileDescriptor.currentDirectory.openDirectoryAt(root.appending("incoming/new").string) else { return false }
+        defer { dir.closeQuietly() }
+        return ((try? dir.entries()) ?? []).contains { !$0.name.hasPrefix(".") }
+    }
+
     /// Most new-flow drops applied together (they share the write barriers of `create`).
     static let dropBatchLimit = 32
 
@@ -91,8 +99,14 @@ extension Spool {
         // A name applied in the last 7 days is a repeat: note it, delete it. A record whose
         // flow does not exist was written beside a claim that a crash undid (the drop is
         // back here, unapplied): it is not a repeat, and the claim below replaces it.
-        if let flowId = box.appliedFlow(name, now: now), flowExists(flowId) {
-            _ = try? mutate(flow: flowId, source: "drop:" + name) { (change) throws(SpoolError) in
+        // Only the same bytes are a replay: other content under a used name is refused, so
+        // that a writer that reuses names learns it instead of losing its reports.
+        if let record = box.appliedRecord(name, now: now), flowExists(record.flowId) {
+            if let digest = record.digest, digest != parsed.digest {
+                try reject(name: name, from: box.new, box: box, code: "repeated_name", message: "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)", report: &report)
+                return
+            }
+            _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
                 change.log(["event": "drop", "name": .string(name), "repeat": true])
             }
             try? box.new.removeAt(name)
@@ -100,7 +114,7 @@ extension Spool {
             return
         }
         // Work out the ids the drop will create or change, then claim it under a name carrying them.
-        let claim: Claim
+        var claim: Claim
         do {
             claim = try plan(parsed, name: name, mtime: mtime, now: now)
         } catch let rejection as DropRejection {
@@ -110,6 +124,7 @@ extension Spool {
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
         }
+        claim.digest = parsed.digest
         do {
             try box.new.renameAt(name, to: box.claimed, claim.fileName, noReplace: true)
         } catch {
@@ -170,6 +185,7 @@ extension Spool {
     /// Applies a claimed drop (idempotently: the ids in its name tell whether it already
     /// was), records its name as applied, and deletes it.
     private func finishClaim(_ claim: Claim, box: DropBox, report: inout IngestReport, recovering: Bool) throws(SpoolError) {
+        var claim = claim
         let drop: Drop
         do {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
@@ -179,6 +195,7 @@ extension Spool {
         } catch {
             return
         }
+        claim.digest = drop.digest
         let recorded: Bool
         do {
             recorded = try apply(drop, claim: claim, box: box)
@@ -232,7 +249,9 @@ extension Spool {
         guard let object = value.objectValue else {
             throw DropRejection(code: "not_json", message: "the drop is a JSON \(value.kindName), not an object")
         }
-        return try Drop(object)
+        var drop = try Drop(object)
+        drop.digest = SHA256.hex(bytes)
+        return drop
     }
 
     // MARK: - Planning and applying
@@ -373,6 +392,8 @@ struct Claim {
     var name: String
     var taskId: String
     var flowId: String
+    /// The SHA-256 of the drop's bytes, once read (not part of the file name).
+    var digest = ""
 
     var fileName: String { "\(name)#\(taskId)#\(flowId)" }
 
@@ -423,11 +444,12 @@ struct DropBox {
         for fd in [new, claimed, applied, rejected] { fd.closeQuietly() }
     }
 
-    /// The flow a name was applied to within the repeat window, or nil.
-    func appliedFlow(_ name: String, now: Timestamp) -> String? {
+    /// The flow a name was applied to within the repeat window, and the digest of what was
+    /// applied (nil in a record of an older clawflow), or nil.
+    func appliedRecord(_ name: String, now: Timestamp) -> (flowId: String, digest: String?)? {
         guard let st = try? applied.statusAt(name), now.milliseconds - st.modifiedMilliseconds < Spool.repeatWindowMilliseconds,
               let text = try? applied.readLinkAt(name) else { return nil }
-        return Layout.flowId(fromOwnerLink: String(text.dropFirst(3)))
+        return Layout.appliedRecord(text)
     }
 
     /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` for each claim, and
@@ -436,9 +458,10 @@ struct DropBox {
         guard !claims.isEmpty else { return }
         for claim in claims {
             do {
-                if try !applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId, existingIsFine: true) {
+                let text = Layout.appliedRecord(flowId: claim.flowId, digest: claim.digest)
+                if try !applied.symlinkAt(claim.name, target: text, existingIsFine: true) {
                     try applied.removeAt(claim.name)
-                    try applied.symlinkAt(claim.name, target: "../../flows/" + claim.flowId)
+                    try applied.symlinkAt(claim.name, target: text)
                 }
             } catch {
                 throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
@@ -450,7 +473,7 @@ struct DropBox {
     /// Removes the applied record of a claim that was refused, if the record is the claim's
     /// (it names the claim's flow), and flushes: the name was never applied.
     func forgetApplied(_ claim: Claim) throws(SpoolError) {
-        guard let text = try? applied.readLinkAt(claim.name), text == "../../flows/" + claim.flowId else { return }
+        guard let text = try? applied.readLinkAt(claim.name), Layout.appliedRecord(text)?.flowId == claim.flowId else { return }
         do {
             try applied.removeAt(claim.name)
         } catch {

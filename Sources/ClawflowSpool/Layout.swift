@@ -25,11 +25,33 @@ public enum Layout {
     /// The text of a link to a flow from `owners/`.
     public static func ownerLinkTarget(_ flowId: String) -> String { "../flows/" + flowId }
     /// The flow id an `owners/` link names, or nil when the text is anything but `../flows/<id>`.
-    public static func flowId(fromOwnerLink text: String) -> String? {
-        guard text.hasPrefix("../flows/") else { return nil }
-        let id = String(text.dropFirst(9))
+    public static func flowId(fromOwnerLink text: String) -> String? { flowId(after: "../flows/", in: text) }
+    /// The text of an `index/tasks` entry: the flow holding the task.
+    public static func taskIndexTarget(_ flowId: String) -> String { "../../flows/" + flowId }
+    /// The text of an entry in a keyed index (`index/owners/<name>/`, `index/runs/<name>/`).
+    public static func keyedIndexTarget(_ flowId: String) -> String { "../../../flows/" + flowId }
+    /// The flow id an `index/tasks` entry names, or nil.
+    public static func flowId(fromTaskIndex text: String) -> String? { flowId(after: "../../flows/", in: text) }
+    /// The flow id a keyed index entry names, or nil.
+    public static func flowId(fromKeyedIndex text: String) -> String? { flowId(after: "../../../flows/", in: text) }
+
+    private static func flowId(after prefix: String, in text: String) -> String? {
+        guard text.hasPrefix(prefix) else { return nil }
+        let id = String(text.dropFirst(prefix.count))
         return Identifier.isValid(id) ? id : nil
     }
+
+    /// The text of an `incoming/applied/<name>` record: the flow the drop went to and the
+    /// SHA-256 of its bytes, `../../flows/<flowId>#<hex>`.
+    public static func appliedRecord(flowId: String, digest: String) -> String { "../../flows/\(flowId)#\(digest)" }
+    /// The flow and digest an applied record names; the digest is nil in a record written
+    /// before records carried one. Nil when the text is anything else.
+    public static func appliedRecord(_ text: String) -> (flowId: String, digest: String?)? {
+        let parts = text.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let flowId = flowId(after: "../../flows/", in: String(parts[0])) else { return nil }
+        return (flowId, parts.count == 2 ? String(parts[1]) : nil)
+    }
+
     /// The name of the pending-link marker of an owner link name.
     public static func pendingOwnerLink(_ name: String) -> String { "." + name + ".next" }
     /// The owner link name a pending marker belongs to, or nil.

@@ -27,10 +27,7 @@ extension Spool {
             return (flowId, token)
         }
         if token.utf8.count >= 8, Identifier.isPrefixCandidate(token) {
-            let ids: [String]
-            do { ids = try taskIndexFD.entries().map(\.name).filter { $0.hasPrefix(token) && Identifier.isValid($0) }.sorted() } catch {
-                throw SpoolError.io("Listing", root.appending("index/tasks"), error)
-            }
+            let ids = try allTaskIds().filter { $0.hasPrefix(token) }.sorted()
             let live = ids.compactMap { id in taskIndexTarget(id).flatMap { taskFileExists(flowId: $0, taskId: id) ? ($0, id) : nil } }
             if live.count == 1 { return live[0] }
             if live.count > 1 { throw ambiguous(token, live.map(\.1), kind: "task") }

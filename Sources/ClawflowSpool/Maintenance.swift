@@ -124,22 +124,27 @@ extension Spool {
         var barrier = FlushSet()
         defer { barrier.closeOwned() }
         try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], in: dir, flowId: flowId, at: now, source: "maintenance", barrier: &barrier)
-        for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
-            try? taskIndexFD.removeAt(task.taskId)
+        if let taskIndexFD {
+            for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
+                try? taskIndexFD.removeAt(task.taskId)
+            }
+            barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
         }
         unindexRunIds(snap.tasks, flowId: flowId, barrier: &barrier)
         let name = OwnerKey.linkName(snap.flow.ownerKey)
-        if let ownerDir = try? ownerIndexFD.openDirectoryAt(name) {
-            try? ownerDir.removeAt(flowId)
-            ownerDir.closeQuietly()
-            try? ownerIndexFD.removeAt(name, directory: true)  // only succeeds when it was the owner's last flow
+        if let ownerIndexFD {
+            if let ownerDir = try? ownerIndexFD.openDirectoryAt(name) {
+                try? ownerDir.removeAt(flowId)
+                ownerDir.closeQuietly()
+                try? ownerIndexFD.removeAt(name, directory: true)  // only succeeds when it was the owner's last flow
+            }
+            barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
         }
-        barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
         let graveyard = Layout.stagingName(flowId: flowId, pid: Spool.pid)
+        let tmpFD = try staging.openOrCreate(root: root)
         do { try flowsFD.renameAt(flowId, to: tmpFD, graveyard, noReplace: true) } catch {
             throw SpoolError.io("Moving the pruned flow out of flows/ at", flowPath(flowId), error)
         }
-        barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
         barrier.add(directory: flowsFD, self.root.appending("flows"))
         barrier.add(directory: tmpFD, self.root.appending("tmp"))
         try barrier.flush()
@@ -156,7 +161,7 @@ extension Spool {
         let dir = path.removingLastComponent()
         if dir == root.appending("tmp"), Layout.stagingPid(name) != nil {
             removeStaging(name)
-            return (try? tmpFD.statusAt(name)) == nil
+            return (try? staging.fd?.statusAt(name)) == nil
         }
         let flowDir = dir.lastComponent?.string == Layout.tasks ? dir.removingLastComponent() : dir
         if flowDir.removingLastComponent() == root.appending("flows"), let flowId = flowDir.lastComponent?.string, Identifier.isValid(flowId) {

@@ -240,6 +240,7 @@ extension Spool {
 
         // 3. Into flows/, then barrier 2; 4. the owner links, then barrier 3.
         var links: [PendingOwnerLink] = []
+        let tmpFD = try staging.openOrCreate(root: root)
         for (n, flow) in ready.enumerated() {
             do {
                 try tmpFD.renameAt(flow.stagingName, to: flowsFD, flow.snapshot.flow.flowId, noReplace: true)
@@ -285,6 +286,7 @@ extension Spool {
     private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, barrier: inout FlushSet) throws(SpoolError) {
         var stagingPath: FilePath { root.appending("tmp").appending(stagingName) }
         var tasksPath: FilePath { stagingPath.appending(Layout.tasks) }
+        let tmpFD = try staging.openOrCreate(root: root)
         do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
         let staging: FileDescriptor
         do { staging = try tmpFD.openDirectoryAt(stagingName) } catch { throw SpoolError.io("Opening", stagingPath, error) }
@@ -308,7 +310,7 @@ extension Spool {
 
     /// Removes a staging directory and what it holds (two levels: files and tasks/).
     func removeStaging(_ name: String) {
-        guard let staging = try? tmpFD.openDirectoryAt(name) else { return }
+        guard let tmpFD = staging.fd, let staging = try? tmpFD.openDirectoryAt(name) else { return }
         if let tasksDir = try? staging.openDirectoryAt(Layout.tasks) {
             for e in (try? tasksDir.entries()) ?? [] { try? tasksDir.removeAt(e.name) }
             tasksDir.closeQuietly()

@@ -19,8 +19,18 @@ extension Spool {
     func claimTaskIds(_ taskIds: [String], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
         var indexPath: FilePath { root.appending("index/tasks") }
+        guard let taskIndexFD else {
+            // No index (readers scan, the next writer to open the spool rebuilds it): the
+            // scan is the check that a chosen id is new.
+            for taskId in taskIds {
+                if let holder = taskIndexTarget(taskId) {
+                    throw SpoolError(.linkRefused, "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
+                }
+            }
+            return
+        }
         for taskId in taskIds {
-            let target = "../../flows/" + flowId
+            let target = Layout.taskIndexTarget(flowId)
             let created: Bool
             do { created = try taskIndexFD.symlinkAt(taskId, target: target, existingIsFine: true) } catch {
                 throw SpoolError.io("Indexing the task", indexPath.appending(taskId), error)
@@ -35,11 +45,32 @@ extension Spool {
         barrier.add(directory: taskIndexFD, indexPath)
     }
 
-    /// The flow `index/tasks/<taskId>` names, or nil.
+    /// The flow `index/tasks/<taskId>` names, or nil. Without the index, the flow that holds
+    /// a task file of that id (a scan of every flow's `tasks/`).
     func taskIndexTarget(_ taskId: String) -> String? {
-        guard let text = try? taskIndexFD.readLinkAt(taskId), text.hasPrefix("../../flows/") else { return nil }
-        let id = String(text.dropFirst(12))
-        return Identifier.isValid(id) ? id : nil
+        guard let taskIndexFD else {
+            return (try? flowIds())?.first { taskFileExists(flowId: $0, taskId: taskId) }
+        }
+        return (try? taskIndexFD.readLinkAt(taskId)).flatMap(Layout.flowId(fromTaskIndex:))
+    }
+
+    /// Every task id in the spool: the names in `index/tasks`, or without it a scan of every
+    /// flow's `tasks/`.
+    func allTaskIds() throws(SpoolError) -> [String] {
+        if let taskIndexFD {
+            do { return try taskIndexFD.entries().map(\.name).filter(Identifier.isValid) } catch {
+                throw SpoolError.io("Listing", root.appending("index/tasks"), error)
+            }
+        }
+        var ids: [String] = []
+        for flowId in try flowIds() {
+            guard let dir = try? flowsFD.openDirectoryAt(flowId + "/" + Layout.tasks) else { continue }
+            ids += ((try? dir.entries()) ?? []).compactMap { e in
+                e.name.hasSuffix(".json") ? String(e.name.dropLast(5)) : nil
+            }.filter(Identifier.isValid)
+            dir.closeQuietly()
+        }
+        return ids
     }
 
     func taskFileExists(flowId: String, taskId: String) -> Bool {
@@ -49,6 +80,7 @@ extension Spool {
     /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held; what must be
     /// flushed joins `barrier`.
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
+        guard let ownerIndexFD else { return }  // readers scan; the next writer to open the spool rebuilds it
         try addToKeyedIndex(ownerIndexFD, at: root.appending("index/owners"), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId, doing: "Indexing the flow under its owner in", barrier: &barrier)
     }
 
@@ -67,7 +99,7 @@ extension Spool {
         }
         barrier.add(directory: dir, dirPath, owned: true)
         if isNew { barrier.add(directory: index, indexPath) }
-        do { try dir.symlinkAt(entry, target: "../../../flows/" + flowId, existingIsFine: true) } catch {
+        do { try dir.symlinkAt(entry, target: Layout.keyedIndexTarget(flowId), existingIsFine: true) } catch {
             throw SpoolError.io(doing, dirPath, error)
         }
     }
@@ -92,7 +124,7 @@ extension Spool {
         guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
         for run in runs {
             guard let dir = try? index.openDirectoryAt(run.name) else { continue }
-            if (try? dir.readLinkAt(run.taskId)) == "../../../flows/" + flowId { try? dir.removeAt(run.taskId) }
+            if (try? dir.readLinkAt(run.taskId)) == Layout.keyedIndexTarget(flowId) { try? dir.removeAt(run.taskId) }
             barrier.add(directory: dir, self.root.appending("index/runs").appending(run.name), owned: true)
             try? index.removeAt(run.name, directory: true)  // only succeeds when it was the run's last task
         }
@@ -107,13 +139,10 @@ extension Spool {
         }
     }
 
-    /// `index/runs`: the descriptor opened with the spool, else one opened now (fsck --repair
-    /// built the index after this process opened the spool), which the caller closes
-    /// (`opened`); nil in a spool made before the run index.
+    /// `index/runs`, or nil while it is missing (a spool made before the run index, or one
+    /// whose index was deleted). The descriptor stays the spool's; `opened` is always false.
     func runIndex() -> (fd: FileDescriptor, opened: Bool)? {
-        if let fd = runIndexFD { return (fd, false) }
-        guard let fd = try? rootFD.openDirectoryAt("index/runs") else { return nil }
-        return (fd, true)
+        runIndexDirectory.fd.map { ($0, false) }
     }
 
     /// Calls `body` with `index/runs` when it exists and is complete (`Layout.runIndexComplete`).
@@ -132,9 +161,8 @@ extension Spool {
             guard let dir = try? index.openDirectoryAt(OwnerKey.linkName(runId)) else { return [] }
             defer { dir.closeQuietly() }
             return ((try? dir.entries()) ?? []).compactMap { entry -> TaskRecord? in
-                guard Identifier.isValid(entry.name), let text = try? dir.readLinkAt(entry.name), text.hasPrefix("../../../flows/") else { return nil }
-                let flowId = String(text.dropFirst(15))
-                guard Identifier.isValid(flowId), let task = try? readTask(flowId: flowId, taskId: entry.name), task.runId == runId else { return nil }
+                guard Identifier.isValid(entry.name), let flowId = (try? dir.readLinkAt(entry.name)).flatMap(Layout.flowId(fromKeyedIndex:)) else { return nil }
+                guard let task = try? readTask(flowId: flowId, taskId: entry.name), task.runId == runId else { return nil }
                 return task
             }
         }
@@ -142,8 +170,12 @@ extension Spool {
         return try allTasks().filter { $0.runId == runId }
     }
 
-    /// The flow ids listed in `index/owners/<name>/`.
+    /// The flow ids listed in `index/owners/<name>/`; without the index, every flow whose
+    /// owner key has that name (a scan of every manifest).
     func ownerIndex(_ name: String) -> [String] {
+        guard let ownerIndexFD else {
+            return ((try? flowIds()) ?? []).filter { id in (try? readManifest(id)).map { OwnerKey.linkName($0.ownerKey) == name } ?? false }
+        }
         guard let dir = try? ownerIndexFD.openDirectoryAt(name) else { return [] }
         defer { dir.closeQuietly() }
         return ((try? dir.entries()) ?? []).map(\.name).filter(Identifier.isValid)
@@ -176,6 +208,7 @@ extension Spool {
     /// `owners/<name>` with one readlink: whether any entry is there, and the flow it names
     /// when it is a symlink whose text is `../flows/<id>`.
     func readOwnerLink(_ name: String) -> (present: Bool, flowId: String?) {
+        guard let ownersFD else { return (false, nil) }
         do { return (true, Layout.flowId(fromOwnerLink: try ownersFD.readLinkAt(name))) } catch {
             return (error != .noSuchFileOrDirectory, nil)
         }
@@ -183,7 +216,7 @@ extension Spool {
 
     /// Whether an owner link update of `name` was interrupted (its marker is still there).
     func hasPendingOwnerLink(_ name: String) -> Bool {
-        (try? ownersFD.statusAt(Layout.pendingOwnerLink(name))) != nil
+        (try? ownersFD?.statusAt(Layout.pendingOwnerLink(name))) != nil
     }
 
     /// Before a write that may change which flow `flow`'s owner key resolves to: works out
@@ -191,6 +224,7 @@ extension Spool {
     /// intent; owners/ joins `barrier`, which the caller flushes before the write). Call with
     /// the root lock held; `commitOwnerLinks` finishes after the write.
     func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false, barrier: inout FlushSet) throws(SpoolError) -> PendingOwnerLink? {
+        guard let ownersFD else { return nil }  // no links: readers compute every pick
         let name = OwnerKey.linkName(flow.ownerKey)
         let link = readOwnerLink(name)
         let current = link.flowId
@@ -236,7 +270,7 @@ extension Spool {
     /// Renames each marker over its `owners/<name>`, or creates a key's first link;
     /// owners/ joins `barrier`, which the caller flushes.
     func commitOwnerLinks(_ changes: [PendingOwnerLink], barrier: inout FlushSet) throws(SpoolError) {
-        guard !changes.isEmpty else { return }
+        guard !changes.isEmpty, let ownersFD else { return }
         var ownersPath: FilePath { root.appending("owners") }
         for change in changes {
             do {
@@ -261,6 +295,7 @@ extension Spool {
     /// Points `owners/<name>` of `key` at the flow the rule picks (or removes it when the
     /// owner has no flow left) and clears any marker. Call with the root lock held.
     func rebuildOwnerLink(key: String) throws(SpoolError) {
+        guard let ownersFD else { return }  // no links at all: readers compute every pick
         let name = OwnerKey.linkName(key)
         var ownersPath: FilePath { root.appending("owners") }
         if let target = computeOwnerTarget(key: key) {

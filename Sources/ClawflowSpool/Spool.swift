@@ -5,39 +5,50 @@ import SystemPackage
 
 /// A clawflow spool on disk: the directories of spool-layout.md, opened once.
 /// Every change goes through `create(flow:tasks:source:)` or `mutate(flow:source:_:)`.
+///
+/// Only `VERSION` and `flows/` are required. Every derived or auxiliary directory (owner
+/// links, indexes, staging) may be missing — a spool written by another program from the
+/// layout alone, or one whose `index/` a person deleted — and is then opened once it exists:
+/// readers scan instead, and a writer that opens the spool rebuilds it first
+/// (spool-layout.md, "Derived state"; `completeLayout`).
 public final class Spool: Sendable {
     /// The spool's root directory.
     public let root: FilePath
     let rootFD: FileDescriptor
     let flowsFD: FileDescriptor
-    let ownersFD: FileDescriptor
-    let ownerIndexFD: FileDescriptor
-    let taskIndexFD: FileDescriptor
-    /// `index/runs`, or nil in a spool made before it existed (see `runIndex`).
-    let runIndexFD: FileDescriptor?
-    let tmpFD: FileDescriptor
+    /// `owners/`: the owner links.
+    let owners: LayoutDirectory
+    /// `index/owners`, `index/tasks`, `index/runs`.
+    let ownerIndex: LayoutDirectory, taskIndex: LayoutDirectory, runIndexDirectory: LayoutDirectory
+    /// `tmp/`: staging of new flows.
+    let staging: LayoutDirectory
 
-    private init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
+    init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
         self.root = root
         self.rootFD = rootFD
-        func dir(_ name: String) throws(SpoolError) -> FileDescriptor {
-            do { return try rootFD.openDirectoryAt(name) } catch {
-                rootFD.closeQuietly()
-                throw SpoolError.io("Opening the spool directory", root.appending(name), error)
-            }
+        do { flowsFD = try rootFD.openDirectoryAt("flows") } catch {
+            rootFD.closeQuietly()
+            throw SpoolError.io("Opening the spool directory", root.appending("flows"), error)
         }
-        flowsFD = try dir("flows")
-        ownersFD = try dir("owners")
-        ownerIndexFD = try dir("index/owners")
-        taskIndexFD = try dir("index/tasks")
-        runIndexFD = try? rootFD.openDirectoryAt("index/runs")
-        tmpFD = try dir("tmp")
+        owners = LayoutDirectory("owners", in: rootFD)
+        ownerIndex = LayoutDirectory("index/owners", in: rootFD)
+        taskIndex = LayoutDirectory("index/tasks", in: rootFD)
+        runIndexDirectory = LayoutDirectory("index/runs", in: rootFD)
+        staging = LayoutDirectory("tmp", in: rootFD)
     }
 
     deinit {
-        for fd in [rootFD, flowsFD, ownersFD, ownerIndexFD, taskIndexFD, tmpFD] { fd.closeQuietly() }
-        runIndexFD?.closeQuietly()
+        for d in [owners, ownerIndex, taskIndex, runIndexDirectory, staging] { d.close() }
+        flowsFD.closeQuietly()
+        rootFD.closeQuietly()
     }
+
+    /// `owners/`, or nil while it is missing.
+    var ownersFD: FileDescriptor? { owners.fd }
+    /// `index/owners`, or nil while it is missing (readers then scan).
+    var ownerIndexFD: FileDescriptor? { ownerIndex.fd }
+    /// `index/tasks`, or nil while it is missing (readers then scan).
+    var taskIndexFD: FileDescriptor? { taskIndex.fd }
 
     /// The pid of this process, used in temp names (asked each time: a forked supervisor
     /// must not write under its parent's pid).
@@ -45,7 +56,9 @@ public final class Spool: Sendable {
 
     /// Opens an existing spool, or returns nil when `root` does not exist or is still being
     /// created by another process (read commands then print an empty result without creating it).
-    public static func openExisting(at root: FilePath) throws(SpoolError) -> Spool? {
+    /// `forWriting` first makes the layout whole (`completeLayout`): a writer never works on a
+    /// spool with derived directories missing.
+    public static func openExisting(at root: FilePath, forWriting: Bool = false) throws(SpoolError) -> Spool? {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY)
@@ -58,6 +71,12 @@ public final class Spool: Sendable {
             return nil
         }
         try checkVersion(fd, root)
+        if forWriting { return try completeLayout(fd, root) }
+        // A spool with no flows/ yet holds no flows: an empty result, and nothing created.
+        if (try? fd.statusAt("flows")) == nil {
+            fd.closeQuietly()
+            return nil
+        }
         return try Spool(root: root, rootFD: fd)
     }
 
@@ -71,7 +90,7 @@ public final class Spool: Sendable {
 
     /// Opens the spool at `root`, creating it first when it does not exist.
     public static func open(at root: FilePath) throws(SpoolError) -> Spool {
-        if let spool = try openExisting(at: root) { return spool }
+        if let spool = try openExisting(at: root, forWriting: true) { return spool }
         return try initialize(at: root, sharedGroup: nil).spool
     }
 
@@ -83,8 +102,9 @@ public final class Spool: Sendable {
         if let fd = try? FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) {
             if (try? fd.statusAt("VERSION")) != nil {
                 try checkVersion(fd, root)
-                if let g = sharedGroup { try applySharedGroup(fd, root, g) }
-                return (try Spool(root: root, rootFD: fd), false)
+                let spool = try completeLayout(fd, root)
+                if let g = sharedGroup { try applySharedGroup(spool.rootFD, root, g) }
+                return (spool, false)
             }
             fd.closeQuietly()
         }

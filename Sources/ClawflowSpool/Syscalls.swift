@@ -161,6 +161,10 @@ extension FileDescriptor {
         return errors.enumerated().compactMap { $0.element == 0 ? nil : ($0.offset, Errno(rawValue: $0.element)) }
     }
 
+    /// Flushes every change to the filesystem this descriptor is on. The corresponding C
+    /// function is `syncfs`.
+    public func synchronizeFileSystem() throws(Errno) { _ = try retrying { clawflow_syncfs(rawValue) } }
+
     /// Flushes the file's data to the device. The corresponding C function is `fdatasync`.
     public func synchronizeData() throws(Errno) { _ = try retrying { Glibc.fdatasync(rawValue) } }
 

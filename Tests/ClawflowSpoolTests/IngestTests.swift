@@ -153,6 +153,42 @@ struct IngestTests {
         #expect(try f.tasks().count == 2)
     }
 
+    @Test("a name reused with other content is refused as repeated_name and kept; only the same bytes are a replay")
+    func reusedNameWithOtherContent() throws {
+        let f = try DropFixture()
+        try f.drop("job.json", #"{"kind":"task","ownerKey":"p","runtime":"cron","runId":"p1","status":"running"}"#)
+        let tenPercent = #"{"kind":"task-update","runId":"p1","progressSummary":"10 %"}"#
+        try f.drop("progress.json", tenPercent)
+        #expect(try f.spool.ingest().applied == 2)
+        let record = try FileManager.default.destinationOfSymbolicLink(atPath: f.tmp.file("incoming/applied/progress.json"))
+        #expect(record.hasSuffix("#" + SHA256.hex(Array(tenPercent.utf8))), "the applied record keeps the drop's digest: \(record)")
+        // The same name with new content: refused with a reason that tells the writer what to do.
+        let ninety = #"{"kind":"task-update","runId":"p1","progressSummary":"90 %"}"#
+        try f.drop("progress.json", ninety)
+        var r = try f.spool.ingest()
+        #expect(r.rejected == 1 && r.applied == 0 && r.repeats == 0)
+        let reason = try f.reason("progress.json")
+        #expect(reason["code"] as? String == "repeated_name")
+        #expect((reason["message"] as? String)?.contains("give every drop a name of its own") == true, "\(reason)")
+        #expect(try String(contentsOfFile: f.tmp.file("rejected/progress.json"), encoding: .utf8) == ninety, "the bytes are kept")
+        #expect(try f.tasks()[0].string("progressSummary") == "10 %")
+        // A true replay (the same bytes) is still deleted as a repeat.
+        try f.drop("progress.json", tenPercent)
+        r = try f.spool.ingest()
+        #expect(r.repeats == 1 && r.rejected == 0)
+        #expect(!names(f.tmp.file("incoming/new")).contains("progress.json"))
+        // A record written before records carried a digest: any content is a repeat, as before.
+        let flowId = try #require(f.spool.flowId(forOwner: "p"))
+        #expect(unlink(f.tmp.file("incoming/applied/job.json")) == 0 && symlink("../../flows/" + flowId, f.tmp.file("incoming/applied/job.json")) == 0)
+        try f.drop("job.json", #"{"kind":"task","ownerKey":"p","runtime":"cron","label":"other"}"#)
+        #expect(try f.spool.ingest().repeats == 1)
+        // audit reports the refused drop with its code.
+        let audit = Clawflow.run(["--spool", f.tmp.path, "audit", "--json"])
+        let document = (try? JSONSerialization.jsonObject(with: Data(audit.stdout.utf8))) as? [String: Any]
+        let findings = (document?["findings"] as? [[String: Any]]) ?? []
+        #expect(findings.contains { $0["code"] as? String == "rejected_drops" && ($0["message"] as? String)?.contains("repeated_name") == true }, "\(audit.stdout)")
+    }
+
     @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
     func staleAppliedRecord() throws {
         let f = try DropFixture()
@@ -162,7 +198,7 @@ struct IngestTests {
         let r = try f.spool.ingest()
         #expect(r.applied == 1 && r.repeats == 0)
         let flowId = try #require(f.spool.flowId(forOwner: "g"))
-        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: f.tmp.file("incoming/applied/job")) == "../../flows/" + flowId)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: f.tmp.file("incoming/applied/job")).hasPrefix("../../flows/\(flowId)#"))
     }
 
     @Test("a claim refused when it is finished loses its applied record, so the name is free again")

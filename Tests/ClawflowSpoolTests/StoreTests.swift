@@ -27,7 +27,7 @@ struct DurableWriteTests {
         let short = Mutex<[Int]>([])
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
             for _ in 0..<30 {
-                let count = (try? spool.ownersFD.entries().count) ?? -1
+                let count = (try? spool.ownersFD?.entries().count) ?? -1
                 if count != 3000 { short.withLock { $0.append(count) } }
             }
         }
@@ -86,15 +86,15 @@ struct DurableWriteTests {
         let spool = try Spool.open(at: FilePath(tmp.path))
         var barrier = FlushSet()
         for n in 0..<12 {
-            try DurableFile.create(in: spool.tmpFD, name: "f\(n)", bytes: Array("\(n)".utf8), directoryPath: spool.root.appending("tmp"), barrier: &barrier)
+            try DurableFile.create(in: spool.staging.fd!, name: "f\(n)", bytes: Array("\(n)".utf8), directoryPath: spool.root.appending("tmp"), barrier: &barrier)
         }
-        barrier.add(directory: spool.tmpFD, spool.root.appending("tmp"))
-        barrier.add(directory: spool.tmpFD, spool.root.appending("tmp"))  // once is enough
+        barrier.add(directory: spool.staging.fd!, spool.root.appending("tmp"))
+        barrier.add(directory: spool.staging.fd!, spool.root.appending("tmp"))  // once is enough
         try barrier.flush()
         #expect(barrier.isEmpty)
         #expect(names(tmp.file("tmp")) == (0..<12).map { "f\($0)" }.sorted())
         // The spool's own descriptor is still open; the files' descriptors are closed.
-        #expect(fcntl(spool.tmpFD.rawValue, F_GETFD) >= 0)
+        #expect(fcntl(spool.staging.fd!.rawValue, F_GETFD) >= 0)
         let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
         #expect(!open.contains { $0.hasPrefix(tmp.file("tmp/f")) })
     }

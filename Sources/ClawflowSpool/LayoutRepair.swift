@@ -1,0 +1,197 @@
+import ClawflowModel
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// A directory of the layout that may be missing (spool-layout.md, "Derived state"): opened
+/// when first asked for, and kept open once it exists — another writer may build it later.
+final class LayoutDirectory: Sendable {
+    /// Its path below the spool root.
+    let name: String
+    private let rootFD: FileDescriptor
+    private let opened = Mutex<FileDescriptor?>(nil)
+
+    init(_ name: String, in rootFD: FileDescriptor) {
+        self.name = name
+        self.rootFD = rootFD
+    }
+
+    /// The open directory, or nil while it does not exist (or cannot be opened).
+    var fd: FileDescriptor? {
+        opened.withLock { fd in
+            if fd == nil { fd = try? rootFD.openDirectoryAt(name) }
+            return fd
+        }
+    }
+
+    /// The open directory, created first (with its parents) when it is missing; the parents
+    /// that gained it are flushed.
+    func openOrCreate(root: FilePath) throws(SpoolError) -> FileDescriptor {
+        if let fd { return fd }
+        try Spool.makeLayoutDirectory(name, in: rootFD, root: root)
+        guard let fd else { throw SpoolError(.io, "Opening \(root.appending(name)) failed after it was created.", path: root.appending(name)) }
+        return fd
+    }
+
+    func close() { opened.withLock { $0?.closeQuietly() } }
+}
+
+/// Derived state is never required: a writer that opens a spool missing some of its
+/// directories makes them, and rebuilds what they derive from the records, before it writes.
+extension Spool {
+    /// The spool at `root` (whose VERSION was checked) with every directory of the layout in
+    /// place: missing plain directories are made, missing indexes are built from the records
+    /// (each in a temp directory renamed into place, so none is ever seen half built), and a
+    /// missing `owners/` is made with a link for every owner. Costs one `fstatat` per layout
+    /// directory when nothing is missing.
+    static func completeLayout(_ fd: FileDescriptor, _ root: FilePath) throws(SpoolError) -> Spool {
+        let missing = Layout.directories.filter { (try? fd.statusAt($0)) == nil }
+        if missing.contains("flows") { try makeLayoutDirectory("flows", in: fd, root: root) }
+        let spool = try Spool(root: root, rootFD: fd)
+        guard !missing.isEmpty else { return spool }
+        try spool.lockRoot()
+        defer { spool.unlockRoot() }
+        _ = try spool.rebuildLayout()
+        return spool
+    }
+
+    /// Makes what is missing of the layout and rebuilds the derived directories; returns what
+    /// it did, a sentence each. Root lock held.
+    func rebuildLayout() throws(SpoolError) -> [String] {
+        var done: [String] = []
+        let missing = Layout.directories.filter { (try? rootFD.statusAt($0)) == nil }
+        let built: Set<String> = ["index/tasks", "index/owners", "index/runs", "owners"]
+        for name in missing where !built.contains(name) {
+            try Spool.makeLayoutDirectory(name, in: rootFD, root: root)
+            done.append("made the missing directory \(name)/")
+        }
+        let rebuild = Set(missing).intersection(built)
+        guard !rebuild.isEmpty else { return done }
+        // One read of every flow (unlocked, as the root-lock holder must; spool-layout.md,
+        // "Locks"): owner keys, task ids and run ids never change once written.
+        var flows: [FlowRecord] = []
+        var tasks: [TaskRecord] = []
+        for id in try flowIds() {
+            guard let snap = try? readFlowHoldingRootLock(id) else { continue }
+            flows.append(snap.flow)
+            tasks.append(contentsOf: snap.tasks)
+        }
+        if rebuild.contains("index/tasks") {
+            try buildIndex("index/tasks", tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
+            done.append("built the task index (\(tasks.count) task(s))")
+        }
+        if rebuild.contains("index/owners") {
+            try buildIndex("index/owners", flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
+            done.append("built the owner index (\(flows.count) flow(s))")
+        }
+        if rebuild.contains("index/runs") {
+            let entries = tasks.compactMap { t -> (String?, String, String)? in
+                guard let run = t.runId, !run.isEmpty else { return nil }
+                return (OwnerKey.linkName(run), t.taskId, Layout.keyedIndexTarget(t.parentFlowId))
+            }
+            try buildIndex("index/runs", entries, complete: true)
+            done.append("built the run index (\(entries.count) task(s) with a run id)")
+        }
+        if rebuild.contains("owners") {
+            try Spool.makeLayoutDirectory("owners", in: rootFD, root: root)
+            guard let owners = ownersFD else { return done }
+            var picks: [String: (id: String, createdAt: Timestamp, isTerminal: Bool)] = [:]
+            for f in flows {
+                let claim = (f.flowId, f.createdAt, f.isTerminal)
+                if let best = picks[f.ownerKey], !Rules.ownerPickPrefers(claim, over: best) { continue }
+                picks[f.ownerKey] = claim
+            }
+            for (key, pick) in picks {
+                do { try owners.symlinkAt(OwnerKey.linkName(key), target: Layout.ownerLinkTarget(pick.id), existingIsFine: true) } catch {
+                    throw SpoolError.io("Rebuilding the owner link in", root.appending("owners").appending(OwnerKey.linkName(key)), error)
+                }
+            }
+            try DurableFile.sync(owners, root.appending("owners"))
+            done.append("rebuilt owners/ (\(picks.count) owner link(s))")
+        }
+        return done
+    }
+
+    /// Builds the index directory `name` (`index/tasks`, `index/owners`, `index/runs`) from
+    /// `entries` — (subdirectory or nil, entry name, link text) — under a temp name beside it,
+    /// flushes the filesystem once, and renames it into place; with `complete`, it holds the
+    /// `.complete` marker of the run index.
+    private func buildIndex(_ name: String, _ entries: [(String?, String, String)], complete: Bool = false) throws(SpoolError) {
+        let path = root.appending(name)
+        let parentName = String(name.split(separator: "/").first!)
+        let leaf = String(name.split(separator: "/").last!)
+        let temp = Layout.tempName(for: leaf, pid: Spool.pid)
+        let parent: FileDescriptor
+        do { parent = try rootFD.openDirectoryAt(parentName) } catch { throw SpoolError.io("Opening", root.appending(parentName), error) }
+        defer { parent.closeQuietly() }
+        do throws(Errno) {
+            try parent.makeDirectoryAt(temp)
+            let dir = try parent.openDirectoryAt(temp)
+            defer { dir.closeQuietly() }
+            var subdirectories: [String: FileDescriptor] = [:]
+            defer { for fd in subdirectories.values { fd.closeQuietly() } }
+            for (sub, entry, target) in entries {
+                var into = dir
+                if let sub {
+                    if let fd = subdirectories[sub] { into = fd } else {
+                        try dir.makeDirectoryAt(sub, existingIsFine: true)
+                        into = try dir.openDirectoryAt(sub)
+                        subdirectories[sub] = into
+                    }
+                }
+                _ = try into.symlinkAt(entry, target: target, existingIsFine: true)
+            }
+            if complete { try dir.openAt(Layout.runIndexComplete, O_WRONLY | O_CREAT, permissions: 0o600).closeQuietly() }
+            // One flush of the whole filesystem instead of one per directory built.
+            try dir.synchronizeFileSystem()
+            try parent.renameAt(temp, to: parent, leaf, noReplace: true)
+            try parent.synchronize()
+        } catch {
+            Spool.removeTree(temp, in: parent)
+            if error == .fileExists { return }  // built meanwhile by a writer that held no root lock
+            throw SpoolError.io("Rebuilding the index", path, error)
+        }
+    }
+
+    /// Makes `name` (and its missing parents) below the spool root, mode 0700, flushing each
+    /// parent that gained an entry.
+    static func makeLayoutDirectory(_ name: String, in rootFD: FileDescriptor, root: FilePath) throws(SpoolError) {
+        var parent = ""
+        for component in name.split(separator: "/") {
+            let path = parent.isEmpty ? String(component) : parent + "/" + component
+            if (try? rootFD.statusAt(path)) == nil {
+                do throws(Errno) {
+                    try rootFD.makeDirectoryAt(path, permissions: 0o700, existingIsFine: true)
+                    if parent.isEmpty { try rootFD.synchronize() } else {
+                        let p = try rootFD.openDirectoryAt(parent)
+                        defer { p.closeQuietly() }
+                        try p.synchronize()
+                    }
+                } catch {
+                    throw SpoolError.io("Creating the spool directory", root.appending(path), error)
+                }
+            }
+            parent = path
+        }
+    }
+
+    /// Removes `name` in `dir` and everything below it (directories of files and symlinks,
+    /// two levels at most, as an index build leaves them).
+    static func removeTree(_ name: String, in dir: FileDescriptor) {
+        guard let top = try? dir.openDirectoryAt(name) else {
+            try? dir.removeAt(name)
+            return
+        }
+        for e in (try? top.entries()) ?? [] {
+            if let sub = try? top.openDirectoryAt(e.name) {
+                for f in (try? sub.entries()) ?? [] { try? sub.removeAt(f.name) }
+                sub.closeQuietly()
+                try? top.removeAt(e.name, directory: true)
+            } else {
+                try? top.removeAt(e.name)
+            }
+        }
+        top.closeQuietly()
+        try? dir.removeAt(name, directory: true)
+    }
+}
