@@ -80,9 +80,11 @@ uninstall:
 		"$(DESTDIR)$(BASHCOMPDIR)/clawflow" "$(DESTDIR)$(ZSHCOMPDIR)/_clawflow" \
 		"$(DESTDIR)$(FISHCOMPDIR)/clawflow.fish"
 
-# Runs a short job on the default spool (or $CLAWFLOW_SPOOL) and says where it is.
+# Runs a short job on a new temporary spool (SPOOL=dir for another) and says where it is;
+# every task it starts has ended when it finishes. Your own ledger is never touched.
+SPOOL ?=
 demo: build
-	@bash scripts/demo.sh "$$($(SWIFT) build --show-bin-path)/clawflow"
+	@bash scripts/demo.sh "$$($(SWIFT) build --show-bin-path)/clawflow" $(SPOOL)
 
 # The whole test suite; its output closes with swift test's summary line.
 test: deps
