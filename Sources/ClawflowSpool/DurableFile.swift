@@ -20,11 +20,13 @@ enum DurableFile {
 
     /// The first half of `replace`: writes the new bytes under the dot-temp name; the temp
     /// file joins `barrier`, after whose flush `commit()` renames it into place.
-    static func stageReplacement(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet) throws(SpoolError) -> StagedReplacement {
+    /// `permissions` other than 0600 are set with `fchmod`, whatever the umask.
+    static func stageReplacement(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet, permissions: mode_t = 0o600) throws(SpoolError) -> StagedReplacement {
         let temp = Layout.tempName(for: name, pid: Spool.pid)
         let fd: FileDescriptor
         do {
             fd = try directory.openAt(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600)
+            if permissions != 0o600 { try fd.setPermissions(permissions) }
         } catch {
             throw SpoolError.io("Creating a temp file to replace", directoryPath.appending(name), error)
         }

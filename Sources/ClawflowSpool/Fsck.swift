@@ -429,10 +429,12 @@ extension Spool {
         var taskOwners: [String: String] = [:]
         var taskRuns: [String: String] = [:]
         var flowIdsByName: [String: Set<String>] = [:]
+        var everyTask: [TaskRecord] = []
         for id in try flowIds() {
             guard let snap = try? readFlowHoldingRootLock(id) else { continue }
             keys.insert(snap.flow.ownerKey)
             flowIdsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].insert(id)
+            everyTask += snap.tasks
             for t in snap.tasks {
                 taskOwners[t.taskId] = id
                 if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
@@ -461,6 +463,7 @@ extension Spool {
         }
         try DurableFile.sync(taskIndexFD, root.appending("index/tasks"))
         try repairRunIndex(taskOwners, taskRuns, into: &report)
+        report.repairs += try repairCancelMarkers(everyTask)
         for entry in (try? ownerIndexFD.entries()) ?? [] {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
             let live = flowIdsByName[entry.name] ?? []

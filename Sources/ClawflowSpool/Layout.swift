@@ -6,7 +6,7 @@ public enum Layout {
     /// Text of the `VERSION` file.
     public static let versionText = "clawflow-spool 1\n"
     /// Root-level directories created by `init`.
-    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "index/runs", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run"]
+    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "index/runs", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run", "cancel"]
     /// The file in `index/runs` whose presence says every task with a run id is indexed there.
     public static let runIndexComplete = ".complete"
     /// A flow's manifest file name.
@@ -18,6 +18,10 @@ public enum Layout {
     /// Largest record clawflow reads (1 MiB).
     public static let recordLimit = 1_048_576
 
+    /// The directory of cancel markers, readable by a shared spool's group.
+    public static let cancelDirectory = "cancel"
+    /// The file name of a task's cancel marker in `cancel/`.
+    public static func cancelMarker(_ taskId: String) -> String { taskId + ".json" }
     /// The file name of a task record.
     public static func taskFile(_ taskId: String) -> String { taskId + ".json" }
     /// The file name of a task's output log.

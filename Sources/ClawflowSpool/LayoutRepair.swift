@@ -65,6 +65,15 @@ extension Spool {
             try Spool.makeLayoutDirectory(name, in: rootFD, root: root)
             done.append("made the missing directory \(name)/")
         }
+        // In a shared spool (spool-layout.md, "Shared drop box") the group reaches its cancel markers.
+        if missing.contains(Layout.cancelDirectory), let st = try? rootFD.status(), st.permissions & 0o010 != 0, let dir = cancelMarkers.fd {
+            do {
+                try dir.setGroup(st.group)
+                try dir.setPermissions(0o2710)
+            } catch {
+                throw SpoolError.io("Giving the spool's group access to", root.appending(Layout.cancelDirectory), error)
+            }
+        }
         let rebuild = Set(missing).intersection(built)
         guard !rebuild.isEmpty else { return done }
         // One read of every flow (unlocked, as the root-lock holder must; spool-layout.md,

@@ -102,8 +102,9 @@ extension Spool {
         defer { tasksDir?.closeQuietly() }
         var stagedTasks: [StagedReplacement] = []
         var stagedManifest: StagedReplacement?
+        var stagedMarkers: [StagedReplacement] = []
         func discardAll() {
-            for staged in stagedTasks { staged.discard() }
+            for staged in stagedTasks + stagedMarkers { staged.discard() }
             stagedManifest?.discard()
         }
         do throws(SpoolError) {
@@ -118,6 +119,7 @@ extension Spool {
             if flow != before.flow {
                 stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: dirPath, barrier: &barrier)
             }
+            stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, barrier: &barrier)
             for (fd, path) in extras.first { barrier.add(directory: fd, path) }
             try barrier.flush()
         } catch {
@@ -128,7 +130,7 @@ extension Spool {
         // "Interrupted writes"); then the manifest, the owner link and the events, flushed together.
         for (n, staged) in stagedTasks.enumerated() {
             do { try staged.commit() } catch {
-                for rest in stagedTasks[(n + 1)...] { rest.discard() }
+                for rest in stagedTasks[(n + 1)...] + stagedMarkers { rest.discard() }
                 stagedManifest?.discard()
                 throw error
             }
@@ -136,6 +138,10 @@ extension Spool {
         if let tasksDir { try DurableFile.sync(tasksDir, tasksPath) }
         var last = FlushSet()
         defer { last.closeOwned() }
+        // Cancel markers follow the task files they derive from (spool-layout.md, "Cancel markers").
+        for marker in stagedMarkers { try marker.commit() }
+        if !stagedMarkers.isEmpty, let markers = cancelMarkers.fd { last.add(directory: markers, self.root.appending(Layout.cancelDirectory)) }
+        removeCancelMarkers(before: tasksBefore, after: changedTasks)
         if let stagedManifest {
             try stagedManifest.commit()
             last.add(directory: dir, dirPath)

@@ -22,6 +22,8 @@ public final class Spool: Sendable {
     let ownerIndex: LayoutDirectory, taskIndex: LayoutDirectory, runIndexDirectory: LayoutDirectory
     /// `tmp/`: staging of new flows.
     let staging: LayoutDirectory
+    /// `cancel/`: the cancel markers of external tasks.
+    let cancelMarkers: LayoutDirectory
 
     init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
         self.root = root
@@ -35,10 +37,11 @@ public final class Spool: Sendable {
         taskIndex = LayoutDirectory("index/tasks", in: rootFD)
         runIndexDirectory = LayoutDirectory("index/runs", in: rootFD)
         staging = LayoutDirectory("tmp", in: rootFD)
+        cancelMarkers = LayoutDirectory(Layout.cancelDirectory, in: rootFD)
     }
 
     deinit {
-        for d in [owners, ownerIndex, taskIndex, runIndexDirectory, staging] { d.close() }
+        for d in [owners, ownerIndex, taskIndex, runIndexDirectory, staging, cancelMarkers] { d.close() }
         flowsFD.closeQuietly()
         rootFD.closeQuietly()
     }
@@ -166,7 +169,7 @@ public final class Spool: Sendable {
     }
 
     private static func applySharedGroup(_ fd: FileDescriptor, _ root: FilePath, _ group: gid_t) throws(SpoolError) {
-        let plan: [(String?, mode_t)] = [(nil, 0o710), ("incoming", 0o710), ("incoming/tmp", 0o1730), ("incoming/new", 0o1730)]
+        let plan: [(String?, mode_t)] = [(nil, 0o710), ("incoming", 0o710), ("incoming/tmp", 0o1730), ("incoming/new", 0o1730), (Layout.cancelDirectory, 0o2710)]
         for (name, mode) in plan {
             let path = name.map { root.appending($0) } ?? root
             do {

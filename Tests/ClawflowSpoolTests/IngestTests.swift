@@ -250,6 +250,7 @@ struct IngestTests {
         #expect(try mode(tmp.file("incoming")) == (0o710, 100))
         #expect(try mode(tmp.file("incoming/tmp")) == (0o1730, 100))
         #expect(try mode(tmp.file("incoming/new")) == (0o1730, 100))
+        #expect(try mode(tmp.file("cancel")) == (0o2710, 100), "members reach their cancel markers by name")
         #expect(try mode(tmp.file("flows")).0 == 0o700)
         #expect(try mode(tmp.file("incoming/claimed")).0 == 0o700)
     }

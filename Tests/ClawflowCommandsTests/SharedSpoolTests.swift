@@ -1,0 +1,84 @@
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// A second, unprivileged user in the group of a shared spool (`init --shared-group`).
+enum GroupMember {
+    static let group = "clawflow-share"
+    static let user = "clawflow-member"
+
+    /// Makes the group and the user once (both idempotent; the test runs as root).
+    static let ready: Bool = {
+        _ = runProgram("/usr/sbin/groupadd", ["-f", group])
+        if runProgram("/usr/bin/getent", ["passwd", user]).status != 0 {
+            _ = runProgram("/usr/sbin/useradd", ["-M", "-N", "-g", group, "-s", "/bin/sh", user])
+        }
+        return runProgram("/usr/bin/getent", ["passwd", user]).status == 0
+    }()
+
+    /// Runs `sh -c script` as the member, from `/`.
+    static func run(_ script: String) -> CommandResult {
+        runProgram("/usr/sbin/runuser", ["-u", user, "--", "/bin/sh", "-c", "cd / && " + script])
+    }
+}
+
+@Suite("A shared spool's group")
+struct SharedSpoolTests {
+    @Test("a group member learns of a cancel of its own task from cancel/<taskId>.json, and can read nothing else")
+    func memberSeesCancel() throws {
+        try #require(getuid() == 0, "needs root to add a second user")
+        try #require(GroupMember.ready, "could not add the user \(GroupMember.user)")
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, 0o755) == 0)
+        tmp.value(["init", "--shared-group", GroupMember.group])
+        let taskId = UUID().uuidString.lowercased()
+        let spool = tmp.path
+        func drop(_ name: String, _ json: String) {
+            let r = GroupMember.run("printf '%s\\n' '\(json)' > \(spool)/incoming/tmp/\(name) && mv \(spool)/incoming/tmp/\(name) \(spool)/incoming/new/\(name)")
+            #expect(r.status == 0, "the member drops \(name): \(r.stderr)")
+        }
+        drop("job-1.json", #"{"kind":"task","ownerKey":"member-1","runtime":"cron","taskId":"\#(taskId)","status":"running"}"#)
+        tmp.value(["ingest"])
+        let marker = "\(spool)/cancel/\(taskId).json"
+        #expect(GroupMember.run("cat \(marker)").status != 0, "no marker before a cancel")
+
+        let cancel = tmp.run(["flows", "cancel", "member-1"])
+        #expect(cancel.status == 1 && cancel.stderr.contains("still active"))
+        let seen = GroupMember.run("cat \(marker)")
+        #expect(seen.status == 0, "the member reads its marker: \(seen.stderr)")
+        let body = jsonObject(seen.stdout)
+        #expect(body?["taskId"] as? String == taskId)
+        #expect(body?["cancelRequestedAt"] as? String == tmp.taskRecord(body?["flowId"] as? String ?? "", taskId)["cancelRequestedAt"] as? String)
+        // Reachable by name only: the member cannot list cancel/ or read anything under flows/.
+        #expect(GroupMember.run("ls \(spool)/cancel").status != 0)
+        #expect(GroupMember.run("cat \(spool)/flows/\(body?["flowId"] as? String ?? "x")/manifest.json").status != 0)
+        #expect(GroupMember.run("ls \(spool)/flows").status != 0)
+
+        // The runner answers; the marker goes with the request.
+        drop("job-1-cancelled.json", #"{"kind":"task-update","taskId":"\#(taskId)","status":"cancelled"}"#)
+        tmp.value(["ingest"])
+        #expect(tmp.json(["flows", "show", "member-1"])["status"] as? String == "cancelled")
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        #expect(tmp.run(["fsck"]).status == 0)
+    }
+
+    @Test("fsck --repair writes a missing cancel marker and removes one whose task ended")
+    func repairMarkers() throws {
+        let tmp = TemporarySpool()
+        let waiting = tmp.addTask(owner: "w", status: "running")
+        let ended = tmp.addTask(owner: "e", status: "running")
+        #expect(tmp.run(["tasks", "cancel", waiting.task]).status == 1)
+        #expect(tmp.run(["tasks", "cancel", ended.task]).status == 1)
+        #expect(FileManager.default.fileExists(atPath: tmp.file("cancel/\(waiting.task).json")))
+        try FileManager.default.removeItem(atPath: tmp.file("cancel/\(waiting.task).json"))
+        tmp.value(["tasks", "set", ended.task, "--status", "cancelled"])
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("cancel/\(ended.task).json")))
+        #expect(FileManager.default.createFile(atPath: tmp.file("cancel/\(ended.task).json"), contents: Data("{}".utf8)))
+        let repaired = tmp.json(["fsck", "--repair"])
+        let repairs = repaired["repairs"] as? [String] ?? []
+        #expect(repairs.contains("wrote the cancel marker of task \(waiting.task)"), "\(repairs)")
+        #expect(repairs.contains { $0.hasPrefix("removed the cancel marker \(ended.task).json") }, "\(repairs)")
+        #expect(FileManager.default.fileExists(atPath: tmp.file("cancel/\(waiting.task).json")))
+    }
+}
