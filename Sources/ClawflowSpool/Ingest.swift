@@ -125,8 +125,12 @@ extension Spool {
             throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
         }
         claim.digest = parsed.digest
+        // The claim is a second name (link), not a rename: a rename between two directories
+        // is not atomic on an ext4 without a journal, where a power cut can keep both names
+        // or neither. The drop keeps its name in incoming/new until its change is durable,
+        // so at every instant one name at least holds it (spool-layout.md, "Exactly once").
         do {
-            try box.new.renameAt(name, to: box.claimed, claim.fileName, noReplace: true)
+            try box.new.linkAt(name, to: box.claimed, claim.fileName)
         } catch {
             if error == .noSuchFileOrDirectory { return }  // another pass claimed it
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
@@ -139,9 +143,9 @@ extension Spool {
             return
         }
         // The claim is flushed in the first barrier of the change, before any of it can be
-        // durable. incoming/new needs no flush: should a power cut bring the drop back there
-        // beside its claim, the claim is finished first (recording the name as applied) and
-        // the copy is then deleted as a repeat.
+        // durable. incoming/new needs no flush: should a power cut bring back the drop's name
+        // there beside its claim, the claim is finished first (recording the name as applied)
+        // and the name is then deleted as a repeat.
         try finishClaim(claim, box: box, report: &report, recovering: false)
     }
 
@@ -176,6 +180,7 @@ extension Spool {
             }
         }
         for claim in applied {
+            box.releaseDropName(claim)
             try box.removeClaim(claim)
             report.applied += 1
             report.touchedFlows.insert(claim.flowId)
@@ -206,6 +211,7 @@ extension Spool {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
         }
         if !recorded { try box.recordApplied([claim]) }
+        box.releaseDropName(claim)
         try box.removeClaim(claim)
         report.applied += 1
         if recovering { report.recovered += 1 }
@@ -225,7 +231,10 @@ extension Spool {
         guard st.kind == .regular else {
             throw DropRejection(code: "not_regular_file", message: "the drop is a \(st.kind.word), not a regular file; clawflow does not follow or open it")
         }
-        guard st.linkCount == 1 else {
+        // A claim's second name is its own name in incoming/new, kept until its change is
+        // durable; any other second name is a hard link.
+        let claimLinks: UInt64 = directory != nil && box.isOwnName(dropName, of: st) ? 2 : 1
+        guard st.linkCount == claimLinks else {
             throw DropRejection(code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
         }
         guard st.size <= Spool.dropLimit else {
@@ -234,7 +243,7 @@ extension Spool {
         let fd = try dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         defer { fd.closeQuietly() }
         let opened = try fd.status()
-        guard opened.kind == .regular, opened.linkCount == 1 else {
+        guard opened.kind == .regular, opened.linkCount == claimLinks || opened.linkCount == 1 else {
             throw DropRejection(code: "not_regular_file", message: "the drop changed into a \(opened.kind.word) while it was being read")
         }
         let bytes: [UInt8]
@@ -346,6 +355,7 @@ extension Spool {
     /// Refuses a claimed drop: moves it to rejected/ under its drop name and removes its
     /// applied record, since the name was never applied.
     private func refuse(_ claim: Claim, box: DropBox, code: String, message: String, report: inout IngestReport) throws(SpoolError) {
+        box.releaseDropName(claim)
         try reject(name: claim.fileName, from: box.claimed, box: box, code: code, message: message, report: &report, originalName: claim.name)
         try box.forgetApplied(claim)
     }
@@ -481,6 +491,21 @@ struct DropBox {
             throw SpoolError.io("Removing the applied record of the refused drop", appliedPath.appending(claim.name), error)
         }
         try DurableFile.sync(applied, appliedPath)
+    }
+
+    /// Whether `incoming/new/<name>` is the file `claim` describes (the same inode): the
+    /// drop's own name, kept beside its claim until the claim is finished.
+    func isOwnName(_ name: String, of claim: FileStatus) -> Bool {
+        guard let st = try? new.statusAt(name) else { return false }
+        return st.inode == claim.inode && st.device == claim.device
+    }
+
+    /// Removes the drop's own name from `incoming/new` once its claim is finished or refused
+    /// (only when it is still the claimed file). No flush: a name a power cut brings back is
+    /// a repeat of an applied drop, or the second name of a claim, which the next pass removes.
+    func releaseDropName(_ claim: Claim) {
+        guard let st = try? claimed.statusAt(claim.fileName), st.linkCount > 1, isOwnName(claim.name, of: st) else { return }
+        try? new.removeAt(claim.name)
     }
 
     /// Deletes an applied claim. No flush: a claim that a power cut brings back is finished

@@ -261,8 +261,12 @@ extension Spool {
         // The links move before flows/ is flushed and both directories are flushed together:
         // a crash can then leave a link naming a flow whose rename was lost, which readers
         // and fsck treat like a marker (spool-layout.md, "Owner links").
+        // tmp/ too: a rename between directories is durable only once both are flushed (on
+        // an ext4 without a journal a power cut can otherwise keep the flow under both names,
+        // and e2fsck then drops one of them).
         var last = FlushSet()
         last.add(directory: flowsFD, self.root.appending("flows"))
+        last.add(directory: tmpFD, self.root.appending("tmp"))
         try commitOwnerLinks(links, barrier: &last)
         try last.flush()
         return results

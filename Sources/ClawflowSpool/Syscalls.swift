@@ -69,6 +69,10 @@ public struct FileStatus: Sendable {
     public var permissions: mode_t
     /// Owning group.
     public var group: gid_t
+    /// The inode number (with `device`, which file this is).
+    public var inode: UInt64
+    /// The device the file is on.
+    public var device: UInt64
 
     init(_ st: stat) {
         kind = FileKind(mode: st.st_mode)
@@ -77,6 +81,8 @@ public struct FileStatus: Sendable {
         modifiedMilliseconds = Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
         permissions = st.st_mode & 0o7777
         group = st.st_gid
+        inode = UInt64(st.st_ino)
+        device = UInt64(st.st_dev)
     }
 }
 
@@ -191,6 +197,12 @@ extension FileDescriptor {
         _ = try retrying {
             clawflow_renameat2(rawValue, name, directory.rawValue, newName, noReplace ? clawflow_rename_noreplace() : 0)
         }
+    }
+
+    /// Gives the file `name` here a second name, `newName` in `directory` (no symlink is
+    /// followed). The corresponding C function is `linkat`.
+    public func linkAt(_ name: String, to directory: FileDescriptor, _ newName: String) throws(Errno) {
+        _ = try retrying { Glibc.linkat(rawValue, name, directory.rawValue, newName, 0) }
     }
 
     /// Creates a symbolic link `name` here whose text is `target`. The corresponding C function is `symlinkat`.

@@ -189,6 +189,25 @@ struct IngestTests {
         #expect(findings.contains { $0["code"] as? String == "rejected_drops" && ($0["message"] as? String)?.contains("repeated_name") == true }, "\(audit.stdout)")
     }
 
+    @Test("a claim whose drop still has its own name in incoming/new (a power cut kept both) is finished, not refused as a hard link")
+    func claimBesideItsName() throws {
+        let f = try DropFixture()
+        try f.drop("both", #"{"kind":"task","ownerKey":"two","runtime":"cron"}"#)
+        let task = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 3, count: 10))
+        let flow = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 4, count: 10))
+        #expect(link(f.tmp.file("incoming/new/both"), f.tmp.file("incoming/claimed/both#\(task)#\(flow)")) == 0)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.rejected == 0 && r.recovered == 1, "\(r)")
+        #expect(try f.spool.readFlow(flow).tasks.map(\.taskId) == [task])
+        #expect(names(f.tmp.file("incoming/new")).isEmpty && names(f.tmp.file("incoming/claimed")).isEmpty)
+        #expect(names(f.tmp.file("rejected")).isEmpty)
+        // A true hard link (a second name that is not the drop's own) is still refused.
+        try f.drop("linked", #"{"kind":"task","ownerKey":"hl","runtime":"cron"}"#)
+        #expect(link(f.tmp.file("incoming/new/linked"), f.tmp.file("incoming/tmp/other")) == 0)
+        #expect(try f.spool.ingest().rejected == 1)
+        #expect(try f.reason("linked")["code"] as? String == "hard_link")
+    }
+
     @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
     func staleAppliedRecord() throws {
         let f = try DropFixture()
@@ -296,7 +315,7 @@ struct IngestCrashTests {
     static func tracedIngest(_ f: DropFixture) throws -> [String] {
         let trace = f.tmp.path + ".trace"
         defer { try? FileManager.default.removeItem(atPath: trace) }
-        let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-y", "-e", "trace=fsync,openat,renameat,renameat2,symlinkat,unlinkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
+        let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-y", "-e", "trace=fsync,openat,renameat,renameat2,symlinkat,unlinkat,linkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
         #expect(r.status == 0, "\(r.stderr)")
         return try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
     }
@@ -316,6 +335,14 @@ struct IngestCrashTests {
         let intoFlows = try #require(first(lines, "renameat2(", "/tmp>", "/flows>"))
         #expect(record < recordFlush && recordFlush < intoFlows, "\(lines)")
         #expect(first(lines, "fsync(", "incoming/claimed>") == nil, "\(lines)")
+        // The rename moves the flow out of tmp/ too: both directories are flushed after it
+        // (without a journal a power cut could otherwise keep both names).
+        let stagingFlush = try #require(lines.lastIndex { $0.contains("fsync(") && $0.contains("/spool/tmp>") })
+        #expect(intoFlows < stagingFlush, "\(lines)")
+        // The drop is claimed by a second name, and its own name goes only once the change is durable.
+        let claimed = try #require(first(lines, "linkat(", "incoming/new>", "incoming/claimed>", "\"new-1\""))
+        let released = try #require(first(lines, "unlinkat(", "incoming/new>", "\"new-1\""))
+        #expect(claimed < recordFlush && intoFlows < released, "\(lines)")
         // An update of that task: its claim is flushed with the new task file, before that
         // file's rename; the applied record is made after the records and flushed before
         // the claim is deleted, each in one of the change's own barriers.
