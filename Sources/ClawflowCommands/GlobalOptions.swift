@@ -86,8 +86,15 @@ enum Parse {
         return s
     }
 
+    /// A JSON option's value; it is stored one level down in a record, so it may nest one
+    /// level less than the parser reads back.
     static func json(_ raw: String, option: String) throws(SpoolError) -> JSON {
-        do { return try JSON.parse(raw) } catch { throw usage("\(option) is not valid JSON: \(error.description).") }
+        let value: JSON
+        do { value = try JSON.parse(raw) } catch { throw usage("\(option) is not valid JSON: \(error.description).") }
+        guard value.deepestLevel(from: 1) <= JSON.maxDepth else {
+            throw usage("\(option) nests values deeper than a record can hold (at most \(JSON.maxDepth - 1) levels).")
+        }
+        return value
     }
 
     static func runtime(_ raw: String) throws(SpoolError) -> String {

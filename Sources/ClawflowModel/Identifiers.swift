@@ -115,6 +115,11 @@ public enum OwnerKey {
                 out.append(hex[Int(b & 0xF)])
             }
         }
+        // A key spelled like a hashed name keeps its own: its '-' is encoded, so that no
+        // literal key can take over the name of a long key's hash.
+        if out.starts(with: Array("sha256-".utf8)) {
+            out.replaceSubrange(6..<7, with: Array("%2D".utf8))
+        }
         if out.count > 200 {
             return "sha256-" + SHA256.hex(Array(key.utf8))
         }
@@ -124,12 +129,14 @@ public enum OwnerKey {
 
 /// Text safe to print on a terminal: control characters become `?`.
 public func sanitized(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format && $0.value >= 0x202A && $0.value <= 0x202E })
-    else { return text }
-    var out = String.UnicodeScalarView()
-    for s in text.unicodeScalars {
-        let bidi = s.value >= 0x202A && s.value <= 0x202E || s.value >= 0x2066 && s.value <= 0x2069
-        out.append(s.properties.generalCategory == .control || bidi ? "?" : s)
+    func unsafe(_ s: Unicode.Scalar) -> Bool {
+        // Control characters, and every bidirectional control (ALM, LRM, RLM, the embeddings
+        // and overrides U+202A-U+202E, the isolates U+2066-U+2069), which can reorder a line.
+        s.properties.generalCategory == .control || s.value == 0x061C || s.value == 0x200E || s.value == 0x200F
+            || (0x202A...0x202E).contains(s.value) || (0x2066...0x2069).contains(s.value)
     }
+    guard text.unicodeScalars.contains(where: unsafe) else { return text }
+    var out = String.UnicodeScalarView()
+    for s in text.unicodeScalars { out.append(unsafe(s) ? "?" : s) }
     return String(out)
 }

@@ -177,10 +177,23 @@ extension JSON {
         }
     }
 
+    /// The deepest nesting `parse` accepts: a value at a deeper level is refused.
+    public static let maxDepth = 512
+
+    /// The level of the most deeply nested value in this one, the top being at `level`
+    /// (what `parse` checks against `maxDepth`).
+    public func deepestLevel(from level: Int = 0) -> Int {
+        switch self {
+        case .array(let items): items.reduce(level) { max($0, $1.deepestLevel(from: level + 1)) }
+        case .object(let members): members.values.reduce(level) { max($0, $1.deepestLevel(from: level + 1)) }
+        default: level
+        }
+    }
+
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
-        static let maxDepth = 512
+        static let maxDepth = JSON.maxDepth
 
         init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 

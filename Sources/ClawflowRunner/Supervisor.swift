@@ -99,7 +99,7 @@ public struct Supervisor: Sendable {
         let logPath = FilePath(task.string("logPath") ?? spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
         let log: FileDescriptor
         do {
-            log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec], permissions: [.ownerReadWrite])
+            log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec, .nonBlocking], permissions: [.ownerReadWrite])
         } catch {
             try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("could not open the log \(logPath): \(error)")]))
             return

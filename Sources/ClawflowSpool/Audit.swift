@@ -74,7 +74,7 @@ extension Spool {
                     out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
                 }
                 for drop in self.rejectedDrops() {
-                    out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.modified) / 1000))
+                    out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.refusedAt) / 1000))
                 }
             }
             spoolFindings.withLock { $0[side] = out }
@@ -112,7 +112,9 @@ extension Spool {
         var name: String
         var path: FilePath
         var reason: String
-        var modified: Int64
+        /// When it was refused: the `at` of its `.reason` file (clawflow's own clock), else
+        /// the drop's ctime (set when it was moved in), never the drop's own mtime.
+        var refusedAt: Int64
     }
 
     /// The drops in rejected/ (not their `.reason` files), with each reason's code.
@@ -123,9 +125,10 @@ extension Spool {
         return names.filter { !$0.hasSuffix(".reason") && !$0.hasPrefix(".") }.map { name in
             let path = root.appending("rejected").appending(name)
             let reasonBytes = try? DurableFile.read(in: dir, name: name + ".reason", path: path, limit: 65536)
-            let code = reasonBytes.flatMap { try? JSON.parse(bytes: $0) }?.objectValue?["code"]?.stringValue ?? "no reason file"
-            let modified = (try? dir.statusAt(name))?.modifiedMilliseconds ?? 0
-            return RejectedDrop(name: name, path: path, reason: code, modified: modified)
+            let reason = reasonBytes.flatMap { try? JSON.parse(bytes: $0) }?.objectValue
+            let code = reason?["code"]?.stringValue ?? "no reason file"
+            let refusedAt = reason?["at"]?.stringValue.flatMap(Timestamp.init(iso8601:))?.milliseconds ?? (try? dir.statusAt(name))?.changedMilliseconds ?? 0
+            return RejectedDrop(name: name, path: path, reason: code, refusedAt: refusedAt)
         }
     }
 }

@@ -51,18 +51,21 @@ extension Spool {
             guard let claim = Claim(fileName: entry.name) else { continue }
             try finishClaim(claim, box: box, report: &report, recovering: true)
         }
-        let drops: [(name: String, mtime: Int64)]
+        // Arrival order is the drops' modification times (then names); how long one has been
+        // here is told by its ctime, which the kernel set when it was renamed in and no
+        // program can move (a drop dated a year ahead still waits a minute, no more).
+        let drops: [(name: String, mtime: Int64, arrived: Int64)]
         do {
             drops = try box.new.entries().compactMap { entry in
                 guard !entry.name.hasPrefix("."), let st = try? box.new.statusAt(entry.name) else { return nil }
-                return (entry.name, st.modifiedMilliseconds)
+                return (entry.name, st.modifiedMilliseconds, st.changedMilliseconds)
             }.sorted { ($0.mtime, $0.name) < ($1.mtime, $1.name) }
         } catch {
             throw SpoolError.io("Listing", box.newPath, error)
         }
         var batch = DropBatch()
         for drop in drops {
-            try ingestOne(name: drop.name, mtime: drop.mtime, now: now, box: box, batch: &batch, report: &report)
+            try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report)
         }
         try apply(&batch, box: box, report: &report)
         return report
@@ -79,7 +82,7 @@ extension Spool {
     /// Most new-flow drops applied together (they share the write barriers of `create`).
     static let dropBatchLimit = 32
 
-    private func ingestOne(name: String, mtime: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) {
+    private func ingestOne(name: String, arrived: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) {
         let parsed: Drop
         do {
             parsed = try readDrop(name: name, box: box)
@@ -116,7 +119,7 @@ extension Spool {
         // Work out the ids the drop will create or change, then claim it under a name carrying them.
         var claim: Claim
         do {
-            claim = try plan(parsed, name: name, mtime: mtime, now: now)
+            claim = try plan(parsed, name: name, arrived: arrived, now: now)
         } catch let rejection as DropRejection {
             if rejection.code == "waiting" { report.waiting += 1; return }
             try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
@@ -240,7 +243,13 @@ extension Spool {
         guard st.size <= Spool.dropLimit else {
             throw DropRejection(code: "too_large", message: "the drop is \(st.size) bytes, over the \(Spool.dropLimit)-byte limit")
         }
-        let fd = try dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        let fd: FileDescriptor
+        do { fd = try dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+            if error == .permissionDenied || error == .notPermitted {
+                throw DropRejection(code: "unreadable", message: "clawflow cannot read the drop (\(error)); make it readable by the spool's owner, mode 0644 or 0640")
+            }
+            throw error
+        }
         defer { fd.closeQuietly() }
         let opened = try fd.status()
         guard opened.kind == .regular, opened.linkCount == claimLinks || opened.linkCount == 1 else {
@@ -266,7 +275,7 @@ extension Spool {
     // MARK: - Planning and applying
 
     /// The ids a drop will create or change; throws `waiting` for an update whose task is not there yet.
-    private func plan(_ drop: Drop, name: String, mtime: Int64, now: Timestamp) throws -> Claim {
+    private func plan(_ drop: Drop, name: String, arrived: Int64, now: Timestamp) throws -> Claim {
         switch drop.kind {
         case .task(let task):
             let taskId = task.taskId ?? Spool.newId(at: now)
@@ -281,22 +290,56 @@ extension Spool {
                 if let reason = Rules.linkRefusal(flow: snap.flow, taskCount: snap.tasks.count, ownerKey: task.ownerKey) {
                     throw DropRejection(code: "link_refused", message: reason)
                 }
+                try Spool.checkReadable(task, name: name, taskId: taskId, flowId: parent, ownerKey: snap.flow.ownerKey, at: now)
                 return Claim(name: name, taskId: taskId, flowId: parent)
             }
-            return Claim(name: name, taskId: taskId, flowId: Spool.newId(at: now))
+            let flowId = Spool.newId(at: now)
+            try Spool.checkReadable(task, name: name, taskId: taskId, flowId: flowId, ownerKey: task.ownerKey ?? "", at: now)
+            return Claim(name: name, taskId: taskId, flowId: flowId)
         case .update(let update):
+            // An update that would make its task's record unreadable is refused now, before it is claimed.
+            func checked(_ claim: Claim) throws -> Claim {
+                guard var task = try? readTask(flowId: claim.flowId, taskId: claim.taskId) else { return claim }
+                // A command's state belongs to the supervisor that runs it.
+                if task.isCommand {
+                    throw DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
+                }
+                _ = Rules.apply(update.update, to: &task, at: now)
+                task.setString("lastDrop", name)
+                if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
+                    throw DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
+                }
+                return claim
+            }
             if let taskId = update.taskId {
                 if let flowId = taskIndexTarget(taskId), taskFileExists(flowId: flowId, taskId: taskId) {
-                    return Claim(name: name, taskId: taskId, flowId: flowId)
+                    return try checked(Claim(name: name, taskId: taskId, flowId: flowId))
                 }
             } else if let runId = update.runId, let pick = Rules.runIdPick(try tasks(withRunId: runId)) {
-                return Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId)
+                return try checked(Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId))
             }
             let what = update.taskId.map { "task \($0)" } ?? "run id \"\(sanitized(update.runId ?? ""))\""
-            if now.milliseconds - mtime < Spool.updateWaitMilliseconds {
+            if now.milliseconds - arrived < Spool.updateWaitMilliseconds {
                 throw DropRejection(code: "waiting", message: "\(what) is not known yet")
             }
             throw DropRejection(code: "unknown_task", message: "\(what) was still unknown a minute after the update arrived")
+        }
+    }
+
+    /// Refuses a `task` drop whose task record (or, without a parent, its new flow's
+    /// manifest) clawflow could not read back once written.
+    static func checkReadable(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String, at now: Timestamp) throws(DropRejection) {
+        var new = task.newTask
+        new.taskId = taskId
+        new.fields["lastDrop"] = .string(name)
+        let draft = Spool.oneTaskFlow(ownerKey: ownerKey.isEmpty ? "-" : ownerKey, task: new, goal: nil, flowId: flowId, source: "drop:" + name)
+        var record = new.record(flowId: flowId, ownerKey: ownerKey.isEmpty ? "-" : ownerKey, at: now)
+        record.setInteger("flowRevision", 0)
+        if let problem = unreadableProblem(record, bytes: record.fileBytes()) {
+            throw DropRejection(code: "too_large", message: "the task it reports \(problem)")
+        }
+        if task.parentFlowId == nil, let problem = unreadableProblem(draft.flow, bytes: draft.flow.fileBytes()) {
+            throw DropRejection(code: "too_large", message: "the flow it makes \(problem)")
         }
     }
 
@@ -333,7 +376,22 @@ extension Spool {
                 }
             }
         case .update(let update):
-            return try mutate(flow: claim.flowId, source: source, extras: extras) { (change) throws(SpoolError) in
+            let wrote: Bool
+            do throws(SpoolError) {
+                wrote = try applyUpdate(update, claim: claim, source: source, extras: extras)
+            } catch {
+                // Refused with its reason rather than left claimed for ever.
+                if error.code == .invalidRecord { throw DropRejection(code: "bad_fields", message: error.message) }
+                throw error
+            }
+            return wrote
+        }
+    }
+
+    /// Applies an update drop to its task through the one mutation path (a replay of an
+    /// applied drop changes nothing); returns whether it wrote.
+    private func applyUpdate(_ update: Drop.UpdateDrop, claim: Claim, source: String, extras: MutationExtras) throws(SpoolError) -> Bool {
+        try mutate(flow: claim.flowId, source: source, extras: extras) { (change) throws(SpoolError) in
                 guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
                 if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
                 switch Rules.apply(update.update, to: &task, at: change.now) {
@@ -346,7 +404,6 @@ extension Spool {
                     change.log(event)
                 }
             }.wrote
-        }
     }
 
     // MARK: - Rejecting

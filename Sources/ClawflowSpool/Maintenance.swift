@@ -64,8 +64,8 @@ extension Spool {
         for path in scan.debris + strayTempFiles() where age(of: path, now: now) >= policy.tempAge {
             out.append(MaintenanceItem(target: .sweep(path), kind: "spool", id: path.lastComponent?.string ?? "", reason: "left by a writer that is gone, \(DurationText.describe(age(of: path, now: now))) old"))
         }
-        for drop in rejectedDrops() where (now.milliseconds - drop.modified) / 1000 >= policy.rejectedAge {
-            out.append(MaintenanceItem(target: .rejected(drop.name), kind: "spool", id: drop.name, reason: "refused \(DurationText.describe((now.milliseconds - drop.modified) / 1000)) ago (\(drop.reason))"))
+        for drop in rejectedDrops() where (now.milliseconds - drop.refusedAt) / 1000 >= policy.rejectedAge {
+            out.append(MaintenanceItem(target: .rejected(drop.name), kind: "spool", id: drop.name, reason: "refused \(DurationText.describe((now.milliseconds - drop.refusedAt) / 1000)) ago (\(drop.reason))"))
         }
         if withCompleteRunIndex({ _ in true }) == nil {
             out.append(MaintenanceItem(target: .runIndex, kind: "spool", id: "index/runs", reason: "the run index is missing or incomplete (a spool made before it): run ids are looked up by reading every flow"))
@@ -123,7 +123,8 @@ extension Spool {
         defer { unlockRoot() }
         var barrier = FlushSet()
         defer { barrier.closeOwned() }
-        try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], in: dir, flowId: flowId, at: now, source: "maintenance", barrier: &barrier)
+        let log = try openEventLog(in: dir, flowId: flowId)
+        try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], to: log, flowId: flowId, at: now, source: "maintenance", barrier: &barrier)
         if let taskIndexFD {
             for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
                 try? taskIndexFD.removeAt(task.taskId)

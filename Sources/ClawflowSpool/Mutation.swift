@@ -88,6 +88,9 @@ extension Spool {
         let snapshot = FlowSnapshot(flow: flow, tasks: change.orderedTasks, problems: [])
         if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot, false) }
 
+        // The event log is opened first: one that is not a regular file stops the write here.
+        var eventLog = events.isEmpty ? nil : try openEventLog(in: dir, flowId: flowId)
+        defer { eventLog?.closeQuietly() }
         let needsRoot = !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal
         if needsRoot { try lockRoot() }
         defer { if needsRoot { unlockRoot() } }
@@ -113,11 +116,11 @@ extension Spool {
                 do { fd = try dir.openDirectoryAt(Layout.tasks) } catch { throw SpoolError.io("Opening", tasksPath, error) }
                 tasksDir = fd
                 for task in changedTasks {
-                    stagedTasks.append(try DurableFile.stageReplacement(in: fd, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: tasksPath, barrier: &barrier))
+                    stagedTasks.append(try DurableFile.stageReplacement(in: fd, name: Layout.taskFile(task.taskId), bytes: Spool.recordBytes(task, "task \(task.taskId)"), directoryPath: tasksPath, barrier: &barrier))
                 }
             }
             if flow != before.flow {
-                stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: flow.fileBytes(), directoryPath: dirPath, barrier: &barrier)
+                stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: Spool.recordBytes(flow, "flow \(flowId)"), directoryPath: dirPath, barrier: &barrier)
             }
             stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, barrier: &barrier)
             for (fd, path) in extras.first { barrier.add(directory: fd, path) }
@@ -147,7 +150,10 @@ extension Spool {
             last.add(directory: dir, dirPath)
         }
         if let linkChange { try commitOwnerLinks([linkChange], barrier: &last) }
-        try appendEvents(events, in: dir, flowId: flowId, at: now, source: source, barrier: &last)
+        if let log = eventLog {
+            eventLog = nil  // the barrier owns it now
+            try appendEvents(events, to: log, flowId: flowId, at: now, source: source, barrier: &last)
+        }
         try extras.beforeLast?(&last)
         try last.flush()
         return (result, snapshot, true)
@@ -272,6 +278,29 @@ extension Spool {
         return results
     }
 
+    /// Why `record` could not be written as a record clawflow reads back (over the size
+    /// limit, or nested past the parser's depth), or nil when it can.
+    static func unreadableProblem(_ record: some Record, bytes: [UInt8]) -> String? {
+        if bytes.count > Layout.recordLimit {
+            return "would be \(bytes.count) bytes, over the \(Layout.recordLimit)-byte limit of a record that clawflow reads back"
+        }
+        let level = JSON.object(record.fields).deepestLevel()
+        if level > JSON.maxDepth {
+            return "would nest values \(level) levels deep, past the \(JSON.maxDepth) levels clawflow reads back"
+        }
+        return nil
+    }
+
+    /// The bytes of a record about to be written, refused (nothing is written) when clawflow
+    /// could not read them back: what is accepted never becomes unreadable.
+    static func recordBytes(_ record: some Record, _ what: @autoclosure () -> String) throws(SpoolError) -> [UInt8] {
+        let bytes = record.fileBytes()
+        if let problem = unreadableProblem(record, bytes: bytes) {
+            throw SpoolError(.invalidRecord, "The new version of \(what()) \(problem); nothing was written. Shorten or flatten the largest fields.")
+        }
+        return bytes
+    }
+
     /// The records of a new flow as they will be written: reconciled, stamped with the flow
     /// revision, validated.
     private static func prepareNewFlow(_ draft: FlowDraft) throws(SpoolError) -> FlowSnapshot {
@@ -310,9 +339,9 @@ extension Spool {
         }
         barrier.add(directory: tasksDir, tasksPath, owned: true)
         for task in snapshot.tasks {
-            try DurableFile.create(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: task.fileBytes(), directoryPath: tasksPath, barrier: &barrier)
+            try DurableFile.create(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: Spool.recordBytes(task, "task \(task.taskId)"), directoryPath: tasksPath, barrier: &barrier)
         }
-        try DurableFile.create(in: staging, name: Layout.manifest, bytes: snapshot.flow.fileBytes(), directoryPath: stagingPath, barrier: &barrier)
+        try DurableFile.create(in: staging, name: Layout.manifest, bytes: Spool.recordBytes(snapshot.flow, "flow \(snapshot.flow.flowId)"), directoryPath: stagingPath, barrier: &barrier)
         let now = snapshot.flow.createdAt
         let events = Rules.events(flowBefore: nil, flowAfter: snapshot.flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: snapshot.tasks.map { ($0.taskId, $0) }))
         try DurableFile.create(in: staging, name: Layout.events, bytes: eventBytes(events, at: now, source: source), directoryPath: stagingPath, barrier: &barrier)
@@ -353,18 +382,31 @@ extension Spool {
         return out
     }
 
-    /// Appends event lines to a flow's events.jsonl; the open log joins `barrier`, which the
-    /// caller flushes.
-    func appendEvents(_ events: [[String: JSON]], in dir: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
-        guard !events.isEmpty else { return }
+    /// Opens a flow's events.jsonl for appending (created when missing) without blocking on
+    /// a FIFO or following a symlink; anything but a regular file there is refused, before
+    /// the write that would append to it has changed anything.
+    func openEventLog(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FileDescriptor {
         var path: FilePath { flowPath(flowId).appending(Layout.events) }
         let fd: FileDescriptor
-        do { fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, permissions: 0o600) } catch {
+        do { fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, permissions: 0o600) } catch {
+            if error == .tooManySymbolicLinkLevels || error == Errno(rawValue: ENXIO) {
+                throw SpoolError(.invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.", path: path, errno: error)
+            }
             throw SpoolError.io("Opening the event log", path, error)
         }
-        barrier.add(file: fd, path, owned: true)
-        do { try fd.writeFully(eventBytes(events, at: now, source: source)) } catch {
-            throw SpoolError.io("Appending to the event log", path, error)
+        guard let st = try? fd.status(), st.kind == .regular else {
+            fd.closeQuietly()
+            throw SpoolError(.invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.", path: path)
+        }
+        return fd
+    }
+
+    /// Appends event lines to a flow's events.jsonl through `log` (from `openEventLog`),
+    /// which joins `barrier` (the caller flushes it; the barrier closes it).
+    func appendEvents(_ events: [[String: JSON]], to log: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
+        barrier.add(file: log, self.flowPath(flowId).appending(Layout.events), owned: true)
+        do { try log.writeFully(eventBytes(events, at: now, source: source)) } catch {
+            throw SpoolError.io("Appending to the event log", flowPath(flowId).appending(Layout.events), error)
         }
     }
 }

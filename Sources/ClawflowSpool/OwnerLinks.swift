@@ -313,10 +313,10 @@ extension Spool {
         try DurableFile.sync(ownersFD, ownersPath)
     }
 
-    /// The flow an owner key resolves to by reading its link (one readlink; the index only
-    /// when the link is behind: a marker is there, the link names a flow that does not
-    /// exist, or the key has no link yet), or nil when the key has no flows. A flow it
-    /// returns existed when it looked.
+    /// The flow an owner key resolves to by reading its link (one readlink and the manifest
+    /// it names; the index only when the link is behind: a marker is there, the link names a
+    /// flow that does not exist or of another owner, or the key has no link yet), or nil
+    /// when the key has no flows. A flow it returns existed when it looked.
     public func flowId(forOwner key: String) -> String? {
         let name = OwnerKey.linkName(key)
         if hasPendingOwnerLink(name) { return computeOwnerTarget(key: key) }
@@ -324,6 +324,13 @@ extension Spool {
         guard let target = link.flowId else {
             return link.present ? nil : computeOwnerTarget(key: key)  // a malformed link is never followed
         }
-        return flowExists(target) ? target : computeOwnerTarget(key: key)
+        // A link is trusted only when the flow it names carries this owner key: one planted
+        // to point at another owner's flow is not followed.
+        guard flowExists(target) else { return computeOwnerTarget(key: key) }
+        do {
+            return try readManifest(target).ownerKey == key ? target : computeOwnerTarget(key: key)
+        } catch {
+            return target  // unreadable: the caller reads it and reports the record
+        }
     }
 }

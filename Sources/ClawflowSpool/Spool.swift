@@ -151,7 +151,7 @@ public final class Spool: Sendable {
     private static func checkVersion(_ fd: FileDescriptor, _ root: FilePath) throws(SpoolError) {
         let text: [UInt8]
         do {
-            let v = try fd.openAt("VERSION", O_RDONLY | O_NOFOLLOW)
+            let v = try fd.openAt("VERSION", O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             defer { v.closeQuietly() }
             text = try v.readToEnd(limit: 4096)
         } catch {

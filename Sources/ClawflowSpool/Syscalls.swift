@@ -65,6 +65,9 @@ public struct FileStatus: Sendable {
     public var linkCount: UInt64
     /// Modification time in milliseconds since the epoch.
     public var modifiedMilliseconds: Int64
+    /// Status change time (ctime) in milliseconds since the epoch: set by the kernel when the
+    /// file was created, renamed or linked, and by no program's choice.
+    public var changedMilliseconds: Int64
     /// Permission bits.
     public var permissions: mode_t
     /// Owning group.
@@ -79,6 +82,7 @@ public struct FileStatus: Sendable {
         size = Int64(st.st_size)
         linkCount = UInt64(st.st_nlink)
         modifiedMilliseconds = Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
+        changedMilliseconds = Int64(st.st_ctim.tv_sec) * 1000 + Int64(st.st_ctim.tv_nsec) / 1_000_000
         permissions = st.st_mode & 0o7777
         group = st.st_gid
         inode = UInt64(st.st_ino)

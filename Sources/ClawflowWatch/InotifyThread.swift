@@ -140,7 +140,7 @@ public final class InotifyThread: Sendable {
     }
 
     private func wake() {
-        let fd = open(wakeFile, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(wakeFile, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         if fd >= 0 { close(fd) }
     }
 

@@ -20,6 +20,7 @@ struct UsageErrorTests {
         ("unknown task status in tasks set", ["tasks", "set", "R", "--status", "finished"], "Unknown task status \"finished\""),
         ("unknown task status in tasks add", ["tasks", "add", "--owner", "b", "--runtime", "cron", "--status", "RUNNING"], "Unknown task status \"RUNNING\""),
         ("bad JSON", ["flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json", "{\"a\":}"], "--state-json is not valid JSON"),
+        ("JSON nested past what a record holds", ["flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json", String(repeating: "[", count: 512) + "1" + String(repeating: "]", count: 512)], "--state-json nests values deeper than a record can hold"),
         ("blank owner key", ["flows", "create", "--owner", "   ", "--goal", "g", "--controller", "c"], "Invalid owner key: owner key is empty."),
         ("blank owner key in tasks add", ["tasks", "add", "--owner", "   ", "--runtime", "cron"], "Invalid owner key: owner key is empty."),
         ("owner key with a control character", ["tasks", "add", "--owner", "a\u{1}b", "--runtime", "cron"], "owner key contains a NUL or control character"),

@@ -63,6 +63,23 @@ struct SharedSpoolTests {
         #expect(tmp.run(["fsck"]).status == 0)
     }
 
+    @Test("a drop its owner cannot read (mode 000) is refused with a reason, not skipped on every pass")
+    func unreadableDrop() throws {
+        try #require(getuid() == 0, "needs root to run clawflow as a second user")
+        try #require(GroupMember.ready, "could not add the user \(GroupMember.user)")
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, 0o777) == 0)
+        let spool = tmp.path
+        let bin = Clawflow.binary
+        let setup = GroupMember.run("\(bin) --spool \(spool) init >/dev/null && printf '{}' > \(spool)/incoming/new/locked.json && chmod 000 \(spool)/incoming/new/locked.json && printf '{\"kind\":\"task\",\"ownerKey\":\"m\",\"runtime\":\"cron\"}' > \(spool)/incoming/new/fine.json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let r = GroupMember.run("\(bin) --spool \(spool) ingest")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("Applied 1 drop") && r.stdout.contains("rejected 1"), "\(r.stdout)")
+        #expect(tmp.record("rejected/locked.json.reason")["code"] as? String == "unreadable")
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("incoming/new/locked.json")))
+    }
+
     @Test("fsck --repair writes a missing cancel marker and removes one whose task ended")
     func repairMarkers() throws {
         let tmp = TemporarySpool()

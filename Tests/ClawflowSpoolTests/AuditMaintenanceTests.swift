@@ -120,7 +120,14 @@ struct MaintenanceTests {
         #expect(FileManager.default.createFile(atPath: temp, contents: Data(), attributes: [.modificationDate: Date(timeIntervalSinceNow: -40 * 3600)]))
         try "not json".write(toFile: s.tmp.file("incoming/new/bad.json"), atomically: true, encoding: .utf8)
         _ = try s.spool.ingest()
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -31 * 86_400)], ofItemAtPath: s.tmp.file("rejected/bad.json"))
+        // Refused 31 days ago by its reason's own record; a young refused drop dated 1970 stays.
+        let reasonPath = s.tmp.file("rejected/bad.json.reason")
+        let reason = try String(contentsOfFile: reasonPath, encoding: .utf8)
+        let monthAgo = Timestamp(milliseconds: s.now.milliseconds - 31 * 86_400_000).description
+        try reason.replacing(#/"at": "[^"]*"/#, with: "\"at\": \"\(monthAgo)\"").write(toFile: reasonPath, atomically: true, encoding: .utf8)
+        try "also not json".write(toFile: s.tmp.file("incoming/new/dated.json"), atomically: true, encoding: .utf8)
+        _ = try s.spool.ingest()
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 0)], ofItemAtPath: s.tmp.file("rejected/dated.json"))
 
         let before = try FileManager.default.subpathsOfDirectory(atPath: s.tmp.path).sorted()
         let plan = s.spool.planMaintenance(try s.spool.scan(), policy: policy)
@@ -143,6 +150,7 @@ struct MaintenanceTests {
         #expect(s.spool.flowId(forOwner: "keeper") == newer.flow.flowId)
         #expect(!FileManager.default.fileExists(atPath: temp))
         #expect(!FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json")) && !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json.reason")))
+        #expect(FileManager.default.fileExists(atPath: s.tmp.file("rejected/dated.json")), "refused just now, whatever its own date")
         let log = try String(contentsOfFile: s.tmp.file("flows/\(orphanFailed.flow.flowId)/events.jsonl"), encoding: .utf8)
         #expect(log.contains(#""event":"repair""#) && log.contains(#""action":"end_orphaned""#) && log.contains(#""source":"maintenance""#))
         let swept = try String(contentsOfFile: s.tmp.file("flows/\(fresh.flow.flowId)/events.jsonl"), encoding: .utf8)

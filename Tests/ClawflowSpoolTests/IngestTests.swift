@@ -125,11 +125,19 @@ struct IngestTests {
         r = try f.spool.ingest()
         r = try f.spool.ingest()
         #expect(try f.spool.readTask(flowId: f.spool.resolveTask(id).flowId, taskId: id).status == .succeeded)
-        // An update whose task never comes is rejected once it is a minute old.
-        try f.drop("orphan", #"{"kind":"task-update","runId":"nobody","status":"failed"}"#, age: 61)
+        // An update whose task never comes is rejected once it has been here a minute. Its
+        // own dates do not count (a year ahead, or 1970): the minute runs from its arrival.
+        try f.drop("orphan", #"{"kind":"task-update","runId":"nobody","status":"failed"}"#)
+        try f.drop("future", #"{"kind":"task-update","runId":"nobody-2","status":"failed"}"#)
+        try f.drop("past", #"{"kind":"task-update","runId":"nobody-3","status":"failed"}"#)
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: 365 * 86_400)], ofItemAtPath: f.tmp.file("incoming/new/future"))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSince1970: 0)], ofItemAtPath: f.tmp.file("incoming/new/past"))
         r = try f.spool.ingest()
-        #expect(r.rejected == 1)
+        #expect(r.rejected == 0 && r.waiting == 3, "a drop dated 1970 waits its minute too: \(r)")
+        r = try f.spool.ingest(now: Timestamp(milliseconds: Spool.now().milliseconds + 61_000))
+        #expect(r.rejected == 3, "a drop dated a year ahead waits a minute, not a year: \(r)")
         #expect(try f.reason("orphan")["code"] as? String == "unknown_task")
+        #expect(try f.reason("future")["code"] as? String == "unknown_task")
     }
 
     @Test("a name applied in the last 7 days is a repeat: deleted, logged, not applied again")
@@ -206,6 +214,34 @@ struct IngestTests {
         #expect(link(f.tmp.file("incoming/new/linked"), f.tmp.file("incoming/tmp/other")) == 0)
         #expect(try f.spool.ingest().rejected == 1)
         #expect(try f.reason("linked")["code"] as? String == "hard_link")
+    }
+
+    @Test("a drop whose record clawflow could not read back is refused too_large; what is accepted reads back and changes again")
+    func nothingAcceptedBecomesUnreadable() throws {
+        let f = try DropFixture()
+        // Exactly 1 MiB of drop: its task record (with clawflow's fields) would be larger.
+        let base = #"{"kind":"task","ownerKey":"big","runtime":"cron","label":""}"#
+        let full = base.replacingOccurrences(of: #""label":"""#, with: #""label":""# + String(repeating: "a", count: Spool.dropLimit - base.utf8.count) + "\"")
+        #expect(full.utf8.count == Spool.dropLimit)
+        try f.drop("full", full)
+        // DEL bytes are written escaped (six bytes each): a 1,000,000-byte drop grows past the limit.
+        try f.drop("del", #"{"kind":"task","ownerKey":"del","runtime":"cron","label":""# + String(repeating: "\u{7F}", count: 999_900) + #""}"#)
+        // Nested as deep as a record can hold: accepted, and readable.
+        let deep = String(repeating: "[", count: 511) + "1" + String(repeating: "]", count: 511)
+        try f.drop("deep", #"{"kind":"task","ownerKey":"deep","runtime":"cron","runId":"deep-1","nested":"# + deep + "}")
+        var r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.rejected == 2, "\(r)")
+        #expect(try f.reason("full")["code"] as? String == "too_large")
+        #expect(try f.reason("del")["code"] as? String == "too_large")
+        // An update that would push a readable task past the limit is refused; the task stays readable and changeable.
+        try f.drop("grow", #"{"kind":"task-update","runId":"deep-1","progressSummary":""# + String(repeating: "\u{7F}", count: 200_000) + #""}"#)
+        try f.drop("small", #"{"kind":"task-update","runId":"deep-1","status":"succeeded"}"#)
+        r = try f.spool.ingest()
+        #expect(r.applied == 1 && r.rejected == 1, "\(r)")
+        #expect(try f.reason("grow")["code"] as? String == "too_large")
+        #expect(try f.spool.tasks(withRunId: "deep-1").first?.status == .succeeded)
+        let report = try f.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
     }
 
     @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
