@@ -64,7 +64,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
                 digits += 1; i += 1
             }
             guard digits > 0 else { return nil }
-            for _ in digits..<3 where digits < 3 { milli *= 10 }
+            if digits < 3 { for _ in digits..<3 { milli *= 10 } }  // a range 4..<3 would trap
         }
         var offsetMinutes: Int64 = 0
         if at(i, "Z") || at(i, "z") {

@@ -21,11 +21,6 @@ public struct IngestReport: Sendable, Equatable {
     public var createdFlows: [String: Bool] = [:]
 }
 
-/// Why a drop was refused: the code and sentence written to its `.reason` file.
-struct DropRejection: Error {
-    var code: String
-    var message: String
-}
 
 /// The drop box (spool-layout.md, "Drop box"): other programs rename JSON files into
 /// `incoming/new/`; each is claimed by a durable rename into `incoming/claimed/` whose new
@@ -440,18 +435,6 @@ extension Spool {
     }
 }
 
-/// The drop name rule: `[A-Za-z0-9._-]{1,128}`, not starting with `.`.
-public enum DropName {
-    /// True when `name` may be a drop's name.
-    public static func isValid(_ name: String) -> Bool {
-        let u = name.utf8
-        guard (1...128).contains(u.count), u.first != UInt8(ascii: ".") else { return false }
-        return u.allSatisfy {
-            ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39)
-                || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
-        }
-    }
-}
 
 /// A claimed drop's file name in `incoming/claimed/`: `<name>#<taskId>#<flowId>` ('#' never
 /// occurs in a drop name).

@@ -1,25 +1,8 @@
 import ClawflowModel
 import SystemPackage
 
-/// What a new task should look like (`tasks add`, a `task` drop).
-public struct NewTask: Sendable {
-    /// Reporter's runtime name.
-    public var runtime: String
-    /// Initial status.
-    public var status: TaskStatus = .queued
-    /// A chosen task id (lowercase UUID), or nil for a new UUIDv7.
-    public var taskId: String?
-    /// Further fields (label, task, runId, ...).
-    public var fields: [String: JSON] = [:]
-
-    /// A new task of `runtime`.
-    public init(runtime: String, status: TaskStatus = .queued, taskId: String? = nil, fields: [String: JSON] = [:]) {
-        self.runtime = runtime
-        self.status = status
-        self.taskId = taskId
-        self.fields = fields
-    }
-
+extension NewTask {
+    /// The task record this new task makes (a new UUIDv7 when no id was chosen).
     func record(flowId: String, ownerKey: String, at now: Timestamp) -> TaskRecord {
         var task = TaskRecord(taskId: taskId ?? Spool.newId(at: now), flowId: flowId, ownerKey: ownerKey, runtime: runtime, status: status, at: now)
         for (k, v) in fields where !v.isNull { task.fields[k] = v }

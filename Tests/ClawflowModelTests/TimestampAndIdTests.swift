@@ -23,6 +23,12 @@ struct TimestampAndIdTests {
         }
     }
 
+    @Test("more than three digits of fraction parse (the rest dropped) instead of trapping (found by fuzz/run.sh)")
+    func longFraction() {
+        #expect(Timestamp(iso8601: "2026-11-30T01:21:25.2247Z")?.description == "2026-11-30T01:21:25.224Z")
+        #expect(Timestamp(iso8601: "2026-11-30T01:21:25.123456789Z")?.milliseconds == Timestamp(iso8601: "2026-11-30T01:21:25.123Z")?.milliseconds)
+    }
+
     @Test("durations accept seconds and s/m/h/d units", arguments: [
         ("90", Int64(90)), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("7d", 604_800), (" 2h ", 7200),
     ])

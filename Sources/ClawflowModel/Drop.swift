@@ -1,45 +1,98 @@
-import ClawflowModel
+/// The drop box's pure rules (spool-layout.md, "Drop box"): a drop's name, and what a drop's
+/// JSON object may say. The spool reads, claims and applies drops (ClawflowSpool/Ingest.swift).
+
+/// What a new task should look like (`tasks add`, a `task` drop).
+public struct NewTask: Sendable {
+    /// Reporter's runtime name.
+    public var runtime: String
+    /// Initial status.
+    public var status: TaskStatus = .queued
+    /// A chosen task id (lowercase UUID), or nil for a new UUIDv7.
+    public var taskId: String?
+    /// Further fields (label, task, runId, ...).
+    public var fields: [String: JSON] = [:]
+
+    /// A new task of `runtime`.
+    public init(runtime: String, status: TaskStatus = .queued, taskId: String? = nil, fields: [String: JSON] = [:]) {
+        self.runtime = runtime
+        self.status = status
+        self.taskId = taskId
+        self.fields = fields
+    }
+}
+
+/// Why a drop was refused: the code and sentence written to its `.reason` file.
+public struct DropRejection: Error, Sendable {
+    /// The reason code (spool-layout.md, "Drop box": `bad_name`, `not_json`, ...).
+    public var code: String
+    /// A sentence saying what is wrong.
+    public var message: String
+    /// A rejection.
+    public init(code: String, message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// The drop name rule: `[A-Za-z0-9._-]{1,128}`, not starting with `.`.
+public enum DropName {
+    /// True when `name` may be a drop's name.
+    public static func isValid(_ name: String) -> Bool {
+        let u = name.utf8
+        guard (1...128).contains(u.count), u.first != UInt8(ascii: ".") else { return false }
+        return u.allSatisfy {
+            ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39)
+                || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
+    }
+}
 
 /// A validated drop (spool-layout.md, "Drop box"): a new task or an update of one.
-struct Drop {
+public struct Drop: Sendable {
     /// A `task` drop.
-    struct NewTaskDrop {
-        var ownerKey: String?
-        var parentFlowId: String?
-        var taskId: String?
-        var newTask: NewTask
+    public struct NewTaskDrop: Sendable {
+        /// The owner key (required without a parent flow).
+        public var ownerKey: String?
+        /// The flow to link the task to, or nil for a new one-task flow.
+        public var parentFlowId: String?
+        /// The task id the reporter chose, if any.
+        public var taskId: String?
+        /// The task to create.
+        public var newTask: NewTask
     }
 
     /// A `task-update` drop.
-    struct UpdateDrop {
-        var taskId: String?
-        var runId: String?
-        var update: TaskUpdate
+    public struct UpdateDrop: Sendable {
+        /// The task, by id...
+        public var taskId: String?
+        /// ...or by run id.
+        public var runId: String?
+        /// The change.
+        public var update: TaskUpdate
     }
 
-    enum Kind {
+    /// The two kinds of drop.
+    public enum Kind: Sendable {
+        /// A new task (`"kind": "task"`).
         case task(NewTaskDrop)
+        /// A state change of a task (`"kind": "task-update"`).
         case update(UpdateDrop)
     }
 
-    var kind: Kind
+    /// What the drop asks for.
+    public var kind: Kind
     /// The SHA-256 of the drop's bytes (64 lowercase hex digits): its applied record keeps
     /// it, so a later drop under the same name is told from a replay of this one.
-    var digest = ""
+    public var digest = ""
 
-    /// Fields a reporter may set on a task (besides the ids and `status`, handled apart).
-    static let reporterFields: Set<String> = [
-        "label", "task", "runId", "childSessionKey", "notifyPolicy", "progressSummary",
-        "terminalSummary", "terminalOutcome", "error", "exitCode",
-    ]
     /// Fields only clawflow writes; a drop that sets one is refused.
-    static let reservedFields: Set<String> = [
+    public static let reservedFields: Set<String> = [
         "schema", "createdAt", "startedAt", "lastEventAt", "endedAt", "cancelRequestedAt", "flowRevision", "lastDrop",
         "command", "cwd", "timeoutSeconds", "pid", "pgid", "procStartTime", "supervisorPid", "supervisorStartTime", "logPath", "signal",
     ]
 
     /// Validates a drop's JSON object.
-    init(_ object: JSONObject) throws(DropRejection) {
+    public init(_ object: JSONObject) throws(DropRejection) {
         func bad(_ message: String) -> DropRejection { DropRejection(code: "bad_fields", message: message) }
         guard let kindValue = object["kind"] else { throw DropRejection(code: "unknown_kind", message: "the drop has no \"kind\"; use \"task\" or \"task-update\"") }
         guard let kind = kindValue.stringValue else { throw bad("\"kind\" must be a string") }
