@@ -72,7 +72,7 @@ struct UsageErrorTests {
           arguments: [
               ["flows", "list", "--bogus"], ["flows", "show"], ["flows", "cancel", "x", "--grace"],
               ["flows", "create", "--owner", "a", "--goal", "g"], ["tasks", "add", "--owner", "a"],
-              ["tasks", "set", "x"], ["tasks", "list", "--json", "--verbose"], ["tasks", "frobnicate"],
+              ["tasks", "set", "x"], ["tasks", "list", "--verbose"], ["tasks", "frobnicate"],
               ["flows", "show", "a", "b"], ["init", "--force"], ["fsck", "--fix"], ["bogus"],
           ])
     func parseErrors(arguments: [String]) {
@@ -83,6 +83,70 @@ struct UsageErrorTests {
         #expect(r.stderr.contains("Error:"))
         #expect(r.stderr.contains("Usage:") || r.stderr.contains("See 'clawflow"))
         #expect(!spool.exists)
+    }
+}
+
+@Suite("argument-parser's usage errors under --json")
+struct ParseErrorJSONTests {
+    /// Errors argument-parser finds: the arguments (without --json) and the start of its message.
+    static let cases: [(name: String, arguments: [String], message: String)] = [
+        ("unknown option", ["flows", "list", "--bogus"], "Unknown option '--bogus'"),
+        ("missing value", ["flows", "cancel", "x", "--grace"], "Missing value for '--grace <duration>'"),
+        ("bad value", ["flows", "wait", "x", "--expect-revision", "abc"], "The value 'abc' is invalid for '--expect-revision <n>'"),
+        ("failed validate", ["watch", "--log-level", "loud"], "Unknown --log-level \"loud\""),
+        ("missing option", ["tasks", "add", "--owner", "a"], "Missing expected argument '--runtime <name>'"),
+        ("unknown subcommand", ["tasks", "frobnicate"], "Unexpected argument 'frobnicate'"),
+    ]
+
+    @Test("with --json anywhere before --: the usage error object on stdout, nothing on stderr, exit 64",
+          arguments: cases.map(\.name))
+    func json(name: String) {
+        let c = Self.cases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        for arguments in [c.arguments + ["--json"], ["--json"] + c.arguments, Array(c.arguments.prefix(1)) + ["--json"] + c.arguments.dropFirst()] {
+            let r = spool.run(arguments)
+            #expect(r.status == 64, "\(arguments)")
+            #expect(r.stderr == "", "\(arguments)")
+            #expect(topLevelKeys(r.stdout) == ["error", "ok"], "\(arguments): \(r.stdout)")
+            #expect(keysSortedEverywhere(r.stdout))
+            let doc = jsonObject(r.stdout)
+            #expect(doc?["ok"] as? Bool == false)
+            #expect(keys(doc?["error"] as? [String: Any]) == ["code", "message"])
+            #expect(errorField(doc, "code") == "usage")
+            #expect(errorField(doc, "message")?.hasPrefix(c.message) == true, "\(arguments): \(r.stdout)")
+        }
+        #expect(!spool.exists)
+    }
+
+    @Test("without --json: argument-parser's own text on stderr (Error: and the usage), nothing on stdout, exit 64",
+          arguments: cases.map(\.name))
+    func text(name: String) {
+        let c = Self.cases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        let r = spool.run(c.arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.hasPrefix("Error: " + c.message), "\(r.stderr)")
+        #expect(r.stderr.contains("Usage:") || r.stderr.contains("See 'clawflow"))
+        #expect(!spool.exists)
+    }
+
+    @Test("a --json after -- belongs to the command run: the usage error stays text")
+    func afterTerminator() {
+        let spool = TemporarySpool()
+        let r = spool.run(["run", "--owner", "a", "--bogus", "--", "echo", "--json"])
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.hasPrefix("Error: Unknown option '--bogus'"))
+    }
+
+    @Test("help and --version print as before, with or without --json", arguments: [["--help"], ["--version"], ["flows", "list", "--help"], ["help", "tasks"]])
+    func cleanExits(arguments: [String]) {
+        let plain = Clawflow.run(arguments)
+        let json = Clawflow.run(arguments + ["--json"])
+        #expect(plain.status == 0 && json.status == 0)
+        #expect(plain.stderr == "" && json.stderr == "")
+        #expect(!plain.stdout.isEmpty && json.stdout == plain.stdout)
     }
 }
 
