@@ -40,7 +40,9 @@ struct Audit: SpoolCommand {
         missing_linked_tasks (error), blocked_task_missing (error), inconsistent_timestamps. \
         Tasks: stale_queued, stale_running, lost, inconsistent_timestamps. Spool: \
         unparseable_record (error), stray_temp_file, bad_owner_link (error), rejected_drops. \
-        Errors come first, then the oldest. clawflow maintenance --apply repairs what can be repaired.
+        Errors come first, then the oldest. The last line says what helps: clawflow \
+        maintenance --apply for what it repairs, clawflow fsck for owner links and \
+        unreadable records.
 
         Examples:
           clawflow audit
@@ -87,8 +89,27 @@ struct Audit: SpoolCommand {
             })
         }
         if !findings.isEmpty {
-            throw SpoolError(.invalidRecord, "audit found \(findings.count) finding(s); clawflow maintenance previews the repairs, maintenance --apply makes them.")
+            throw SpoolError(.invalidRecord, "audit found \(findings.count) finding(s)" + Audit.hints(findings).map { "; " + $0 }.joined() + ".")
         }
+    }
+
+    /// What helps with these findings, one clause per remedy: maintenance only for the codes
+    /// it acts on, fsck for owner links and unreadable records; nothing for the rest (stale
+    /// waiting or blocked flows, lost tasks, missing steps are for their controller or a person).
+    static func hints(_ findings: [AuditFinding]) -> [String] {
+        let found = Set(findings.map { "\($0.kind):\($0.code)" })
+        func any(_ codes: String...) -> Bool { codes.contains { found.contains($0) } }
+        var hints: [String] = []
+        // finalise_cancel, fail_blocked_missing, end_orphaned, fix_timestamps, sweep_temp, cap_rejected.
+        if any("flow:cancel_stuck", "flow:blocked_task_missing", "flow:stale_running", "flow:inconsistent_timestamps", "spool:stray_temp_file", "spool:rejected_drops") {
+            hints.append("clawflow maintenance previews the repairs, maintenance --apply makes them")
+        }
+        if any("task:stale_running", "task:stale_queued") {
+            hints.append("maintenance --apply --lost-after DURATION marks tasks silent that long lost")
+        }
+        if any("spool:bad_owner_link") { hints.append("clawflow fsck --repair rebuilds owner links") }
+        if any("spool:unparseable_record") { hints.append("clawflow fsck lists unreadable records; restore them from a backup or remove their flow") }
+        return hints
     }
 
     static func json(_ f: AuditFinding) -> JSON {

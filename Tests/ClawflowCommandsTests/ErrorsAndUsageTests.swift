@@ -333,7 +333,7 @@ struct OneDocumentTests {
         switch scenario {
         case "fsck with findings":
             #expect(doc?["ok"] as? Bool == false)
-            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unreadable_record" && $0["path"] as? String == manifest } == true)
+            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unparseable_record" && $0["path"] as? String == manifest } == true)
         case "flows list with an unreadable manifest":
             #expect(doc?["count"] as? Int == 1)
             #expect((doc?["flows"] as? [[String: Any]])?.first?["flowId"] as? String == good)
