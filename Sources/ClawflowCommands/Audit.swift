@@ -5,17 +5,17 @@ import ClawflowSpool
 
 /// Thresholds of audit and maintenance, as options.
 struct ThresholdOptions: ParsableArguments {
-    @Option(name: .customLong("stale-running"), help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
+    @Option(name: .customLong("stale-running"), parsing: .unconditional, help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
     var flowRunning = "30m"
-    @Option(name: .customLong("stale-waiting"), help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
+    @Option(name: .customLong("stale-waiting"), parsing: .unconditional, help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
     var flowWaiting = "30m"
-    @Option(name: .customLong("stale-blocked"), help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
+    @Option(name: .customLong("stale-blocked"), parsing: .unconditional, help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
     var flowBlocked = "30m"
-    @Option(name: .customLong("cancel-stuck"), help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
+    @Option(name: .customLong("cancel-stuck"), parsing: .unconditional, help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
     var cancelStuck = "5m"
-    @Option(name: .customLong("stale-queued"), help: ArgumentHelp("A task queued this long is stale_queued.", valueName: "duration"))
+    @Option(name: .customLong("stale-queued"), parsing: .unconditional, help: ArgumentHelp("A task queued this long is stale_queued.", valueName: "duration"))
     var taskQueued = "10m"
-    @Option(name: .customLong("task-stale-running"), help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
+    @Option(name: .customLong("task-stale-running"), parsing: .unconditional, help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
     var taskRunning = "30m"
 
     func thresholds() throws(SpoolError) -> AuditThresholds {

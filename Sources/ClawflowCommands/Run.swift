@@ -35,7 +35,7 @@ struct Run: SpoolCommand {
     @Option(help: ArgumentHelp("What the job is for (required with --step).", valueName: "text"))
     var goal: String?
 
-    @Option(help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
     var timeout: String?
 
     @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "dir"))

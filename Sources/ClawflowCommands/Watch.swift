@@ -23,7 +23,7 @@ struct Watch: ParsableCommand {
         Examples:
           clawflow watch
           clawflow watch --once --log-level debug
-          clawflow watch --poll 5
+          clawflow watch --poll 5s
         """
     )
 
@@ -32,18 +32,27 @@ struct Watch: ParsableCommand {
     @Flag(help: "Scan the spool once, react, and exit.")
     var once = false
 
-    @Option(help: ArgumentHelp("Scan every SECONDS seconds instead of using inotify.", valueName: "seconds"))
-    var poll: Double?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Scan the spool this often instead of using inotify (e.g. 5, 2s, 1m; 1 s to 1d).", valueName: "duration"))
+    var poll: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
-    @Option(name: .customLong("maintenance-interval"), help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
+    @Option(name: .customLong("maintenance-interval"), parsing: .unconditional, help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
     var maintenanceInterval = "5m"
 
+    /// The longest --poll interval: a day.
+    static let longestPoll: Int64 = 86_400
+
     func validate() throws {
-        if DurationText.seconds(maintenanceInterval) == nil { throw ValidationError("Invalid duration \"\(maintenanceInterval)\" for --maintenance-interval; use seconds or a number with s, m, h, d (5m, 1h).") }
-        if let poll, !(poll > 0 && poll <= 86_400) { throw ValidationError("--poll must be a number of seconds between 0 and 86400.") }
+        do { _ = try Parse.duration(maintenanceInterval, option: "--maintenance-interval") } catch { throw ValidationError(error.message) }
+        if let poll {
+            let seconds: Int64
+            do { seconds = try Parse.duration(poll, option: "--poll") } catch { throw ValidationError(error.message) }
+            guard seconds >= 1, seconds <= Watch.longestPoll else {
+                throw ValidationError("--poll must be from 1 s to 1d (86400 s), e.g. 5, 2s or 1m; \"\(sanitized(poll))\" is \(seconds) s.")
+            }
+        }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
     }
 
@@ -84,7 +93,7 @@ struct Watch: ParsableCommand {
             let interval = DurationText.seconds(maintenanceInterval) ?? 300
             let watcher = Watcher(root: root, logger: logger, maintenanceInterval: interval > 0 ? Double(interval) : nil)
             var mode: Watcher.Mode
-            if let poll { mode = .poll(seconds: poll) } else {
+            if let poll { mode = .poll(seconds: Double(DurationText.seconds(poll) ?? 2)) } else {
                 let auto = Watcher.automaticMode(for: root)
                 mode = auto.mode
                 if let fs = auto.filesystem { logger.notice("\(root) is on \(fs), where inotify misses other machines' writes: polling every 2 s") }

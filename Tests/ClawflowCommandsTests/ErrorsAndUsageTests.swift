@@ -150,6 +150,65 @@ struct ParseErrorJSONTests {
     }
 }
 
+@Suite("duration options")
+struct DurationOptionTests {
+    /// Every duration option, with a negative value. Each case starts from a spool holding one
+    /// flow of owner "alice" with one task whose run id is "R".
+    static let negative: [(option: String, arguments: [String])] = [
+        ("--timeout", ["run", "--owner", "a", "--timeout", "-5", "--", "true"]),
+        ("--grace", ["flows", "cancel", "alice", "--grace", "-5"]),
+        ("--grace", ["tasks", "cancel", "R", "--grace", "-5"]),
+        ("--grace", ["tasks", "cancel", "nobody", "--grace", "-5"]),
+        ("--stale-running", ["audit", "--stale-running", "-5"]),
+        ("--stale-waiting", ["audit", "--stale-waiting", "-5"]),
+        ("--stale-blocked", ["audit", "--stale-blocked", "-5"]),
+        ("--cancel-stuck", ["audit", "--cancel-stuck", "-5"]),
+        ("--stale-queued", ["audit", "--stale-queued", "-5"]),
+        ("--task-stale-running", ["maintenance", "--task-stale-running", "-5"]),
+        ("--lost-after", ["maintenance", "--lost-after", "-5"]),
+        ("--retention", ["maintenance", "--retention", "-5"]),
+        ("--temp-age", ["maintenance", "--temp-age", "-5"]),
+        ("--rejected-age", ["maintenance", "--rejected-age", "-5"]),
+        ("--poll", ["watch", "--poll", "-5"]),
+        ("--maintenance-interval", ["watch", "--maintenance-interval", "-5"]),
+    ]
+
+    @Test("a negative duration is refused as negative (exit 64), not as a missing value",
+          arguments: negative.map { $0.arguments.joined(separator: " ") })
+    func negativeValue(command: String) {
+        let c = Self.negative.first { $0.arguments.joined(separator: " ") == command }!
+        let spool = TemporarySpool()
+        let t = spool.addTask(owner: "alice", status: "running", ["--run-id", "R"])
+        let before = spool.text("flows/\(t.flow)/manifest.json")
+        let r = spool.run(c.arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.contains("Invalid duration \"-5\" for \(c.option): it is negative"), "\(r.stderr)")
+        #expect(!r.stderr.contains("Missing value"))
+        #expect(spool.text("flows/\(t.flow)/manifest.json") == before)
+        let json = spool.run(c.arguments.prefix(1) + ["--json"] + c.arguments.dropFirst())
+        #expect(json.status == 64)
+        #expect(errorField(jsonObject(json.stdout), "code") == "usage")
+        #expect(errorField(jsonObject(json.stdout), "message")?.contains("it is negative") == true, "\(json.stdout)")
+    }
+
+    @Test("watch --poll takes a duration (5, 2s, 1m) from 1 s to 1d and names that range when refused")
+    func poll() {
+        let spool = TemporarySpool()
+        for value in ["5", "2s", "1m", "1d"] {
+            let r = spool.run(["watch", "--once", "--poll", value])
+            #expect(r.status == 0, "--poll \(value): \(r.stderr)")
+        }
+        for value in ["0", "2d", "86401"] {
+            let r = spool.run(["watch", "--once", "--poll", value])
+            #expect(r.status == 64, "--poll \(value)")
+            #expect(r.stderr.contains("--poll must be from 1 s to 1d (86400 s)"), "\(r.stderr)")
+        }
+        let bad = spool.run(["watch", "--once", "--poll", "soon"])
+        #expect(bad.status == 64 && bad.stderr.contains("Invalid duration \"soon\" for --poll"), "\(bad.stderr)")
+    }
+}
+
 @Suite("--json error objects")
 struct JSONErrorTests {
     @Test("not_found, ambiguous, already_terminal, still_active and link_refused print {\"ok\": false, \"error\": {code, message}} with exit 1",

@@ -78,7 +78,7 @@ func tasks(_ spool: TemporarySpool) -> [TaskRecord] {
 /// serialized suite (the library's state is process-global).
 @Suite("The watcher", .serialized)
 struct WatcherTests {
-    static let modes: [[String]] = [[], ["--poll", "0.2"]]
+    static let modes: [[String]] = [[], ["--poll", "1s"]]
 
     @Test("a drop becomes a one-task flow and an update finishes it, with inotify and in poll mode", arguments: modes)
     func dropAndUpdate(mode: [String]) throws {
