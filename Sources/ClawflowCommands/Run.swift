@@ -22,7 +22,8 @@ struct Run: SpoolCommand {
 
         Examples:
           clawflow run --owner session-1 -- make -C ~/src/app test
-          clawflow run --owner nightly --goal "build and ship" --step "make" --step "make install"
+          clawflow run --owner nightly --goal "build and ship" \\
+              --step "make" --step "make install"
           clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
         """
     )

@@ -276,6 +276,37 @@ struct HelpTests {
         #expect(r.stdout.contains("USAGE:"))
     }
 
+    /// Every command, for the checks of their help screens.
+    static let everyCommand: [[String]] = allCommands + [
+        ["flows", "wait"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
+        ["run"], ["logs"], ["audit"], ["maintenance"], ["events"], ["ingest"], ["watch"],
+    ]
+
+    @Test("the examples in every help screen fit 80 columns: no example line is wrapped", arguments: everyCommand)
+    func examplesFit(command: [String]) {
+        let r = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "80"])
+        #expect(r.status == 0)
+        var inExamples = false
+        var seen = 0
+        for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("Example") { inExamples = true; continue }
+            if line.isEmpty { inExamples = false; continue }
+            guard inExamples else { continue }
+            seen += 1
+            #expect(line.hasPrefix("  ") && line.count <= 80, "a wrapped example line in clawflow \(command.joined(separator: " ")) --help: \(line)")
+        }
+        #expect(seen > 0)
+    }
+
+    @Test("every default is shown once", arguments: everyCommand)
+    func defaultsOnce(command: [String]) {
+        let r = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "400"])
+        for line in r.stdout.split(separator: "\n") {
+            #expect(line.ranges(of: "default").count <= 1, "clawflow \(command.joined(separator: " ")) --help: \(line)")
+        }
+        if command == ["tasks", "add"] { #expect(r.stdout.contains("Initial status. (default: queued)")) }
+    }
+
     @Test("-h works too")
     func shortHelp() {
         let r = Clawflow.run(["flows", "show", "-h"])
