@@ -79,12 +79,8 @@ struct Watch: ParsableCommand {
     func watch() async throws {
         let out = Output(json: global.json)
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "clawflow.watch")
+        LoggingSystem.bootstrap { _ in WatchLogHandler(logLevel: level) }
+        let logger = Logger(label: "clawflow watch")
         let root = global.spoolPath
         do {
             // Create the spool if needed, and close it again: libinotifytools is initialised
@@ -119,5 +115,40 @@ struct Watch: ParsableCommand {
             out.fail(SpoolError(.io, error.message, path: error.path, errno: error.errno))
             throw ExitCode(1)
         }
+    }
+}
+
+/// The watcher's log lines on stderr, `<time> <level> clawflow watch: <message>`: one prefix
+/// (swift-log's StreamLogHandler writes the logger's label and then the module's name).
+struct WatchLogHandler: LogHandler {
+    /// The least severe level written.
+    var logLevel: Logger.Level
+    /// Metadata added to every line (as ` key=value`).
+    var metadata: Logger.Metadata = [:]
+
+    /// One metadata item.
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    /// Writes the line in one write(2), so lines from several threads never interleave.
+    func log(event: LogEvent) {
+        var fields = metadata
+        if let more = event.metadata { fields.merge(more) { $1 } }
+        if let error = event.error { fields["error"] = "\(error)" }
+        let extra = fields.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        let line = Array("\(WatchLogHandler.timestamp()) \(event.level) clawflow watch: \(event.message)\(extra)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// The local time, as swift-log's StreamLogHandler writes it (2026-12-04T22:37:50+0000).
+    static func timestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -178,6 +178,22 @@ struct WatcherTests {
         #expect(spool.run(["flows", "show", "once"]).status == 0)
     }
 
+    @Test("its log lines carry one prefix: <time> <level> clawflow watch: <message>")
+    func logPrefix() throws {
+        let spool = TemporarySpool()
+        spool.value(["init"])
+        drop(spool, "x", #"{"kind":"task","ownerKey":"logged","runtime":"cron"}"#)
+        let r = spool.run(["watch", "--once", "--log-level", "debug"])
+        #expect(r.status == 0)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasSuffix("clawflow watch: ingest: applied 1, rejected 0, repeats 0, waiting 0") }, "\(r.stderr)")
+        let pattern = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (trace|debug|info|notice|warning|error|critical) clawflow watch: [^\[]/#
+        for line in lines {
+            #expect(line.firstMatch(of: pattern) != nil, "\(line)")
+            #expect(!line.contains("[ClawflowWatch]") && !line.contains("clawflow.watch"), "\(line)")
+        }
+    }
+
     @Test("its inotify descriptor stays below 1024 when it starts with 1,100 files open, and is close-on-exec")
     func descriptorGuards() throws {
         let spool = TemporarySpool()
