@@ -24,7 +24,7 @@ MANUAL_FLAGS ?=
 # The page's date: $SOURCE_DATE_EPOCH, else the last commit's, so that rebuilds are identical.
 MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; else git log -1 --format=%cs 2>/dev/null; fi)
 
-.PHONY: all deps build release generated install uninstall demo test bench clean
+.PHONY: all deps build release generated install uninstall demo test fuzz bench clean
 
 all: build
 
@@ -53,11 +53,21 @@ release: deps
 # bash, zsh and fish completions (written by the binary itself), staged in $(GEN_DIR).
 # The plugin builds the package itself: in debug, so that it leaves the static release
 # binary alone (a release build of its own would replace it with a dynamically linked one).
+# clawflow.1 then gets the sections the plugin does not write (ENVIRONMENT, FILES, EXIT
+# STATUS, SEE ALSO, from $(MAN_SECTIONS)) in place of its generic EXIT STATUS, before
+# AUTHORS if there is one, else at the end.
+MAN_SECTIONS := contrib/clawflow.1.sections
 generated: release
 	rm -rf "$(MANUAL_OUT)" "$(GEN_DIR)"
 	$(SWIFT) package --scratch-path $(RELEASE_DIR) plugin generate-manual --configuration debug $(if $(MANUAL_DATE),--date $(MANUAL_DATE)) $(MANUAL_FLAGS)
 	mkdir -p "$(GEN_DIR)/man1"
 	cp "$(MANUAL_OUT)"/*.1 "$(GEN_DIR)/man1/"
+	awk -v sections="$(MAN_SECTIONS)" ' \
+		BEGIN { while ((getline line < sections) > 0) text = text line "\n"; if (text == "") exit 2 } \
+		/^\.Sh/ { skip = ($$0 ~ /^\.Sh "?EXIT STATUS"?$$/) } \
+		/^\.Sh "?AUTHORS"?$$/ && !done { printf "%s", text; done = 1 } \
+		!skip { print } \
+		END { if (!done) printf "%s", text }' "$(MANUAL_OUT)/clawflow.1" > "$(GEN_DIR)/man1/clawflow.1"
 	$(RELEASE_BIN) --generate-completion-script bash > "$(GEN_DIR)/clawflow.bash"
 	$(RELEASE_BIN) --generate-completion-script zsh > "$(GEN_DIR)/_clawflow"
 	$(RELEASE_BIN) --generate-completion-script fish > "$(GEN_DIR)/clawflow.fish"
@@ -65,9 +75,11 @@ generated: release
 		[ -s "$$f" ] || { echo "error: $$f was not generated" >&2; exit 1; }; \
 	done
 
+# The binary is installed stripped (install -s strips the installed copy, about half the
+# size; the one in $(RELEASE_DIR) keeps its symbols for debugging).
 install: generated
 	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(BASHCOMPDIR)" "$(DESTDIR)$(ZSHCOMPDIR)" "$(DESTDIR)$(FISHCOMPDIR)"
-	$(INSTALL) -m 0755 $(RELEASE_BIN) "$(DESTDIR)$(BINDIR)/clawflow"
+	$(INSTALL) -m 0755 -s $(RELEASE_BIN) "$(DESTDIR)$(BINDIR)/clawflow"
 	$(INSTALL) -m 0644 "$(GEN_DIR)"/man1/*.1 "$(DESTDIR)$(MANDIR)/man1/"
 	$(INSTALL) -m 0644 "$(GEN_DIR)/clawflow.bash" "$(DESTDIR)$(BASHCOMPDIR)/clawflow"
 	$(INSTALL) -m 0644 "$(GEN_DIR)/_clawflow" "$(DESTDIR)$(ZSHCOMPDIR)/_clawflow"
@@ -86,13 +98,20 @@ SPOOL ?=
 demo: build
 	@bash scripts/demo.sh "$$($(SWIFT) build --show-bin-path)/clawflow" $(SPOOL)
 
-# The whole test suite; its output closes with swift test's summary line.
+# The whole test suite: a short fuzzing run (FUZZ_SECONDS per target, fuzz/run.sh), then
+# swift test, whose summary line closes the output.
+FUZZ_SECONDS ?= 15
 test: deps
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 	$(SWIFT) build --build-tests
 	$(SWIFT) test 2>&1 | tee .build/test-output.txt; exit $${PIPESTATUS[0]}
+
+# The long fuzzing run: each libFuzzer target for 10 minutes (fuzz/run.sh).
+fuzz:
+	bash fuzz/run.sh 600
 
 bench: deps
 	@bash bench/run.sh
 
 clean:
-	rm -rf .build .build-release .build-bench
+	rm -rf .build .build-release .build-bench .build-fuzz

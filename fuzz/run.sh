@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
-out=.build-fuzz
+out=${FUZZ_OUT:-.build-fuzz}  # FUZZ_OUT: another work directory, for two runs at once
 mkdir -p "$out"
 for target in json record drop; do
     case $target in json) src=FuzzJSON.swift ;; record) src=FuzzRecord.swift ;; drop) src=FuzzDrop.swift ;; esac

@@ -5,17 +5,17 @@ import ClawflowSpool
 
 /// Thresholds of audit and maintenance, as options.
 struct ThresholdOptions: ParsableArguments {
-    @Option(name: .customLong("stale-running"), help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
+    @Option(name: .customLong("stale-running"), parsing: .unconditional, help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
     var flowRunning = "30m"
-    @Option(name: .customLong("stale-waiting"), help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
+    @Option(name: .customLong("stale-waiting"), parsing: .unconditional, help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
     var flowWaiting = "30m"
-    @Option(name: .customLong("stale-blocked"), help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
+    @Option(name: .customLong("stale-blocked"), parsing: .unconditional, help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
     var flowBlocked = "30m"
-    @Option(name: .customLong("cancel-stuck"), help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
+    @Option(name: .customLong("cancel-stuck"), parsing: .unconditional, help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
     var cancelStuck = "5m"
-    @Option(name: .customLong("stale-queued"), help: ArgumentHelp("A task queued this long is stale_queued.", valueName: "duration"))
+    @Option(name: .customLong("stale-queued"), parsing: .unconditional, help: ArgumentHelp("A task queued this long is stale_queued.", valueName: "duration"))
     var taskQueued = "10m"
-    @Option(name: .customLong("task-stale-running"), help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
+    @Option(name: .customLong("task-stale-running"), parsing: .unconditional, help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
     var taskRunning = "30m"
 
     func thresholds() throws(SpoolError) -> AuditThresholds {
@@ -40,7 +40,9 @@ struct Audit: SpoolCommand {
         missing_linked_tasks (error), blocked_task_missing (error), inconsistent_timestamps. \
         Tasks: stale_queued, stale_running, lost, inconsistent_timestamps. Spool: \
         unparseable_record (error), stray_temp_file, bad_owner_link (error), rejected_drops. \
-        Errors come first, then the oldest. clawflow maintenance --apply repairs what can be repaired.
+        Errors come first, then the oldest. The last line says what helps: clawflow \
+        maintenance --apply for what it repairs, clawflow fsck for owner links and \
+        unreadable records.
 
         Examples:
           clawflow audit
@@ -87,8 +89,27 @@ struct Audit: SpoolCommand {
             })
         }
         if !findings.isEmpty {
-            throw SpoolError(.invalidRecord, "audit found \(findings.count) finding(s); clawflow maintenance previews the repairs, maintenance --apply makes them.")
+            throw SpoolError(.invalidRecord, "audit found \(findings.count) finding(s)" + Audit.hints(findings).map { "; " + $0 }.joined() + ".")
         }
+    }
+
+    /// What helps with these findings, one clause per remedy: maintenance only for the codes
+    /// it acts on, fsck for owner links and unreadable records; nothing for the rest (stale
+    /// waiting or blocked flows, lost tasks, missing steps are for their controller or a person).
+    static func hints(_ findings: [AuditFinding]) -> [String] {
+        let found = Set(findings.map { "\($0.kind):\($0.code)" })
+        func any(_ codes: String...) -> Bool { codes.contains { found.contains($0) } }
+        var hints: [String] = []
+        // finalise_cancel, fail_blocked_missing, end_orphaned, fix_timestamps, sweep_temp, cap_rejected.
+        if any("flow:cancel_stuck", "flow:blocked_task_missing", "flow:stale_running", "flow:inconsistent_timestamps", "spool:stray_temp_file", "spool:rejected_drops") {
+            hints.append("clawflow maintenance previews the repairs, maintenance --apply makes them")
+        }
+        if any("task:stale_running", "task:stale_queued") {
+            hints.append("maintenance --apply --lost-after DURATION marks tasks silent that long lost")
+        }
+        if any("spool:bad_owner_link") { hints.append("clawflow fsck --repair rebuilds owner links") }
+        if any("spool:unparseable_record") { hints.append("clawflow fsck lists unreadable records; restore them from a backup or remove their flow") }
+        return hints
     }
 
     static func json(_ f: AuditFinding) -> JSON {

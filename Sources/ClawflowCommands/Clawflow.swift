@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClawflowSpool
 
 /// The `clawflow` command: a ledger of background work kept as a spool on the filesystem.
 ///
@@ -33,6 +34,36 @@ public struct Clawflow: ParsableCommand {
 
     /// Creates the command.
     public init() {}
+
+    /// Parses the command line and runs the command. A usage error found while parsing
+    /// (unknown option, missing or bad value, a failed `validate()`) exits 64 as
+    /// argument-parser reports it, text and usage on stderr; when `--json` is on the command
+    /// line (before a `--`) it is the `{"ok": false, "error": {"code": "usage", ...}}` object
+    /// on stdout instead. Help and `--version` are argument-parser's, unchanged.
+    public static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            let code = exitCode(for: error)
+            if code != .success, asksForJSON(arguments) {
+                Output(json: true).fail(SpoolError(.usage, message(for: error)))
+                exit(withError: code)
+            }
+            exit(withError: error)
+        }
+        do { try command.run() } catch { exit(withError: error) }
+    }
+
+    /// Whether `--json` is among `arguments` before a `--` (after it, words belong to a command).
+    static func asksForJSON(_ arguments: [String]) -> Bool {
+        for word in arguments {
+            if word == "--" { return false }
+            if word == "--json" { return true }
+        }
+        return false
+    }
 }
 
 extension Clawflow {

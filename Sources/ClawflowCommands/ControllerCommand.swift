@@ -53,7 +53,8 @@ struct FlowsWait: ControllerCommand {
         abstract: "Mark a managed flow waiting, or blocked (resumable) with --blocked-task/--blocked-summary.",
         discussion: """
         Example:
-          clawflow flows wait 0196f3a2-7c41-7d2e --expect-revision 3 --wait-json '{"until":"approval"}'
+          clawflow flows wait 0196f3a2-7c41-7d2e --expect-revision 3 \\
+              --wait-json '{"until":"approval"}'
         """
     )
     @OptionGroup var global: GlobalOptions
@@ -92,7 +93,7 @@ struct FlowsFinish: ControllerCommand {
     static let configuration = CommandConfiguration(
         commandName: "finish",
         abstract: "Mark a managed flow succeeded (with endedAt).",
-        discussion: "Example:\n  clawflow flows finish 0196f3a2-7c41-7d2e --expect-revision 5 --state-json null"
+        discussion: "Example:\n  clawflow flows finish 0196f3a2-7c41 --expect-revision 5 --state-json null"
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var control: ControllerOptions
@@ -104,7 +105,7 @@ struct FlowsFail: ControllerCommand {
     static let configuration = CommandConfiguration(
         commandName: "fail",
         abstract: "Mark a managed flow failed (with endedAt), optionally saying why.",
-        discussion: "Example:\n  clawflow flows fail 0196f3a2-7c41-7d2e --expect-revision 5 --blocked-summary \"upstream API down\""
+        discussion: "Example:\n  clawflow flows fail 0196f3a2-7c41-7d2e --expect-revision 5 \\\n      --blocked-summary \"upstream API down\""
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var control: ControllerOptions

@@ -28,7 +28,7 @@ struct FlowsCancel: SpoolCommand {
     @Argument(help: ArgumentHelp("A flow id, owner key, or unique id prefix (8+ characters).", valueName: "lookup"))
     var lookup: String
 
-    @Option(help: ArgumentHelp("How long a command task gets between SIGTERM and SIGKILL (e.g. 10, 30s, 1m).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long a command task gets between SIGTERM and SIGKILL (e.g. 10, 30s, 1m).", valueName: "duration"))
     var grace: String = "10s"
 
     func execute(_ out: Output) throws(SpoolError) {

@@ -12,7 +12,8 @@ struct FlowsCreate: SpoolCommand {
         tasks to it with `clawflow tasks add <flow>` and drives its status itself.
 
         Example:
-          clawflow flows create --owner session-1 --goal "nightly report" --controller my-scheduler --running
+          clawflow flows create --owner session-1 --goal "nightly report" \\
+              --controller my-scheduler --running
         """
     )
 

@@ -111,6 +111,10 @@ enum Parse {
     /// A duration option's value in seconds (`90`, `30s`, `10m`, `1h30m`, `7d`).
     static func duration(_ raw: String, option: String) throws(SpoolError) -> Int64 {
         guard let seconds = DurationText.seconds(raw) else {
+            let text = raw.trimmingWhitespace()
+            if text.hasPrefix("-"), DurationText.seconds(String(text.dropFirst())) != nil {
+                throw usage("Invalid duration \"\(sanitized(raw))\" for \(option): it is negative; use 0 or more seconds, or a number with s, m, h, d (30s, 10m).")
+            }
             throw usage("Invalid duration \"\(sanitized(raw))\" for \(option); use seconds or a number with s, m, h, d (30s, 10m).")
         }
         return seconds

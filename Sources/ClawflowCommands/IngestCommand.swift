@@ -13,7 +13,8 @@ struct IngestCommand: SpoolCommand {
         even when it rejected drops, and says how many.
 
         Example (another program reports a task):
-          printf '{"kind":"task","ownerKey":"s1","runtime":"cron","label":"backup"}' > "$SPOOL/incoming/tmp/job-1.json"
+          printf '{"kind":"task","ownerKey":"s1","runtime":"cron","label":"backup"}' \\
+              > "$SPOOL/incoming/tmp/job-1.json"
           mv "$SPOOL/incoming/tmp/job-1.json" "$SPOOL/incoming/new/"
           clawflow ingest
         """

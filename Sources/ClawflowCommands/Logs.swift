@@ -11,9 +11,15 @@ struct Logs: SpoolCommand {
         commandName: "logs",
         abstract: "Print a command task's output (stdout and stderr); --follow until it ends.",
         discussion: """
+        With --json the output is one object: flowId, logPath, output (the log as UTF-8, \
+        invalid bytes replaced), status and taskId. With --follow --json it is JSON Lines: \
+        {"output": ...} for each piece of output as it arrives, then a last line with \
+        flowId, logPath, status (the task's final one) and taskId.
+
         Examples:
           clawflow logs 0196f3a2-7c41-7d2e
           clawflow logs 0196f3a2-7c41-7d2e --follow
+          clawflow logs 0196f3a2-7c41-7d2e --json | jq -r .output
         """
     )
 
@@ -25,6 +31,18 @@ struct Logs: SpoolCommand {
     @Flag(help: "Keep printing new output until the task ends.")
     var follow = false
 
+    /// Runs `execute`. As for `events`: with --follow --json a failure after the first line is
+    /// a line on stderr, so that stdout stays JSON Lines.
+    func run() throws {
+        let out = Output(json: global.json)
+        do {
+            try execute(out)
+        } catch {
+            if out.json, follow, out.hasEmitted { out.warn(sanitized(error.message)) } else { out.fail(error) }
+            throw ExitCode(error.code == .usage ? 64 : 1)
+        }
+    }
+
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
@@ -33,23 +51,64 @@ struct Logs: SpoolCommand {
             throw SpoolError(.notFound, "Task \(taskId) is a \(sanitized(record.runtime)) task reported by another program; only commands started with clawflow run have logs.")
         }
         let runner = Runner(spool: spool)
+        let path = FilePath(logPath)
+        /// The task's status as of now (a command whose supervisor is gone is recorded lost first).
+        func settledStatus() throws(SpoolError) -> TaskStatus? {
+            runner.settle(try spool.readFlow(flowId)).tasks.first { $0.taskId == taskId }?.status
+        }
+        func summary(_ status: TaskStatus) -> [String: JSON] {
+            ["flowId": .string(flowId), "taskId": .string(taskId), "status": .string(status.rawValue), "logPath": .string(logPath)]
+        }
+
+        if out.json, !follow {
+            // The status first: a final status means the output read after it is complete.
+            let status = try settledStatus() ?? record.status
+            var bytes: [UInt8] = []
+            _ = try readNewOutput(path, from: 0) { bytes.append(contentsOf: $0) }
+            var document = summary(status)
+            document["output"] = .string(String(decoding: bytes, as: UTF8.self))
+            out.emit(.object(JSONObject(document)))
+            return
+        }
+
+        // Text: the bytes as they are. JSON Lines: one {"output"} line per piece read; a UTF-8
+        // sequence cut at the end of a piece waits for the rest.
+        var pending: [UInt8] = []
+        let sink: (UnsafeRawBufferPointer) -> Void = { chunk in
+            guard out.json else {
+                _ = write(1, chunk.baseAddress, chunk.count)
+                return
+            }
+            pending.append(contentsOf: chunk)
+            let complete = UTF8Text.completePrefix(pending)
+            guard complete > 0 else { return }
+            out.emitLine(.object(["output": .string(String(decoding: pending[..<complete], as: UTF8.self))]))
+            pending.removeFirst(complete)
+        }
         var offset: Int64 = 0
+        var status = record.status
         while true {
-            offset = try copyNewOutput(FilePath(logPath), from: offset)
+            offset = try readNewOutput(path, from: offset, sink)
             guard follow else { return }
-            let snap = runner.settle(try spool.readFlow(flowId))
-            guard let now = snap.tasks.first(where: { $0.taskId == taskId }), now.status.isActive else {
-                _ = try copyNewOutput(FilePath(logPath), from: offset)
+            let now = try settledStatus()
+            if let now { status = now }
+            guard let now, now.isActive else {
+                _ = try readNewOutput(path, from: offset, sink)
+                if out.json {
+                    if !pending.isEmpty { out.emitLine(.object(["output": .string(String(decoding: pending, as: UTF8.self))])) }
+                    out.emitLine(.object(JSONObject(summary(status))))
+                }
                 return
             }
             usleep(100_000)
         }
     }
 
-    /// Copies the log from `offset` to stdout; returns the new offset. A log not there yet is empty.
-    func copyNewOutput(_ path: FilePath, from offset: Int64) throws(SpoolError) -> Int64 {
+    /// Hands the log from `offset` on to `sink`, a piece at a time; returns the new offset.
+    /// A log not there yet is empty.
+    func readNewOutput(_ path: FilePath, from offset: Int64, _ sink: (UnsafeRawBufferPointer) -> Void) throws(SpoolError) -> Int64 {
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(path, .readOnly, options: [.noFollow, .closeOnExec]) } catch {
+        do { fd = try FileDescriptor.open(path, .readOnly, options: [.noFollow, .closeOnExec, .nonBlocking]) } catch {
             let e = error as? Errno ?? .ioError
             if e == .noSuchFileOrDirectory { return offset }
             throw SpoolError(.io, "Opening the log \(path): \(e)", path: path, errno: e)
@@ -64,8 +123,25 @@ struct Logs: SpoolCommand {
                 throw SpoolError(.io, "Reading the log \(path): \(e)", path: path, errno: e)
             }
             if n <= 0 { return position }
-            _ = buffer.withUnsafeBytes { write(1, $0.baseAddress, n) }
+            buffer.withUnsafeBytes { sink(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             position += Int64(n)
         }
+    }
+}
+
+/// UTF-8 cut into pieces.
+enum UTF8Text {
+    /// How many leading bytes of `bytes` end on a whole UTF-8 sequence: all of them, unless
+    /// the last sequence started is cut short (then it is left for the next piece). Invalid
+    /// bytes count as whole: decoding replaces them.
+    static func completePrefix(_ bytes: [UInt8]) -> Int {
+        var i = bytes.count - 1
+        while i >= 0, i >= bytes.count - 4 {
+            let byte = bytes[i]
+            if byte & 0xC0 == 0x80 { i -= 1; continue }
+            let length = byte & 0xE0 == 0xC0 ? 2 : byte & 0xF0 == 0xE0 ? 3 : byte & 0xF8 == 0xF0 ? 4 : 1
+            return bytes.count - i < length ? i : bytes.count
+        }
+        return bytes.count
     }
 }

@@ -32,16 +32,16 @@ struct MaintenanceCommand: SpoolCommand {
     @Flag(help: "Make the repairs (without it, only show them).")
     var apply = false
 
-    @Option(name: .customLong("lost-after"), help: ArgumentHelp("Mark external tasks with no report for this long lost.", valueName: "duration"))
+    @Option(name: .customLong("lost-after"), parsing: .unconditional, help: ArgumentHelp("Mark external tasks with no report for this long lost.", valueName: "duration"))
     var lostAfter: String?
 
-    @Option(help: ArgumentHelp("Prune terminal flows this long after they ended.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Prune terminal flows this long after they ended.", valueName: "duration"))
     var retention = "7d"
 
-    @Option(name: .customLong("temp-age"), help: ArgumentHelp("Sweep temp files of gone writers older than this.", valueName: "duration"))
+    @Option(name: .customLong("temp-age"), parsing: .unconditional, help: ArgumentHelp("Sweep temp files of gone writers older than this.", valueName: "duration"))
     var tempAge = "36h"
 
-    @Option(name: .customLong("rejected-age"), help: ArgumentHelp("Delete refused drops older than this from rejected/.", valueName: "duration"))
+    @Option(name: .customLong("rejected-age"), parsing: .unconditional, help: ArgumentHelp("Delete refused drops older than this from rejected/.", valueName: "duration"))
     var rejectedAge = "30d"
 
     func policy() throws(SpoolError) -> MaintenancePolicy {

@@ -40,6 +40,15 @@ struct Output: Sendable {
         emitted.flag.store(true, ordering: .relaxed)
     }
 
+    /// Writes one value as a line of JSON Lines: compact, keys sorted.
+    func emitLine(_ value: JSON) {
+        write(1, value.compact() + "\n")
+        emitted.flag.store(true, ordering: .relaxed)
+    }
+
+    /// Whether something went to stdout as JSON already.
+    var hasEmitted: Bool { emitted.flag.load(ordering: .relaxed) }
+
     /// Writes one JSON document whose array members in `rendered` were already printed, one
     /// item each, at the indentation of an array item in a top-level member (so a big listing
     /// can be rendered in parallel). Keys are sorted across both kinds.

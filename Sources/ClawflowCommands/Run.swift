@@ -22,7 +22,8 @@ struct Run: SpoolCommand {
 
         Examples:
           clawflow run --owner session-1 -- make -C ~/src/app test
-          clawflow run --owner nightly --goal "build and ship" --step "make" --step "make install"
+          clawflow run --owner nightly --goal "build and ship" \\
+              --step "make" --step "make install"
           clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
         """
     )
@@ -35,7 +36,7 @@ struct Run: SpoolCommand {
     @Option(help: ArgumentHelp("What the job is for (required with --step).", valueName: "text"))
     var goal: String?
 
-    @Option(help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
     var timeout: String?
 
     @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "dir"))

@@ -13,8 +13,10 @@ struct TasksAdd: SpoolCommand {
         is required and a new one-task (mirrored) flow is created whose status follows the task.
 
         Examples:
-          clawflow tasks add --owner session-1 --runtime cron --label nightly --status running
-          clawflow tasks add 0196f3a2-7c41-7d2e --runtime subagent --label "step 2" --run-id run-42
+          clawflow tasks add --owner session-1 --runtime cron --label nightly \\
+              --status running
+          clawflow tasks add 0196f3a2-7c41-7d2e --runtime subagent \\
+              --label "step 2" --run-id run-42
         """
     )
 
@@ -41,7 +43,7 @@ struct TasksAdd: SpoolCommand {
     @Option(name: .customLong("task-id"), help: ArgumentHelp("Choose the task id (a lowercase UUID not yet used).", valueName: "uuid"))
     var taskId: String?
 
-    @Option(help: ArgumentHelp("Initial status (default queued).", valueName: "status"))
+    @Option(help: ArgumentHelp("Initial status.", valueName: "status"))
     var status: String = "queued"
 
     func execute(_ out: Output) throws(SpoolError) {

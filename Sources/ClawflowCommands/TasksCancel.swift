@@ -24,13 +24,13 @@ struct TasksCancel: SpoolCommand {
     @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
     var task: String
 
-    @Option(help: ArgumentHelp("How long a command task gets between SIGTERM and SIGKILL (e.g. 10, 30s, 1m).", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long a command task gets between SIGTERM and SIGKILL (e.g. 10, 30s, 1m).", valueName: "duration"))
     var grace: String = "10s"
 
     func execute(_ out: Output) throws(SpoolError) {
+        let graceSeconds = try Parse.duration(grace, option: "--grace")
         guard let spool = try existingSpoolForWriting() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
-        let graceSeconds = try Parse.duration(grace, option: "--grace")
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
         if record.isCommand {
             let snap: FlowSnapshot

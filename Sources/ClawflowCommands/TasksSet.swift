@@ -14,8 +14,10 @@ struct TasksSet: SpoolCommand {
 
         Examples:
           clawflow tasks set run-42 --status running --progress "fetching"
-          clawflow tasks set 0196f3a2-9b10-7c11 --status succeeded --summary "3 files written"
-          clawflow tasks set run-42 --status succeeded --outcome blocked --summary "needs a login"
+          clawflow tasks set 0196f3a2-9b10-7c11 --status succeeded \\
+              --summary "3 files written"
+          clawflow tasks set run-42 --status succeeded --outcome blocked \\
+              --summary "needs a login"
         """
     )
 

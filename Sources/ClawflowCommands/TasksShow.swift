@@ -35,10 +35,12 @@ struct TasksShow: SpoolCommand {
                      "progressSummary", "terminalSummary", "terminalOutcome", "error", "exitCode", "createdAt", "startedAt",
                      "lastEventAt", "endedAt", "cancelRequestedAt"]
         let known = Set(order + ["taskId", "status", "schema"])
-        for key in order + record.fields.keys.filter({ !known.contains($0) }).sorted() {
-            guard let value = record.fields[key], !value.isNull else { continue }
-            let text = value.stringValue ?? value.compact()
-            out.print("  " + (key + ":").padding(18) + sanitized(text))
+        let rows = (order + record.fields.keys.filter { !known.contains($0) }.sorted()).compactMap { key -> (String, String)? in
+            guard let value = record.fields[key], !value.isNull else { return nil }
+            return (sanitized(key) + ":", sanitized(value.stringValue ?? value.compact()))
         }
+        // The values start in one column: that of flows show, or two spaces after a longer key.
+        let width = max(18, (rows.map(\.0.count).max() ?? 0) + 2)
+        for (key, text) in rows { out.print("  " + key.padding(width) + text) }
     }
 }

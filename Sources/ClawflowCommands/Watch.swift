@@ -23,7 +23,7 @@ struct Watch: ParsableCommand {
         Examples:
           clawflow watch
           clawflow watch --once --log-level debug
-          clawflow watch --poll 5
+          clawflow watch --poll 5s
         """
     )
 
@@ -32,18 +32,27 @@ struct Watch: ParsableCommand {
     @Flag(help: "Scan the spool once, react, and exit.")
     var once = false
 
-    @Option(help: ArgumentHelp("Scan every SECONDS seconds instead of using inotify.", valueName: "seconds"))
-    var poll: Double?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Scan the spool this often instead of using inotify (e.g. 5, 2s, 1m; 1 s to 1d).", valueName: "duration"))
+    var poll: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     var logLevel: String = "info"
 
-    @Option(name: .customLong("maintenance-interval"), help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
+    @Option(name: .customLong("maintenance-interval"), parsing: .unconditional, help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
     var maintenanceInterval = "5m"
 
+    /// The longest --poll interval: a day.
+    static let longestPoll: Int64 = 86_400
+
     func validate() throws {
-        if DurationText.seconds(maintenanceInterval) == nil { throw ValidationError("Invalid duration \"\(maintenanceInterval)\" for --maintenance-interval; use seconds or a number with s, m, h, d (5m, 1h).") }
-        if let poll, !(poll > 0 && poll <= 86_400) { throw ValidationError("--poll must be a number of seconds between 0 and 86400.") }
+        do { _ = try Parse.duration(maintenanceInterval, option: "--maintenance-interval") } catch { throw ValidationError(error.message) }
+        if let poll {
+            let seconds: Int64
+            do { seconds = try Parse.duration(poll, option: "--poll") } catch { throw ValidationError(error.message) }
+            guard seconds >= 1, seconds <= Watch.longestPoll else {
+                throw ValidationError("--poll must be from 1 s to 1d (86400 s), e.g. 5, 2s or 1m; \"\(sanitized(poll))\" is \(seconds) s.")
+            }
+        }
         if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
     }
 
@@ -70,12 +79,8 @@ struct Watch: ParsableCommand {
     func watch() async throws {
         let out = Output(json: global.json)
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "clawflow.watch")
+        LoggingSystem.bootstrap { _ in WatchLogHandler(logLevel: level) }
+        let logger = Logger(label: "clawflow watch")
         let root = global.spoolPath
         do {
             // Create the spool if needed, and close it again: libinotifytools is initialised
@@ -84,7 +89,7 @@ struct Watch: ParsableCommand {
             let interval = DurationText.seconds(maintenanceInterval) ?? 300
             let watcher = Watcher(root: root, logger: logger, maintenanceInterval: interval > 0 ? Double(interval) : nil)
             var mode: Watcher.Mode
-            if let poll { mode = .poll(seconds: poll) } else {
+            if let poll { mode = .poll(seconds: Double(DurationText.seconds(poll) ?? 2)) } else {
                 let auto = Watcher.automaticMode(for: root)
                 mode = auto.mode
                 if let fs = auto.filesystem { logger.notice("\(root) is on \(fs), where inotify misses other machines' writes: polling every 2 s") }
@@ -110,5 +115,40 @@ struct Watch: ParsableCommand {
             out.fail(SpoolError(.io, error.message, path: error.path, errno: error.errno))
             throw ExitCode(1)
         }
+    }
+}
+
+/// The watcher's log lines on stderr, `<time> <level> clawflow watch: <message>`: one prefix
+/// (swift-log's StreamLogHandler writes the logger's label and then the module's name).
+struct WatchLogHandler: LogHandler {
+    /// The least severe level written.
+    var logLevel: Logger.Level
+    /// Metadata added to every line (as ` key=value`).
+    var metadata: Logger.Metadata = [:]
+
+    /// One metadata item.
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    /// Writes the line in one write(2), so lines from several threads never interleave.
+    func log(event: LogEvent) {
+        var fields = metadata
+        if let more = event.metadata { fields.merge(more) { $1 } }
+        if let error = event.error { fields["error"] = "\(error)" }
+        let extra = fields.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        let line = Array("\(WatchLogHandler.timestamp()) \(event.level) clawflow watch: \(event.message)\(extra)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// The local time, as swift-log's StreamLogHandler writes it (2026-12-04T22:37:50+0000).
+    static func timestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        localtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

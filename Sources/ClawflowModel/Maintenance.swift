@@ -70,9 +70,10 @@ public enum MaintenanceRules {
             return [(.failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"), "blockedTaskId \(blocked) is missing")]
         }
         if let lostAfter = policy.lostAfter {
-            let silent = active.filter { !$0.isCommand && age($0.timestamp("lastEventAt") ?? $0.timestamp("startedAt") ?? $0.createdAt) >= lostAfter }
+            let silent = active.filter { !$0.isCommand && silence(of: $0, now: now) >= lostAfter }
             if !silent.isEmpty {
-                return [(.markSilentLost(silent.map(\.taskId)), "\(silent.count) task(s) silent for \(DurationText.describe(lostAfter)) or more")]
+                let each = silent.map { "task \($0.taskId) silent for \(DurationText.describe(silence(of: $0, now: now)))" }
+                return [(.markSilentLost(silent.map(\.taskId)), each.joined(separator: ", ") + " (--lost-after \(DurationText.describe(lostAfter)))")]
             }
         }
         let sinceUpdate = age(flow.timestamp("updatedAt") ?? flow.createdAt)
@@ -85,6 +86,12 @@ public enum MaintenanceRules {
             }
         }
         return []
+    }
+
+    /// Seconds since `task` last reported (its last event, else its start, else its creation).
+    public static func silence(of task: TaskRecord, now: Timestamp) -> Int64 {
+        let last = task.timestamp("lastEventAt") ?? task.timestamp("startedAt") ?? task.createdAt
+        return (now.milliseconds - last.milliseconds) / 1000
     }
 
     /// Whether `action` still applies to the flow as re-read under its lock.
@@ -106,8 +113,9 @@ public enum MaintenanceRules {
         case .markSilentLost(let ids):
             for id in ids {
                 guard var task = tasks[id] else { continue }
-                let silent = policy.lostAfter.map(DurationText.describe) ?? "a while"
-                _ = Rules.apply(TaskUpdate(status: .lost, fields: ["error": .string("no report for \(silent) (maintenance --lost-after)")]), to: &task, at: now)
+                let threshold = policy.lostAfter.map { " \(DurationText.describe($0))" } ?? ""
+                let silent = DurationText.describe(silence(of: task, now: now))
+                _ = Rules.apply(TaskUpdate(status: .lost, fields: ["error": .string("no report for \(silent) (maintenance --lost-after\(threshold))")]), to: &task, at: now)
                 tasks[id] = task
             }
         case .failBlockedMissing(let summary):

@@ -68,7 +68,7 @@ extension Spool {
                 }
             } else {
                 for problem in unreadable {
-                    out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: problem.path.lastComponent?.string ?? "", path: problem.path.string, message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
+                    out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: Spool.recordName(problem.path), path: problem.path.string, message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
                 }
                 for path in results.flatMap(\.3) + self.strayTempFiles() {
                     out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
@@ -80,6 +80,14 @@ extension Spool {
             spoolFindings.withLock { $0[side] = out }
         }
         return AuditFinding.sorted(results.flatMap(\.1) + spoolFindings.withLock { $0.joined() })
+    }
+
+    /// What names an unreadable record in a finding: the flow id (its directory's name) for a
+    /// manifest, else the file's name.
+    static func recordName(_ path: FilePath) -> String {
+        let parts = path.components.map(\.string)
+        if parts.last == Layout.manifest, parts.count >= 3, parts[parts.count - 3] == "flows" { return parts[parts.count - 2] }
+        return parts.last ?? ""
     }
 
     /// Seconds since `path` was last modified (0 when it cannot be read).

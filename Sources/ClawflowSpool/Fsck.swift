@@ -4,7 +4,7 @@ import SystemPackage
 
 /// One thing `fsck` found.
 public struct FsckFinding: Sendable, Equatable {
-    /// A stable code: `unreadable_record`, `unexpected_entry`, `bad_owner_link`,
+    /// A stable code: `unparseable_record`, `unexpected_entry`, `bad_owner_link`,
     /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `missing_derived`, `temp_debris`,
     /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
     /// `missing_owner_link`, `interrupted_write`.
@@ -94,7 +94,7 @@ extension Spool {
         }
         let flow: FlowRecord
         do { flow = try readManifest(in: dir, flowId: flowId) } catch {
-            report.findings.append(FsckFinding(code: "unreadable_record", path: path.appending(Layout.manifest).string, message: error.message))
+            report.findings.append(FsckFinding(code: "unparseable_record", path: path.appending(Layout.manifest).string, message: error.message))
             return
         }
         flowsByOwner[flow.ownerKey, default: []].append(flow)
@@ -112,12 +112,12 @@ extension Spool {
         let tasks: [TaskRecord]
         let problems: [RecordProblem]
         do { (tasks, problems, _) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey) } catch {
-            report.findings.append(FsckFinding(code: "unreadable_record", path: tasksPath.string, message: error.message))
+            report.findings.append(FsckFinding(code: "unparseable_record", path: tasksPath.string, message: error.message))
             return
         }
         let misplaced = Set(report.findings.filter { $0.code == "unexpected_entry" }.map(\.path))
         for p in problems where !misplaced.contains(p.path.string) {
-            report.findings.append(FsckFinding(code: "unreadable_record", path: p.path.string, message: p.message))
+            report.findings.append(FsckFinding(code: "unparseable_record", path: p.path.string, message: p.message))
         }
         for t in tasks {
             taskOwners[t.taskId] = flowId

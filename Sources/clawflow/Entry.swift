@@ -1,6 +1,6 @@
 import ArgumentParser
 import ClawflowCommands
 
-/// The program's entry point: the synchronous `main()` of the root command.
+/// The program's entry point: the root command's own synchronous `main()` (`Clawflow.main`).
 @main
 extension Clawflow {}

@@ -29,6 +29,49 @@ struct AuditMaintenanceCommandTests {
         #expect(tmp.run(["audit", "--stale-running", "soon"]).status == 64)
     }
 
+    @Test("audit and fsck name an unreadable record with one code, unparseable_record; audit's ID of a manifest is its flow id")
+    func unreadableRecord() throws {
+        let tmp = TemporarySpool()
+        let t = tmp.addTask(owner: "u")
+        let manifest = tmp.file("flows/\(t.flow)/manifest.json")
+        try "garbage".write(toFile: manifest, atomically: false, encoding: .utf8)
+        let audit = tmp.run(["audit"])
+        #expect(audit.status == 1)
+        let row = lines(audit.stdout).first { $0.contains("unparseable_record") } ?? ""
+        #expect(row.split(separator: " ", omittingEmptySubsequences: true).map(String.init).prefix(4) == ["error", "unparseable_record", "spool", t.flow], "\(audit.stdout)")
+        let finding = (tmp.json(["audit"])["findings"] as? [[String: Any]])?.first
+        #expect(finding?["code"] as? String == "unparseable_record" && finding?["id"] as? String == t.flow && finding?["path"] as? String == manifest)
+        let fsck = tmp.json(["fsck"])["findings"] as? [[String: Any]] ?? []
+        #expect(fsck.map { $0["code"] as? String } == ["unparseable_record"] && fsck.first?["path"] as? String == manifest)
+        #expect(tmp.run(["fsck"]).stdout.contains("unparseable_record: \(manifest)"))
+    }
+
+    @Test("audit's closing line names maintenance --apply only for findings maintenance acts on, fsck for unreadable records, nothing for the rest")
+    func closingHint() throws {
+        let tmp = TemporarySpool()
+        let waiting = tmp.createFlow(owner: "w")
+        let revision = tmp.json(["flows", "show", waiting])["revision"] as? Int ?? -1
+        tmp.value(["flows", "wait", waiting, "--expect-revision", String(revision)])
+        let none = tmp.run(["audit", "--stale-waiting", "0"])
+        #expect(none.status == 1 && none.stdout.contains("stale_waiting"))
+        #expect(none.stderr == "clawflow: audit found 1 finding(s).\n", "maintenance does not end a waiting flow: \(none.stderr)")
+
+        let running = tmp.createFlow(owner: "r", ["--running"])
+        let task = tmp.linkTask(to: running, status: "running")
+        tmp.value(["tasks", "set", task, "--status", "failed"])
+        let repairable = tmp.run(["audit", "--stale-running", "0", "--code", "stale_running"])
+        #expect(repairable.status == 1)
+        #expect(repairable.stderr.contains("maintenance --apply makes them"), "\(repairable.stderr)")
+        #expect(!repairable.stderr.contains("fsck"))
+
+        let t = tmp.addTask(owner: "u")
+        try "garbage".write(toFile: tmp.file("flows/\(t.flow)/manifest.json"), atomically: false, encoding: .utf8)
+        let unreadable = tmp.run(["audit", "--code", "unparseable_record"])
+        #expect(unreadable.status == 1)
+        #expect(!unreadable.stderr.contains("maintenance"), "maintenance cannot repair an unreadable record: \(unreadable.stderr)")
+        #expect(unreadable.stderr.contains("clawflow fsck lists unreadable records"))
+    }
+
     @Test("maintenance previews (exit 0, nothing written), --apply makes the repairs; --json has applied, summary and actions")
     func maintenance() {
         let tmp = TemporarySpool()

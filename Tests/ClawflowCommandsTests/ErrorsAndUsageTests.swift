@@ -73,7 +73,7 @@ struct UsageErrorTests {
           arguments: [
               ["flows", "list", "--bogus"], ["flows", "show"], ["flows", "cancel", "x", "--grace"],
               ["flows", "create", "--owner", "a", "--goal", "g"], ["tasks", "add", "--owner", "a"],
-              ["tasks", "set", "x"], ["tasks", "list", "--json", "--verbose"], ["tasks", "frobnicate"],
+              ["tasks", "set", "x"], ["tasks", "list", "--verbose"], ["tasks", "frobnicate"],
               ["flows", "show", "a", "b"], ["init", "--force"], ["fsck", "--fix"], ["bogus"],
           ])
     func parseErrors(arguments: [String]) {
@@ -84,6 +84,129 @@ struct UsageErrorTests {
         #expect(r.stderr.contains("Error:"))
         #expect(r.stderr.contains("Usage:") || r.stderr.contains("See 'clawflow"))
         #expect(!spool.exists)
+    }
+}
+
+@Suite("argument-parser's usage errors under --json")
+struct ParseErrorJSONTests {
+    /// Errors argument-parser finds: the arguments (without --json) and the start of its message.
+    static let cases: [(name: String, arguments: [String], message: String)] = [
+        ("unknown option", ["flows", "list", "--bogus"], "Unknown option '--bogus'"),
+        ("missing value", ["flows", "cancel", "x", "--grace"], "Missing value for '--grace <duration>'"),
+        ("bad value", ["flows", "wait", "x", "--expect-revision", "abc"], "The value 'abc' is invalid for '--expect-revision <n>'"),
+        ("failed validate", ["watch", "--log-level", "loud"], "Unknown --log-level \"loud\""),
+        ("missing option", ["tasks", "add", "--owner", "a"], "Missing expected argument '--runtime <name>'"),
+        ("unknown subcommand", ["tasks", "frobnicate"], "Unexpected argument 'frobnicate'"),
+    ]
+
+    @Test("with --json anywhere before --: the usage error object on stdout, nothing on stderr, exit 64",
+          arguments: cases.map(\.name))
+    func json(name: String) {
+        let c = Self.cases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        for arguments in [c.arguments + ["--json"], ["--json"] + c.arguments, Array(c.arguments.prefix(1)) + ["--json"] + c.arguments.dropFirst()] {
+            let r = spool.run(arguments)
+            #expect(r.status == 64, "\(arguments)")
+            #expect(r.stderr == "", "\(arguments)")
+            #expect(topLevelKeys(r.stdout) == ["error", "ok"], "\(arguments): \(r.stdout)")
+            #expect(keysSortedEverywhere(r.stdout))
+            let doc = jsonObject(r.stdout)
+            #expect(doc?["ok"] as? Bool == false)
+            #expect(keys(doc?["error"] as? [String: Any]) == ["code", "message"])
+            #expect(errorField(doc, "code") == "usage")
+            #expect(errorField(doc, "message")?.hasPrefix(c.message) == true, "\(arguments): \(r.stdout)")
+        }
+        #expect(!spool.exists)
+    }
+
+    @Test("without --json: argument-parser's own text on stderr (Error: and the usage), nothing on stdout, exit 64",
+          arguments: cases.map(\.name))
+    func text(name: String) {
+        let c = Self.cases.first { $0.name == name }!
+        let spool = TemporarySpool()
+        let r = spool.run(c.arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.hasPrefix("Error: " + c.message), "\(r.stderr)")
+        #expect(r.stderr.contains("Usage:") || r.stderr.contains("See 'clawflow"))
+        #expect(!spool.exists)
+    }
+
+    @Test("a --json after -- belongs to the command run: the usage error stays text")
+    func afterTerminator() {
+        let spool = TemporarySpool()
+        let r = spool.run(["run", "--owner", "a", "--bogus", "--", "echo", "--json"])
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.hasPrefix("Error: Unknown option '--bogus'"))
+    }
+
+    @Test("help and --version print as before, with or without --json", arguments: [["--help"], ["--version"], ["flows", "list", "--help"], ["help", "tasks"]])
+    func cleanExits(arguments: [String]) {
+        let plain = Clawflow.run(arguments)
+        let json = Clawflow.run(arguments + ["--json"])
+        #expect(plain.status == 0 && json.status == 0)
+        #expect(plain.stderr == "" && json.stderr == "")
+        #expect(!plain.stdout.isEmpty && json.stdout == plain.stdout)
+    }
+}
+
+@Suite("duration options")
+struct DurationOptionTests {
+    /// Every duration option, with a negative value. Each case starts from a spool holding one
+    /// flow of owner "alice" with one task whose run id is "R".
+    static let negative: [(option: String, arguments: [String])] = [
+        ("--timeout", ["run", "--owner", "a", "--timeout", "-5", "--", "true"]),
+        ("--grace", ["flows", "cancel", "alice", "--grace", "-5"]),
+        ("--grace", ["tasks", "cancel", "R", "--grace", "-5"]),
+        ("--grace", ["tasks", "cancel", "nobody", "--grace", "-5"]),
+        ("--stale-running", ["audit", "--stale-running", "-5"]),
+        ("--stale-waiting", ["audit", "--stale-waiting", "-5"]),
+        ("--stale-blocked", ["audit", "--stale-blocked", "-5"]),
+        ("--cancel-stuck", ["audit", "--cancel-stuck", "-5"]),
+        ("--stale-queued", ["audit", "--stale-queued", "-5"]),
+        ("--task-stale-running", ["maintenance", "--task-stale-running", "-5"]),
+        ("--lost-after", ["maintenance", "--lost-after", "-5"]),
+        ("--retention", ["maintenance", "--retention", "-5"]),
+        ("--temp-age", ["maintenance", "--temp-age", "-5"]),
+        ("--rejected-age", ["maintenance", "--rejected-age", "-5"]),
+        ("--poll", ["watch", "--poll", "-5"]),
+        ("--maintenance-interval", ["watch", "--maintenance-interval", "-5"]),
+    ]
+
+    @Test("a negative duration is refused as negative (exit 64), not as a missing value",
+          arguments: negative.map { $0.arguments.joined(separator: " ") })
+    func negativeValue(command: String) {
+        let c = Self.negative.first { $0.arguments.joined(separator: " ") == command }!
+        let spool = TemporarySpool()
+        let t = spool.addTask(owner: "alice", status: "running", ["--run-id", "R"])
+        let before = spool.text("flows/\(t.flow)/manifest.json")
+        let r = spool.run(c.arguments)
+        #expect(r.status == 64)
+        #expect(r.stdout == "")
+        #expect(r.stderr.contains("Invalid duration \"-5\" for \(c.option): it is negative"), "\(r.stderr)")
+        #expect(!r.stderr.contains("Missing value"))
+        #expect(spool.text("flows/\(t.flow)/manifest.json") == before)
+        let json = spool.run(c.arguments.prefix(1) + ["--json"] + c.arguments.dropFirst())
+        #expect(json.status == 64)
+        #expect(errorField(jsonObject(json.stdout), "code") == "usage")
+        #expect(errorField(jsonObject(json.stdout), "message")?.contains("it is negative") == true, "\(json.stdout)")
+    }
+
+    @Test("watch --poll takes a duration (5, 2s, 1m) from 1 s to 1d and names that range when refused")
+    func poll() {
+        let spool = TemporarySpool()
+        for value in ["5", "2s", "1m", "1d"] {
+            let r = spool.run(["watch", "--once", "--poll", value])
+            #expect(r.status == 0, "--poll \(value): \(r.stderr)")
+        }
+        for value in ["0", "2d", "86401"] {
+            let r = spool.run(["watch", "--once", "--poll", value])
+            #expect(r.status == 64, "--poll \(value)")
+            #expect(r.stderr.contains("--poll must be from 1 s to 1d (86400 s)"), "\(r.stderr)")
+        }
+        let bad = spool.run(["watch", "--once", "--poll", "soon"])
+        #expect(bad.status == 64 && bad.stderr.contains("Invalid duration \"soon\" for --poll"), "\(bad.stderr)")
     }
 }
 
@@ -152,6 +275,37 @@ struct HelpTests {
         #expect(r.stderr == "")
         #expect(r.stdout.contains("Example"))
         #expect(r.stdout.contains("USAGE:"))
+    }
+
+    /// Every command, for the checks of their help screens.
+    static let everyCommand: [[String]] = allCommands + [
+        ["flows", "wait"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
+        ["run"], ["logs"], ["audit"], ["maintenance"], ["events"], ["ingest"], ["watch"],
+    ]
+
+    @Test("the examples in every help screen fit 80 columns: no example line is wrapped", arguments: everyCommand)
+    func examplesFit(command: [String]) {
+        let r = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "80"])
+        #expect(r.status == 0)
+        var inExamples = false
+        var seen = 0
+        for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("Example") { inExamples = true; continue }
+            if line.isEmpty { inExamples = false; continue }
+            guard inExamples else { continue }
+            seen += 1
+            #expect(line.hasPrefix("  ") && line.count <= 80, "a wrapped example line in clawflow \(command.joined(separator: " ")) --help: \(line)")
+        }
+        #expect(seen > 0)
+    }
+
+    @Test("every default is shown once", arguments: everyCommand)
+    func defaultsOnce(command: [String]) {
+        let r = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "400"])
+        for line in r.stdout.split(separator: "\n") {
+            #expect(line.ranges(of: "default").count <= 1, "clawflow \(command.joined(separator: " ")) --help: \(line)")
+        }
+        if command == ["tasks", "add"] { #expect(r.stdout.contains("Initial status. (default: queued)")) }
     }
 
     @Test("-h works too")
@@ -270,7 +424,7 @@ struct OneDocumentTests {
         switch scenario {
         case "fsck with findings":
             #expect(doc?["ok"] as? Bool == false)
-            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unreadable_record" && $0["path"] as? String == manifest } == true)
+            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unparseable_record" && $0["path"] as? String == manifest } == true)
         case "flows list with an unreadable manifest":
             #expect(doc?["count"] as? Int == 1)
             #expect((doc?["flows"] as? [[String: Any]])?.first?["flowId"] as? String == good)

@@ -69,11 +69,17 @@ struct HostileSpoolTests {
         let tmp = TemporarySpool()
         let sneaky = "ok\u{2066}evil\u{2069}\u{200F}\u{061C}"
         let t = tmp.addTask(owner: "bidi\u{2067}key", status: "running", ["--label", sneaky])
+        // An unknown key's name is printed by tasks show too: it is sanitised like a value.
+        let drop = #"{"kind":"task-update","taskId":"\#(t.task)","bad\u001b[31mkey\u2066":"x"}"#
+        #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/odd-key.json"), contents: Data(drop.utf8)))
+        tmp.value(["ingest"])
+        #expect(tmp.taskRecord(t.flow, t.task)["bad\u{1B}[31mkey\u{2066}"] as? String == "x")
         for command in [["flows", "list"], ["tasks", "list"], ["flows", "show", t.flow], ["tasks", "show", t.task]] {
             let r = tmp.run(command)
             #expect(r.status == 0)
             let found = r.stdout.unicodeScalars.filter { [0x2066, 0x2067, 0x2069, 0x200F, 0x061C].contains($0.value) }
             #expect(found.isEmpty, "\(command) printed a bidi control: \(r.stdout)")
+            #expect(!r.stdout.contains("\u{1B}"), "\(command) printed an escape: \(r.stdout)")
         }
     }
 }

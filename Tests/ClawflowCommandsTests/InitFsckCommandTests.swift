@@ -191,7 +191,7 @@ struct BadInputTests {
 
         let fsck = spool.run(["fsck"])
         #expect(fsck.status == 1)
-        #expect(fsck.stdout.contains("unreadable_record: \(path)"))
+        #expect(fsck.stdout.contains("unparseable_record: \(path)"))
 
         #expect(spool.run(["fsck", "--repair"]).status == 1, "an unreadable record cannot be repaired")
         #expect(spool.text("flows/\(bad)/manifest.json") == "garbage{", "and is never overwritten")
@@ -218,7 +218,7 @@ struct BadInputTests {
         #expect(spool.text("flows/\(t.flow)/tasks/\(t.task).json") == #"{"oops"#, "never overwritten")
         let fsck = spool.run(["fsck"])
         #expect(fsck.status == 1)
-        #expect(fsck.stdout.contains("unreadable_record: \(path)"))
+        #expect(fsck.stdout.contains("unparseable_record: \(path)"))
 
         let list = spool.run(["flows", "list"])
         #expect(list.status == 1, "spec §4.4: a record that cannot be parsed is reported, never silently skipped")
@@ -237,7 +237,7 @@ struct BadInputTests {
         try "garbage".write(toFile: taskFile, atomically: false, encoding: .utf8)
         let repair = spool.run(["fsck", "--repair"])
         #expect(repair.status == 1)
-        #expect(repair.stdout.contains("unreadable_record"))
+        #expect(repair.stdout.contains("unparseable_record"))
         #expect(spool.ownerLink("alice") == "../flows/\(t.flow)", "the owner link still points at the flow: \(repair.stdout)")
         // The user restores the files from a backup: lookups work again without another repair.
         try savedManifest.write(toFile: manifest, atomically: false, encoding: .utf8)

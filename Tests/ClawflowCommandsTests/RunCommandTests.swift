@@ -319,6 +319,41 @@ struct RunCommandTests {
         #expect(shown["status"] as? String == "succeeded")
     }
 
+    @Test("logs --json on a finished task is one object with sorted keys: flowId, logPath, output (UTF-8, bad bytes replaced), status, taskId")
+    func logsJSON() {
+        let tmp = TemporarySpool()
+        let (flow, task) = started(tmp, ["--owner", "lj", "--", "sh", "-c", #"printf 'h\303\251llo\n\033[31mred\n'; printf '\377bad\n' >&2"#])
+        waitForFlow(tmp, flow, until: isEnded)
+        let r = tmp.run(["logs", task, "--json"])
+        #expect(r.status == 0)
+        #expect(r.stderr == "")
+        #expect(topLevelKeys(r.stdout) == ["flowId", "logPath", "output", "status", "taskId"])
+        let doc = jsonObject(r.stdout)
+        #expect(doc?["flowId"] as? String == flow && doc?["taskId"] as? String == task)
+        #expect(doc?["status"] as? String == "succeeded")
+        #expect(doc?["output"] as? String == "h\u{E9}llo\n\u{1B}[31mred\n\u{FFFD}bad\n")
+        #expect(doc?["logPath"] as? String == tmp.file("flows/\(flow)/tasks/\(task).log"))
+        // The text form is unchanged: the log's bytes as they are.
+        #expect(tmp.run(["logs", task]).stdout == "h\u{E9}llo\n\u{1B}[31mred\n\u{FFFD}bad\n")
+    }
+
+    @Test("logs --follow --json is JSON Lines: {\"output\"} per piece as it comes, a character cut between pieces kept whole, then the final status")
+    func logsFollowJSON() {
+        let tmp = TemporarySpool()
+        let (_, task) = started(tmp, ["--owner", "lf", "--", "sh", "-c", #"printf 'one\n\303'; sleep 1; printf '\251two\n'"#])
+        let r = tmp.run(["logs", task, "--follow", "--json"])
+        #expect(r.status == 0)
+        let objects = lines(r.stdout).map { jsonObject($0) }
+        #expect(objects.allSatisfy { $0 != nil }, "every line is one JSON object: \(r.stdout)")
+        let chunks = objects.dropLast().compactMap { $0 }
+        #expect(chunks.count >= 2, "the output came in pieces: \(r.stdout)")
+        #expect(chunks.allSatisfy { keys($0) == ["output"] })
+        #expect(chunks.map { $0["output"] as? String ?? "?" }.joined() == "one\n\u{E9}two\n")
+        let last = objects.last ?? nil
+        #expect(keys(last) == ["flowId", "logPath", "status", "taskId"])
+        #expect(last?["status"] as? String == "succeeded" && last?["taskId"] as? String == task)
+    }
+
     @Test("50 concurrent run invocations are all tracked and all finish")
     func fiftyConcurrent() {
         let tmp = TemporarySpool()

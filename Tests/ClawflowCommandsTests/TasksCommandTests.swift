@@ -403,6 +403,20 @@ struct TasksShowTests {
         #expect(!out.contains { $0.hasPrefix("  endedAt:") })
     }
 
+    @Test("text output keeps its values in one column, also after a key longer than the usual ones")
+    func aligned() {
+        let spool = TemporarySpool()
+        let t = spool.addTask(owner: "alice", status: "running", ["--run-id", "r-1"])
+        spool.run(["tasks", "cancel", t.task])
+        let fields = lines(spool.run(["tasks", "show", t.task]).stdout).dropFirst()
+        #expect(fields.contains { $0.hasPrefix("  cancelRequestedAt:  ") }, "\(fields)")
+        let columns = Set(fields.map { line in
+            let afterKey = line.dropFirst(2).drop { $0 != " " }
+            return line.count - afterKey.drop { $0 == " " }.count
+        })
+        #expect(columns.count == 1, "every value starts in the same column: \(fields)")
+    }
+
     @Test("--json prints exactly the task record")
     func json() {
         let spool = TemporarySpool()

@@ -252,3 +252,27 @@ struct RecordTests {
         #expect(created.map { $0["event"] } == ["created", "linked"])
     }
 }
+
+@Suite("Maintenance rules")
+struct MaintenanceRuleTests {
+    @Test("--lost-after: each silent task is lost with its own silence, in the plan's reason and in its error")
+    func silentTasksKeepTheirOwnSilence() {
+        let f = flow(.running)
+        let long = "01a22a0a-deff-70f0-b8d3-37c6fb0161b5", short = "01a22a0a-deff-70f0-b8d3-37c6fb0161b6"
+        var a = task(.running, id: long), b = task(.running, id: short)
+        a.setTimestamp("lastEventAt", t0)
+        b.setTimestamp("lastEventAt", t0.adding(seconds: 4200))
+        let now = t0.adding(seconds: 7200)
+        var policy = MaintenancePolicy()
+        policy.lostAfter = 1800
+        let plan = MaintenanceRules.plan(flow: f, tasks: [a, b], now: now, policy: policy)
+        #expect(plan.map(\.action) == [.markSilentLost([long, short])])
+        #expect(plan.first?.reason == "task \(long) silent for 2h 0m, task \(short) silent for 50m 0s (--lost-after 30m 0s)")
+        var flowRecord = f
+        var tasks = [long: a, short: b]
+        MaintenanceRules.apply(.markSilentLost([long, short]), flow: &flowRecord, tasks: &tasks, now: now, policy: policy)
+        #expect(tasks[long]?.status == .lost && tasks[short]?.status == .lost)
+        #expect(tasks[long]?.string("error") == "no report for 2h 0m (maintenance --lost-after 30m 0s)")
+        #expect(tasks[short]?.string("error") == "no report for 50m 0s (maintenance --lost-after 30m 0s)")
+    }
+}

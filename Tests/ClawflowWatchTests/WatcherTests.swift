@@ -78,7 +78,7 @@ func tasks(_ spool: TemporarySpool) -> [TaskRecord] {
 /// serialized suite (the library's state is process-global).
 @Suite("The watcher", .serialized)
 struct WatcherTests {
-    static let modes: [[String]] = [[], ["--poll", "0.2"]]
+    static let modes: [[String]] = [[], ["--poll", "1s"]]
 
     @Test("a drop becomes a one-task flow and an update finishes it, with inotify and in poll mode", arguments: modes)
     func dropAndUpdate(mode: [String]) throws {
@@ -176,6 +176,22 @@ struct WatcherTests {
         let r = spool.run(["watch", "--once"])
         #expect(r.status == 0)
         #expect(spool.run(["flows", "show", "once"]).status == 0)
+    }
+
+    @Test("its log lines carry one prefix: <time> <level> clawflow watch: <message>")
+    func logPrefix() throws {
+        let spool = TemporarySpool()
+        spool.value(["init"])
+        drop(spool, "x", #"{"kind":"task","ownerKey":"logged","runtime":"cron"}"#)
+        let r = spool.run(["watch", "--once", "--log-level", "debug"])
+        #expect(r.status == 0)
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasSuffix("clawflow watch: ingest: applied 1, rejected 0, repeats 0, waiting 0") }, "\(r.stderr)")
+        let pattern = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (trace|debug|info|notice|warning|error|critical) clawflow watch: [^\[]/#
+        for line in lines {
+            #expect(line.firstMatch(of: pattern) != nil, "\(line)")
+            #expect(!line.contains("[ClawflowWatch]") && !line.contains("clawflow.watch"), "\(line)")
+        }
     }
 
     @Test("its inotify descriptor stays below 1024 when it starts with 1,100 files open, and is close-on-exec")
