@@ -59,10 +59,20 @@ extension Spool {
             throw SpoolError.io("Listing", box.newPath, error)
         }
         var batch = DropBatch()
-        for drop in drops {
-            try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report)
+        var waiting: [(name: String, mtime: Int64, arrived: Int64)] = []
+        for drop in drops where try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report) {
+            waiting.append(drop)
         }
         try apply(&batch, box: box, report: &report)
+        // An update that came before its task's drop (in the same instant, sorted by name)
+        // waited for a task this pass has applied since: it gets one more try now.
+        if !waiting.isEmpty, report.applied > 0 {
+            report.waiting -= waiting.count
+            for drop in waiting {
+                try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report)
+            }
+            try apply(&batch, box: box, report: &report)
+        }
         return report
     }
 
@@ -77,15 +87,18 @@ extension Spool {
     /// Most new-flow drops applied together (they share the write barriers of `create`).
     static let dropBatchLimit = 32
 
-    private func ingestOne(name: String, arrived: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) {
+    /// Reads, checks and claims one drop (applying it, or adding it to `batch`); returns true
+    /// when it waits for its task.
+    @discardableResult
+    private func ingestOne(name: String, arrived: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) -> Bool {
         let parsed: Drop
         do {
             parsed = try readDrop(name: name, box: box)
         } catch let rejection as DropRejection {
             try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
-            return
+            return false
         } catch {
-            return  // vanished meanwhile (another pass took it)
+            return false  // vanished meanwhile (another pass took it)
         }
         // A task drop that makes a new flow joins the batch; anything else is applied after
         // the batch, alone, so drops still take effect in arrival order.
@@ -102,23 +115,23 @@ extension Spool {
         if let record = box.appliedRecord(name, now: now), flowExists(record.flowId) {
             if let digest = record.digest, digest != parsed.digest {
                 try reject(name: name, from: box.new, box: box, code: "repeated_name", message: "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)", report: &report)
-                return
+                return false
             }
             _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
                 change.log(["event": "drop", "name": .string(name), "repeat": true])
             }
             try? box.new.removeAt(name)
             report.repeats += 1
-            return
+            return false
         }
         // Work out the ids the drop will create or change, then claim it under a name carrying them.
         var claim: Claim
         do {
             claim = try plan(parsed, name: name, arrived: arrived, now: now)
         } catch let rejection as DropRejection {
-            if rejection.code == "waiting" { report.waiting += 1; return }
+            if rejection.code == "waiting" { report.waiting += 1; return true }
             try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
-            return
+            return false
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
         }
@@ -130,7 +143,7 @@ extension Spool {
         do {
             try box.new.linkAt(name, to: box.claimed, claim.fileName)
         } catch {
-            if error == .noSuchFileOrDirectory { return }  // another pass claimed it
+            if error == .noSuchFileOrDirectory { return false }  // another pass claimed it
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
         }
         if let newFlow {
@@ -138,13 +151,14 @@ extension Spool {
             // before the flow can be durable; the claim is not flushed.
             batch.items.append((claim, newFlow))
             if let id = newFlow.taskId { batch.taskIds.insert(id) }
-            return
+            return false
         }
         // The claim is flushed in the first barrier of the change, before any of it can be
         // durable. incoming/new needs no flush: should a power cut bring back the drop's name
         // there beside its claim, the claim is finished first (recording the name as applied)
         // and the name is then deleted as a repeat.
         try finishClaim(claim, box: box, report: &report, recovering: false)
+        return false
     }
 
     /// Creates the flows of a batch of claimed new-flow drops together, then records their

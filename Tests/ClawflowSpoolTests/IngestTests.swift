@@ -140,6 +140,20 @@ struct IngestTests {
         #expect(try f.reason("future")["code"] as? String == "unknown_task")
     }
 
+    @Test("an update that sorts before its task's drop (the same instant) is applied in the same pass")
+    func updateBeforeItsTask() throws {
+        let f = try DropFixture()
+        try f.drop("n42.json", #"{"kind":"task","ownerKey":"session-1","runtime":"cron","runId":"nightly-42","status":"running"}"#)
+        try f.drop("n42-done.json", #"{"kind":"task-update","runId":"nightly-42","status":"succeeded"}"#)
+        let same = Date()
+        for name in ["n42.json", "n42-done.json"] {
+            try FileManager.default.setAttributes([.modificationDate: same], ofItemAtPath: f.tmp.file("incoming/new/" + name))
+        }
+        let r = try f.spool.ingest()
+        #expect(r.applied == 2 && r.waiting == 0 && r.rejected == 0, "\(r)")
+        #expect(try f.spool.tasks(withRunId: "nightly-42").first?.status == .succeeded)
+    }
+
     @Test("a name applied in the last 7 days is a repeat: deleted, logged, not applied again")
     func repeats() throws {
         let f = try DropFixture()
