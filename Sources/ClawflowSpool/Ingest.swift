@@ -141,7 +141,13 @@ extension Spool {
         // or neither. The drop keeps its name in incoming/new until its change is durable,
         // so at every instant one name at least holds it (spool-layout.md, "Exactly once").
         do {
-            try box.new.linkAt(name, to: box.claimed, claim.fileName)
+            do {
+                try box.new.linkAt(name, to: box.claimed, claim.fileName)
+            } catch where error == .notPermitted {
+                // Another user's file, which the kernel will not let us link
+                // (fs.protected_hardlinks): it is claimed by a rename instead.
+                try box.new.renameAt(name, to: box.claimed, claim.fileName, noReplace: true)
+            }
         } catch {
             if error == .noSuchFileOrDirectory { return false }  // another pass claimed it
             throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
@@ -429,21 +435,37 @@ extension Spool {
     private func reject(name: String, from dir: FileDescriptor, box: DropBox, code: String, message: String, report: inout IngestReport, originalName: String? = nil) throws(SpoolError) {
         let shown = originalName ?? name
         let base = DropName.isValid(shown) ? shown : "badname-" + SHA256.hex(Array(shown.utf8)).prefix(16)
-        var target = base
-        var attempt = 0
-        while true {
-            do {
-                try dir.renameAt(name, to: box.rejected, target, noReplace: true)
-                break
-            } catch {
-                if error == .noSuchFileOrDirectory { return }
-                guard error == .fileExists, attempt < 100 else { throw SpoolError.io("Moving the refused drop to", box.rejectedPath.appending(target), error) }
-                attempt += 1
-                target = "\(base).\(Spool.now().milliseconds).\(attempt)"
+        guard let st = try? dir.statusAt(name) else { return }  // vanished meanwhile
+        var note = ""
+        var leftInPlace = false
+        let target: String
+        if st.owner == geteuid() || st.kind == .symlink {
+            // Ours (or only a name): moved as it is, unopened.
+            guard let moved = try box.move(name, from: dir, base: base) else { return }
+            target = moved
+        } else {
+            // Another user's (a member of a shared spool's group): nothing it controls enters
+            // clawflow's private tree, where it could keep writing through a descriptor. Its
+            // bytes are copied out, or the entry is removed, or, when neither is possible, it
+            // is left where it is and reported once (spool-layout.md, "Who may do what").
+            let marker = "inplace-\(base).\(st.inode)"
+            if (try? box.rejected.statusAt(marker)) != nil { return }  // reported already
+            if st.kind == .regular, let bytes = box.readPrefix(name, in: dir, limit: Spool.dropLimit) {
+                target = try box.keep(bytes, base: base)
+                try? dir.removeAt(name)
+                note = " The file belonged to uid \(st.owner), so its bytes were copied here" + (Int64(bytes.count) < st.size ? " (the first \(bytes.count) of \(st.size))" : "") + " and it was removed from the drop box."
+            } else if (try? dir.removeAt(name, directory: st.kind == .directory)) != nil {
+                target = try box.keep([], base: base)
+                note = " It was a \(st.kind.word) of uid \(st.owner), which clawflow does not keep: it was removed from the drop box."
+            } else {
+                target = try box.keep([], base: marker)
+                leftInPlace = true
+                note = " It is a \(st.kind.word) of uid \(st.owner) that clawflow can neither read, move nor remove: it is left in \(dir == box.new ? "incoming/new" : "incoming/claimed") and not looked at again."
             }
         }
-        let reason = JSON.object(["code": .string(code), "message": .string(message), "name": .string(shown), "at": .string(Spool.now().description)])
-        try DurableFile.replace(in: box.rejected, name: target + ".reason", bytes: Array((reason.pretty() + "\n").utf8), directoryPath: box.rejectedPath)
+        var reason: [String: JSON] = ["code": .string(code), "message": .string(message + note), "name": .string(shown), "at": .string(Spool.now().description)]
+        if leftInPlace { reason["inode"] = .int(Int64(st.inode)) }
+        try DurableFile.replace(in: box.rejected, name: target + ".reason", bytes: Array((JSON.object(JSONObject(reason)).pretty() + "\n").utf8), directoryPath: box.rejectedPath)
         try DurableFile.sync(dir, box.newPath)
         report.rejected += 1
     }
@@ -560,6 +582,53 @@ struct DropBox {
     func releaseDropName(_ claim: Claim) {
         guard let st = try? claimed.statusAt(claim.fileName), st.linkCount > 1, isOwnName(claim.name, of: st) else { return }
         try? new.removeAt(claim.name)
+    }
+
+    /// Renames `name` from `dir` into rejected/ as it is, under `base` or, when that is
+    /// taken, a name made unique; nil when it vanished meanwhile.
+    func move(_ name: String, from dir: FileDescriptor, base: String) throws(SpoolError) -> String? {
+        var target = base
+        var attempt = 0
+        while true {
+            do {
+                try dir.renameAt(name, to: rejected, target, noReplace: true)
+                return target
+            } catch {
+                if error == .noSuchFileOrDirectory { return nil }
+                guard error == .fileExists, attempt < 100 else { throw SpoolError.io("Moving the refused drop to", rejectedPath.appending(target), error) }
+                attempt += 1
+                target = "\(base).\(Spool.now().milliseconds).\(attempt)"
+            }
+        }
+    }
+
+    /// Writes `bytes` as a new file of clawflow's in rejected/ under `base` (made unique when
+    /// taken), flushed; returns its name.
+    func keep(_ bytes: [UInt8], base: String) throws(SpoolError) -> String {
+        var target = base
+        for attempt in 1...100 {
+            if (try? rejected.statusAt(target)) == nil { break }
+            target = "\(base).\(Spool.now().milliseconds).\(attempt)"
+        }
+        try DurableFile.replace(in: rejected, name: target, bytes: bytes, directoryPath: rejectedPath.appending(target).removingLastComponent())
+        return target
+    }
+
+    /// The first `limit` bytes of another user's file, or nil when clawflow may not read it
+    /// (opened without following a symlink or blocking on a FIFO).
+    func readPrefix(_ name: String, in dir: FileDescriptor, limit: Int) -> [UInt8]? {
+        guard let fd = try? dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return nil }
+        defer { fd.closeQuietly() }
+        var out = [UInt8](repeating: 0, count: limit)
+        var count = 0
+        while count < limit {
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress! + count, limit - count) }
+            if n < 0, errno == EINTR { continue }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            count += n
+        }
+        return Array(out[..<count])
     }
 
     /// Deletes an applied claim. No flush: a claim that a power cut brings back is finished

@@ -70,6 +70,8 @@ public struct FileStatus: Sendable {
     public var changedMilliseconds: Int64
     /// Permission bits.
     public var permissions: mode_t
+    /// Owning user.
+    public var owner: uid_t
     /// Owning group.
     public var group: gid_t
     /// The inode number (with `device`, which file this is).
@@ -84,6 +86,7 @@ public struct FileStatus: Sendable {
         modifiedMilliseconds = Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000
         changedMilliseconds = Int64(st.st_ctim.tv_sec) * 1000 + Int64(st.st_ctim.tv_nsec) / 1_000_000
         permissions = st.st_mode & 0o7777
+        owner = st.st_uid
         group = st.st_gid
         inode = UInt64(st.st_ino)
         device = UInt64(st.st_dev)

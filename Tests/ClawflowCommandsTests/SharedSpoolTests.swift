@@ -8,18 +8,24 @@ enum GroupMember {
     static let group = "clawflow-share"
     static let user = "clawflow-member"
 
-    /// Makes the group and the user once (both idempotent; the test runs as root).
+    /// A second user in the group who owns a spool (not root: root may move anything).
+    static let spoolOwner = "clawflow-owner"
+
+    /// Makes the group and the users once (all idempotent; the test runs as root).
     static let ready: Bool = {
         _ = runProgram("/usr/sbin/groupadd", ["-f", group])
-        if runProgram("/usr/bin/getent", ["passwd", user]).status != 0 {
-            _ = runProgram("/usr/sbin/useradd", ["-M", "-N", "-g", group, "-s", "/bin/sh", user])
+        for name in [user, spoolOwner] where runProgram("/usr/bin/getent", ["passwd", name]).status != 0 {
+            _ = runProgram("/usr/sbin/useradd", ["-M", "-N", "-g", group, "-s", "/bin/sh", name])
         }
-        return runProgram("/usr/bin/getent", ["passwd", user]).status == 0
+        return [user, spoolOwner].allSatisfy { runProgram("/usr/bin/getent", ["passwd", $0]).status == 0 }
     }()
 
     /// Runs `sh -c script` as the member, from `/`.
-    static func run(_ script: String) -> CommandResult {
-        runProgram("/usr/sbin/runuser", ["-u", user, "--", "/bin/sh", "-c", "cd / && " + script])
+    static func run(_ script: String) -> CommandResult { run(script, as: user) }
+
+    /// Runs `sh -c script` as `name`, from `/`.
+    static func run(_ script: String, as name: String) -> CommandResult {
+        runProgram("/usr/sbin/runuser", ["-u", name, "--", "/bin/sh", "-c", "cd / && " + script])
     }
 }
 
@@ -78,6 +84,43 @@ struct SharedSpoolTests {
         #expect(r.stdout.contains("Applied 1 drop") && r.stdout.contains("rejected 1"), "\(r.stdout)")
         #expect(tmp.record("rejected/locked.json.reason")["code"] as? String == "unreadable")
         #expect(!FileManager.default.fileExists(atPath: tmp.file("incoming/new/locked.json")))
+    }
+
+    @Test("what a member drops that is not a drop never stops the drop box, and nothing of the member's enters the owner's tree")
+    func memberCannotBreakTheDropBox() throws {
+        try #require(getuid() == 0, "needs root to add users")
+        try #require(GroupMember.ready, "could not add the users")
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, 0o777) == 0)
+        let spool = tmp.path, bin = Clawflow.binary
+        func owner(_ script: String) -> CommandResult { GroupMember.run(script, as: GroupMember.spoolOwner) }
+        #expect(owner("\(bin) --spool \(spool) init --shared-group \(GroupMember.group)").status == 0)
+        let drops = GroupMember.run("""
+            cd \(spool)/incoming/new && mkdir full.json && touch full.json/inside && mkdir -m 0777 open.json && \
+            printf '{"kind":"task","ownerKey":"x","runtime":"cron"}' > private.json && chmod 0600 private.json && \
+            printf 'not json' > junk.json && \
+            printf '{"kind":"task","ownerKey":"member-ok","runtime":"cron"}' > ok.json
+            """)
+        #expect(drops.status == 0, "\(drops.stderr)")
+        let first = owner("\(bin) --spool \(spool) ingest")
+        #expect(first.status == 0, "ingest exits 0: \(first.stderr)")
+        #expect(first.stdout.contains("Applied 1 drop") && first.stdout.contains("rejected 4"), "\(first.stdout)")
+        // Nothing in rejected/ belongs to the member; the junk's bytes were copied there.
+        let listing = try FileManager.default.contentsOfDirectory(atPath: tmp.file("rejected"))
+        for name in listing {
+            let owner = try FileManager.default.attributesOfItem(atPath: tmp.file("rejected/" + name))[.ownerAccountName] as? String
+            #expect(owner == GroupMember.spoolOwner, "rejected/\(name) belongs to \(owner ?? "?")")
+        }
+        #expect(tmp.text("rejected/junk.json") == "not json")
+        // The directory the owner can neither move nor remove stays, reported once.
+        #expect(FileManager.default.fileExists(atPath: tmp.file("incoming/new/full.json/inside")))
+        #expect(!FileManager.default.fileExists(atPath: tmp.file("incoming/new/open.json")))
+        let again = owner("\(bin) --spool \(spool) ingest")
+        #expect(again.status == 0 && again.stdout.contains("rejected 0"), "\(again.stdout) \(again.stderr)")
+        let watch = owner("\(bin) --spool \(spool) watch --once --log-level error")
+        #expect(watch.status == 0, "\(watch.stderr)")
+        let audit = owner("\(bin) --spool \(spool) audit --json")
+        #expect(audit.stdout.contains("full.json"), "audit reports the entry left in place: \(audit.stdout)")
     }
 
     @Test("fsck --repair writes a missing cancel marker and removes one whose task ended")
