@@ -84,10 +84,14 @@ public struct Drop: Sendable {
     /// The SHA-256 of the drop's bytes (64 lowercase hex digits): its applied record keeps
     /// it, so a later drop under the same name is told from a replay of this one.
     public var digest = ""
+    /// The user who owns the drop file, when it is not the user clawflow runs as (a member
+    /// of a shared spool's group): its tasks may be changed only by its own drops, and its
+    /// names are idempotency keys of its own.
+    public var uid: UInt32?
 
     /// Fields only clawflow writes; a drop that sets one is refused.
     public static let reservedFields: Set<String> = [
-        "schema", "createdAt", "startedAt", "lastEventAt", "endedAt", "cancelRequestedAt", "flowRevision", "lastDrop",
+        "schema", "createdAt", "startedAt", "lastEventAt", "endedAt", "cancelRequestedAt", "flowRevision", "lastDrop", "dropUid",
         "command", "cwd", "timeoutSeconds", "pid", "pgid", "procStartTime", "supervisorPid", "supervisorStartTime", "logPath", "signal",
     ]
 

@@ -128,7 +128,7 @@ public struct TaskRecord: Record {
         "runId": .string, "childSessionKey": .string,
         "notifyPolicy": .oneOf(NotifyPolicy.allCases.map(\.rawValue)),
         "progressSummary": .string, "terminalSummary": .string, "terminalOutcome": .oneOf(["blocked"]),
-        "error": .string, "exitCode": .integer, "signal": .string,
+        "error": .string, "exitCode": .integer, "signal": .string, "dropUid": .integer,
         "createdAt": .timestamp, "startedAt": .timestamp, "lastEventAt": .timestamp, "endedAt": .timestamp,
         "cancelRequestedAt": .timestamp,
         "command": .stringArray, "cwd": .string, "timeoutSeconds": .integer, "pid": .integer, "pgid": .integer,

@@ -21,11 +21,11 @@ public struct IngestReport: Sendable, Equatable {
     public var createdFlows: [String: Bool] = [:]
 }
 
-
 /// The drop box (spool-layout.md, "Drop box"): other programs rename JSON files into
-/// `incoming/new/`; each is claimed by a durable rename into `incoming/claimed/` whose new
-/// name carries the ids it will create, applied through the one mutation path, recorded in
-/// `incoming/applied/`, and deleted. A replay after a crash finds the ids already there.
+/// `incoming/new/`; each is claimed by a second name in `incoming/claimed/` that carries the
+/// ids it will create, applied through the one mutation path, recorded in
+/// `incoming/applied/` with its digest, and deleted. A replay after a crash finds the ids
+/// already there.
 extension Spool {
     /// Largest drop accepted (1 MiB).
     public static let dropLimit = 1_048_576
@@ -112,7 +112,7 @@ extension Spool {
         // back here, unapplied): it is not a repeat, and the claim below replaces it.
         // Only the same bytes are a replay: other content under a used name is refused, so
         // that a writer that reuses names learns it instead of losing its reports.
-        if let record = box.appliedRecord(name, now: now), flowExists(record.flowId) {
+        if let record = box.appliedRecord(Layout.appliedRecordName(name, uid: parsed.uid), now: now), flowExists(record.flowId) {
             if let digest = record.digest, digest != parsed.digest {
                 try reject(name: name, from: box.new, box: box, code: "repeated_name", message: "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)", report: &report)
                 return false
@@ -136,6 +136,7 @@ extension Spool {
             throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
         }
         claim.digest = parsed.digest
+        claim.uid = parsed.uid
         // The claim is a second name (link), not a rename: a rename between two directories
         // is not atomic on an ext4 without a journal, where a power cut can keep both names
         // or neither. The drop keeps its name in incoming/new until its change is durable,
@@ -177,6 +178,7 @@ extension Spool {
             var task = drop.newTask
             task.taskId = claim.taskId
             task.fields["lastDrop"] = .string(claim.name)
+            if let uid = claim.uid { task.fields["dropUid"] = .int(Int64(uid)) }
             return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
         }
         // The applied records are written now and flushed in the first barrier of the
@@ -219,6 +221,7 @@ extension Spool {
             return
         }
         claim.digest = drop.digest
+        claim.uid = drop.uid
         let recorded: Bool
         do {
             recorded = try apply(drop, claim: claim, box: box)
@@ -284,6 +287,7 @@ extension Spool {
         }
         var drop = try Drop(object)
         drop.digest = SHA256.hex(bytes)
+        drop.uid = opened.owner == geteuid() ? nil : opened.owner
         return drop
     }
 
@@ -315,9 +319,15 @@ extension Spool {
             // An update that would make its task's record unreadable is refused now, before it is claimed.
             func checked(_ claim: Claim) throws -> Claim {
                 guard var task = try? readTask(flowId: claim.flowId, taskId: claim.taskId) else { return claim }
-                // A command's state belongs to the supervisor that runs it.
+                // A command's state belongs to the supervisor that runs it; a task reported by
+                // one user's drops is changed only by that user's drops.
                 if task.isCommand {
                     throw DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
+                }
+                let reporter = task.integer("dropUid").map(UInt32.init(truncatingIfNeeded:))
+                if reporter != drop.uid {
+                    let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
+                    throw DropRejection(code: "not_reporter", message: "task \(claim.taskId) was reported by \(who); a drop of \(drop.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
                 }
                 _ = Rules.apply(update.update, to: &task, at: now)
                 task.setString("lastDrop", name)
@@ -374,6 +384,7 @@ extension Spool {
             var new = task.newTask
             new.taskId = claim.taskId
             new.fields["lastDrop"] = .string(claim.name)
+            if let uid = claim.uid { new.fields["dropUid"] = .int(Int64(uid)) }
             if task.parentFlowId != nil {
                 do { return try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source, extras: extras).wrote } catch {
                     if error.code == .linkRefused || error.code == .notFound { throw DropRejection(code: "link_refused", message: error.message) }
@@ -480,6 +491,10 @@ struct Claim {
     var flowId: String
     /// The SHA-256 of the drop's bytes, once read (not part of the file name).
     var digest = ""
+    /// The drop's owner when not clawflow's user (from the file, not part of its name).
+    var uid: UInt32?
+    /// The name of its record in `incoming/applied/`.
+    var recordName: String { Layout.appliedRecordName(name, uid: uid) }
 
     var fileName: String { "\(name)#\(taskId)#\(flowId)" }
 
@@ -545,12 +560,12 @@ struct DropBox {
         for claim in claims {
             do {
                 let text = Layout.appliedRecord(flowId: claim.flowId, digest: claim.digest)
-                if try !applied.symlinkAt(claim.name, target: text, existingIsFine: true) {
-                    try applied.removeAt(claim.name)
-                    try applied.symlinkAt(claim.name, target: text)
+                if try !applied.symlinkAt(claim.recordName, target: text, existingIsFine: true) {
+                    try applied.removeAt(claim.recordName)
+                    try applied.symlinkAt(claim.recordName, target: text)
                 }
             } catch {
-                throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
+                throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.recordName), error)
             }
         }
         if flush { try DurableFile.sync(applied, appliedPath) }
@@ -559,12 +574,12 @@ struct DropBox {
     /// Removes the applied record of a claim that was refused, if the record is the claim's
     /// (it names the claim's flow), and flushes: the name was never applied.
     func forgetApplied(_ claim: Claim) throws(SpoolError) {
-        guard let text = try? applied.readLinkAt(claim.name), Layout.appliedRecord(text)?.flowId == claim.flowId else { return }
+        guard let text = try? applied.readLinkAt(claim.recordName), Layout.appliedRecord(text)?.flowId == claim.flowId else { return }
         do {
-            try applied.removeAt(claim.name)
+            try applied.removeAt(claim.recordName)
         } catch {
             if error == .noSuchFileOrDirectory { return }
-            throw SpoolError.io("Removing the applied record of the refused drop", appliedPath.appending(claim.name), error)
+            throw SpoolError.io("Removing the applied record of the refused drop", appliedPath.appending(claim.recordName), error)
         }
         try DurableFile.sync(applied, appliedPath)
     }

@@ -56,6 +56,11 @@ public enum Layout {
         return (flowId, parts.count == 2 ? String(parts[1]) : nil)
     }
 
+    /// The name of a drop's record in `incoming/applied/`: its name, and for a drop of another
+    /// user than clawflow's, `:<uid>` after it (`:` never occurs in a drop name), so that
+    /// names are idempotency keys per user.
+    public static func appliedRecordName(_ name: String, uid: UInt32?) -> String { uid.map { "\(name):\($0)" } ?? name }
+
     /// The name of the pending-link marker of an owner link name.
     public static func pendingOwnerLink(_ name: String) -> String { "." + name + ".next" }
     /// The owner link name a pending marker belongs to, or nil.

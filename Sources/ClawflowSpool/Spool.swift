@@ -111,10 +111,19 @@ public final class Spool: Sendable {
             }
             fd.closeQuietly()
         }
+        let rootExisted = (try? FileDescriptor.currentDirectory.statusAt(root.string)) != nil
         try makeDirectories(root)
         let fd: FileDescriptor
         do { fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) } catch {
             throw SpoolError.io("Opening the new spool", root, error)
+        }
+        // A creation that fails (a group the user may not give, say) takes back what it made,
+        // so that no half-made spool is left for a later command to take for a private one.
+        func undo() {
+            try? fd.removeAt("index/runs/" + Layout.runIndexComplete)
+            for name in Layout.directories.reversed() { try? fd.removeAt(name, directory: true) }
+            fd.closeQuietly()
+            if !rootExisted { try? FileDescriptor.currentDirectory.removeAt(root.string, directory: true) }
         }
         do {
             try fd.setPermissions(0o700)
@@ -130,9 +139,9 @@ public final class Spool: Sendable {
             try DurableFile.replace(in: fd, name: "VERSION", bytes: Array(Layout.versionText.utf8), directoryPath: root)
             try fd.synchronize()
         } catch let error as SpoolError {
-            fd.closeQuietly(); throw error
+            undo(); throw error
         } catch {
-            fd.closeQuietly()
+            undo()
             throw SpoolError.io("Creating the spool layout in", root, error as? Errno ?? .ioError)
         }
         return (try Spool(root: root, rootFD: fd), true)

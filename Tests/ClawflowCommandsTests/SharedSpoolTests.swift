@@ -123,6 +123,55 @@ struct SharedSpoolTests {
         #expect(audit.stdout.contains("full.json"), "audit reports the entry left in place: \(audit.stdout)")
     }
 
+    @Test("a member changes only the tasks it reported, and its drop names are its own idempotency keys")
+    func membersOwnTasksAndNames() throws {
+        try #require(getuid() == 0, "needs root to add a second user")
+        try #require(GroupMember.ready, "could not add the users")
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, 0o755) == 0)
+        tmp.value(["init", "--shared-group", GroupMember.group])
+        let spool = tmp.path
+        func memberDrop(_ name: String, _ json: String) {
+            let r = GroupMember.run("printf '%s' '\(json)' > \(spool)/incoming/tmp/\(name) && mv \(spool)/incoming/tmp/\(name) \(spool)/incoming/new/\(name)")
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        func ownerDrop(_ name: String, _ json: String) {
+            #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/" + name), contents: Data(json.utf8)))
+        }
+        let mine = UUID().uuidString.lowercased()
+        let theirs = tmp.addTask(owner: "owner-job", status: "running").task
+        memberDrop("same.json", #"{"kind":"task","ownerKey":"member-job","runtime":"cron","taskId":"\#(mine)","status":"running"}"#)
+        tmp.value(["ingest"])
+        // The owner's drop of the same name is a drop of its own, applied, not a repeat.
+        ownerDrop("same.json", #"{"kind":"task","ownerKey":"owner-drop","runtime":"cron","status":"running"}"#)
+        var r = tmp.run(["ingest"])
+        #expect(r.stdout.contains("Applied 1 drop") && r.stdout.contains("0 repeats"), "\(r.stdout)")
+        #expect(tmp.json(["flows", "show", "owner-drop"])["status"] as? String == "running")
+        // The member may update its own task, not the owner's; the owner's drop may not update the member's.
+        memberDrop("mine-done.json", #"{"kind":"task-update","taskId":"\#(mine)","status":"succeeded"}"#)
+        memberDrop("theirs-done.json", #"{"kind":"task-update","taskId":"\#(theirs)","status":"succeeded"}"#)
+        ownerDrop("poke.json", #"{"kind":"task-update","taskId":"\#(mine)","progressSummary":"poked"}"#)
+        r = tmp.run(["ingest"])
+        #expect(r.stdout.contains("Applied 1 drop") && r.stdout.contains("rejected 2"), "\(r.stdout)")
+        #expect(tmp.json(["tasks", "show", mine])["status"] as? String == "succeeded")
+        #expect(tmp.json(["tasks", "show", theirs])["status"] as? String == "running")
+        #expect(tmp.record("rejected/theirs-done.json.reason")["code"] as? String == "not_reporter")
+        #expect(tmp.record("rejected/poke.json.reason")["code"] as? String == "not_reporter")
+    }
+
+    @Test("init --shared-group that fails leaves no half-made spool behind")
+    func failedSharedInit() throws {
+        try #require(getuid() == 0, "needs root to run clawflow as a second user")
+        try #require(GroupMember.ready, "could not add the users")
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, 0o777) == 0)
+        // The spool owner is not in the group "users", so it may not give the spool to it.
+        let r = GroupMember.run("\(Clawflow.binary) --spool \(tmp.path) init --shared-group users", as: GroupMember.spoolOwner)
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        #expect(r.stderr.contains("Operation not permitted"), "\(r.stderr)")
+        #expect(!tmp.exists, "nothing of the spool is left")
+    }
+
     @Test("fsck --repair writes a missing cancel marker and removes one whose task ended")
     func repairMarkers() throws {
         let tmp = TemporarySpool()
