@@ -309,6 +309,7 @@ extension Spool {
         let extras = MutationExtras(first: [(box.claimed, box.claimedPath)]) { (last) throws(SpoolError) in
             try box.recordApplied([claim], flush: false)
             last.add(directory: box.applied, box.appliedPath)
+            last.addSymlinks()
         }
         switch drop.kind {
         case .task(let task):
@@ -477,7 +478,11 @@ struct DropBox {
                 throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.name), error)
             }
         }
-        if flush { try DurableFile.sync(applied, appliedPath) }
+        guard flush else { return }
+        var barrier = FlushSet()
+        barrier.add(directory: applied, appliedPath)
+        barrier.addSymlinks()
+        try barrier.flush()
     }
 
     /// Removes the applied record of a claim that was refused, if the record is the claim's
