@@ -227,13 +227,16 @@ extension Spool {
         guard DropName.isValid(dropName) else {
             throw DropRejection(code: "bad_name", message: "the name \"\(sanitized(dropName))\" breaks the drop name rule [A-Za-z0-9._-]{1,128}, not starting with a dot")
         }
-        let st = try dir.statusAt(name)
+        var st = try dir.statusAt(name)
         guard st.kind == .regular else {
             throw DropRejection(code: "not_regular_file", message: "the drop is a \(st.kind.word), not a regular file; clawflow does not follow or open it")
         }
         // A claim's second name is its own name in incoming/new, kept until its change is
         // durable; any other second name is a hard link.
         let claimLinks: UInt64 = directory != nil && box.isOwnName(dropName, of: st) ? 2 : 1
+        // Except the drop's own name in incoming/tmp: the reporter's rename into incoming/new,
+        // half undone by a power cut where metadata is not ordered (spool-layout.md, "Drop box").
+        if st.linkCount > claimLinks, box.removeRenameLeftover(dropName, of: st) { st = try dir.statusAt(name) }
         guard st.linkCount == claimLinks else {
             throw DropRejection(code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
         }
@@ -427,6 +430,8 @@ struct DropBox {
     let claimed: FileDescriptor
     let applied: FileDescriptor
     let rejected: FileDescriptor
+    /// incoming/tmp, where reporters write their drops (nil if it cannot be opened).
+    let tmp: FileDescriptor?
     let newPath: FilePath
     let claimedPath: FilePath
     let appliedPath: FilePath
@@ -446,6 +451,7 @@ struct DropBox {
             claimed = try spool.rootFD.openDirectoryAt("incoming/claimed")
             applied = try spool.rootFD.openDirectoryAt("incoming/applied")
             rejected = try spool.rootFD.openDirectoryAt("rejected")
+            tmp = try? spool.rootFD.openDirectoryAt("incoming/tmp")
         } catch {
             throw SpoolError.io("Opening the drop box of", root, error)
         }
@@ -453,6 +459,7 @@ struct DropBox {
 
     func close() {
         for fd in [new, claimed, applied, rejected] { fd.closeQuietly() }
+        tmp?.closeQuietly()
     }
 
     /// The flow a name was applied to within the repeat window, and the digest of what was
@@ -503,6 +510,15 @@ struct DropBox {
     func isOwnName(_ name: String, of claim: FileStatus) -> Bool {
         guard let st = try? new.statusAt(name) else { return false }
         return st.inode == claim.inode && st.device == claim.device
+    }
+
+    /// Removes `incoming/tmp/<name>` when it is the file `drop` describes (the same inode):
+    /// the reporter renamed it into incoming/new, and on a filesystem that does not order its
+    /// metadata a power cut can keep both names of a rename. Returns whether it did.
+    func removeRenameLeftover(_ name: String, of drop: FileStatus) -> Bool {
+        guard let tmp, let st = try? tmp.statusAt(name), st.inode == drop.inode, st.device == drop.device else { return false }
+        do { try tmp.removeAt(name) } catch { return false }
+        return true
     }
 
     /// Removes the drop's own name from `incoming/new` once its claim is finished or refused
