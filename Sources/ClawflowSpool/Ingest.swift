@@ -50,6 +50,7 @@ extension Spool {
         for entry in (try? box.claimed.entries()) ?? [] where !entry.name.hasPrefix(".") {
             guard let claim = Claim(fileName: entry.name) else { continue }
             try finishClaim(claim, box: box, report: &report, recovering: true)
+            try box.settle(force: false)
         }
         let drops: [(name: String, mtime: Int64)]
         do {
@@ -63,8 +64,10 @@ extension Spool {
         var batch = DropBatch()
         for drop in drops {
             try ingestOne(name: drop.name, mtime: drop.mtime, now: now, box: box, batch: &batch, report: &report)
+            try box.settle(force: false)
         }
         try apply(&batch, box: box, report: &report)
+        try box.settle(force: true)
         return report
     }
 
@@ -109,6 +112,7 @@ extension Spool {
             _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
                 change.log(["event": "drop", "name": .string(name), "repeat": true])
             }
+            box.retire(name, in: box.new)
             try? box.new.removeAt(name)
             report.repeats += 1
             return
@@ -191,6 +195,11 @@ extension Spool {
     /// was), records its name as applied, and deletes it.
     private func finishClaim(_ claim: Claim, box: DropBox, report: inout IngestReport, recovering: Bool) throws(SpoolError) {
         var claim = claim
+        if recovering, box.isStaleClaim(claim, now: Spool.now()) {
+            // Its drop was applied (the record says so), and the name now holds another file.
+            try? box.claimed.removeAt(claim.fileName)
+            return
+        }
         let drop: Drop
         do {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
@@ -432,6 +441,10 @@ struct DropBox {
     let rejected: FileDescriptor
     /// incoming/tmp, where reporters write their drops (nil if it cannot be opened).
     let tmp: FileDescriptor?
+    /// Whether the spool's filesystem orders its metadata (`MetadataOrdering`); if not, the
+    /// inodes of finished drops are held open until the removal of their names is durable.
+    let ordered: Bool
+    private let retired = RetiredDrops()
     let newPath: FilePath
     let claimedPath: FilePath
     let appliedPath: FilePath
@@ -452,6 +465,7 @@ struct DropBox {
             applied = try spool.rootFD.openDirectoryAt("incoming/applied")
             rejected = try spool.rootFD.openDirectoryAt("rejected")
             tmp = try? spool.rootFD.openDirectoryAt("incoming/tmp")
+            ordered = MetadataOrdering.isOrdered(new)
         } catch {
             throw SpoolError.io("Opening the drop box of", root, error)
         }
@@ -460,6 +474,8 @@ struct DropBox {
     func close() {
         for fd in [new, claimed, applied, rejected] { fd.closeQuietly() }
         tmp?.closeQuietly()
+        for fd in retired.fds { fd.closeQuietly() }
+        retired.fds = []
     }
 
     /// The flow a name was applied to within the repeat window, and the digest of what was
@@ -532,12 +548,64 @@ struct DropBox {
     /// Deletes an applied claim. No flush: a claim that a power cut brings back is finished
     /// again, which changes nothing (its task exists, or its task's lastDrop names it).
     func removeClaim(_ claim: Claim) throws(SpoolError) {
+        retire(claim.fileName, in: claimed)
         do { try claimed.removeAt(claim.fileName) } catch {
             if error != .noSuchFileOrDirectory {
                 throw SpoolError.io("Removing the applied drop", claimedPath.appending(claim.fileName), error)
             }
         }
     }
+}
+
+extension DropBox {
+    /// Whether a claim left by an interrupted pass is a name a power cut brought back after
+    /// its drop was applied and its inode reused (see `retire`): the name's applied record
+    /// names the claim's flow with the SHA-256 of other bytes than the claim holds now (or
+    /// the claim is no longer a regular file). A name is applied to a flow only once with
+    /// given bytes — other content under an applied name is refused before it is claimed —
+    /// so such a claim holds no drop of its own.
+    func isStaleClaim(_ claim: Claim, now: Timestamp) -> Bool {
+        guard let record = appliedRecord(claim.name, now: now), record.flowId == claim.flowId, let digest = record.digest else { return false }
+        guard let fd = try? claimed.openAt(claim.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else {
+            return (try? claimed.statusAt(claim.fileName))?.kind != nil  // there, but not a file we may open
+        }
+        defer { fd.closeQuietly() }
+        guard let st = try? fd.status(), st.kind == .regular else { return true }
+        guard let bytes = try? fd.readToEnd(limit: Spool.dropLimit, sizeHint: Int(st.size)) else { return false }
+        return SHA256.hex(bytes) != digest
+    }
+
+    /// Before the last name of a finished drop is removed: where metadata is not ordered,
+    /// holds the drop open, so that its inode is not freed — and cannot be reused by another
+    /// file — before `settle` has made the removal of its names durable. Without that, a
+    /// power cut could keep a removed name (a claim, a drop's name in incoming/new, the
+    /// reporter's in incoming/tmp) naming an inode that now holds another file: a task
+    /// record, or another drop, which would then be read, or refused as a hard link, under
+    /// that name. No flush here: the names' removals need none until the inode is let go.
+    func retire(_ name: String, in dir: FileDescriptor) {
+        guard !ordered, let fd = try? dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else { return }
+        retired.fds.append(fd)
+    }
+
+    /// Flushes incoming/new, incoming/claimed and incoming/tmp together and lets the retired
+    /// drops go; with `force: false` only once 32 are held.
+    func settle(force: Bool) throws(SpoolError) {
+        guard !retired.fds.isEmpty, force || retired.fds.count >= 32 else { return }
+        defer {
+            for fd in retired.fds { fd.closeQuietly() }
+            retired.fds = []
+        }
+        let dirs = [new, claimed] + (tmp.map { [$0] } ?? [])
+        if let (index, error) = FileDescriptor.synchronizeAll(dirs, files: dirs.map { _ in false }).first {
+            let paths = [newPath, claimedPath, newPath.removingLastComponent().appending("tmp")]
+            throw SpoolError.io("Flushing the directory", paths[index], error)
+        }
+    }
+}
+
+/// Finished drops held open by `DropBox.retire`.
+final class RetiredDrops {
+    var fds: [FileDescriptor] = []
 }
 
 /// New-flow drops claimed in this pass and not yet applied.

@@ -235,6 +235,33 @@ struct IngestTests {
         #expect(names(f.tmp.file("incoming/tmp")) == ["other.json"])
     }
 
+    @Test("a claim a power cut brought back after its drop was applied, whose inode now holds another file, is removed, not applied or refused")
+    func staleClaim() throws {
+        let f = try DropFixture()
+        let id = "0b5f7f3e-1d2c-4b8a-9e6f-0000000000aa"
+        try f.drop("first.json", #"{"kind":"task","ownerKey":"sc","runtime":"cron","taskId":"\#(id)"}"#)
+        try f.drop("upd.json", #"{"kind":"task-update","taskId":"\#(id)","status":"running"}"#)
+        #expect(try f.spool.ingest().applied == 2)
+        let flow = try #require(f.spool.flowId(forOwner: "sc"))
+        let record = try #require(link(f.tmp.file("incoming/applied/upd.json")))
+        // The update's claim, back under its name; its inode reused by another file: a task
+        // record, and then another drop.
+        let claim = f.tmp.file("incoming/claimed/upd.json#\(id)#\(flow)")
+        for other in [f.tmp.file("flows/\(flow)/tasks/\(id).json"), f.tmp.file("incoming/tmp/other.json")] {
+            if !FileManager.default.fileExists(atPath: other) {
+                try #"{"kind":"task-update","taskId":"\#(id)","status":"failed"}"#.write(toFile: other, atomically: false, encoding: .utf8)
+            }
+            #expect(Glibc.link(other, claim) == 0)
+            let r = try f.spool.ingest()
+            #expect(r.applied == 0 && r.rejected == 0, "\(r)")
+            #expect(!FileManager.default.fileExists(atPath: claim))
+            #expect(FileManager.default.fileExists(atPath: other))
+            #expect(names(f.tmp.file("rejected")).isEmpty)
+            #expect(link(f.tmp.file("incoming/applied/upd.json")) == record)
+            #expect(try f.spool.readTask(flowId: flow, taskId: id).status == .running)
+        }
+    }
+
     @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
     func staleAppliedRecord() throws {
         let f = try DropFixture()

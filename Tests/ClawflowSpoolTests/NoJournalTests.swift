@@ -58,12 +58,37 @@ struct NoJournalTests {
         #expect(lines[record..<dropIntoFlows].contains { $0.contains("syncfs(") }, "\(lines)")
     }
 
+    @Test("without a journal, a finished drop is held open until the removal of its names is durable, so its inode cannot be reused before")
+    func finishedDropsHeldOpen() throws {
+        let fs = try ScratchExt4(journal: false)
+        let spool = fs.path + "/spool"
+        #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
+        for (i, body) in [#"{"kind":"task","ownerKey":"p","runtime":"cron","runId":"held"}"#, #"{"kind":"task-update","runId":"held","status":"running"}"#].enumerated() {
+            let name = "d-\(i).json"
+            try body.write(toFile: spool + "/incoming/tmp/" + name, atomically: false, encoding: .utf8)
+            #expect(rename(spool + "/incoming/tmp/" + name, spool + "/incoming/new/" + name) == 0)
+            let lines = try Self.traced(spool, ["ingest"], calls: "openat,close,fsync,unlinkat")
+            let removed = try #require(lines.firstIndex { $0.contains("unlinkat(") && $0.contains("incoming/claimed>") && $0.contains(name + "#") })
+            let held = try #require(lines[..<removed].lastIndex { $0.contains("openat(") && $0.contains("incoming/claimed>") && $0.contains(name + "#") })
+            let released = try #require(lines.firstIndex { $0.contains("close(") && $0.contains("/incoming/claimed/" + name + "#") && $0.contains("(deleted)") })
+            for dir in ["incoming/new>", "incoming/claimed>", "incoming/tmp>"] {
+                let flush = try #require(lines[removed...].firstIndex { $0.contains("fsync(") && $0.contains(dir) }, "\(dir) \(lines)")
+                #expect(held < removed && flush < released, "\(dir) \(lines)")
+            }
+        }
+    }
+
     @Test("with a journal, no syncfs is added")
     func journaledCostsNothing() throws {
         let fs = try ScratchExt4(journal: true)
         let spool = fs.path + "/spool"
         #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
-        let lines = try Self.traced(spool, ["tasks", "add", "--owner", "o", "--runtime", "cron", "--run-id", "r-1"])
+        var lines = try Self.traced(spool, ["tasks", "add", "--owner", "o", "--runtime", "cron", "--run-id", "r-1"])
         #expect(!lines.contains { $0.contains("syncfs(") }, "\(lines)")
+        // Nor is a finished drop held open, nor the drop box flushed once more.
+        try #"{"kind":"task","ownerKey":"p","runtime":"cron"}"#.write(toFile: spool + "/incoming/new/d.json", atomically: false, encoding: .utf8)
+        lines = try Self.traced(spool, ["ingest"], calls: "openat,fsync,syncfs")
+        #expect(!lines.contains { $0.contains("syncfs(") || ($0.contains("openat(") && $0.contains("incoming/claimed>") && $0.contains("d.json#")) }, "\(lines)")
+        #expect(!lines.contains { $0.contains("fsync(") && ($0.contains("incoming/new>") || $0.contains("incoming/tmp>")) }, "\(lines)")
     }
 }
