@@ -78,6 +78,17 @@ struct NoJournalTests {
         }
     }
 
+    @Test("without a journal, a command's log is flushed before its task is recorded running, which makes its name durable")
+    func logFlushed() throws {
+        let fs = try ScratchExt4(journal: false)
+        let spool = fs.path + "/spool"
+        #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
+        let lines = try Self.traced(spool, ["run", "--owner", "l", "--", "true"], calls: "fsync,renameat")
+        let logFlush = try #require(lines.firstIndex { $0.contains("fsync(") && $0.contains(".log>") }, "\(lines)")
+        let taskRenames = lines.indices.filter { lines[$0].contains("renameat(") && lines[$0].contains("/tasks>") }
+        #expect(taskRenames.count == 2 && logFlush < taskRenames[0], "\(lines)")  // running, then succeeded
+    }
+
     @Test("with a journal, no syncfs is added")
     func journaledCostsNothing() throws {
         let fs = try ScratchExt4(journal: true)
