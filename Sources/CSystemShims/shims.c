@@ -28,6 +28,12 @@ long clawflow_filesystem_magic(const char *path) {
     return (long)buf.f_type;
 }
 
+long clawflow_fd_filesystem_magic(int fd) {
+    struct statfs buf;
+    if (fstatfs(fd, &buf) != 0) return -1;
+    return (long)buf.f_type;
+}
+
 #include <pthread.h>
 #include <stdlib.h>
 

@@ -105,6 +105,10 @@ public struct Supervisor: Sendable {
             return
         }
         defer { try? log.close() }
+        // The log's name becomes durable with the task file's next flush of tasks/; its inode
+        // too, except where metadata is not ordered (ext4 without a journal), where a power
+        // cut could otherwise keep the name naming an inode reused by another file.
+        if !MetadataOrdering.isOrdered(log) { try? log.synchronize() }
         guard !argv.isEmpty else {
             try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("the task has no command")]))
             return

@@ -68,7 +68,10 @@ enum DurableFile {
             try? directory.removeAt(temp)
             throw SpoolError.io("Replacing the link", directoryPath.appending(name), error)
         }
-        try sync(directory, directoryPath)
+        var barrier = FlushSet()
+        barrier.add(directory: directory, directoryPath)
+        barrier.addSymlinks()
+        try barrier.flush()
     }
 
     /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
@@ -156,11 +159,18 @@ struct FlushSet {
     private var isFile: [Bool] = []
     private var owned: [Bool] = []
     private var shared: Set<Int32> = []  // directories added without ownership, each once
+    private var symlinks = false
 
     init() {}
 
     /// Whether nothing was added.
     var isEmpty: Bool { fds.isEmpty }
+
+    /// Says that the set's changes include new symlinks (their directories are added as
+    /// usual). A symlink cannot be opened, so no `fsync` reaches its inode: on a filesystem
+    /// that does not order its metadata (`MetadataOrdering`), `flush` then starts with a
+    /// `syncfs`, which writes every inode, and its `fsync` calls flush the device after it.
+    mutating func addSymlinks() { symlinks = true }
 
     /// Adds a file; an `owned` descriptor is closed after the flush.
     mutating func add(file fd: FileDescriptor, _ path: @autoclosure @escaping () -> FilePath, owned: Bool) {
@@ -185,6 +195,9 @@ struct FlushSet {
     mutating func flush() throws(SpoolError) {
         defer { closeOwned() }
         guard !fds.isEmpty else { return }
+        if symlinks, !MetadataOrdering.isOrdered(fds[0]) {
+            do { try fds[0].synchronizeFileSystem() } catch { throw SpoolError.io("Flushing the filesystem of", paths[0](), error) }
+        }
         let failures = FileDescriptor.synchronizeAll(fds, files: isFile)
         if let (index, error) = failures.first {
             throw SpoolError.io(isFile[index] ? "Flushing" : "Flushing the directory", paths[index](), error)
@@ -199,5 +212,6 @@ struct FlushSet {
         isFile = []
         owned = []
         shared = []
+        symlinks = false
     }
 }

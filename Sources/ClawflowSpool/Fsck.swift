@@ -504,6 +504,12 @@ extension Spool {
                 report.repairs.append("rebuilt the owner link of \"\(sanitized(key))\"")
             }
         }
+        // The index entries and links made above are symlinks, which only their directories'
+        // flushes reached (see `FlushSet.addSymlinks`).
+        var barrier = FlushSet()
+        barrier.add(directory: rootFD, self.root)
+        barrier.addSymlinks()
+        try barrier.flush()
     }
 
     private func removeDebris(into report: inout FsckReport) {

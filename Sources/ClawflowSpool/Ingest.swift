@@ -45,6 +45,7 @@ extension Spool {
         for entry in (try? box.claimed.entries()) ?? [] where !entry.name.hasPrefix(".") {
             guard let claim = Claim(fileName: entry.name) else { continue }
             try finishClaim(claim, box: box, report: &report, recovering: true)
+            try box.settle(force: false)
         }
         // Arrival order is the drops' modification times (then names); how long one has been
         // here is told by its ctime, which the kernel set when it was renamed in and no
@@ -60,8 +61,11 @@ extension Spool {
         }
         var batch = DropBatch()
         var waiting: [(name: String, mtime: Int64, arrived: Int64)] = []
-        for drop in drops where try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report) {
-            waiting.append(drop)
+        for drop in drops {
+            if try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report) {
+                waiting.append(drop)
+            }
+            try box.settle(force: false)
         }
         try apply(&batch, box: box, report: &report)
         // An update that came before its task's drop (in the same instant, sorted by name)
@@ -70,9 +74,11 @@ extension Spool {
             report.waiting -= waiting.count
             for drop in waiting {
                 try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report)
+                try box.settle(force: false)
             }
             try apply(&batch, box: box, report: &report)
         }
+        try box.settle(force: true)
         return report
     }
 
@@ -120,6 +126,7 @@ extension Spool {
             _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
                 change.log(["event": "drop", "name": .string(name), "repeat": true])
             }
+            box.retire(name, in: box.new)
             try? box.new.removeAt(name)
             report.repeats += 1
             return false
@@ -211,6 +218,11 @@ extension Spool {
     /// was), records its name as applied, and deletes it.
     private func finishClaim(_ claim: Claim, box: DropBox, report: inout IngestReport, recovering: Bool) throws(SpoolError) {
         var claim = claim
+        if recovering, box.isStaleClaim(claim, now: Spool.now()) {
+            // Its drop was applied (the record says so), and the name now holds another file.
+            try? box.claimed.removeAt(claim.fileName)
+            return
+        }
         let drop: Drop
         do {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
@@ -248,13 +260,16 @@ extension Spool {
         guard DropName.isValid(dropName) else {
             throw DropRejection(code: "bad_name", message: "the name \"\(sanitized(dropName))\" breaks the drop name rule [A-Za-z0-9._-]{1,128}, not starting with a dot")
         }
-        let st = try dir.statusAt(name)
+        var st = try dir.statusAt(name)
         guard st.kind == .regular else {
             throw DropRejection(code: "not_regular_file", message: "the drop is a \(st.kind.word), not a regular file; clawflow does not follow or open it")
         }
         // A claim's second name is its own name in incoming/new, kept until its change is
         // durable; any other second name is a hard link.
         let claimLinks: UInt64 = directory != nil && box.isOwnName(dropName, of: st) ? 2 : 1
+        // Except the drop's own name in incoming/tmp: the reporter's rename into incoming/new,
+        // half undone by a power cut where metadata is not ordered (spool-layout.md, "Drop box").
+        if st.linkCount > claimLinks, box.removeRenameLeftover(dropName, of: st) { st = try dir.statusAt(name) }
         guard st.linkCount == claimLinks else {
             throw DropRejection(code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
         }
@@ -377,6 +392,7 @@ extension Spool {
         let extras = MutationExtras(first: [(box.claimed, box.claimedPath)]) { (last) throws(SpoolError) in
             try box.recordApplied([claim], flush: false)
             last.add(directory: box.applied, box.appliedPath)
+            last.addSymlinks()
         }
         switch drop.kind {
         case .task(let task):
@@ -517,6 +533,12 @@ struct DropBox {
     let claimed: FileDescriptor
     let applied: FileDescriptor
     let rejected: FileDescriptor
+    /// incoming/tmp, where reporters write their drops (nil if it cannot be opened).
+    let tmp: FileDescriptor?
+    /// Whether the spool's filesystem orders its metadata (`MetadataOrdering`); if not, the
+    /// inodes of finished drops are held open until the removal of their names is durable.
+    let ordered: Bool
+    private let retired = RetiredDrops()
     let newPath: FilePath
     let claimedPath: FilePath
     let appliedPath: FilePath
@@ -536,6 +558,8 @@ struct DropBox {
             claimed = try spool.rootFD.openDirectoryAt("incoming/claimed")
             applied = try spool.rootFD.openDirectoryAt("incoming/applied")
             rejected = try spool.rootFD.openDirectoryAt("rejected")
+            tmp = try? spool.rootFD.openDirectoryAt("incoming/tmp")
+            ordered = MetadataOrdering.isOrdered(new)
         } catch {
             throw SpoolError.io("Opening the drop box of", root, error)
         }
@@ -543,6 +567,9 @@ struct DropBox {
 
     func close() {
         for fd in [new, claimed, applied, rejected] { fd.closeQuietly() }
+        tmp?.closeQuietly()
+        for fd in retired.fds { fd.closeQuietly() }
+        retired.fds = []
     }
 
     /// The flow a name was applied to within the repeat window, and the digest of what was
@@ -568,7 +595,11 @@ struct DropBox {
                 throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.recordName), error)
             }
         }
-        if flush { try DurableFile.sync(applied, appliedPath) }
+        guard flush else { return }
+        var barrier = FlushSet()
+        barrier.add(directory: applied, appliedPath)
+        barrier.addSymlinks()
+        try barrier.flush()
     }
 
     /// Removes the applied record of a claim that was refused, if the record is the claim's
@@ -589,6 +620,15 @@ struct DropBox {
     func isOwnName(_ name: String, of claim: FileStatus) -> Bool {
         guard let st = try? new.statusAt(name) else { return false }
         return st.inode == claim.inode && st.device == claim.device
+    }
+
+    /// Removes `incoming/tmp/<name>` when it is the file `drop` describes (the same inode):
+    /// the reporter renamed it into incoming/new, and on a filesystem that does not order its
+    /// metadata a power cut can keep both names of a rename. Returns whether it did.
+    func removeRenameLeftover(_ name: String, of drop: FileStatus) -> Bool {
+        guard let tmp, let st = try? tmp.statusAt(name), st.inode == drop.inode, st.device == drop.device else { return false }
+        do { try tmp.removeAt(name) } catch { return false }
+        return true
     }
 
     /// Removes the drop's own name from `incoming/new` once its claim is finished or refused
@@ -649,12 +689,67 @@ struct DropBox {
     /// Deletes an applied claim. No flush: a claim that a power cut brings back is finished
     /// again, which changes nothing (its task exists, or its task's lastDrop names it).
     func removeClaim(_ claim: Claim) throws(SpoolError) {
+        retire(claim.fileName, in: claimed)
         do { try claimed.removeAt(claim.fileName) } catch {
             if error != .noSuchFileOrDirectory {
                 throw SpoolError.io("Removing the applied drop", claimedPath.appending(claim.fileName), error)
             }
         }
     }
+}
+
+extension DropBox {
+    /// Whether a claim left by an interrupted pass is a name a power cut brought back after
+    /// its drop was applied and its inode reused (see `retire`): the name's applied record
+    /// names the claim's flow with the SHA-256 of other bytes than the claim holds now (or
+    /// the claim is no longer a regular file). A name is applied to a flow only once with
+    /// given bytes — other content under an applied name is refused before it is claimed —
+    /// so such a claim holds no drop of its own.
+    func isStaleClaim(_ claim: Claim, now: Timestamp) -> Bool {
+        // A drop of another user has its record under its uid (the claim keeps the drop's owner).
+        let owner = (try? claimed.statusAt(claim.fileName))?.owner
+        let name = Layout.appliedRecordName(claim.name, uid: owner.flatMap { $0 == geteuid() ? nil : $0 })
+        guard let record = appliedRecord(name, now: now), record.flowId == claim.flowId, let digest = record.digest else { return false }
+        guard let fd = try? claimed.openAt(claim.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else {
+            return (try? claimed.statusAt(claim.fileName))?.kind != nil  // there, but not a file we may open
+        }
+        defer { fd.closeQuietly() }
+        guard let st = try? fd.status(), st.kind == .regular else { return true }
+        guard let bytes = try? fd.readToEnd(limit: Spool.dropLimit, sizeHint: Int(st.size)) else { return false }
+        return SHA256.hex(bytes) != digest
+    }
+
+    /// Before the last name of a finished drop is removed: where metadata is not ordered,
+    /// holds the drop open, so that its inode is not freed — and cannot be reused by another
+    /// file — before `settle` has made the removal of its names durable. Without that, a
+    /// power cut could keep a removed name (a claim, a drop's name in incoming/new, the
+    /// reporter's in incoming/tmp) naming an inode that now holds another file: a task
+    /// record, or another drop, which would then be read, or refused as a hard link, under
+    /// that name. No flush here: the names' removals need none until the inode is let go.
+    func retire(_ name: String, in dir: FileDescriptor) {
+        guard !ordered, let fd = try? dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else { return }
+        retired.fds.append(fd)
+    }
+
+    /// Flushes incoming/new, incoming/claimed and incoming/tmp together and lets the retired
+    /// drops go; with `force: false` only once 32 are held.
+    func settle(force: Bool) throws(SpoolError) {
+        guard !retired.fds.isEmpty, force || retired.fds.count >= 32 else { return }
+        defer {
+            for fd in retired.fds { fd.closeQuietly() }
+            retired.fds = []
+        }
+        let dirs = [new, claimed] + (tmp.map { [$0] } ?? [])
+        if let (index, error) = FileDescriptor.synchronizeAll(dirs, files: dirs.map { _ in false }).first {
+            let paths = [newPath, claimedPath, newPath.removingLastComponent().appending("tmp")]
+            throw SpoolError.io("Flushing the directory", paths[index], error)
+        }
+    }
+}
+
+/// Finished drops held open by `DropBox.retire`.
+final class RetiredDrops {
+    var fds: [FileDescriptor] = []
 }
 
 /// New-flow drops claimed in this pass and not yet applied.

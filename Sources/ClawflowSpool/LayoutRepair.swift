@@ -115,7 +115,10 @@ extension Spool {
                     throw SpoolError.io("Rebuilding the owner link in", root.appending("owners").appending(OwnerKey.linkName(key)), error)
                 }
             }
-            try DurableFile.sync(owners, root.appending("owners"))
+            var barrier = FlushSet()
+            barrier.add(directory: owners, self.root.appending("owners"))
+            barrier.addSymlinks()
+            try barrier.flush()
             done.append("rebuilt owners/ (\(picks.count) owner link(s))")
         }
         return done
@@ -171,6 +174,9 @@ extension Spool {
             if (try? rootFD.statusAt(path)) == nil {
                 do throws(Errno) {
                     try rootFD.makeDirectoryAt(path, permissions: 0o700, existingIsFine: true)
+                    // The parent's flush does not write the new directory's own inode and
+                    // block where metadata is not ordered (`MetadataOrdering`).
+                    if !MetadataOrdering.isOrdered(rootFD) { try rootFD.synchronizeFileSystem() }
                     if parent.isEmpty { try rootFD.synchronize() } else {
                         let p = try rootFD.openDirectoryAt(parent)
                         defer { p.closeQuietly() }

@@ -169,8 +169,8 @@ extension Spool {
     /// tmp/ and renamed into flows/, and owner links move to those the lookup rule picks.
     /// All of them share two barriers — (1) staged records, index entries and link intents,
     /// (2) flows/ and owners/ after the renames — so a batch costs about what one flow does.
-    /// `alsoFlush` joins barrier 1 (the applied records of drops, which must be durable
-    /// before their flows are).
+    /// `alsoFlush` joins barrier 1: directories in which the caller made symlinks (the
+    /// applied records of drops, which must be durable before their flows are).
     /// Returns one result per draft, in order: a draft refused (invalid, or a task id taken
     /// meanwhile) does not stop the others; an I/O error stops the batch.
     func create(_ drafts: [FlowDraft], alsoFlush: [(FileDescriptor, FilePath)] = []) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
@@ -245,6 +245,7 @@ extension Spool {
             }
         }
         for (fd, path) in alsoFlush { barrier.add(directory: fd, path) }
+        if !alsoFlush.isEmpty { barrier.addSymlinks() }
         do { try barrier.flush() } catch {
             abandon(staged)
             throw error

@@ -43,6 +43,7 @@ extension Spool {
             }
         }
         barrier.add(directory: taskIndexFD, indexPath)
+        barrier.addSymlinks()
     }
 
     /// The flow `index/tasks/<taskId>` names, or nil. Without the index, the flow that holds
@@ -102,6 +103,7 @@ extension Spool {
         do { try dir.symlinkAt(entry, target: Layout.keyedIndexTarget(flowId), existingIsFine: true) } catch {
             throw SpoolError.io(doing, dirPath, error)
         }
+        barrier.addSymlinks()
     }
 
     /// Adds `index/runs/<name>/<taskId>` for each new task with a run id (`name` is the run
@@ -264,6 +266,7 @@ extension Spool {
             throw SpoolError.io("Recording the owner link change in", ownersPath.appending(marker), error)
         }
         barrier.add(directory: ownersFD, ownersPath)
+        barrier.addSymlinks()
         return PendingOwnerLink(name: name, target: target)
     }
 
@@ -273,6 +276,8 @@ extension Spool {
         guard !changes.isEmpty, let ownersFD else { return }
         var ownersPath: FilePath { root.appending("owners") }
         for change in changes {
+            // A marker made before the write is flushed already; a first link is new here.
+            if change.isFirst { barrier.addSymlinks() }
             do {
                 let marker = Layout.pendingOwnerLink(change.name)
                 let text = Layout.ownerLinkTarget(change.target)

@@ -137,6 +137,9 @@ public final class Spool: Sendable {
             try DurableFile.replace(in: runs, name: Layout.runIndexComplete, bytes: [], directoryPath: root.appending("index/runs"))
             // VERSION last: its presence says the layout is complete.
             try DurableFile.replace(in: fd, name: "VERSION", bytes: Array(Layout.versionText.utf8), directoryPath: root)
+            // The directories made above: their parents' flushes do not write their own inodes
+            // and blocks where metadata is not ordered (`MetadataOrdering`).
+            if !MetadataOrdering.isOrdered(fd) { try fd.synchronizeFileSystem() }
             try fd.synchronize()
         } catch let error as SpoolError {
             undo(); throw error

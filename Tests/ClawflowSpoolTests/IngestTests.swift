@@ -258,6 +258,60 @@ struct IngestTests {
         #expect(report.findings.isEmpty, "\(report.findings)")
     }
 
+    @Test("a drop whose name is still in incoming/tmp too (its rename half undone by a power cut without a journal) is applied, and that name removed")
+    func renameLeftover() throws {
+        let f = try DropFixture()
+        try f.drop("kept.json", #"{"kind":"task","ownerKey":"rl","runtime":"cron"}"#)
+        #expect(link(f.tmp.file("incoming/new/kept.json"), f.tmp.file("incoming/tmp/kept.json")) == 0)
+        // The same with a claim made before the cut (link count 3).
+        try f.drop("claimed.json", #"{"kind":"task","ownerKey":"rl2","runtime":"cron"}"#)
+        let task = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 5, count: 10))
+        let flow = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 6, count: 10))
+        #expect(link(f.tmp.file("incoming/new/claimed.json"), f.tmp.file("incoming/tmp/claimed.json")) == 0)
+        #expect(link(f.tmp.file("incoming/new/claimed.json"), f.tmp.file("incoming/claimed/claimed.json#\(task)#\(flow)")) == 0)
+        let r = try f.spool.ingest()
+        #expect(r.applied == 2 && r.rejected == 0 && r.recovered == 1, "\(r)")
+        #expect(try f.spool.flowId(forOwner: "rl") != nil)
+        #expect(try f.spool.readFlow(flow).tasks.map(\.taskId) == [task])
+        for dir in ["incoming/tmp", "incoming/new", "incoming/claimed", "rejected"] {
+            #expect(names(f.tmp.file(dir)).isEmpty, "\(dir)")
+        }
+        // Another file under that name in incoming/tmp is left alone, and the link refused.
+        try f.drop("other.json", #"{"kind":"task","ownerKey":"rl3","runtime":"cron"}"#)
+        #expect(link(f.tmp.file("incoming/new/other.json"), f.tmp.parent + "/outside") == 0)
+        try "someone's draft".write(toFile: f.tmp.file("incoming/tmp/other.json"), atomically: false, encoding: .utf8)
+        #expect(try f.spool.ingest().rejected == 1)
+        #expect(try f.reason("other.json")["code"] as? String == "hard_link")
+        #expect(names(f.tmp.file("incoming/tmp")) == ["other.json"])
+    }
+
+    @Test("a claim a power cut brought back after its drop was applied, whose inode now holds another file, is removed, not applied or refused")
+    func staleClaim() throws {
+        let f = try DropFixture()
+        let id = "0b5f7f3e-1d2c-4b8a-9e6f-0000000000aa"
+        try f.drop("first.json", #"{"kind":"task","ownerKey":"sc","runtime":"cron","taskId":"\#(id)"}"#)
+        try f.drop("upd.json", #"{"kind":"task-update","taskId":"\#(id)","status":"running"}"#)
+        #expect(try f.spool.ingest().applied == 2)
+        let flow = try #require(f.spool.flowId(forOwner: "sc"))
+        let record = try #require(link(f.tmp.file("incoming/applied/upd.json")))
+        // The update's claim, back under its name; its inode reused by another file: a task
+        // record, and then another drop.
+        let claim = f.tmp.file("incoming/claimed/upd.json#\(id)#\(flow)")
+        for other in [f.tmp.file("flows/\(flow)/tasks/\(id).json"), f.tmp.file("incoming/tmp/other.json")] {
+            if !FileManager.default.fileExists(atPath: other) {
+                try #"{"kind":"task-update","taskId":"\#(id)","status":"failed"}"#.write(toFile: other, atomically: false, encoding: .utf8)
+            }
+            #expect(Glibc.link(other, claim) == 0)
+            let r = try f.spool.ingest()
+            #expect(r.applied == 0 && r.rejected == 0, "\(r)")
+            #expect(!FileManager.default.fileExists(atPath: claim))
+            #expect(FileManager.default.fileExists(atPath: other))
+            #expect(names(f.tmp.file("rejected")).isEmpty)
+            #expect(link(f.tmp.file("incoming/applied/upd.json")) == record)
+            #expect(try f.spool.readTask(flowId: flow, taskId: id).status == .running)
+        }
+    }
+
     @Test("an applied record that names no flow (its claim undone by a crash) does not make the drop a repeat")
     func staleAppliedRecord() throws {
         let f = try DropFixture()

@@ -128,3 +128,58 @@ public func runProgram(_ executable: String, _ arguments: [String], set: [String
     let status = process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
     return CommandResult(status: status, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
+
+/// A small ext4 filesystem made for one test: a sparse image under /dev/shm, loop-mounted,
+/// with or without a journal; unmounted, detached and deleted when the value is
+/// deinitialised. Needs root and a free loop device, as CI has: `init` throws (and the test
+/// fails) when they are missing, so no test passes without running.
+public final class ScratchExt4: Sendable {
+    /// The mount point.
+    public let path: String
+    /// The loop device.
+    public let device: String
+    private let directory: String
+
+    public struct Unavailable: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Makes and mounts a filesystem of `megabytes` MiB; `journal: false` makes it with
+    /// `mkfs.ext4 -O ^has_journal`.
+    public init(journal: Bool, megabytes: Int = 64) throws {
+        guard geteuid() == 0 else { throw Unavailable(description: "a loop-mounted ext4 needs root (CI runs the tests as root)") }
+        var template = Array("/dev/shm/clawflow-ext4-XXXXXX".utf8CString)
+        directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let image = directory + "/fs.img"
+        path = directory + "/mnt"
+        func run(_ tool: String, _ arguments: [String]) throws -> String {
+            let r = runProgram(tool, arguments)
+            guard r.status == 0 else {
+                throw Unavailable(description: "\(tool) \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)")
+            }
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        do {
+            _ = try run("/usr/bin/truncate", ["-s", "\(megabytes)M", image])
+            _ = try run("/sbin/mkfs.ext4", ["-q", "-F", "-b", "4096", "-I", "256"] + (journal ? [] : ["-O", "^has_journal"]) + [image])
+            device = try run("/sbin/losetup", ["-f", "--show", image])
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            _ = try run("/bin/mount", [device, path])
+        } catch {
+            _ = runProgram("/sbin/losetup", ["-d", device])
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+    }
+
+    deinit {
+        if runProgram("/bin/umount", [path]).status != 0 { _ = runProgram("/bin/umount", ["-l", path]) }
+        _ = runProgram("/sbin/losetup", ["-d", device])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

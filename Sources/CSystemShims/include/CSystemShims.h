@@ -16,6 +16,8 @@ long clawflow_getdents64(int fd, void *buf, unsigned long count);
 
 /// The f_type of statfs(2) for path (the filesystem's magic number); -1 on error (errno set).
 long clawflow_filesystem_magic(const char *path);
+/// The same for the filesystem holding the open descriptor fd (fstatfs(2)).
+long clawflow_fd_filesystem_magic(int fd);
 
 /// flock(2), whose name Swift also gives to a struct.
 int clawflow_flock(int fd, int operation);
