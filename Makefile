@@ -24,7 +24,7 @@ MANUAL_FLAGS ?=
 # The page's date: $SOURCE_DATE_EPOCH, else the last commit's, so that rebuilds are identical.
 MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; else git log -1 --format=%cs 2>/dev/null; fi)
 
-.PHONY: all deps build release generated install uninstall demo test fuzz bench clean
+.PHONY: all deps build release generated install uninstall demo test fuzz bench powercut clean
 
 all: build
 
@@ -112,6 +112,12 @@ fuzz:
 
 bench: deps
 	@bash bench/run.sh
+
+# Power cuts on loop-mounted ext4 images, with and without a journal (needs root): CUTS per
+# kind; make test runs 3 of each (bench/README.md, "Power cuts").
+CUTS ?= 30
+powercut: build
+	python3 bench/powercut/powercut.py --cuts $(CUTS)
 
 clean:
 	rm -rf .build .build-release .build-bench .build-fuzz

@@ -145,6 +145,10 @@ class Workload:
             self.ack_file.write(json.dumps(record, sort_keys=True) + "\n")
             self.ack_file.flush()
 
+    def pause(self, low, high):
+        """Sleeps a random while, scaled by --pace (the workload leaves the watcher CPU to keep up)."""
+        time.sleep(self.rng.uniform(low, high) * self.args.pace)
+
     def clawflow(self, *arguments):
         """Runs clawflow on the spool; returns (status, stdout)."""
         if self.stop.is_set():
@@ -178,10 +182,12 @@ class Workload:
             task = out.strip()
             self.ack(what="task", task=task, runId=run_id, status="queued")
             for next_status in ("running", "succeeded"):
+                self.pause(0.01, 0.04)
                 status, _ = self.clawflow("tasks", "set", task, "--status", next_status)
                 if status != 0:
                     return
                 self.ack(what="task", task=task, runId=run_id, status=next_status)
+            self.pause(0.01, 0.04)
 
     def runner(self):
         """clawflow run -- true (and now and then a two-step sequence): the task exists once run returns."""
@@ -199,7 +205,7 @@ class Workload:
             except ValueError:
                 return
             self.ack(what="run", task=started["taskId"], flow=started["flowId"], status="queued")
-            time.sleep(self.rng.uniform(0.02, 0.08))
+            self.pause(0.02, 0.08)
 
     def maintainer(self):
         while not self.stop.wait(self.rng.uniform(0.3, 0.8)):
@@ -253,7 +259,7 @@ class Workload:
             self.ack(**record)
             if record["what"] == "drop":
                 pending.append([run_id, "running"])
-            time.sleep(self.rng.uniform(0.005, 0.03))
+            self.pause(0.01, 0.05)
 
     # -- starting and stopping ---------------------------------------------------------
 
@@ -490,11 +496,16 @@ def run_cut(args, machine, kind, index, rng, workdir):
         result["fsck_before"] = before.returncode
         if before.returncode != 0:
             result["fsck_before_out"] = (before.stdout + before.stderr).strip()
+            problems.append(f"fsck before recovery exited {before.returncode} (spool-layout.md: a spool a crash interrupted at any instant passes fsck)")
         # Recovery by the next clawflow commands.
-        ing = clawflow(args.binary, spool2, "ingest")
+        ing = clawflow(args.binary, spool2, "ingest", "--json")
         if ing.returncode != 0:
             problems.append(f"ingest exited {ing.returncode}: {ing.stderr.strip()}")
-        result["ingest"] = ing.stdout.strip()
+        try:
+            report = json.loads(ing.stdout)
+        except ValueError:
+            report = {}
+        result["ingest"] = ", ".join(f"{k} {report.get(k, '?')}" for k in ("applied", "recovered", "repeats", "rejected", "waiting"))
         rep = clawflow(args.binary, spool2, "fsck", "--repair")
         if rep.returncode != 0:
             problems.append(f"fsck --repair exited {rep.returncode}: {(rep.stdout + rep.stderr).strip()}")
@@ -544,6 +555,7 @@ def main():
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--droppers", type=int, default=2)
+    p.add_argument("--pace", type=float, default=1.0, help="scales the writers' pauses (0: none)")
     p.add_argument("--workdir", default=os.environ.get("POWERCUT_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"),
                    help="where the images go (default /dev/shm)")
     p.add_argument("--keep-failed", default=None, help="keep the cut image, e2fsck output and acks of a failing cut here")
@@ -605,7 +617,7 @@ def main():
                 f"{r['acked']} acknowledged writes ({r['ack_lines']} acks: {counts}; {r['after_cut']} after the cut), "
                 f"{r['lost']} lost, {r['twice']} twice, {r['problems']} other problems; {r['e2fsck']}"
                 f"{', lost+found: ' + str(r['lost_found']) if r['lost_found'] else ''}; fsck before recovery: {r['fsck_before']}; "
-                f"ingest: {r['ingest']}" + (f"; kept in {r['kept']}" if r.get("kept") else ""))
+                f"recovery ingest: {r['ingest']}" + (f"; kept in {r['kept']}" if r.get("kept") else ""))
             if args.verbose or r["e2fsck_preen_refused"]:
                 for line in r["e2fsck_out"].splitlines():
                     if line.strip() and not line.startswith(("Pass ", "e2fsck ")):
