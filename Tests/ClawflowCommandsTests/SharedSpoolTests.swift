@@ -20,6 +20,22 @@ enum GroupMember {
         return [user, spoolOwner].allSatisfy { runProgram("/usr/bin/getent", ["passwd", $0]).status == 0 }
     }()
 
+    /// A temporary spool whose parent directory the second users may enter (`parentMode`);
+    /// the test needs root and the users.
+    static func temporarySpool(parentMode: mode_t, sourceLocation: SourceLocation = #_sourceLocation) throws -> TemporarySpool {
+        try #require(getuid() == 0, "needs root to add users and run clawflow as them", sourceLocation: sourceLocation)
+        try #require(ready, "could not add the users \(user) and \(spoolOwner)", sourceLocation: sourceLocation)
+        let tmp = TemporarySpool()
+        #expect(chmod(tmp.parent, parentMode) == 0, sourceLocation: sourceLocation)
+        return tmp
+    }
+
+    /// Drops `json` into `spool` as the member, the Maildir way (write in incoming/tmp, rename).
+    static func drop(_ name: String, _ json: String, into spool: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        let r = run("printf '%s\\n' '\(json)' > \(spool)/incoming/tmp/\(name) && mv \(spool)/incoming/tmp/\(name) \(spool)/incoming/new/\(name)")
+        #expect(r.status == 0, "the member drops \(name): \(r.stderr)", sourceLocation: sourceLocation)
+    }
+
     /// Runs `sh -c script` as the member, from `/`.
     static func run(_ script: String) -> CommandResult { run(script, as: user) }
 
@@ -33,17 +49,11 @@ enum GroupMember {
 struct SharedSpoolTests {
     @Test("a group member learns of a cancel of its own task from cancel/<taskId>.json, and can read nothing else")
     func memberSeesCancel() throws {
-        try #require(getuid() == 0, "needs root to add a second user")
-        try #require(GroupMember.ready, "could not add the user \(GroupMember.user)")
-        let tmp = TemporarySpool()
-        #expect(chmod(tmp.parent, 0o755) == 0)
+        let tmp = try GroupMember.temporarySpool(parentMode: 0o755)
         tmp.value(["init", "--shared-group", GroupMember.group])
         let taskId = UUID().uuidString.lowercased()
         let spool = tmp.path
-        func drop(_ name: String, _ json: String) {
-            let r = GroupMember.run("printf '%s\\n' '\(json)' > \(spool)/incoming/tmp/\(name) && mv \(spool)/incoming/tmp/\(name) \(spool)/incoming/new/\(name)")
-            #expect(r.status == 0, "the member drops \(name): \(r.stderr)")
-        }
+        func drop(_ name: String, _ json: String) { GroupMember.drop(name, json, into: spool) }
         drop("job-1.json", #"{"kind":"task","ownerKey":"member-1","runtime":"cron","taskId":"\#(taskId)","status":"running"}"#)
         tmp.value(["ingest"])
         let marker = "\(spool)/cancel/\(taskId).json"
@@ -71,10 +81,7 @@ struct SharedSpoolTests {
 
     @Test("a drop its owner cannot read (mode 000) is refused with a reason, not skipped on every pass")
     func unreadableDrop() throws {
-        try #require(getuid() == 0, "needs root to run clawflow as a second user")
-        try #require(GroupMember.ready, "could not add the user \(GroupMember.user)")
-        let tmp = TemporarySpool()
-        #expect(chmod(tmp.parent, 0o777) == 0)
+        let tmp = try GroupMember.temporarySpool(parentMode: 0o777)
         let spool = tmp.path
         let bin = Clawflow.binary
         let setup = GroupMember.run("\(bin) --spool \(spool) init >/dev/null && printf '{}' > \(spool)/incoming/new/locked.json && chmod 000 \(spool)/incoming/new/locked.json && printf '{\"kind\":\"task\",\"ownerKey\":\"m\",\"runtime\":\"cron\"}' > \(spool)/incoming/new/fine.json")
@@ -88,10 +95,7 @@ struct SharedSpoolTests {
 
     @Test("what a member drops that is not a drop never stops the drop box, and nothing of the member's enters the owner's tree")
     func memberCannotBreakTheDropBox() throws {
-        try #require(getuid() == 0, "needs root to add users")
-        try #require(GroupMember.ready, "could not add the users")
-        let tmp = TemporarySpool()
-        #expect(chmod(tmp.parent, 0o777) == 0)
+        let tmp = try GroupMember.temporarySpool(parentMode: 0o777)
         let spool = tmp.path, bin = Clawflow.binary
         func owner(_ script: String) -> CommandResult { GroupMember.run(script, as: GroupMember.spoolOwner) }
         #expect(owner("\(bin) --spool \(spool) init --shared-group \(GroupMember.group)").status == 0)
@@ -125,16 +129,10 @@ struct SharedSpoolTests {
 
     @Test("a member changes only the tasks it reported, and its drop names are its own idempotency keys")
     func membersOwnTasksAndNames() throws {
-        try #require(getuid() == 0, "needs root to add a second user")
-        try #require(GroupMember.ready, "could not add the users")
-        let tmp = TemporarySpool()
-        #expect(chmod(tmp.parent, 0o755) == 0)
+        let tmp = try GroupMember.temporarySpool(parentMode: 0o755)
         tmp.value(["init", "--shared-group", GroupMember.group])
         let spool = tmp.path
-        func memberDrop(_ name: String, _ json: String) {
-            let r = GroupMember.run("printf '%s' '\(json)' > \(spool)/incoming/tmp/\(name) && mv \(spool)/incoming/tmp/\(name) \(spool)/incoming/new/\(name)")
-            #expect(r.status == 0, "\(r.stderr)")
-        }
+        func memberDrop(_ name: String, _ json: String) { GroupMember.drop(name, json, into: spool) }
         func ownerDrop(_ name: String, _ json: String) {
             #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/" + name), contents: Data(json.utf8)))
         }
@@ -161,10 +159,7 @@ struct SharedSpoolTests {
 
     @Test("init --shared-group that fails leaves no half-made spool behind")
     func failedSharedInit() throws {
-        try #require(getuid() == 0, "needs root to run clawflow as a second user")
-        try #require(GroupMember.ready, "could not add the users")
-        let tmp = TemporarySpool()
-        #expect(chmod(tmp.parent, 0o777) == 0)
+        let tmp = try GroupMember.temporarySpool(parentMode: 0o777)
         // The spool owner is not in the group "users", so it may not give the spool to it.
         let r = GroupMember.run("\(Clawflow.binary) --spool \(tmp.path) init --shared-group users", as: GroupMember.spoolOwner)
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
