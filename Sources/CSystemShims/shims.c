@@ -11,7 +11,6 @@ int clawflow_renameat2(int olddirfd, const char *oldpath, int newdirfd, const ch
 }
 
 unsigned int clawflow_rename_noreplace(void) { return RENAME_NOREPLACE; }
-unsigned int clawflow_rename_exchange(void) { return RENAME_EXCHANGE; }
 
 int clawflow_syncfs(int fd) { return syncfs(fd); }
 

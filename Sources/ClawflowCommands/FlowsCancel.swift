@@ -40,7 +40,7 @@ struct FlowsCancel: SpoolCommand {
         var outcome = try spool.cancelFlow(id, source: "cli")
         if case .stillActive(let snap) = outcome, snap.tasks.contains(where: { $0.isCommand && $0.status.isActive }) {
             let after: FlowSnapshot
-            do { after = try Runner(spool: spool).stopCommands(flowId: id, grace: Double(graceSeconds)) } catch { throw error.spoolError }
+            do { after = try Runner(spool: spool).stopCommands(flowId: id, grace: Double(graceSeconds)) }
             outcome = after.flow.status == .cancelled ? .cancelled(after) : .stillActive(after)
         }
         switch outcome {

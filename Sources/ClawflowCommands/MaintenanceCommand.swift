@@ -58,7 +58,7 @@ struct MaintenanceCommand: SpoolCommand {
         let policy = try policy()
         var items: [MaintenanceItem] = []
         if let spool = try (apply ? existingSpoolForWriting() : readSpool()) {
-            do { items = try Runner(spool: spool).maintain(policy: policy, apply: apply) } catch { throw error.spoolError }
+            do { items = try Runner(spool: spool).maintain(policy: policy, apply: apply) }
         }
         let counted = apply ? items.filter(\.done) : items
         var summary: [String: Int] = [:]

@@ -68,8 +68,6 @@ struct Run: SpoolCommand {
                 guard !command.isEmpty else { throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.") }
                 started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, cwd: directory, command: command)
             }
-        } catch let error as RunnerError {
-            throw error.spoolError
         } catch let error as SpoolError {
             throw error
         } catch {

@@ -34,7 +34,7 @@ struct TasksCancel: SpoolCommand {
         let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
         if record.isCommand {
             let snap: FlowSnapshot
-            do { snap = try Runner(spool: spool).stopCommands(flowId: flowId, only: [taskId], grace: Double(graceSeconds)) } catch { throw error.spoolError }
+            do { snap = try Runner(spool: spool).stopCommands(flowId: flowId, only: [taskId], grace: Double(graceSeconds)) }
             let after = snap.tasks.first { $0.taskId == taskId } ?? record
             if out.json { out.emit(.object(after.fields)) } else { out.print("Cancelled task \(taskId) (cli) with status \(out.status(after.status.rawValue)).") }
             return

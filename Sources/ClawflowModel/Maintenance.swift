@@ -1,4 +1,4 @@
-/// What maintenance may do to one flow (spool-layout.md, "Maintenance"). Pure: the spool
+/// What maintenance may do to one flow (spool-layout.md, "Audit and maintenance"). Pure: the spool
 /// re-checks each action under the flow lock with `still(_:)` before it writes.
 public enum MaintenanceAction: Sendable, Equatable {
     /// A cancel-requested flow with no active task becomes `cancelled`.

@@ -25,7 +25,7 @@ public struct Runner: Sendable {
 
     /// `run -- CMD`: a mirrored flow with one `cli` task, started detached. Forks this
     /// process for the supervisor (`createSupervised`): call it where no other thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(RunnerError) -> Started {
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         let task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
@@ -37,7 +37,7 @@ public struct Runner: Sendable {
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// Forks this process for the supervisor, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(RunnerError) -> Started {
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         let first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
@@ -61,13 +61,13 @@ public struct Runner: Sendable {
     /// durable, and exits unreleased when the creation fails; it never returns from here
     /// (it opens the spool afresh, supervises, and exits). Call this only from a process
     /// whose other threads are idle (the command line: `run` forks before it prints).
-    func createSupervised(_ flow: FlowRecord, first: TaskRecord) throws(RunnerError) {
+    func createSupervised(_ flow: FlowRecord, first: TaskRecord) throws(SpoolError) {
         var release: Int32 = -1
         let pid = clawflow_fork_supervisor(&release)
         if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flow.flowId) }
         guard pid > 0 else {
             let error = Errno(rawValue: errno)
-            throw RunnerError(.io, "Starting the supervisor of a new flow for \(sanitized(flow.ownerKey)) (fork): \(error.description); nothing was created.", errno: error)
+            throw SpoolError(.io, "Starting the supervisor of a new flow for \(sanitized(flow.ownerKey)) (fork): \(error.description); nothing was created.", errno: error)
         }
         var task = first
         // The child waits for its release, so it is there to be read.
@@ -78,7 +78,7 @@ public struct Runner: Sendable {
             _ = try spool.create(flow: flow, tasks: [task], source: "runner")
         } catch {
             close(release) // the child exits without running anything
-            throw RunnerError(error)
+            throw error
         }
         if clawflow_release(release, 0) != 0, let snap = try? spool.readFlow(flow.flowId) {
             _ = settle(snap) // it died before its release: its task is lost now, not at the next read
@@ -94,7 +94,7 @@ public struct Runner: Sendable {
         task.setString("task", isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " "))
         task.setString("cwd", cwd)
         task.setInteger("timeoutSeconds", timeoutSeconds)
-        task.setString("logPath", spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
+        task.setString("logPath", spool.taskLogPath(flowId: flowId, taskId: taskId).string)
         return task
     }
 
@@ -155,9 +155,9 @@ public struct Runner: Sendable {
     /// One maintenance pass (`clawflow maintenance`, and the watcher's timer): scan, plan,
     /// and with `apply` carry the plan out; command tasks whose supervisor is gone are
     /// recorded lost by `settle`.
-    public func maintain(policy: MaintenancePolicy, apply: Bool) throws(RunnerError) -> [MaintenanceItem] {
+    public func maintain(policy: MaintenancePolicy, apply: Bool) throws(SpoolError) -> [MaintenanceItem] {
         let scan: SpoolScan
-        do { scan = try spool.scan() } catch { throw RunnerError(error) }
+        do { scan = try spool.scan() } catch { throw error }
         let items = spool.planMaintenance(scan, policy: policy, isDeadCommand: Runner.supervisorIsGone)
         guard apply else { return items }
         return spool.applyMaintenance(items, policy: policy) { flowId in
@@ -173,9 +173,9 @@ public struct Runner: Sendable {
     /// process group, SIGKILL after `grace` seconds, and waits until no process of the group
     /// is left; records each `cancelled` (the flow then finalises by the rules). Call after
     /// the cancel request is recorded, so the supervisor records `cancelled` too.
-    public func stopCommands(flowId: String, only: Set<String>? = nil, grace: Double) throws(RunnerError) -> FlowSnapshot {
+    public func stopCommands(flowId: String, only: Set<String>? = nil, grace: Double) throws(SpoolError) -> FlowSnapshot {
         let snap: FlowSnapshot
-        do { snap = try spool.readFlow(flowId) } catch { throw RunnerError(error) }
+        do { snap = try spool.readFlow(flowId) } catch { throw error }
         let targets = snap.tasks.filter { $0.isCommand && $0.status.isActive && (only?.contains($0.taskId) ?? true) }
         guard !targets.isEmpty else { return snap }
         for task in targets { Runner.endCommand(of: task, grace: grace) }
@@ -188,7 +188,7 @@ public struct Runner: Sendable {
                 }
             }.snapshot
         } catch {
-            throw RunnerError(error)
+            throw error
         }
     }
 }

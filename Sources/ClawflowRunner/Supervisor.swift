@@ -37,13 +37,13 @@ public struct Supervisor: Sendable {
     }
 
     /// Runs the flow's commands until none is left to run.
-    public func run() throws(RunnerError) {
+    public func run() throws(SpoolError) {
         // Orphaned descendants of the commands are re-parented here and reaped.
         _ = clawflow_become_subreaper()
         let me = ProcessIdentity.current
         while true {
             let snap: FlowSnapshot
-            do { snap = try spool.readFlow(flowId) } catch { throw RunnerError(error) }
+            do { snap = try spool.readFlow(flowId) } catch { throw error }
             if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.integer("pid") == nil }) {
                 try runTask(task, supervisor: me)
                 continue
@@ -55,7 +55,7 @@ public struct Supervisor: Sendable {
 
     /// For a sequence whose steps so far all succeeded: creates the next step's task (and
     /// names it in `steps`). False when there is nothing more to run.
-    func startNextStep(_ snap: FlowSnapshot, supervisor me: ProcessIdentity) throws(RunnerError) -> Bool {
+    func startNextStep(_ snap: FlowSnapshot, supervisor me: ProcessIdentity) throws(SpoolError) -> Bool {
         // Most flows are no sequence, or have ended: no write (and no lock) for those.
         guard snap.flow.controllerId == Rules.sequenceController, !snap.flow.isTerminal, snap.flow.cancelRequestedAt == nil else { return false }
         do {
@@ -63,7 +63,7 @@ public struct Supervisor: Sendable {
                 queueNextStep(&change, supervisor: me)
             }.result
         } catch {
-            throw RunnerError(error)
+            throw error
         }
     }
 
@@ -93,10 +93,10 @@ public struct Supervisor: Sendable {
     }
 
     /// Starts one command, records it running, waits, records its end.
-    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(RunnerError) {
+    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
         let taskId = task.taskId
         let argv = task.fields["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        let logPath = FilePath(task.string("logPath") ?? spool.flowPath(flowId).appending("tasks").appending(taskId + ".log").string)
+        let logPath = FilePath(task.string("logPath") ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
         let log: FileDescriptor
         do {
             log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec, .nonBlocking], permissions: [.ownerReadWrite])
@@ -173,7 +173,7 @@ public struct Supervisor: Sendable {
 
     /// Records that the command could not be started (not found, not executable, no such
     /// working directory), with the reason in the task and in its log.
-    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: FileDescriptor) throws(RunnerError) {
+    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: FileDescriptor) throws(SpoolError) {
         let message = "could not start \(sanitized(argv[0])): \(error.description)"
         _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
         try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))
@@ -203,7 +203,7 @@ public struct Supervisor: Sendable {
     /// next step (`queueNextStep`). Returns whether the task is final already or has a cancel
     /// request: then its command must not start, or must be ended.
     @discardableResult
-    func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(RunnerError) -> Bool {
+    func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(SpoolError) -> Bool {
         do {
             return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
@@ -214,7 +214,7 @@ public struct Supervisor: Sendable {
                 return task.timestamp("cancelRequestedAt") != nil || change.flow.cancelRequestedAt != nil
             }.result
         } catch {
-            throw RunnerError(error)
+            throw error
         }
     }
 }

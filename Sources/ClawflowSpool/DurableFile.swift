@@ -2,7 +2,7 @@ import ClawflowModel
 import Glibc
 import SystemPackage
 
-/// The one durable write primitive and the one careful read (spool-layout.md, "Atomic writes").
+/// The one durable write primitive and the one careful read (spool-layout.md, "Writing").
 enum DurableFile {
     /// Replaces `name` in `directory` so that a reader sees the old or the new bytes, never a
     /// mix, and the new bytes survive a crash once this returns: dot-temp (O_CREAT|O_EXCL|

@@ -102,8 +102,7 @@ extension Spool {
         if let tasksDir = try? dir.openDirectoryAt(Layout.tasks) {
             for entry in (try? tasksDir.entries()) ?? [] {
                 let kind = (try? tasksDir.statusAt(entry.name))?.kind ?? entry.kind
-                let base = entry.name.hasSuffix(".json") ? String(entry.name.dropLast(5)) : entry.name.hasSuffix(".log") ? String(entry.name.dropLast(4)) : ""
-                classify(entry.name, in: tasksDir, kind: kind, expected: Identifier.isValid(base) ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
+                classify(entry.name, in: tasksDir, kind: kind, expected: Layout.taskId(fromTaskFile: entry.name) != nil ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
             }
             tasksDir.closeQuietly()
         } else {
@@ -566,8 +565,7 @@ extension Spool {
         defer { tasksDir.closeQuietly() }
         for e in (try? tasksDir.entries()) ?? [] {
             let kind = (try? tasksDir.statusAt(e.name))?.kind
-            let base = e.name.hasSuffix(".json") ? String(e.name.dropLast(5)) : e.name.hasSuffix(".log") ? String(e.name.dropLast(4)) : ""
-            let fine = (Identifier.isValid(base) && kind == .regular) || Layout.tempWriterPid(e.name) != nil
+            let fine = (Layout.taskId(fromTaskFile: e.name) != nil && kind == .regular) || Layout.tempWriterPid(e.name) != nil
             if !fine { moveToRejected(dir: tasksDir, name: e.name, label: "\(flowId)-tasks-\(e.name)", reason: "a \(kind?.word ?? "file") planted in the tasks of flow \(flowId)", into: &report) }
         }
     }

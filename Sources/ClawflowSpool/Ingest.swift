@@ -14,8 +14,6 @@ public struct IngestReport: Sendable, Equatable {
     public var waiting = 0
     /// Claims of an interrupted pass that this pass finished.
     public var recovered = 0
-    /// Flows that drops created or changed, for the caller to watch.
-    public var touchedFlows: Set<String> = []
     /// The flows this pass created, each with whether it was created finished: their records
     /// were derived as they were written, so a watcher need not read them back.
     public var createdFlows: [String: Bool] = [:]
@@ -210,7 +208,6 @@ extension Spool {
             box.releaseDropName(claim)
             try box.removeClaim(claim)
             report.applied += 1
-            report.touchedFlows.insert(claim.flowId)
         }
     }
 
@@ -248,7 +245,6 @@ extension Spool {
         try box.removeClaim(claim)
         report.applied += 1
         if recovering { report.recovered += 1 }
-        report.touchedFlows.insert(claim.flowId)
     }
 
     // MARK: - Reading and validating a drop

@@ -26,6 +26,12 @@ public enum Layout {
     public static func taskFile(_ taskId: String) -> String { taskId + ".json" }
     /// The file name of a task's output log.
     public static func taskLog(_ taskId: String) -> String { taskId + ".log" }
+    /// The task id a file name in `tasks/` belongs to (`<taskId>.json` or `<taskId>.log`), or
+    /// nil when the name is neither.
+    public static func taskId(fromTaskFile name: String) -> String? {
+        let id = name.hasSuffix(".json") ? String(name.dropLast(5)) : name.hasSuffix(".log") ? String(name.dropLast(4)) : ""
+        return Identifier.isValid(id) ? id : nil
+    }
     /// The text of a link to a flow from `owners/`.
     public static func ownerLinkTarget(_ flowId: String) -> String { "../flows/" + flowId }
     /// The flow id an `owners/` link names, or nil when the text is anything but `../flows/<id>`.

@@ -233,4 +233,9 @@ public final class Spool: Sendable {
 
     /// The path of a flow's directory.
     public func flowPath(_ flowId: String) -> FilePath { root.appending("flows").appending(flowId) }
+
+    /// The path of a command task's output log.
+    public func taskLogPath(flowId: String, taskId: String) -> FilePath {
+        flowPath(flowId).appending(Layout.tasks).appending(Layout.taskLog(taskId))
+    }
 }

@@ -195,7 +195,7 @@ public final class Watcher: Sendable {
     private func scheduleMaintenance(_ spool: Spool, every interval: Double) {
         work.asyncAfter(deadline: .now() + interval) { [self] in
             if stopRequested.load(ordering: .acquiring) { return }
-            do throws(RunnerError) {
+            do throws(SpoolError) {
                 let done = try Runner(spool: spool).maintain(policy: MaintenancePolicy(), apply: true).filter(\.done)
                 if !done.isEmpty {
                     var counts: [String: Int] = [:]

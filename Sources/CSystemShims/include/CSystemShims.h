@@ -7,8 +7,6 @@
 int clawflow_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 /// The RENAME_NOREPLACE flag value.
 unsigned int clawflow_rename_noreplace(void);
-/// The RENAME_EXCHANGE flag value.
-unsigned int clawflow_rename_exchange(void);
 /// syncfs(2).
 int clawflow_syncfs(int fd);
 /// getdents64(2): reads directory entries (struct linux_dirent64) from fd into buf.
