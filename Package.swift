@@ -66,13 +66,16 @@ let package = Package(
         ),
         // Pure values and rules: records, JSON, ids, statuses, precedence, lookup. No I/O.
         .target(name: "ClawflowModel"),
-        // The few syscalls Glibc hides without _GNU_SOURCE.
+        // What Swift cannot reach: the syscalls Glibc hides without _GNU_SOURCE (renameat2,
+        // syncfs, getdents64, statfs, flock, pidfd_open), the threads that issue a barrier's
+        // fsyncs together, and the fork/exec of a held command, after which only C may run.
         .target(name: "CSystemShims"),
         // Temporary spools and a runner for the built binary, shared by the test targets.
         .target(name: "ClawflowTestSupport", path: "Tests/ClawflowTestSupport"),
         .testTarget(name: "ClawflowModelTests", dependencies: ["ClawflowModel"]),
         .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
         .testTarget(name: "ClawflowCommandsTests", dependencies: ["ClawflowModel", "ClawflowTestSupport"]),
+        .testTarget(name: "ClawflowRunnerTests", dependencies: ["ClawflowRunner", "ClawflowModel"]),
         .testTarget(name: "ClawflowWatchTests", dependencies: ["ClawflowWatch", "ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
