@@ -19,7 +19,7 @@ struct SpecLayoutSpool {
             try? fm.createDirectory(atPath: tmp.file(dir), withIntermediateDirectories: true)
         }
         func write(_ relative: String, _ text: String) {
-            fm.createFile(atPath: tmp.file(relative), contents: Data(text.utf8))
+            #expect(fm.createFile(atPath: tmp.file(relative), contents: Data(text.utf8)), "writing \(relative)")
         }
         write("VERSION", "clawflow-spool 1\n")
         write("flows/\(Self.aliceFlow)/manifest.json", """

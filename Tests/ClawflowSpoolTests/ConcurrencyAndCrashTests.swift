@@ -87,7 +87,7 @@ struct CrashTests {
     func killedWriters() throws {
         let tmp = TemporarySpool()
         let acks = tmp.parent + "/acks"
-        FileManager.default.createFile(atPath: acks, contents: nil)
+        #expect(FileManager.default.createFile(atPath: acks, contents: nil))
         let managed = tmp.value(["flows", "create", "--owner", "crash-managed", "--goal", "g", "--controller", "c", "--running"])
         // Each writer does several writes and acknowledges each one after clawflow reported it done.
         let script = """
