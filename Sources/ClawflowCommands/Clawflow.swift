@@ -79,7 +79,7 @@ extension Clawflow {
             Example:
               clawflow flows show session-1
             """,
-            subcommands: [FlowsList.self, FlowsShow.self, FlowsCancel.self, FlowsCreate.self, FlowsWait.self, FlowsResume.self, FlowsFinish.self, FlowsFail.self, FlowsRequestCancel.self]
+            subcommands: [FlowsList.self, FlowsShow.self, FlowsCancel.self, FlowsCreate.self, FlowsSetWaiting.self, FlowsResume.self, FlowsFinish.self, FlowsFail.self, FlowsRequestCancel.self]
         )
     }
 

@@ -2,7 +2,7 @@ import ArgumentParser
 import ClawflowModel
 import ClawflowSpool
 
-/// Options every controller command takes (`flows wait|resume|finish|fail|request-cancel`).
+/// Options every controller command takes (`flows set-waiting|resume|finish|fail|request-cancel`).
 struct ControllerOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("The managed flow (id, owner key or unique id prefix).", valueName: "flow"))
     var flow: String
@@ -46,14 +46,14 @@ extension ControllerCommand {
     }
 }
 
-/// `clawflow flows wait`: the controller waits, or is blocked.
-struct FlowsWait: ControllerCommand {
+/// `clawflow flows set-waiting`: the controller waits, or is blocked.
+struct FlowsSetWaiting: ControllerCommand {
     static let configuration = CommandConfiguration(
-        commandName: "wait",
+        commandName: "set-waiting",
         abstract: "Mark a managed flow waiting, or blocked (resumable) with --blocked-task/--blocked-summary.",
         discussion: """
         Example:
-          clawflow flows wait 0196f3a2-7c41-7d2e --expect-revision 3 \\
+          clawflow flows set-waiting 0196f3a2-7c41-7d2e --expect-revision 3 \\
               --wait-json '{"until":"approval"}'
         """
     )

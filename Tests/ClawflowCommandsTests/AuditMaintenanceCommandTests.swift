@@ -51,7 +51,7 @@ struct AuditMaintenanceCommandTests {
         let tmp = TemporarySpool()
         let waiting = tmp.createFlow(owner: "w")
         let revision = tmp.json(["flows", "show", waiting])["revision"] as? Int ?? -1
-        tmp.value(["flows", "wait", waiting, "--expect-revision", String(revision)])
+        tmp.value(["flows", "set-waiting", waiting, "--expect-revision", String(revision)])
         let none = tmp.run(["audit", "--stale-waiting", "0"])
         #expect(none.status == 1 && none.stdout.contains("stale_waiting"))
         #expect(none.stderr == "clawflow: audit found 1 finding(s).\n", "maintenance does not end a waiting flow: \(none.stderr)")

@@ -93,7 +93,7 @@ struct ParseErrorJSONTests {
     static let cases: [(name: String, arguments: [String], message: String)] = [
         ("unknown option", ["flows", "list", "--bogus"], "Unknown option '--bogus'"),
         ("missing value", ["flows", "cancel", "x", "--grace"], "Missing value for '--grace <duration>'"),
-        ("bad value", ["flows", "wait", "x", "--expect-revision", "abc"], "The value 'abc' is invalid for '--expect-revision <n>'"),
+        ("bad value", ["flows", "set-waiting", "x", "--expect-revision", "abc"], "The value 'abc' is invalid for '--expect-revision <n>'"),
         ("failed validate", ["watch", "--log-level", "loud"], "Unknown --log-level \"loud\""),
         ("missing option", ["tasks", "add", "--owner", "a"], "Missing expected argument '--runtime <name>'"),
         ("unknown subcommand", ["tasks", "frobnicate"], "Unexpected argument 'frobnicate'"),
@@ -279,7 +279,7 @@ struct HelpTests {
 
     /// Every command, for the checks of their help screens.
     static let everyCommand: [[String]] = allCommands + [
-        ["flows", "wait"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
+        ["flows", "set-waiting"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
         ["run"], ["logs"], ["audit"], ["maintenance"], ["events"], ["ingest"], ["watch"],
     ]
 
