@@ -327,32 +327,12 @@ extension Spool {
             try Spool.checkReadable(task, name: name, taskId: taskId, flowId: flowId, ownerKey: task.ownerKey ?? "", at: now)
             return Claim(name: name, taskId: taskId, flowId: flowId)
         case .update(let update):
-            // An update that would make its task's record unreadable is refused now, before it is claimed.
-            func checked(_ claim: Claim) throws -> Claim {
-                guard var task = try? readTask(flowId: claim.flowId, taskId: claim.taskId) else { return claim }
-                // A command's state belongs to the supervisor that runs it; a task reported by
-                // one user's drops is changed only by that user's drops.
-                if task.isCommand {
-                    throw DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
-                }
-                let reporter = task.integer("dropUid").map(UInt32.init(truncatingIfNeeded:))
-                if reporter != drop.uid {
-                    let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
-                    throw DropRejection(code: "not_reporter", message: "task \(claim.taskId) was reported by \(who); a drop of \(drop.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
-                }
-                _ = Rules.apply(update.update, to: &task, at: now)
-                task.setString("lastDrop", name)
-                if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
-                    throw DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
-                }
-                return claim
-            }
             if let taskId = update.taskId {
                 if let flowId = taskIndexTarget(taskId), taskFileExists(flowId: flowId, taskId: taskId) {
-                    return try checked(Claim(name: name, taskId: taskId, flowId: flowId))
+                    return Claim(name: name, taskId: taskId, flowId: flowId)
                 }
             } else if let runId = update.runId, let pick = Rules.runIdPick(try tasks(withRunId: runId)) {
-                return try checked(Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId))
+                return Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId)
             }
             let what = update.taskId.map { "task \($0)" } ?? "run id \"\(sanitized(update.runId ?? ""))\""
             if now.milliseconds - arrived < Spool.updateWaitMilliseconds {
@@ -414,27 +394,46 @@ extension Spool {
                 }
             }
         case .update(let update):
+            var refusal: DropRejection?
             let wrote: Bool
             do throws(SpoolError) {
-                wrote = try applyUpdate(update, claim: claim, source: source, extras: extras)
+                wrote = try applyUpdate(update, claim: claim, source: source, extras: extras, refusal: &refusal)
             } catch {
                 // Refused with its reason rather than left claimed for ever.
                 if error.code == .invalidRecord { throw DropRejection(code: "bad_fields", message: error.message) }
                 throw error
             }
+            if let refusal { throw refusal }
             return wrote
         }
     }
 
     /// Applies an update drop to its task through the one mutation path (a replay of an
     /// applied drop changes nothing); returns whether it wrote.
-    private func applyUpdate(_ update: Drop.UpdateDrop, claim: Claim, source: String, extras: MutationExtras) throws(SpoolError) -> Bool {
+    /// A refused update (`refusal` set) changes nothing: a command task's state belongs to the
+    /// supervisor that runs it, a task reported by one user's drops is changed only by that
+    /// user's drops, and no update may make its task's record unreadable.
+    private func applyUpdate(_ update: Drop.UpdateDrop, claim: Claim, source: String, extras: MutationExtras, refusal: inout DropRejection?) throws(SpoolError) -> Bool {
         try mutate(flow: claim.flowId, source: source, extras: extras) { (change) throws(SpoolError) in
                 guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
                 if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
+                if task.isCommand {
+                    refusal = DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
+                    return
+                }
+                let reporter = task.integer("dropUid").map(UInt32.init(truncatingIfNeeded:))
+                if reporter != claim.uid {
+                    let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
+                    refusal = DropRejection(code: "not_reporter", message: "task \(claim.taskId) was reported by \(who); a drop of \(claim.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
+                    return
+                }
                 switch Rules.apply(update.update, to: &task, at: change.now) {
                 case .applied:
                     task.setString("lastDrop", claim.name)
+                    if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
+                        refusal = DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
+                        return
+                    }
                     change.tasks[claim.taskId] = task
                 case .ignored(let reason):
                     var event: [String: JSON] = ["event": "ignored", "taskId": .string(claim.taskId), "reason": .string(reason), "drop": .string(claim.name)]
