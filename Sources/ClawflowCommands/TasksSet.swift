@@ -26,8 +26,8 @@ struct TasksSet: SpoolCommand {
     @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
     var task: String
 
-    @Option(help: ArgumentHelp("The new status: \(TaskStatus.allNames).", valueName: "status"))
-    var status: String
+    @Option(help: ArgumentHelp("The new status: \(TaskStatus.allNames); leave it out to report progress or a field only.", valueName: "status"))
+    var status: String?
 
     @Option(help: ArgumentHelp("A progress summary.", valueName: "text"))
     var progress: String?
@@ -41,8 +41,14 @@ struct TasksSet: SpoolCommand {
     @Option(help: ArgumentHelp("The outcome: blocked (a mirrored flow then ends blocked).", valueName: "outcome"))
     var outcome: String?
 
+    func validate() throws {
+        if status == nil, progress == nil, summary == nil, error == nil, outcome == nil {
+            throw ValidationError("Give --status, or --progress, --summary, --error or --outcome to report without a status change.")
+        }
+    }
+
     func execute(_ out: Output) throws(SpoolError) {
-        var update = TaskUpdate(status: try Parse.taskStatus(status))
+        var update = TaskUpdate(status: try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s) })
         if let progress { update.fields["progressSummary"] = .string(try Parse.text(progress, option: "--progress")) }
         if let summary { update.fields["terminalSummary"] = .string(try Parse.text(summary, option: "--summary")) }
         if let error { update.fields["error"] = .string(try Parse.text(error, option: "--error")) }

@@ -71,21 +71,36 @@ struct HeldCommand: ~Copyable {
     private let release: Int32
 
     /// Forks `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
-    /// in `cwd`, in a process group of its own, held before its exec.
-    init(_ argv: [String], output: FileDescriptor?, cwd: String?) throws(Errno) {
+    /// in `cwd`, in a process group of its own, held before its exec. Its environment is this
+    /// process's, with `setting` replacing the variables of those names.
+    init(_ argv: [String], output: FileDescriptor?, cwd: String?, setting: [String: String] = [:]) throws(Errno) {
         var pid: pid_t = 0
         var release: Int32 = -1
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
+        let cEnv = HeldCommand.environment(setting).map { strdup($0) } + [nil]
+        defer { for p in cEnv { free(p) } }
         let rc: Int32 = cArgs.withUnsafeBufferPointer { args in
-            if let cwd {
-                return clawflow_spawn_held(argv[0], args.baseAddress, environ, cwd, output?.rawValue ?? -1, &pid, &release)
+            cEnv.withUnsafeBufferPointer { env in
+                clawflow_spawn_held(argv[0], args.baseAddress, UnsafeMutablePointer(mutating: env.baseAddress), cwd, output?.rawValue ?? -1, &pid, &release)
             }
-            return clawflow_spawn_held(argv[0], args.baseAddress, environ, nil, output?.rawValue ?? -1, &pid, &release)
         }
         guard rc == 0 else { throw Errno(rawValue: rc) }
         self.pid = pid
         self.release = release
+    }
+
+    /// This process's environment as `NAME=value` entries, with `setting` replacing (or
+    /// adding) the variables of those names.
+    static func environment(_ setting: [String: String]) -> [String] {
+        var entries: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "="), setting[String(text[..<eq])] != nil {} else { entries.append(text) }
+            p += 1
+        }
+        return entries + setting.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     }
 
     /// Lets the command exec and waits until it has; nil when it runs, else why it could not

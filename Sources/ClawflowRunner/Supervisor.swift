@@ -116,7 +116,11 @@ public struct Supervisor: Sendable {
         // Held before its exec until `running` (with its pid) is durable: a supervisor that
         // dies before that leaves no command running untracked.
         let held: HeldCommand
-        do { held = try HeldCommand(argv, output: log, cwd: task.string("cwd")) } catch {
+        // The job knows itself (nq's NQJOBID): it can report with clawflow tasks set "$CLAWFLOW_TASK_ID".
+        var here = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let root = spool.root.isAbsolute ? spool.root : FilePath(getcwd(&here, here.count).map { String(cString: $0) } ?? "/").pushing(spool.root)
+        let ids = ["CLAWFLOW_FLOW_ID": flowId, "CLAWFLOW_TASK_ID": taskId, "CLAWFLOW_SPOOL": root.string]
+        do { held = try HeldCommand(argv, output: log, cwd: task.string("cwd"), setting: ids) } catch {
             try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }

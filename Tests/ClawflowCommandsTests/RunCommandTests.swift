@@ -100,6 +100,18 @@ struct RunCommandTests {
         #expect(recorded.count == 5)
     }
 
+    @Test("the job knows itself: CLAWFLOW_FLOW_ID, CLAWFLOW_TASK_ID and CLAWFLOW_SPOOL, so it can report its own progress")
+    func jobEnvironment() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/ids.txt"
+        let script = "echo \"$CLAWFLOW_FLOW_ID $CLAWFLOW_TASK_ID $CLAWFLOW_SPOOL\" > \(out); \(shellQuote(Clawflow.binary)) tasks set \"$CLAWFLOW_TASK_ID\" --progress 'half way'"
+        let (flow, task) = started(tmp, ["--owner", "env-job", "--", "sh", "-c", script])
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "succeeded")
+        #expect(try String(contentsOfFile: out, encoding: .utf8) == "\(flow) \(task) \(tmp.path)\n")
+        #expect(tmp.taskRecord(flow, task)["progressSummary"] as? String == "half way", "the job reported through the spool it was given")
+    }
+
     @Test("a failing middle step fails the sequence, names the step, and no later step starts")
     func failingMiddleStep() throws {
         let tmp = TemporarySpool()

@@ -5,6 +5,18 @@ import Testing
 
 @Suite("clawflow tasks add")
 struct TasksAddTests {
+    @Test("tasks set without --status reports progress only; with nothing to report it is a usage error")
+    func progressOnly() {
+        let tmp = TemporarySpool()
+        let t = tmp.addTask(owner: "p-only", status: "running")
+        tmp.value(["tasks", "set", t.task, "--progress", "step 2 of 5"])
+        let record = tmp.taskRecord(t.flow, t.task)
+        #expect(record["status"] as? String == "running")
+        #expect(record["progressSummary"] as? String == "step 2 of 5")
+        let none = tmp.run(["tasks", "set", t.task])
+        #expect(none.status == 64 && none.stderr.contains("Give --status, or --progress"), "\(none.stderr)")
+    }
+
     @Test("without a flow it prints the task id and makes a one-task mirrored flow for it")
     func newFlow() {
         let spool = TemporarySpool()
