@@ -25,7 +25,7 @@ struct Logs: SpoolCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
+    @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id; or a flow (an owner key): its current command task.", valueName: "task"))
     var task: String
 
     @Flag(help: "Keep printing new output until the task ends.")
@@ -45,7 +45,7 @@ struct Logs: SpoolCommand {
 
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
-        let (flowId, taskId) = try spool.resolveTask(task)
+        let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
         let record = try spool.readTask(flowId: flowId, taskId: taskId)
         guard record.isCommand, let logPath = record.string("logPath") else {
             throw SpoolError(.notFound, "Task \(taskId) is a \(sanitized(record.runtime)) task reported by another program; only commands started with clawflow run have logs.")

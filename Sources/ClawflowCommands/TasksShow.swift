@@ -17,12 +17,12 @@ struct TasksShow: SpoolCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
+    @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id; or a flow (an owner key): its current command task.", valueName: "task"))
     var task: String
 
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
-        let (flowId, taskId) = try spool.resolveTask(task)
+        let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
         let flow = Runner(spool: spool).settle(try spool.readFlow(flowId))
         // A task file that cannot be read is reported by the direct read, naming the file.
         let record: TaskRecord

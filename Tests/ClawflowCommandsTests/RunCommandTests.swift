@@ -112,6 +112,17 @@ struct RunCommandTests {
         #expect(tmp.taskRecord(flow, task)["progressSummary"] as? String == "half way", "the job reported through the spool it was given")
     }
 
+    @Test("logs and tasks show take an owner key: the flow's current command task")
+    func ownerKeyLookup() {
+        let tmp = TemporarySpool()
+        let (flow, task) = started(tmp, ["--owner", "lg-owner", "--", "sh", "-c", "echo from the job"])
+        waitForFlow(tmp, flow, until: isEnded)
+        let logs = tmp.run(["logs", "lg-owner"])
+        #expect(logs.status == 0 && logs.stdout == "from the job\n", "\(logs.stdout)\(logs.stderr)")
+        #expect(tmp.json(["tasks", "show", "lg-owner"])["taskId"] as? String == task)
+        #expect(tmp.run(["tasks", "show", "nobody-at-all"]).status == 1)
+    }
+
     @Test("a failing middle step fails the sequence, names the step, and no later step starts")
     func failingMiddleStep() throws {
         let tmp = TemporarySpool()

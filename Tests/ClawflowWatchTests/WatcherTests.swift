@@ -18,7 +18,7 @@ final class WatcherProcess {
     init(_ spool: TemporarySpool, arguments: [String] = [], shellPrefix: String? = nil) throws {
         self.spool = spool
         logPath = spool.parent + "/watch-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        #expect(FileManager.default.createFile(atPath: logPath, contents: nil))
         let args = ["--spool", spool.path, "watch", "--log-level", "debug"] + arguments
         if let shellPrefix {
             // Lets a test start the watcher with extra open descriptors (bash exec redirections).
@@ -66,7 +66,7 @@ final class WatcherProcess {
 /// Drops a file the way another program would: write under incoming/tmp, rename into incoming/new.
 func drop(_ spool: TemporarySpool, _ name: String, _ text: String) {
     let tmp = spool.file("incoming/tmp/" + name)
-    FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8))
+    #expect(FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8)))
     rename(tmp, spool.file("incoming/new/" + name))
 }
 
