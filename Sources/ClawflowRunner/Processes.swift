@@ -43,7 +43,14 @@ public enum ProcessGroup {
         var waited = 0.0
         while true {
             reap()
-            if !isAlive(pgid) { return true }
+            // A member forked while the group was being signalled can be missed by one pass
+            // over /proc (and may have missed the signal): the group is gone only when a
+            // second look, a moment later, finds no member either.
+            if !isAlive(pgid) {
+                usleep(30_000)
+                reap()
+                if !isAlive(pgid) { return true }
+            }
             if waited >= seconds { return false }
             usleep(20_000)
             waited += 0.02
