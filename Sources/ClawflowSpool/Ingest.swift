@@ -320,11 +320,11 @@ extension Spool {
                 if let reason = Rules.linkRefusal(flow: snap.flow, taskCount: snap.tasks.count, ownerKey: task.ownerKey) {
                     throw DropRejection(code: "link_refused", message: reason)
                 }
-                try Spool.checkReadable(task, name: name, taskId: taskId, flowId: parent, ownerKey: snap.flow.ownerKey, at: now)
+                try Spool.checkReadable(task, name: name, taskId: taskId, flowId: parent, ownerKey: snap.flow.ownerKey)
                 return Claim(name: name, taskId: taskId, flowId: parent)
             }
             let flowId = Spool.newId(at: now)
-            try Spool.checkReadable(task, name: name, taskId: taskId, flowId: flowId, ownerKey: task.ownerKey ?? "", at: now)
+            try Spool.checkReadable(task, name: name, taskId: taskId, flowId: flowId, ownerKey: task.ownerKey ?? "")
             return Claim(name: name, taskId: taskId, flowId: flowId)
         case .update(let update):
             if let taskId = update.taskId {
@@ -344,12 +344,13 @@ extension Spool {
 
     /// Refuses a `task` drop whose task record (or, without a parent, its new flow's
     /// manifest) clawflow could not read back once written.
-    static func checkReadable(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String, at now: Timestamp) throws(DropRejection) {
+    static func checkReadable(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String) throws(DropRejection) {
         var new = task.newTask
         new.taskId = taskId
         new.fields["lastDrop"] = .string(name)
+        // The records as the creation would write them (the task, and a new flow's manifest).
         let draft = Spool.oneTaskFlow(ownerKey: ownerKey.isEmpty ? "-" : ownerKey, task: new, goal: nil, flowId: flowId, source: "drop:" + name)
-        var record = new.record(flowId: flowId, ownerKey: ownerKey.isEmpty ? "-" : ownerKey, at: now)
+        var record = draft.tasks[0]
         record.setInteger("flowRevision", 0)
         if let problem = unreadableProblem(record, bytes: record.fileBytes()) {
             throw DropRejection(code: "too_large", message: "the task it reports \(problem)")
@@ -660,7 +661,7 @@ struct DropBox {
             if (try? rejected.statusAt(target)) == nil { break }
             target = "\(base).\(Spool.now().milliseconds).\(attempt)"
         }
-        try DurableFile.replace(in: rejected, name: target, bytes: bytes, directoryPath: rejectedPath.appending(target).removingLastComponent())
+        try DurableFile.replace(in: rejected, name: target, bytes: bytes, directoryPath: rejectedPath)
         return target
     }
 
