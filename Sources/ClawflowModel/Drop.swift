@@ -1,5 +1,5 @@
 /// The drop box's pure rules (spool-layout.md, "Drop box"): a drop's name, and what a drop's
-/// JSON object may say. The spool reads, claims and applies drops (ClawflowSpool/Ingest.swift).
+/// JSON object may say. The spool reads, claims and applies drops (ClawflowSpool/DropBox/).
 
 /// What a new task should look like (`tasks add`, a `task` drop).
 public struct NewTask: Sendable {
