@@ -200,7 +200,9 @@ struct MaintenanceTests {
             if i % 5 == 0 { kept.insert(id) } else { old.insert(id) }
         }
         for chunk in stride(from: 0, to: drafts.count, by: 500) {
-            _ = try s.spool.create(Array(drafts[chunk..<min(chunk + 500, drafts.count)]))
+            let tx = Transaction(s.spool, grouped: true)
+            _ = try s.spool.create(Array(drafts[chunk..<min(chunk + 500, drafts.count)]), in: tx)
+            try tx.end()
         }
         #expect(old.count == 40_000 && kept.count == 10_000)
         let plan = s.spool.planMaintenance(try s.spool.scan(), policy: MaintenancePolicy())

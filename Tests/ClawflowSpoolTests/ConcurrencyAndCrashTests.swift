@@ -172,7 +172,8 @@ struct InjectedCrashTests {
         }
         #expect(killed > 0, "strace never killed a writer at \(syscall)")
         // Every drop is applied exactly once, however its passes were cut short.
-        #expect(tmp.run(["ingest"]).status == 0)
+        let last = tmp.run(["ingest"])
+        #expect(last.status == 0, "\(last.stdout)\(last.stderr)")
         let spool = try Spool.open(at: FilePath(tmp.path))
         let dropped = try spool.allTasks().compactMap(\.runId).filter { $0.hasPrefix("drop-") }
         #expect(dropped.count == 21 && Set(dropped).count == 21, "\(dropped.sorted())")

@@ -399,7 +399,7 @@ struct IngestCrashTests {
             if names(f.tmp.file("incoming/new")).isEmpty && names(f.tmp.file("incoming/claimed")).isEmpty { break }
         }
         let last = f.tmp.run(["ingest"])
-        #expect(last.status == 0)
+        #expect(last.status == 0, "\(last.stdout)\(last.stderr)")
         #expect(kills > 0)
         let tasks = try f.tasks()
         #expect(tasks.count == count)

@@ -123,7 +123,7 @@ struct DurableWriteTests {
     @Test("no spool write goes through Foundation's atomic write or FileManager")
     func noFoundationWrites() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/ClawflowSpool")
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".swift") }
+        let files = try FileManager.default.subpathsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".swift") }
         #expect(!files.isEmpty)
         for file in files {
             let text = try String(contentsOfFile: dir.appendingPathComponent(file).path, encoding: .utf8)

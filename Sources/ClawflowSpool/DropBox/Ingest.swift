@@ -32,9 +32,11 @@ extension Spool {
     /// How long an applied drop name is remembered (7 days).
     public static let repeatWindowMilliseconds: Int64 = 7 * 86_400_000
 
-    /// One pass over the drop box: finish interrupted claims, then apply every drop in
-    /// arrival order (modification time, then name). Passes are serialised by a lock on
-    /// `incoming/claimed/`.
+    /// One pass over the drop box: finish the claims an interrupted pass left, then take every
+    /// drop in arrival order (modification time, then name). New-flow drops are created in
+    /// batches that share one transaction; anything else is applied alone, after the batch
+    /// before it, so drops still take effect in arrival order. Passes are serialised by a lock
+    /// on `incoming/claimed/`.
     public func ingest(now: Timestamp = Spool.now()) throws(SpoolError) -> IngestReport {
         let box = try DropBox(spool: self)
         defer { box.close() }
@@ -42,39 +44,37 @@ extension Spool {
         var report = IngestReport()
         for entry in (try? box.claimed.entries()) ?? [] where !entry.name.hasPrefix(".") {
             guard let claim = Claim(fileName: entry.name) else { continue }
-            try finishClaim(claim, box: box, report: &report, recovering: true)
+            try recover(claim, box: box, report: &report)
             try box.settle(force: false)
         }
         // Arrival order is the drops' modification times (then names); how long one has been
         // here is told by its ctime, which the kernel set when it was renamed in and no
         // program can move (a drop dated a year ahead still waits a minute, no more).
-        let drops: [(name: String, mtime: Int64, arrived: Int64)]
+        let arrivals: [Arrival]
         do {
-            drops = try box.new.entries().compactMap { entry in
+            arrivals = try box.new.entries().compactMap { entry in
                 guard !entry.name.hasPrefix("."), let st = try? box.new.statusAt(entry.name) else { return nil }
-                return (entry.name, st.modifiedMilliseconds, st.changedMilliseconds)
+                return Arrival(name: entry.name, mtime: st.modifiedMilliseconds, arrived: st.changedMilliseconds)
             }.sorted { ($0.mtime, $0.name) < ($1.mtime, $1.name) }
         } catch {
             throw SpoolError.io("Listing", box.newPath, error)
         }
-        var batch = DropBatch()
-        var waiting: [(name: String, mtime: Int64, arrived: Int64)] = []
-        for drop in drops {
-            if try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report) {
-                waiting.append(drop)
-            }
+        var batch = NewFlowBatch()
+        var waiting: [Arrival] = []
+        for arrival in arrivals {
+            if try take(arrival, now: now, box: box, batch: &batch, report: &report) == .waiting { waiting.append(arrival) }
             try box.settle(force: false)
         }
-        try apply(&batch, box: box, report: &report)
+        try createFlows(of: &batch, box: box, report: &report)
         // An update that came before its task's drop (in the same instant, sorted by name)
         // waited for a task this pass has applied since: it gets one more try now.
         if !waiting.isEmpty, report.applied > 0 {
             report.waiting -= waiting.count
-            for drop in waiting {
-                try ingestOne(name: drop.name, arrived: drop.arrived, now: now, box: box, batch: &batch, report: &report)
+            for arrival in waiting {
+                try take(arrival, now: now, box: box, batch: &batch, report: &report)
                 try box.settle(force: false)
             }
-            try apply(&batch, box: box, report: &report)
+            try createFlows(of: &batch, box: box, report: &report)
         }
         try box.settle(force: true)
         return report
@@ -88,38 +88,52 @@ extension Spool {
         return ((try? dir.entries()) ?? []).contains { !$0.name.hasPrefix(".") }
     }
 
-    /// Most new-flow drops applied together (they share the write barriers of `create`).
-    static let dropBatchLimit = 32
+    /// Most new-flow drops created in one transaction. Their barriers are one syncfs each,
+    /// and a batch holds no descriptors open, so the cap only bounds how long the first
+    /// drop of a burst waits for its batch.
+    static let dropBatchLimit = 512
 
-    /// Reads, checks and claims one drop (applying it, or adding it to `batch`); returns true
-    /// when it waits for its task.
+    /// A batch of at least this many flows is flushed with syncfs (`Transaction(grouped:)`);
+    /// a smaller one with an fsync per object, which costs less when there are few.
+    static let groupCommitMinimum = 8
+
+    /// A drop seen in `incoming/new`: its name, modification time (arrival order) and ctime
+    /// (when it was renamed in).
+    private struct Arrival {
+        var name: String
+        var mtime: Int64
+        var arrived: Int64
+    }
+
+    /// What `take` did with a drop.
+    private enum Taken { case done, waiting }
+
+    /// Reads, checks and claims one drop, then applies it alone or adds it to `batch`.
     @discardableResult
-    private func ingestOne(name: String, arrived: Int64, now: Timestamp, box: DropBox, batch: inout DropBatch, report: inout IngestReport) throws(SpoolError) -> Bool {
-        let parsed: Drop
+    private func take(_ arrival: Arrival, now: Timestamp, box: DropBox, batch: inout NewFlowBatch, report: inout IngestReport) throws(SpoolError) -> Taken {
+        let name = arrival.name
+        let drop: Drop
         do {
-            parsed = try readDrop(name: name, box: box)
+            drop = try readDrop(name: name, box: box)
         } catch let rejection as DropRejection {
             try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
-            return false
+            return .done
         } catch {
-            return false  // vanished meanwhile (another pass took it)
+            return .done  // vanished meanwhile (another pass took it)
         }
-        // A task drop that makes a new flow joins the batch; anything else is applied after
-        // the batch, alone, so drops still take effect in arrival order.
+        // A new-flow drop joins the batch; anything else is applied after the batch, alone.
         var newFlow: Drop.NewTaskDrop?
-        if case .task(let task) = parsed.kind, task.parentFlowId == nil { newFlow = task }
-        if newFlow == nil || batch.items.count >= Spool.dropBatchLimit || newFlow?.taskId.map(batch.taskIds.contains) == true {
-            try apply(&batch, box: box, report: &report)
-        }
+        if case .task(let task) = drop.kind, task.parentFlowId == nil { newFlow = task }
+        if let newFlow, batch.admits(newFlow) {} else { try createFlows(of: &batch, box: box, report: &report) }
         // A name applied in the last 7 days is a repeat: note it, delete it. A record whose
         // flow does not exist was written beside a claim that a crash undid (the drop is
         // back here, unapplied): it is not a repeat, and the claim below replaces it.
         // Only the same bytes are a replay: other content under a used name is refused, so
         // that a writer that reuses names learns it instead of losing its reports.
-        if let record = box.appliedRecord(Layout.appliedRecordName(name, uid: parsed.uid), now: now), flowExists(record.flowId) {
-            if let digest = record.digest, digest != parsed.digest {
+        if let record = box.appliedRecord(Layout.appliedRecordName(name, uid: drop.uid), now: now), flowExists(record.flowId) {
+            if let digest = record.digest, digest != drop.digest {
                 try reject(name: name, from: box.new, box: box, code: "repeated_name", message: "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)", report: &report)
-                return false
+                return .done
             }
             _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
                 change.log(["event": "drop", "name": .string(name), "repeat": true])
@@ -127,58 +141,43 @@ extension Spool {
             box.retire(name, in: box.new)
             try? box.new.removeAt(name)
             report.repeats += 1
-            return false
+            return .done
         }
-        // Work out the ids the drop will create or change, then claim it under a name carrying them.
         var claim: Claim
-        do {
-            claim = try plan(parsed, name: name, arrived: arrived, now: now)
-        } catch let rejection as DropRejection {
-            if rejection.code == "waiting" { report.waiting += 1; return true }
+        switch try plan(drop, name: name, arrived: arrival.arrived, now: now) {
+        case .wait:
+            report.waiting += 1
+            return .waiting
+        case .reject(let rejection):
             try reject(name: name, from: box.new, box: box, code: rejection.code, message: rejection.message, report: &report)
-            return false
-        } catch {
-            throw error as? SpoolError ?? SpoolError(.io, "Planning drop \(name): \(error)")
+            return .done
+        case .claim(let planned):
+            claim = planned
         }
-        claim.digest = parsed.digest
-        claim.uid = parsed.uid
-        // The claim is a second name (link), not a rename: a rename between two directories
-        // is not atomic on an ext4 without a journal, where a power cut can keep both names
-        // or neither. The drop keeps its name in incoming/new until its change is durable,
-        // so at every instant one name at least holds it (spool-layout.md, "Exactly once").
-        do {
-            do {
-                try box.new.linkAt(name, to: box.claimed, claim.fileName)
-            } catch where error == .notPermitted {
-                // Another user's file, which the kernel will not let us link
-                // (fs.protected_hardlinks): it is claimed by a rename instead.
-                try box.new.renameAt(name, to: box.claimed, claim.fileName, noReplace: true)
-            }
-        } catch {
-            if error == .noSuchFileOrDirectory { return false }  // another pass claimed it
-            throw SpoolError.io("Claiming the drop", box.newPath.appending(name), error)
-        }
+        claim.digest = drop.digest
+        claim.uid = drop.uid
+        guard try box.claim(claim) else { return .done }  // another pass claimed it
         if let newFlow {
             // Its applied record, flushed in the batch's first barrier, fixes the flow id
             // before the flow can be durable; the claim is not flushed.
-            batch.items.append((claim, newFlow))
-            if let id = newFlow.taskId { batch.taskIds.insert(id) }
-            return false
+            batch.add(claim, newFlow)
+            return .done
         }
         // The claim is flushed in the first barrier of the change, before any of it can be
         // durable. incoming/new needs no flush: should a power cut bring back the drop's name
         // there beside its claim, the claim is finished first (recording the name as applied)
         // and the name is then deleted as a repeat.
-        try finishClaim(claim, box: box, report: &report, recovering: false)
-        return false
+        try finish(claim, drop: drop, box: box, report: &report)
+        return .done
     }
 
-    /// Creates the flows of a batch of claimed new-flow drops together, then records their
-    /// names as applied and deletes the claims; empties the batch.
-    private func apply(_ batch: inout DropBatch, box: DropBox, report: inout IngestReport) throws(SpoolError) {
+    /// Creates the flows of a batch of claimed new-flow drops in one transaction — their
+    /// applied records and staged flows share its first barrier, the renames its last — then
+    /// deletes the claims; empties the batch.
+    private func createFlows(of batch: inout NewFlowBatch, box: DropBox, report: inout IngestReport) throws(SpoolError) {
         guard !batch.items.isEmpty else { return }
         let items = batch.items
-        batch = DropBatch()
+        batch = NewFlowBatch()
         let drafts = items.map { claim, drop in
             var task = drop.newTask
             task.taskId = claim.taskId
@@ -186,40 +185,37 @@ extension Spool {
             if let uid = claim.uid { task.fields["dropUid"] = .int(Int64(uid)) }
             return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
         }
-        // The applied records are written now and flushed in the first barrier of the
-        // creation, before any of the flows can be durable: each records the name's flow id,
-        // so the claims themselves need no flush (spool-layout.md, "Exactly once"). A crash
-        // can leave a record durable without its flow; such a record names no flow and is
-        // not taken for a repeat.
-        try box.recordApplied(items.map(\.claim), flush: false)
-        let results = try create(drafts, alsoFlush: [(box.applied, box.appliedPath)])
-        var applied: [Claim] = []
+        // The applied records are written first and flushed in the first barrier, before any
+        // of the flows can be durable: each records the name's flow id, so the claims
+        // themselves need no flush (spool-layout.md, "Exactly once"). A crash can leave a
+        // record durable without its flow; such a record names no flow and is not taken for
+        // a repeat.
+        let tx = Transaction(self, grouped: items.count >= Spool.groupCommitMinimum)
+        try box.recordApplied(items.map(\.claim), in: tx)
+        let results = try create(drafts, in: tx)
+        try tx.end()
         for ((claim, _), result) in zip(items, results) {
             switch result {
             case .success(let snapshot):
-                applied.append(claim)
+                box.releaseDropName(claim)
+                try box.removeClaim(claim)
+                report.applied += 1
                 report.createdFlows[snapshot.flow.flowId] = snapshot.flow.isTerminal
             case .failure(let error):
                 let code = error.code == .linkRefused ? "reused_task_id" : "bad_fields"
                 try refuse(claim, box: box, code: code, message: error.message, report: &report)
             }
         }
-        for claim in applied {
-            box.releaseDropName(claim)
-            try box.removeClaim(claim)
-            report.applied += 1
-        }
     }
 
-    /// Applies a claimed drop (idempotently: the ids in its name tell whether it already
-    /// was), records its name as applied, and deletes it.
-    private func finishClaim(_ claim: Claim, box: DropBox, report: inout IngestReport, recovering: Bool) throws(SpoolError) {
-        var claim = claim
-        if recovering, box.isStaleClaim(claim, now: Spool.now()) {
+    /// Finishes a claim an interrupted pass left: reads its drop back and applies it.
+    private func recover(_ claim: Claim, box: DropBox, report: inout IngestReport) throws(SpoolError) {
+        if box.isStaleClaim(claim, now: Spool.now()) {
             // Its drop was applied (the record says so), and the name now holds another file.
             try? box.claimed.removeAt(claim.fileName)
             return
         }
+        var claim = claim
         let drop: Drop
         do {
             drop = try readDrop(name: claim.fileName, box: box, directory: box.claimed)
@@ -231,20 +227,31 @@ extension Spool {
         }
         claim.digest = drop.digest
         claim.uid = drop.uid
-        let recorded: Bool
+        if try finish(claim, drop: drop, box: box, report: &report) { report.recovered += 1 }
+    }
+
+    /// Applies one claimed drop in a transaction of its own (idempotently: the ids in its
+    /// claim tell whether it already was), records its name as applied in the same
+    /// transaction's last barrier, and deletes the claim. Returns whether it was applied.
+    @discardableResult
+    private func finish(_ claim: Claim, drop: Drop, box: DropBox, report: inout IngestReport) throws(SpoolError) -> Bool {
+        let tx = Transaction(self)
+        tx.barrier.add(directory: box.claimed, box.claimedPath)
         do {
-            recorded = try apply(drop, claim: claim, box: box)
+            try write(drop, claim: claim, in: tx)
         } catch let rejection as DropRejection {
+            tx.discardStaged()
             try refuse(claim, box: box, code: rejection.code, message: rejection.message, report: &report)
-            return
+            return false
         } catch {
             throw error as? SpoolError ?? SpoolError(.io, "Applying drop \(claim.name): \(error)")
         }
-        if !recorded { try box.recordApplied([claim]) }
+        try box.recordApplied([claim], in: tx)
+        try tx.end()
         box.releaseDropName(claim)
         try box.removeClaim(claim)
         report.applied += 1
-        if recovering { report.recovered += 1 }
+        return true
     }
 
     // MARK: - Reading and validating a drop
@@ -302,49 +309,59 @@ extension Spool {
         return drop
     }
 
-    // MARK: - Planning and applying
+    // MARK: - Planning and writing
 
-    /// The ids a drop will create or change; throws `waiting` for an update whose task is not there yet.
-    private func plan(_ drop: Drop, name: String, arrived: Int64, now: Timestamp) throws -> Claim {
+    /// What to do with a drop, decided from what it says and what the spool holds.
+    private enum Plan {
+        /// Claim it under a name carrying the ids it will create or change.
+        case claim(Claim)
+        /// An update whose task is not known yet: it stays in incoming/new for a later pass.
+        case wait
+        /// Refuse it, with the reason.
+        case reject(DropRejection)
+    }
+
+    /// The ids a drop will create or change, or why it waits or is refused.
+    private func plan(_ drop: Drop, name: String, arrived: Int64, now: Timestamp) throws(SpoolError) -> Plan {
         switch drop.kind {
         case .task(let task):
             let taskId = task.taskId ?? Spool.newId(at: now)
             if task.taskId != nil, let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
-                throw DropRejection(code: "reused_task_id", message: "task id \(taskId) is already used by a task of flow \(holder)")
+                return .reject(DropRejection(code: "reused_task_id", message: "task id \(taskId) is already used by a task of flow \(holder)"))
             }
+            let flowId: String
+            let ownerKey: String
             if let parent = task.parentFlowId {
                 guard flowExists(parent) else {
-                    throw DropRejection(code: "link_refused", message: "parent flow \(parent) does not exist")
+                    return .reject(DropRejection(code: "link_refused", message: "parent flow \(parent) does not exist"))
                 }
                 let snap = try readFlow(parent)
                 if let reason = Rules.linkRefusal(flow: snap.flow, taskCount: snap.tasks.count, ownerKey: task.ownerKey) {
-                    throw DropRejection(code: "link_refused", message: reason)
+                    return .reject(DropRejection(code: "link_refused", message: reason))
                 }
-                try Spool.checkReadable(task, name: name, taskId: taskId, flowId: parent, ownerKey: snap.flow.ownerKey)
-                return Claim(name: name, taskId: taskId, flowId: parent)
+                (flowId, ownerKey) = (parent, snap.flow.ownerKey)
+            } else {
+                (flowId, ownerKey) = (Spool.newId(at: now), task.ownerKey ?? "")
             }
-            let flowId = Spool.newId(at: now)
-            try Spool.checkReadable(task, name: name, taskId: taskId, flowId: flowId, ownerKey: task.ownerKey ?? "")
-            return Claim(name: name, taskId: taskId, flowId: flowId)
+            if let refusal = Spool.unreadableRecords(task, name: name, taskId: taskId, flowId: flowId, ownerKey: ownerKey) { return .reject(refusal) }
+            return .claim(Claim(name: name, taskId: taskId, flowId: flowId))
         case .update(let update):
             if let taskId = update.taskId {
                 if let flowId = taskIndexTarget(taskId), taskFileExists(flowId: flowId, taskId: taskId) {
-                    return Claim(name: name, taskId: taskId, flowId: flowId)
+                    return .claim(Claim(name: name, taskId: taskId, flowId: flowId))
                 }
             } else if let runId = update.runId, let pick = Rules.runIdPick(try tasks(withRunId: runId)) {
-                return Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId)
+                return .claim(Claim(name: name, taskId: pick.taskId, flowId: pick.parentFlowId))
             }
+            if now.milliseconds - arrived < Spool.updateWaitMilliseconds { return .wait }
             let what = update.taskId.map { "task \($0)" } ?? "run id \"\(sanitized(update.runId ?? ""))\""
-            if now.milliseconds - arrived < Spool.updateWaitMilliseconds {
-                throw DropRejection(code: "waiting", message: "\(what) is not known yet")
-            }
-            throw DropRejection(code: "unknown_task", message: "\(what) was still unknown a minute after the update arrived")
+            return .reject(DropRejection(code: "unknown_task", message: "\(what) was still unknown a minute after the update arrived"))
         }
     }
 
-    /// Refuses a `task` drop whose task record (or, without a parent, its new flow's
-    /// manifest) clawflow could not read back once written.
-    static func checkReadable(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String) throws(DropRejection) {
+    /// Why a `task` drop would be refused because clawflow could not read back the task
+    /// record (or, without a parent, its new flow's manifest) once written; nil when it could.
+    static func unreadableRecords(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String) -> DropRejection? {
         var new = task.newTask
         new.taskId = taskId
         new.fields["lastDrop"] = .string(name)
@@ -353,69 +370,59 @@ extension Spool {
         var record = draft.tasks[0]
         record.setInteger("flowRevision", 0)
         if let problem = unreadableProblem(record, bytes: record.fileBytes()) {
-            throw DropRejection(code: "too_large", message: "the task it reports \(problem)")
+            return DropRejection(code: "too_large", message: "the task it reports \(problem)")
         }
         if task.parentFlowId == nil, let problem = unreadableProblem(draft.flow, bytes: draft.flow.fileBytes()) {
-            throw DropRejection(code: "too_large", message: "the flow it makes \(problem)")
+            return DropRejection(code: "too_large", message: "the flow it makes \(problem)")
         }
+        return nil
     }
 
-    /// Applies a claimed drop once: a task that exists already, or an update already recorded
-    /// in its task's `lastDrop`, is a replay and changes nothing. A change to an existing flow
-    /// flushes the claim in its first barrier and records the name as applied in its last
-    /// (spool-layout.md, "Exactly once"); returns whether it did, else the caller records it.
-    private func apply(_ drop: Drop, claim: Claim, box: DropBox) throws -> Bool {
+    /// Writes the change a claimed drop makes, inside `tx`, once: a task that exists already,
+    /// or an update already recorded in its task's `lastDrop`, is a replay and changes nothing.
+    private func write(_ drop: Drop, claim: Claim, in tx: Transaction) throws {
         let source = "drop:" + claim.name
-        let extras = MutationExtras(first: [(box.claimed, box.claimedPath)]) { (last) throws(SpoolError) in
-            try box.recordApplied([claim], flush: false)
-            last.add(directory: box.applied, box.appliedPath)
-            last.addSymlinks()
-        }
         switch drop.kind {
         case .task(let task):
-            if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return false }
+            if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return }
             var new = task.newTask
             new.taskId = claim.taskId
             new.fields["lastDrop"] = .string(claim.name)
             if let uid = claim.uid { new.fields["dropUid"] = .int(Int64(uid)) }
             if task.parentFlowId != nil {
-                do { return try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source, extras: extras).wrote } catch {
+                do { _ = try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source, in: tx) } catch {
                     if error.code == .linkRefused || error.code == .notFound { throw DropRejection(code: "link_refused", message: error.message) }
                     throw error
                 }
             } else {
                 guard let owner = task.ownerKey else { throw DropRejection(code: "bad_fields", message: "a task drop without parentFlowId needs an ownerKey") }
-                do {
-                    if flowExists(claim.flowId) { return false }
-                    _ = try addTaskInNewFlow(ownerKey: owner, task: new, goal: nil, flowId: claim.flowId, source: source)
-                    return false
-                } catch {
+                if flowExists(claim.flowId) { return }
+                let draft = Spool.oneTaskFlow(ownerKey: owner, task: new, goal: nil, flowId: claim.flowId, source: source)
+                if case .failure(let error) = try create([draft], in: tx)[0] {
                     if error.code == .linkRefused { throw DropRejection(code: "reused_task_id", message: error.message) }
                     throw error
                 }
             }
         case .update(let update):
             var refusal: DropRejection?
-            let wrote: Bool
             do throws(SpoolError) {
-                wrote = try applyUpdate(update, claim: claim, source: source, extras: extras, refusal: &refusal)
+                try self.update(update, claim: claim, source: source, in: tx, refusal: &refusal)
             } catch {
                 // Refused with its reason rather than left claimed for ever.
                 if error.code == .invalidRecord { throw DropRejection(code: "bad_fields", message: error.message) }
                 throw error
             }
             if let refusal { throw refusal }
-            return wrote
         }
     }
 
-    /// Applies an update drop to its task through the one mutation path (a replay of an
-    /// applied drop changes nothing); returns whether it wrote.
+    /// Applies an update drop to its task through the one mutation path, inside `tx` (a
+    /// replay of an applied drop changes nothing).
     /// A refused update (`refusal` set) changes nothing: a command task's state belongs to the
     /// supervisor that runs it, a task reported by one user's drops is changed only by that
     /// user's drops, and no update may make its task's record unreadable.
-    private func applyUpdate(_ update: Drop.UpdateDrop, claim: Claim, source: String, extras: MutationExtras, refusal: inout DropRejection?) throws(SpoolError) -> Bool {
-        try mutate(flow: claim.flowId, source: source, extras: extras) { (change) throws(SpoolError) in
+    private func update(_ update: Drop.UpdateDrop, claim: Claim, source: String, in tx: Transaction, refusal: inout DropRejection?) throws(SpoolError) {
+        _ = try change(flow: claim.flowId, source: source, in: tx) { (change) throws(SpoolError) in
                 guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
                 if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
                 if task.isCommand {
@@ -441,7 +448,7 @@ extension Spool {
                     if let s = update.update.status { event["status"] = .string(s.rawValue) }
                     change.log(event)
                 }
-            }.wrote
+            }
     }
 
     // MARK: - Rejecting
@@ -546,10 +553,9 @@ struct DropBox {
         claimedPath = root.appending("incoming/claimed")
         appliedPath = root.appending("incoming/applied")
         rejectedPath = root.appending("rejected")
+        // A spool made before the drop box had incoming/claimed and incoming/applied got them
+        // when it was opened for writing (`completeLayout`).
         do {
-            // Spools made before the drop box had these directories get them now.
-            try spool.rootFD.makeDirectoryAt("incoming/claimed", permissions: 0o700, existingIsFine: true)
-            try spool.rootFD.makeDirectoryAt("incoming/applied", permissions: 0o700, existingIsFine: true)
             new = try spool.rootFD.openDirectoryAt("incoming/new")
             claimed = try spool.rootFD.openDirectoryAt("incoming/claimed")
             applied = try spool.rootFD.openDirectoryAt("incoming/applied")
@@ -576,9 +582,9 @@ struct DropBox {
         return Layout.appliedRecord(text)
     }
 
-    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>` for each claim, and
-    /// flushes the directory unless the caller's barrier will.
-    func recordApplied(_ claims: [Claim], flush: Bool = true) throws(SpoolError) {
+    /// Records `incoming/applied/<name>` -> `../../flows/<flowId>#<sha256>` for each claim;
+    /// the directory joins the barrier of `tx`.
+    func recordApplied(_ claims: [Claim], in tx: Transaction) throws(SpoolError) {
         guard !claims.isEmpty else { return }
         for claim in claims {
             do {
@@ -591,11 +597,30 @@ struct DropBox {
                 throw SpoolError.io("Recording the applied drop", appliedPath.appending(claim.recordName), error)
             }
         }
-        guard flush else { return }
-        var barrier = FlushSet()
-        barrier.add(directory: applied, appliedPath)
-        barrier.addSymlinks()
-        try barrier.flush()
+        tx.barrier.add(directory: applied, appliedPath)
+        tx.barrier.addSymlinks()
+    }
+
+    /// Claims a drop: gives it a second name, in `incoming/claimed/`, that carries the ids it
+    /// will create or change. Returns false when the drop is gone (another pass claimed it).
+    /// The claim is a link, not a rename: a rename between two directories is not atomic on
+    /// an ext4 without a journal, where a power cut can keep both names or neither. The drop
+    /// keeps its name in incoming/new until its change is durable, so at every instant one
+    /// name at least holds it (spool-layout.md, "Exactly once").
+    func claim(_ claim: Claim) throws(SpoolError) -> Bool {
+        do {
+            do {
+                try new.linkAt(claim.name, to: claimed, claim.fileName)
+            } catch where error == .notPermitted {
+                // Another user's file, which the kernel will not let us link
+                // (fs.protected_hardlinks): it is claimed by a rename instead.
+                try new.renameAt(claim.name, to: claimed, claim.fileName, noReplace: true)
+            }
+        } catch {
+            if error == .noSuchFileOrDirectory { return false }
+            throw SpoolError.io("Claiming the drop", newPath.appending(claim.name), error)
+        }
+        return true
     }
 
     /// Removes the applied record of a claim that was refused, if the record is the claim's
@@ -748,9 +773,24 @@ final class RetiredDrops {
     var fds: [FileDescriptor] = []
 }
 
-/// New-flow drops claimed in this pass and not yet applied.
-struct DropBatch {
+/// New-flow drops claimed in this pass and not yet created: they are created together, in
+/// one transaction.
+private struct NewFlowBatch {
     var items: [(claim: Claim, drop: Drop.NewTaskDrop)] = []
     /// Task ids the drops chose: a second drop with one of them waits for the next batch.
     var taskIds: Set<String> = []
+    /// Owner link names: a new flow's link decision reads the owner's other flows, so a
+    /// second new flow of one owner waits for the next batch.
+    var owners: Set<String> = []
+
+    /// Whether `drop` may join this batch.
+    func admits(_ drop: Drop.NewTaskDrop) -> Bool {
+        items.count < Spool.dropBatchLimit && !(drop.taskId.map(taskIds.contains) ?? false) && !owners.contains(OwnerKey.linkName(drop.ownerKey ?? ""))
+    }
+
+    mutating func add(_ claim: Claim, _ drop: Drop.NewTaskDrop) {
+        items.append((claim, drop))
+        if let id = drop.taskId { taskIds.insert(id) }
+        owners.insert(OwnerKey.linkName(drop.ownerKey ?? ""))
+    }
 }

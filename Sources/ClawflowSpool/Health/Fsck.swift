@@ -326,8 +326,8 @@ extension Spool {
     /// every flow is read under the root lock, so no task can be added meanwhile. Returns
     /// false when it was complete already.
     func buildRunIndex() throws(SpoolError) -> Bool {
-        try lockRoot()
-        defer { unlockRoot() }
+        let tx = Transaction(self, grouped: true)
+        try tx.lockSpool()
         guard withCompleteRunIndex({ _ in true }) == nil else { return false }
         var taskOwners: [String: String] = [:]
         var taskRuns: [String: String] = [:]
@@ -339,27 +339,27 @@ extension Spool {
             }
         }
         var report = FsckReport()
-        try repairRunIndex(taskOwners, taskRuns, into: &report)
+        try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report)
+        try tx.end()
         return true
     }
 
-    /// Builds or completes `index/runs` (root lock held): dangling entries out, every task
-    /// with a run id in, then the marker that says it is complete.
-    private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) throws(SpoolError) {
+    /// Builds or completes `index/runs` inside `tx` (spool lock held): dangling entries out,
+    /// every task with a run id in, a barrier, then the marker that says it is complete.
+    private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], in tx: Transaction, into report: inout FsckReport) throws(SpoolError) {
         let indexPath = root.appending("index/runs")
         let index: FileDescriptor
         do {
             if (try? rootFD.statusAt("index/runs")) == nil {
                 try rootFD.makeDirectoryAt("index/runs", existingIsFine: true)
                 let parent = try rootFD.openDirectoryAt("index")
-                defer { parent.closeQuietly() }
-                try parent.synchronize()
+                tx.barrier.add(directory: parent, self.root.appending("index"), owned: true)
             }
             index = try rootFD.openDirectoryAt("index/runs")
         } catch {
             throw SpoolError.io("Building the run index in", indexPath, error)
         }
-        defer { index.closeQuietly() }
+        tx.hold(index)
         let wasComplete = (try? index.statusAt(Layout.runIndexComplete)) != nil
         for entry in (try? index.entries()) ?? [] where !entry.name.hasPrefix(".") {
             guard let dir = try? index.openDirectoryAt(entry.name) else { continue }
@@ -367,31 +367,37 @@ extension Spool {
                 try? dir.removeAt(e.name)
                 report.repairs.append("removed the dangling run index entry \(entry.name)/\(sanitized(e.name))")
             }
-            try? dir.synchronize()
-            dir.closeQuietly()
+            tx.barrier.add(directory: dir, indexPath.appending(entry.name), owned: true)
             try? index.removeAt(entry.name, directory: true)  // fails, harmlessly, while entries remain
         }
         var added = 0
         for (taskId, run) in taskRuns.sorted(by: { $0.key < $1.key }) {
             let name = OwnerKey.linkName(run)
-            let target = "../../../flows/" + (taskOwners[taskId] ?? "")
+            let target = Layout.keyedIndexTarget(taskOwners[taskId] ?? "")
             do {
                 try index.makeDirectoryAt(name, existingIsFine: true)
                 let dir = try index.openDirectoryAt(name)
-                defer { dir.closeQuietly() }
-                guard (try? dir.readLinkAt(taskId)) != target else { continue }
+                guard (try? dir.readLinkAt(taskId)) != target else {
+                    dir.closeQuietly()
+                    continue
+                }
                 try? dir.removeAt(taskId)
                 try dir.symlinkAt(taskId, target: target)
-                try dir.synchronize()
+                tx.barrier.add(directory: dir, indexPath.appending(name), owned: true)
+                tx.barrier.addSymlinks()
             } catch {
                 throw SpoolError.io("Indexing task \(taskId) under its run id in", indexPath.appending(name), error)
             }
             added += 1
             if wasComplete { report.repairs.append("indexed task \(taskId) under its run id") }
         }
-        try DurableFile.sync(index, indexPath)
+        tx.barrier.add(directory: index, indexPath)
         if !wasComplete {
-            try DurableFile.replace(in: index, name: Layout.runIndexComplete, bytes: [], directoryPath: indexPath)
+            // The marker says every entry is there: it follows them in a barrier of its own.
+            try tx.flush()
+            let marker = try tx.stage([], as: Layout.runIndexComplete, in: index, at: indexPath)
+            try tx.flush()
+            try tx.commit(marker)
             report.repairs.append("built the run index (\(added) task(s) with a run id)")
         }
     }
@@ -416,70 +422,79 @@ extension Spool {
                 report.repairs.append("re-derived the status of flow \(id)")
             }
         }
-        // 2. Under the spool lock: the layout's missing directories, debris, indexes, owner links.
-        try lockRoot()
-        defer { unlockRoot() }
-        report.repairs += try rebuildLayout()
+        // 2. One grouped transaction under the spool lock: the layout's missing directories,
+        // debris, indexes, cancel markers and owner links, made durable by its barriers
+        // (a syncfs each), not by a flush per entry.
+        let tx = Transaction(self, grouped: true)
+        try tx.lockSpool()
+        report.repairs += try rebuildLayout(in: tx)
         guard let ownersFD, let taskIndexFD, let ownerIndexFD else {
             throw SpoolError(.io, "The spool's derived directories (owners/, index/) could not be opened after they were rebuilt; check the permissions of \(root).", path: root)
         }
         removeDebris(into: &report)
-        var keys = Set<String>()
         var taskOwners: [String: String] = [:]
         var taskRuns: [String: String] = [:]
-        var flowIdsByName: [String: Set<String>] = [:]
+        var flowsByName: [String: [FlowRecord]] = [:]
         var everyTask: [TaskRecord] = []
         for id in try flowIds() {
             guard let snap = try? readFlowHoldingRootLock(id) else { continue }
-            keys.insert(snap.flow.ownerKey)
-            flowIdsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].insert(id)
+            flowsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].append(snap.flow)
             everyTask += snap.tasks
             for t in snap.tasks {
                 taskOwners[t.taskId] = id
                 if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
             }
-            if !ownerIndex(OwnerKey.linkName(snap.flow.ownerKey)).contains(id) {
-                var barrier = FlushSet()
-                try addToOwnerIndex(snap.flow, barrier: &barrier)
-                try barrier.flush()
-                report.repairs.append("indexed flow \(id) under its owner")
+        }
+        // The owner index: each owner's directory listed once.
+        for (name, flows) in flowsByName {
+            let indexed = Set(ownerIndex(name))
+            for flow in flows where !indexed.contains(flow.flowId) {
+                try addToOwnerIndex(flow, barrier: &tx.barrier)
+                report.repairs.append("indexed flow \(flow.flowId) under its owner")
             }
         }
         // Index entries are removed only when nothing backs them: an unreadable file keeps its entry.
-        for entry in (try? taskIndexFD.entries()) ?? [] where taskOwners[entry.name] == nil || taskIndexTarget(entry.name) != taskOwners[entry.name] {
-            if taskOwners[entry.name] == nil, let flow = taskIndexTarget(entry.name), taskFileExists(flowId: flow, taskId: entry.name) { continue }
+        var indexedTasks = Set<String>()
+        for entry in (try? taskIndexFD.entries()) ?? [] where !entry.name.hasPrefix(".") {
+            let target = taskIndexTarget(entry.name)
+            if target != nil, target == taskOwners[entry.name] {
+                indexedTasks.insert(entry.name)
+                continue
+            }
+            if taskOwners[entry.name] == nil, let flow = target, taskFileExists(flowId: flow, taskId: entry.name) { continue }
             try? taskIndexFD.removeAt(entry.name)
             if let owner = taskOwners[entry.name] {
                 try? taskIndexFD.symlinkAt(entry.name, target: Layout.taskIndexTarget(owner))
+                indexedTasks.insert(entry.name)
                 report.repairs.append("re-pointed the index entry of task \(entry.name)")
             } else {
                 report.repairs.append("removed the dangling index entry of task \(sanitized(entry.name))")
             }
         }
-        for (taskId, flowId) in taskOwners where taskIndexTarget(taskId) == nil {
+        for (taskId, flowId) in taskOwners where !indexedTasks.contains(taskId) {
             try? taskIndexFD.symlinkAt(taskId, target: Layout.taskIndexTarget(flowId))
             report.repairs.append("indexed task \(taskId)")
         }
-        try DurableFile.sync(taskIndexFD, root.appending("index/tasks"))
-        try repairRunIndex(taskOwners, taskRuns, into: &report)
-        report.repairs += try repairCancelMarkers(everyTask)
+        tx.barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
+        tx.barrier.addSymlinks()
+        try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report)
+        report.repairs += try repairCancelMarkers(everyTask, in: tx)
         for entry in (try? ownerIndexFD.entries()) ?? [] {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
-            let live = flowIdsByName[entry.name] ?? []
+            let live = Set((flowsByName[entry.name] ?? []).map(\.flowId))
             for e in (try? dir.entries()) ?? [] where !live.contains(e.name) && !flowExists(e.name) {
                 try? dir.removeAt(e.name)
                 report.repairs.append("removed the dangling owner index entry \(entry.name)/\(e.name)")
             }
-            try? dir.synchronize()
-            dir.closeQuietly()
+            tx.barrier.add(directory: dir, self.root.appending("index/owners").appending(entry.name), owned: true)
             if live.isEmpty { try? ownerIndexFD.removeAt(entry.name, directory: true) }  // fails, harmlessly, while entries remain
         }
+        tx.barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
         // Owner links: every key's link rebuilt; links and markers of no key removed.
-        let names = Set(keys.map(OwnerKey.linkName))
         for entry in (try? ownersFD.entries()) ?? [] {
             let name = Layout.ownerName(fromPending: entry.name) ?? entry.name
             if entry.name.hasPrefix("."), Layout.ownerName(fromPending: entry.name) == nil { continue }
-            if !names.contains(name) {
+            if flowsByName[name] == nil {
                 if let target = ownerLinkTarget(entry.name), flowExists(target) { continue }  // its flow is unreadable: keep
                 let kind = (try? ownersFD.statusAt(entry.name))?.kind
                 if kind == .symlink {
@@ -490,25 +505,25 @@ extension Spool {
                 }
             }
         }
-        for key in keys.sorted() {
-            let name = OwnerKey.linkName(key)
-            if let target = ownerLinkTarget(name), flowExists(target), (try? readManifest(target)) == nil { continue }
-            let before = try? ownersFD.readLinkAt(name)
-            if let kind = (try? ownersFD.statusAt(name))?.kind, kind != .symlink {
-                moveToRejected(dir: ownersFD, name: name, label: "owners-" + name, reason: "not a symlink", into: &report)
-            }
-            let pending = hasPendingOwnerLink(name)
-            try rebuildOwnerLink(key: key)
-            if pending || before != (try? ownersFD.readLinkAt(name)) {
-                report.repairs.append("rebuilt the owner link of \"\(sanitized(key))\"")
+        tx.barrier.add(directory: ownersFD, self.root.appending("owners"))
+        for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) {
+            // Keys whose names coincide (spool-layout.md, "Owner keys") are told apart by the
+            // manifests, as the lookup rule does; the pick is made from the records read above.
+            for key in Set(flows.map(\.ownerKey)).sorted() {
+                if let target = ownerLinkTarget(name), flowExists(target), (try? readManifest(target)) == nil { continue }
+                let before = try? ownersFD.readLinkAt(name)
+                if let kind = (try? ownersFD.statusAt(name))?.kind, kind != .symlink {
+                    moveToRejected(dir: ownersFD, name: name, label: "owners-" + name, reason: "not a symlink", into: &report)
+                }
+                let pending = hasPendingOwnerLink(name)
+                let pick = Rules.ownerPick(flows.filter { $0.ownerKey == key }.map { ($0.flowId, $0.createdAt, $0.isTerminal) })
+                try rebuildOwnerLink(key: key, target: .some(pick), in: tx)
+                if pending || before != (try? ownersFD.readLinkAt(name)) {
+                    report.repairs.append("rebuilt the owner link of \"\(sanitized(key))\"")
+                }
             }
         }
-        // The index entries and links made above are symlinks, which only their directories'
-        // flushes reached (see `FlushSet.addSymlinks`).
-        var barrier = FlushSet()
-        barrier.add(directory: rootFD, self.root)
-        barrier.addSymlinks()
-        try barrier.flush()
+        try tx.end()
     }
 
     private func removeDebris(into report: inout FsckReport) {

@@ -113,25 +113,22 @@ extension Spool {
     /// entries go, it is renamed into tmp/ (gone from flows/ at once) and deleted, and its
     /// owner's link moves to the owner's next pick (or is removed).
     func prune(_ flowId: String, policy: MaintenancePolicy) throws(SpoolError) -> Bool {
-        let dir = try openFlowDirectory(flowId)
-        defer { dir.closeQuietly() }
-        do { try dir.lock() } catch { throw SpoolError.io("Locking the flow", flowPath(flowId), error) }
+        let tx = Transaction(self)
+        let dir = try tx.lock(flow: flowId)
         let snap = try readFlow(in: dir, flowId: flowId)
         let now = Spool.now()
         guard snap.problems.isEmpty, MaintenanceRules.still(.prune, flow: snap.flow, tasks: snap.tasks, now: now, policy: policy) else { return false }
-        try lockRoot()
-        defer { unlockRoot() }
-        var barrier = FlushSet()
-        defer { barrier.closeOwned() }
+        try tx.lockSpool()
         let log = try openEventLog(in: dir, flowId: flowId)
-        try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], to: log, flowId: flowId, at: now, source: "maintenance", barrier: &barrier)
+        tx.hold(log)
+        try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], to: log, flowId: flowId, at: now, source: "maintenance", barrier: &tx.barrier)
         if let taskIndexFD {
             for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
                 try? taskIndexFD.removeAt(task.taskId)
             }
-            barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
+            tx.barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
         }
-        unindexRunIds(snap.tasks, flowId: flowId, barrier: &barrier)
+        unindexRunIds(snap.tasks, flowId: flowId, barrier: &tx.barrier)
         let name = OwnerKey.linkName(snap.flow.ownerKey)
         if let ownerIndexFD {
             if let ownerDir = try? ownerIndexFD.openDirectoryAt(name) {
@@ -139,17 +136,18 @@ extension Spool {
                 ownerDir.closeQuietly()
                 try? ownerIndexFD.removeAt(name, directory: true)  // only succeeds when it was the owner's last flow
             }
-            barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
+            tx.barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
         }
         let graveyard = Layout.stagingName(flowId: flowId, pid: Spool.pid)
         let tmpFD = try staging.openOrCreate(root: root)
         do { try flowsFD.renameAt(flowId, to: tmpFD, graveyard, noReplace: true) } catch {
             throw SpoolError.io("Moving the pruned flow out of flows/ at", flowPath(flowId), error)
         }
-        barrier.add(directory: flowsFD, self.root.appending("flows"))
-        barrier.add(directory: tmpFD, self.root.appending("tmp"))
-        try barrier.flush()
-        try rebuildOwnerLink(key: snap.flow.ownerKey)
+        tx.barrier.add(directory: flowsFD, self.root.appending("flows"))
+        tx.barrier.add(directory: tmpFD, self.root.appending("tmp"))
+        try tx.flush()
+        try rebuildOwnerLink(key: snap.flow.ownerKey, in: tx)
+        try tx.end()
         removeStaging(graveyard)
         return true
     }

@@ -21,15 +21,15 @@ extension Spool {
     }
 
     /// The markers a change needs: those of `after` that want one and did not before, staged
-    /// under temp names in `cancel/` (made when missing); their files join `barrier`. The
-    /// caller renames them into place once the task files are, then flushes `cancel/`.
-    func stageCancelMarkers(before: [String: TaskRecord], after: [TaskRecord], barrier: inout FlushSet) throws(SpoolError) -> [StagedReplacement] {
+    /// under temp names in `cancel/` (made when missing) by `tx`. The caller commits them
+    /// once the task files are in place.
+    func stageCancelMarkers(before: [String: TaskRecord], after: [TaskRecord], in tx: Transaction) throws(SpoolError) -> [StagedReplacement] {
         let new = after.filter { Spool.wantsCancelMarker($0) && !(before[$0.taskId].map(Spool.wantsCancelMarker) ?? false) }
         guard !new.isEmpty else { return [] }
         let dir = try cancelMarkers.openOrCreate(root: root)
         var staged: [StagedReplacement] = []
         for task in new {
-            staged.append(try DurableFile.stageReplacement(in: dir, name: Layout.cancelMarker(task.taskId), bytes: Spool.cancelMarkerBytes(task), directoryPath: root.appending(Layout.cancelDirectory), barrier: &barrier, permissions: 0o640))
+            staged.append(try tx.stage(Spool.cancelMarkerBytes(task), as: Layout.cancelMarker(task.taskId), in: dir, at: root.appending(Layout.cancelDirectory), permissions: 0o640))
         }
         return staged
     }
@@ -46,7 +46,7 @@ extension Spool {
 
     /// Makes `cancel/` agree with the records (fsck --repair): a marker for every task that
     /// wants one, none for any other. Returns what it changed, a sentence each.
-    func repairCancelMarkers(_ tasks: [TaskRecord]) throws(SpoolError) -> [String] {
+    func repairCancelMarkers(_ tasks: [TaskRecord], in tx: Transaction) throws(SpoolError) -> [String] {
         let dir = try cancelMarkers.openOrCreate(root: root)
         var done: [String] = []
         let wanted = Dictionary(tasks.filter(Spool.wantsCancelMarker).map { (Layout.cancelMarker($0.taskId), $0) }, uniquingKeysWith: { a, _ in a })
@@ -55,14 +55,12 @@ extension Spool {
             try? dir.removeAt(name)
             done.append("removed the cancel marker \(sanitized(name)), whose task is not waiting on a cancel")
         }
-        var barrier = FlushSet()
-        defer { barrier.closeOwned() }
         let missing = wanted.filter { !present.contains($0.key) }.map(\.value)
-        let staged = try stageCancelMarkers(before: [:], after: missing, barrier: &barrier)
-        try barrier.flush()
-        for marker in staged { try marker.commit() }
+        let staged = try stageCancelMarkers(before: [:], after: missing, in: tx)
+        try tx.flush()
+        for marker in staged { try tx.commit(marker) }
         done += missing.map { "wrote the cancel marker of task \($0.taskId)" }
-        if !done.isEmpty { try DurableFile.sync(dir, root.appending(Layout.cancelDirectory)) }
+        if !done.isEmpty { tx.barrier.add(directory: dir, self.root.appending(Layout.cancelDirectory)) }
         return done
     }
 }

@@ -36,13 +36,15 @@ extension Spool {
 
     /// Links a new task to an existing flow under the link rules.
     public func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
-        let (snap, taskId, _) = try addTask(toFlow: flowId, ownerKey: ownerKey, task: task, source: source, extras: MutationExtras())
-        return (snap, taskId)
+        let tx = Transaction(self)
+        let added = try addTask(toFlow: flowId, ownerKey: ownerKey, task: task, source: source, in: tx)
+        try tx.end()
+        return added
     }
 
-    /// `addTask(toFlow:)` with `extras` joining the barriers of its write (see `mutate`).
-    func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String, extras: MutationExtras) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String, wrote: Bool) {
-        let (taskId, snap, wrote) = try mutate(flow: flowId, source: source, extras: extras) { (change) throws(SpoolError) -> String in
+    /// `addTask(toFlow:)` inside `tx`, which the caller ends (see `change(flow:source:in:_:)`).
+    func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String, in tx: Transaction) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+        let (taskId, snap) = try change(flow: flowId, source: source, in: tx) { (change) throws(SpoolError) -> String in
             if let reason = Rules.linkRefusal(flow: change.flow, taskCount: change.tasks.count, ownerKey: ownerKey) {
                 throw SpoolError(.linkRefused, "Cannot link the task: \(sanitized(reason)).")
             }
@@ -53,7 +55,7 @@ extension Spool {
             change.tasks[record.taskId] = record
             return record.taskId
         }
-        return (snap, taskId, wrote)
+        return (snap, taskId)
     }
 
     /// Creates a managed flow for an external controller.

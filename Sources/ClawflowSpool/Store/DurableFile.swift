@@ -8,14 +8,11 @@ enum DurableFile {
     /// mix, and the new bytes survive a crash once this returns: dot-temp (O_CREAT|O_EXCL|
     /// O_NOFOLLOW|O_CLOEXEC) → write → fsync → rename → fsync(directory).
     static func replace(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath) throws(SpoolError) {
-        var barrier = FlushSet()
-        let staged = try stageReplacement(in: directory, name: name, bytes: bytes, directoryPath: directoryPath, barrier: &barrier)
-        do { try barrier.flush() } catch {
-            staged.discard()
-            throw error
-        }
-        try staged.commit()
-        try sync(directory, directoryPath)
+        let tx = Transaction(nil)
+        let staged = try tx.stage(bytes, as: name, in: directory, at: directoryPath)
+        try tx.flush()
+        try tx.commit(staged)
+        try tx.end()
     }
 
     /// The first half of `replace`: writes the new bytes under the dot-temp name; the temp
@@ -60,18 +57,9 @@ enum DurableFile {
 
     /// Replaces the symlink `name` with one whose text is `target` (temp link, rename, fsync).
     static func replaceLink(in directory: FileDescriptor, name: String, target: String, directoryPath: FilePath) throws(SpoolError) {
-        let temp = Layout.tempName(for: name, pid: Spool.pid)
-        do {
-            try directory.symlinkAt(temp, target: target)
-            try directory.renameAt(temp, to: directory, name)
-        } catch {
-            try? directory.removeAt(temp)
-            throw SpoolError.io("Replacing the link", directoryPath.appending(name), error)
-        }
-        var barrier = FlushSet()
-        barrier.add(directory: directory, directoryPath)
-        barrier.addSymlinks()
-        try barrier.flush()
+        let tx = Transaction(nil)
+        try tx.replaceLink(name, target: target, in: directory, at: directoryPath)
+        try tx.end()
     }
 
     /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
@@ -152,7 +140,9 @@ struct StagedReplacement {
 /// One write barrier: every file and directory added becomes durable when `flush` returns.
 /// The fsyncs run together on a few threads (writeback of files started first), so a
 /// change that touches ten objects waits for about one device flush, not ten in a row
-/// (spool-layout.md, "Writing").
+/// (spool-layout.md, "Writing"). A grouped set (a batch of many flows) is flushed by one
+/// `syncfs` of the filesystem instead, which writes every dirty inode and then flushes the
+/// device once: its descriptors are closed as they are added, so a batch holds none open.
 struct FlushSet {
     private var fds: [FileDescriptor] = []
     private var paths: [() -> FilePath] = []  // built only for an error message
@@ -160,11 +150,15 @@ struct FlushSet {
     private var owned: [Bool] = []
     private var shared: Set<Int32> = []  // directories added without ownership, each once
     private var symlinks = false
+    /// The directory whose filesystem a grouped set syncs, and whether anything was added.
+    private let group: (fd: FileDescriptor, path: FilePath)?
+    private var groupPending = false
 
-    init() {}
+    /// An empty set; one `groupedOn` a directory is flushed by a syncfs of its filesystem.
+    init(groupedOn group: (FileDescriptor, FilePath)? = nil) { self.group = group }
 
     /// Whether nothing was added.
-    var isEmpty: Bool { fds.isEmpty }
+    var isEmpty: Bool { fds.isEmpty && !groupPending }
 
     /// Says that the set's changes include new symlinks (their directories are added as
     /// usual). A symlink cannot be opened, so no `fsync` reaches its inode: on a filesystem
@@ -184,6 +178,11 @@ struct FlushSet {
     }
 
     private mutating func append(_ fd: FileDescriptor, _ path: @escaping () -> FilePath, file: Bool, owned: Bool) {
+        if group != nil {
+            groupPending = true
+            if owned { fd.closeQuietly() }
+            return
+        }
         fds.append(fd)
         paths.append(path)
         isFile.append(file)
@@ -194,6 +193,11 @@ struct FlushSet {
     /// On failure names the first object that could not be flushed.
     mutating func flush() throws(SpoolError) {
         defer { closeOwned() }
+        if let group {
+            guard groupPending else { return }
+            do { try group.fd.synchronizeFileSystem() } catch { throw SpoolError.io("Flushing the filesystem of", group.path, error) }
+            return
+        }
         guard !fds.isEmpty else { return }
         if symlinks, !MetadataOrdering.isOrdered(fds[0]) {
             do { try fds[0].synchronizeFileSystem() } catch { throw SpoolError.io("Flushing the filesystem of", paths[0](), error) }
@@ -213,5 +217,6 @@ struct FlushSet {
         owned = []
         shared = []
         symlinks = false
+        groupPending = false
     }
 }

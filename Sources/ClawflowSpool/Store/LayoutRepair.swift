@@ -49,15 +49,16 @@ extension Spool {
         if missing.contains("flows") { try makeLayoutDirectory("flows", in: fd, root: root) }
         let spool = try Spool(root: root, rootFD: fd)
         guard !missing.isEmpty else { return spool }
-        try spool.lockRoot()
-        defer { spool.unlockRoot() }
-        _ = try spool.rebuildLayout()
+        let tx = Transaction(spool, grouped: true)
+        try tx.lockSpool()
+        _ = try spool.rebuildLayout(in: tx)
+        try tx.end()
         return spool
     }
 
-    /// Makes what is missing of the layout and rebuilds the derived directories; returns what
-    /// it did, a sentence each. Root lock held.
-    func rebuildLayout() throws(SpoolError) -> [String] {
+    /// Makes what is missing of the layout and rebuilds the derived directories inside `tx`,
+    /// a grouped transaction that holds the spool lock; returns what it did, a sentence each.
+    func rebuildLayout(in tx: Transaction) throws(SpoolError) -> [String] {
         var done: [String] = []
         let missing = Layout.directories.filter { (try? rootFD.statusAt($0)) == nil }
         let built: Set<String> = ["index/tasks", "index/owners", "index/runs", "owners"]
@@ -86,11 +87,11 @@ extension Spool {
             tasks.append(contentsOf: snap.tasks)
         }
         if rebuild.contains("index/tasks") {
-            try buildIndex("index/tasks", tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
+            try buildIndex("index/tasks", in: tx, tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
             done.append("built the task index (\(tasks.count) task(s))")
         }
         if rebuild.contains("index/owners") {
-            try buildIndex("index/owners", flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
+            try buildIndex("index/owners", in: tx, flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
             done.append("built the owner index (\(flows.count) flow(s))")
         }
         if rebuild.contains("index/runs") {
@@ -98,7 +99,7 @@ extension Spool {
                 guard let run = t.runId, !run.isEmpty else { return nil }
                 return (OwnerKey.linkName(run), t.taskId, Layout.keyedIndexTarget(t.parentFlowId))
             }
-            try buildIndex("index/runs", entries, complete: true)
+            try buildIndex("index/runs", in: tx, entries, complete: true)
             done.append("built the run index (\(entries.count) task(s) with a run id)")
         }
         if rebuild.contains("owners") {
@@ -115,10 +116,8 @@ extension Spool {
                     throw SpoolError.io("Rebuilding the owner link in", root.appending("owners").appending(OwnerKey.linkName(key)), error)
                 }
             }
-            var barrier = FlushSet()
-            barrier.add(directory: owners, self.root.appending("owners"))
-            barrier.addSymlinks()
-            try barrier.flush()
+            tx.barrier.add(directory: owners, self.root.appending("owners"))
+            tx.barrier.addSymlinks()
             done.append("rebuilt owners/ (\(picks.count) owner link(s))")
         }
         return done
@@ -126,38 +125,50 @@ extension Spool {
 
     /// Builds the index directory `name` (`index/tasks`, `index/owners`, `index/runs`) from
     /// `entries` — (subdirectory or nil, entry name, link text) — under a temp name beside it,
-    /// flushes the filesystem once, and renames it into place; with `complete`, it holds the
-    /// `.complete` marker of the run index.
-    private func buildIndex(_ name: String, _ entries: [(String?, String, String)], complete: Bool = false) throws(SpoolError) {
+    /// flushes it with the barrier of `tx` (grouped: one syncfs), and renames it into place,
+    /// the parent joining the barrier; with `complete`, it holds the `.complete` marker of
+    /// the run index.
+    private func buildIndex(_ name: String, in tx: Transaction, _ entries: [(String?, String, String)], complete: Bool = false) throws(SpoolError) {
         let path = root.appending(name)
         let parentName = String(name.split(separator: "/").first!)
         let leaf = String(name.split(separator: "/").last!)
         let temp = Layout.tempName(for: leaf, pid: Spool.pid)
         let parent: FileDescriptor
         do { parent = try rootFD.openDirectoryAt(parentName) } catch { throw SpoolError.io("Opening", root.appending(parentName), error) }
-        defer { parent.closeQuietly() }
+        tx.hold(parent)
         do throws(Errno) {
             try parent.makeDirectoryAt(temp)
             let dir = try parent.openDirectoryAt(temp)
             defer { dir.closeQuietly() }
-            var subdirectories: [String: FileDescriptor] = [:]
-            defer { for fd in subdirectories.values { fd.closeQuietly() } }
-            for (sub, entry, target) in entries {
+            // One subdirectory open at a time (an index of 100,000 owners has as many).
+            var current: (name: String, fd: FileDescriptor)?
+            defer { current?.fd.closeQuietly() }
+            for (sub, entry, target) in entries.sorted(by: { ($0.0 ?? "") < ($1.0 ?? "") }) {
                 var into = dir
                 if let sub {
-                    if let fd = subdirectories[sub] { into = fd } else {
+                    if let open = current, open.name == sub { into = open.fd } else {
+                        current?.fd.closeQuietly()
+                        current = nil
                         try dir.makeDirectoryAt(sub, existingIsFine: true)
                         into = try dir.openDirectoryAt(sub)
-                        subdirectories[sub] = into
+                        current = (sub, into)
                     }
                 }
                 _ = try into.symlinkAt(entry, target: target, existingIsFine: true)
             }
             if complete { try dir.openAt(Layout.runIndexComplete, O_WRONLY | O_CREAT, permissions: 0o600).closeQuietly() }
-            // One flush of the whole filesystem instead of one per directory built.
-            try dir.synchronizeFileSystem()
+        } catch {
+            Spool.removeTree(temp, in: parent)
+            throw SpoolError.io("Rebuilding the index", path, error)
+        }
+        tx.barrier.add(directory: parent, self.root.appending(parentName))
+        do { try tx.flush() } catch {
+            Spool.removeTree(temp, in: parent)
+            throw error
+        }
+        do throws(Errno) {
             try parent.renameAt(temp, to: parent, leaf, noReplace: true)
-            try parent.synchronize()
+            tx.barrier.add(directory: parent, self.root.appending(parentName))
         } catch {
             Spool.removeTree(temp, in: parent)
             if error == .fileExists { return }  // built meanwhile by a writer that held no root lock

@@ -28,34 +28,25 @@ public struct FlowChange: Sendable {
     }
 }
 
-/// What a caller adds to the barriers of one `Spool.mutate` (the drop box: a drop's claim, and
-/// its applied record), so that its own writes cost no rounds of flushes of their own.
-struct MutationExtras {
-    /// Directories flushed in barrier 1, before any record of the change can be durable.
-    var first: [(FileDescriptor, FilePath)] = []
-    /// Called once the records are in place, before the last barrier, which it may add to.
-    var beforeLast: ((inout FlushSet) throws(SpoolError) -> Void)?
-}
-
 extension Spool {
-    // MARK: - The one mutation path
+    // MARK: - Changing a flow
 
-    /// Changes a flow and its tasks: lock the flow → read the records → apply `body` and the
-    /// rules → write the changed records durably → move the owner link if the lookup rule now
-    /// picks another flow → append to events.jsonl → unlock (spool-layout.md, "Writing").
+    /// Changes a flow and its tasks in one transaction: lock the flow → read the records →
+    /// apply `body` and the rules → write the changed records durably → move the owner link
+    /// if the lookup rule now picks another flow → append to events.jsonl → unlock
+    /// (spool-layout.md, "Writing").
     public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
-        let (result, snapshot, _) = try mutate(flow: flowId, source: source, extras: MutationExtras(), body)
-        return (result, snapshot)
+        let tx = Transaction(self)
+        let changed = try change(flow: flowId, source: source, in: tx, body)
+        try tx.end()
+        return changed
     }
 
-    /// `mutate` with `extras` joining its barriers. `wrote` is false when the change changed
-    /// nothing, so that no barrier ran and `extras` were left alone.
-    func mutate<T>(flow flowId: String, source: String, extras: MutationExtras, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot, wrote: Bool) {
+    /// The steps of `mutate` inside `tx`, up to its last barrier, which the caller's `end`
+    /// makes (the drop box adds the drop's applied record to it first).
+    func change<T>(flow flowId: String, source: String, in tx: Transaction, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
         var dirPath: FilePath { flowPath(flowId) }  // built only where a message or a barrier needs it
-        let dir = try openFlowDirectory(flowId)
-        defer { dir.closeQuietly() }
-        do { try dir.lock() } catch { throw SpoolError.io("Locking the flow", dirPath, error) }
-
+        let dir = try tx.lock(flow: flowId)
         let before = try readFlow(in: dir, flowId: flowId)
         if let problem = before.problems.first {
             throw SpoolError(.invalidRecord, "Cannot change flow \(flowId) while one of its task files is unreadable: \(problem.message)", path: problem.path)
@@ -86,127 +77,71 @@ extension Spool {
         let newTaskIds = changedTasks.map(\.taskId).filter { tasksBefore[$0] == nil }
         let events = Rules.events(flowBefore: before.flow, flowAfter: flow, tasksBefore: tasksBefore, tasksAfter: change.tasks) + change.notes
         let snapshot = FlowSnapshot(flow: flow, tasks: change.orderedTasks, problems: [])
-        if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot, false) }
+        if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot) }
 
         // The event log is opened first: one that is not a regular file stops the write here.
-        var eventLog = events.isEmpty ? nil : try openEventLog(in: dir, flowId: flowId)
-        defer { eventLog?.closeQuietly() }
-        let needsRoot = !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal
-        if needsRoot { try lockRoot() }
-        defer { if needsRoot { unlockRoot() } }
+        let eventLog = events.isEmpty ? nil : try openEventLog(in: dir, flowId: flowId)
+        if let eventLog { tx.hold(eventLog) }
+        if !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal { try tx.lockSpool() }
         // Barrier 1: index entries, the link intent and the new versions under temp names.
-        var barrier = FlushSet()
-        defer { barrier.closeOwned() }
-        try claimTaskIds(newTaskIds, flowId: flowId, barrier: &barrier)
-        try indexRunIds(changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, barrier: &barrier)
-        let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &barrier) : nil
-        var tasksPath: FilePath { dirPath.appending(Layout.tasks) }
-        var tasksDir: FileDescriptor?
-        defer { tasksDir?.closeQuietly() }
+        try claimTaskIds(newTaskIds, flowId: flowId, in: tx)
+        try indexRunIds(changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, barrier: &tx.barrier)
+        let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &tx.barrier) : nil
         var stagedTasks: [StagedReplacement] = []
-        var stagedManifest: StagedReplacement?
-        var stagedMarkers: [StagedReplacement] = []
-        func discardAll() {
-            for staged in stagedTasks + stagedMarkers { staged.discard() }
-            stagedManifest?.discard()
-        }
-        do throws(SpoolError) {
-            if !changedTasks.isEmpty {
-                let fd: FileDescriptor
-                do { fd = try dir.openDirectoryAt(Layout.tasks) } catch { throw SpoolError.io("Opening", tasksPath, error) }
-                tasksDir = fd
-                for task in changedTasks {
-                    stagedTasks.append(try DurableFile.stageReplacement(in: fd, name: Layout.taskFile(task.taskId), bytes: Spool.recordBytes(task, "task \(task.taskId)"), directoryPath: tasksPath, barrier: &barrier))
-                }
-            }
-            if flow != before.flow {
-                stagedManifest = try DurableFile.stageReplacement(in: dir, name: Layout.manifest, bytes: Spool.recordBytes(flow, "flow \(flowId)"), directoryPath: dirPath, barrier: &barrier)
-            }
-            stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, barrier: &barrier)
-            for (fd, path) in extras.first { barrier.add(directory: fd, path) }
-            try barrier.flush()
-        } catch {
-            discardAll()
-            throw error
-        }
-        // The task files first, made durable before the manifest moves (spool-layout.md,
-        // "Interrupted writes"); then the manifest, the owner link and the events, flushed together.
-        for (n, staged) in stagedTasks.enumerated() {
-            do { try staged.commit() } catch {
-                for rest in stagedTasks[(n + 1)...] + stagedMarkers { rest.discard() }
-                stagedManifest?.discard()
-                throw error
+        if !changedTasks.isEmpty {
+            var tasksPath: FilePath { dirPath.appending(Layout.tasks) }
+            let tasksDir: FileDescriptor
+            do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch { throw SpoolError.io("Opening", tasksPath, error) }
+            tx.hold(tasksDir)
+            for task in changedTasks {
+                stagedTasks.append(try tx.stage(Spool.recordBytes(task, "task \(task.taskId)"), as: Layout.taskFile(task.taskId), in: tasksDir, at: tasksPath))
             }
         }
-        if let tasksDir { try DurableFile.sync(tasksDir, tasksPath) }
-        var last = FlushSet()
-        defer { last.closeOwned() }
-        // Cancel markers follow the task files they derive from (spool-layout.md, "Cancel markers").
-        for marker in stagedMarkers { try marker.commit() }
-        if !stagedMarkers.isEmpty, let markers = cancelMarkers.fd { last.add(directory: markers, self.root.appending(Layout.cancelDirectory)) }
+        let stagedManifest = flow == before.flow ? nil : try tx.stage(Spool.recordBytes(flow, "flow \(flowId)"), as: Layout.manifest, in: dir, at: dirPath)
+        let stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, in: tx)
+        try tx.flush()
+        // Barrier 2: the task files, durable before the manifest moves (spool-layout.md,
+        // "Interrupted writes").
+        for staged in stagedTasks { try tx.commit(staged) }
+        if !stagedTasks.isEmpty { try tx.flush() }
+        // The last barrier (the caller's `end`): cancel markers, which follow the task files
+        // they derive from (spool-layout.md, "Cancel markers"), the manifest, the owner link
+        // and the events, flushed together.
+        for marker in stagedMarkers { try tx.commit(marker) }
         removeCancelMarkers(before: tasksBefore, after: changedTasks)
-        if let stagedManifest {
-            try stagedManifest.commit()
-            last.add(directory: dir, dirPath)
-        }
-        if let linkChange { try commitOwnerLinks([linkChange], barrier: &last) }
-        if let log = eventLog {
-            eventLog = nil  // the barrier owns it now
-            try appendEvents(events, to: log, flowId: flowId, at: now, source: source, barrier: &last)
-        }
-        try extras.beforeLast?(&last)
-        try last.flush()
-        return (result, snapshot, true)
+        if let stagedManifest { try tx.commit(stagedManifest) }
+        if let linkChange { try commitOwnerLinks([linkChange], barrier: &tx.barrier) }
+        if let eventLog { try appendEvents(events, to: eventLog, flowId: flowId, at: now, source: source, barrier: &tx.barrier) }
+        return (result, snapshot)
     }
+
+    // MARK: - Creating flows
 
     /// Creates a flow with its first tasks: built complete under tmp/, then renamed into
     /// flows/ with the owner link moved to it when the lookup rule picks it.
     public func create(flow draft: FlowRecord, tasks drafts: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
-        try create([FlowDraft(flow: draft, tasks: drafts, source: source)])[0].get()
+        let tx = Transaction(self)
+        let created = try create([FlowDraft(flow: draft, tasks: drafts, source: source)], in: tx)[0].get()
+        try tx.end()
+        return created
     }
 
-    /// Creates flows with their first tasks (spool-layout.md, "Writing"): each is built under
-    /// tmp/ and renamed into flows/, and owner links move to those the lookup rule picks.
-    /// All of them share two barriers — (1) staged records, index entries and link intents,
-    /// (2) flows/ and owners/ after the renames — so a batch costs about what one flow does.
-    /// `alsoFlush` joins barrier 1: directories in which the caller made symlinks (the
-    /// applied records of drops, which must be durable before their flows are).
+    /// Creates flows with their first tasks inside `tx` (spool-layout.md, "Writing"): each is
+    /// built under tmp/ and renamed into flows/, and owner links move to those the lookup rule
+    /// picks. All of them share the transaction's barriers — (1) staged records, index entries
+    /// and link intents, with whatever the caller added before; (2) flows/, tmp/ and owners/
+    /// after the renames, at the caller's `end` — so a batch costs about what one flow does.
+    /// The link decision of a new flow reads the owner's other flows from flows/, so the
+    /// drafts must have distinct owner keys (`OwnerKey.linkName`).
     /// Returns one result per draft, in order: a draft refused (invalid, or a task id taken
     /// meanwhile) does not stop the others; an I/O error stops the batch.
-    func create(_ drafts: [FlowDraft], alsoFlush: [(FileDescriptor, FilePath)] = []) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
-        var results: [Result<FlowSnapshot, SpoolError>] = []
-        var rest = drafts[...]
-        // The link decision of a new flow reads the owner's other flows from flows/, so two new
-        // flows of one owner never share a batch: the second starts the next batch. A batch
-        // holds about six descriptors per flow until its first barrier, so it is capped.
-        while !rest.isEmpty {
-            var names = Set<String>()
-            let batch = rest.prefix(Spool.createBatchLimit).prefix { names.insert(OwnerKey.linkName($0.flow.ownerKey)).inserted }
-            // Every batch flushes `alsoFlush`: a batch that created nothing flushed nothing.
-            results += try createBatch(Array(batch), alsoFlush: alsoFlush)
-            rest = rest.dropFirst(batch.count)
-        }
-        return results
-    }
-
-    /// Most flows created under one set of barriers (about 6 open descriptors each).
-    static let createBatchLimit = 64
-
-    private struct StagedFlow {
-        var index: Int
-        var stagingName: String
-        var snapshot: FlowSnapshot
-        var link: PendingOwnerLink?
-    }
-
-    private func createBatch(_ drafts: [FlowDraft], alsoFlush: [(FileDescriptor, FilePath)]) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+    func create(_ drafts: [FlowDraft], in tx: Transaction) throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+        precondition(Set(drafts.map { OwnerKey.linkName($0.flow.ownerKey) }).count == drafts.count, "one new flow per owner key in a batch")
         var results = [Result<FlowSnapshot, SpoolError>](repeating: .failure(SpoolError(.io, "not created")), count: drafts.count)
         var staged: [StagedFlow] = []
-        var barrier = FlushSet()
-        defer { barrier.closeOwned() }
         func abandon(_ flows: [StagedFlow]) { for f in flows { removeStaging(f.stagingName) } }
 
-        // 1. Build each flow complete under tmp/ (written, flushed by barrier 1).
+        // 1. Build each flow complete under tmp/.
         for (i, draft) in drafts.enumerated() {
             let prepared: FlowSnapshot
             do { prepared = try Spool.prepareNewFlow(draft) } catch {
@@ -215,7 +150,7 @@ extension Spool {
             }
             let stagingName = Layout.stagingName(flowId: prepared.flow.flowId, pid: Spool.pid)
             do {
-                try stage(prepared, source: draft.source, as: stagingName, barrier: &barrier)
+                try stage(prepared, source: draft.source, as: stagingName, in: tx)
             } catch {
                 abandon(staged)
                 removeStaging(stagingName)
@@ -225,16 +160,15 @@ extension Spool {
         }
         guard !staged.isEmpty else { return results }
 
-        // 2. Under the root lock: index entries and link intents, then barrier 1.
-        try lockRoot()
-        defer { unlockRoot() }
+        // 2. Under the spool lock: index entries and link intents, then barrier 1.
+        try tx.lockSpool()
         var ready: [StagedFlow] = []
         for var flow in staged {
             do {
-                try claimTaskIds(flow.snapshot.tasks.map(\.taskId), flowId: flow.snapshot.flow.flowId, barrier: &barrier)
-                try indexRunIds(flow.snapshot.tasks, flowId: flow.snapshot.flow.flowId, barrier: &barrier)
-                try addToOwnerIndex(flow.snapshot.flow, barrier: &barrier)
-                flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &barrier)
+                try claimTaskIds(flow.snapshot.tasks.map(\.taskId), flowId: flow.snapshot.flow.flowId, in: tx)
+                try indexRunIds(flow.snapshot.tasks, flowId: flow.snapshot.flow.flowId, barrier: &tx.barrier)
+                try addToOwnerIndex(flow.snapshot.flow, barrier: &tx.barrier)
+                flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &tx.barrier)
                 ready.append(flow)
             } catch where error.code == .linkRefused {
                 removeStaging(flow.stagingName)
@@ -244,14 +178,12 @@ extension Spool {
                 throw error
             }
         }
-        for (fd, path) in alsoFlush { barrier.add(directory: fd, path) }
-        if !alsoFlush.isEmpty { barrier.addSymlinks() }
-        do { try barrier.flush() } catch {
+        do { try tx.flush() } catch {
             abandon(staged)
             throw error
         }
 
-        // 3. Into flows/, then barrier 2; 4. the owner links, then barrier 3.
+        // 3. Into flows/; 4. the owner links; both flushed by the caller's `end`.
         var links: [PendingOwnerLink] = []
         let tmpFD = try staging.openOrCreate(root: root)
         for (n, flow) in ready.enumerated() {
@@ -271,12 +203,17 @@ extension Spool {
         // tmp/ too: a rename between directories is durable only once both are flushed (on
         // an ext4 without a journal a power cut can otherwise keep the flow under both names,
         // and e2fsck then drops one of them).
-        var last = FlushSet()
-        last.add(directory: flowsFD, self.root.appending("flows"))
-        last.add(directory: tmpFD, self.root.appending("tmp"))
-        try commitOwnerLinks(links, barrier: &last)
-        try last.flush()
+        tx.barrier.add(directory: flowsFD, self.root.appending("flows"))
+        tx.barrier.add(directory: tmpFD, self.root.appending("tmp"))
+        try commitOwnerLinks(links, barrier: &tx.barrier)
         return results
+    }
+
+    private struct StagedFlow {
+        var index: Int
+        var stagingName: String
+        var snapshot: FlowSnapshot
+        var link: PendingOwnerLink?
     }
 
     /// Why `record` could not be written as a record clawflow reads back (over the size
@@ -322,15 +259,18 @@ extension Spool {
         return FlowSnapshot(flow: flow, tasks: tasks.sorted { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }, problems: [])
     }
 
-    /// Writes a new flow's directory under `tmp/<stagingName>`; its files and directories join `barrier`.
-    private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, barrier: inout FlushSet) throws(SpoolError) {
+    /// Writes a new flow's directory under `tmp/<stagingName>`; its files and directories join the barrier of `tx`.
+    private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, in tx: Transaction) throws(SpoolError) {
         var stagingPath: FilePath { root.appending("tmp").appending(stagingName) }
         var tasksPath: FilePath { stagingPath.appending(Layout.tasks) }
         let tmpFD = try staging.openOrCreate(root: root)
         do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
         let staging: FileDescriptor
         do { staging = try tmpFD.openDirectoryAt(stagingName) } catch { throw SpoolError.io("Opening", stagingPath, error) }
-        barrier.add(directory: staging, stagingPath, owned: true)
+        // Each directory joins the barrier once nothing more is made in it (a grouped
+        // barrier closes a descriptor as it is added).
+        var stagingOwned = true
+        defer { if stagingOwned { staging.closeQuietly() } }
         let tasksDir: FileDescriptor
         do {
             try staging.makeDirectoryAt(Layout.tasks)
@@ -338,14 +278,21 @@ extension Spool {
         } catch {
             throw SpoolError.io("Creating", tasksPath, error)
         }
-        barrier.add(directory: tasksDir, tasksPath, owned: true)
-        for task in snapshot.tasks {
-            try DurableFile.create(in: tasksDir, name: Layout.taskFile(task.taskId), bytes: Spool.recordBytes(task, "task \(task.taskId)"), directoryPath: tasksPath, barrier: &barrier)
+        do throws(SpoolError) {
+            for task in snapshot.tasks {
+                try tx.create(Spool.recordBytes(task, "task \(task.taskId)"), as: Layout.taskFile(task.taskId), in: tasksDir, at: tasksPath)
+            }
+        } catch {
+            tasksDir.closeQuietly()
+            throw error
         }
-        try DurableFile.create(in: staging, name: Layout.manifest, bytes: Spool.recordBytes(snapshot.flow, "flow \(snapshot.flow.flowId)"), directoryPath: stagingPath, barrier: &barrier)
+        tx.barrier.add(directory: tasksDir, tasksPath, owned: true)
+        try tx.create(Spool.recordBytes(snapshot.flow, "flow \(snapshot.flow.flowId)"), as: Layout.manifest, in: staging, at: stagingPath)
         let now = snapshot.flow.createdAt
         let events = Rules.events(flowBefore: nil, flowAfter: snapshot.flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: snapshot.tasks.map { ($0.taskId, $0) }))
-        try DurableFile.create(in: staging, name: Layout.events, bytes: eventBytes(events, at: now, source: source), directoryPath: stagingPath, barrier: &barrier)
+        try tx.create(eventBytes(events, at: now, source: source), as: Layout.events, in: staging, at: stagingPath)
+        stagingOwned = false
+        tx.barrier.add(directory: staging, stagingPath, owned: true)
     }
 
     /// Removes a staging directory and what it holds (two levels: files and tasks/).
@@ -360,15 +307,6 @@ extension Spool {
         staging.closeQuietly()
         try? tmpFD.removeAt(name, directory: true)
     }
-
-    // MARK: - Locks
-
-    /// Takes the spool-wide lock (flock on the root directory) for changes across flows.
-    func lockRoot() throws(SpoolError) {
-        do { try rootFD.lock() } catch { throw SpoolError.io("Locking the spool", root, error) }
-    }
-
-    func unlockRoot() { try? rootFD.unlock() }
 
     // MARK: - Event log
 
@@ -403,9 +341,9 @@ extension Spool {
     }
 
     /// Appends event lines to a flow's events.jsonl through `log` (from `openEventLog`),
-    /// which joins `barrier` (the caller flushes it; the barrier closes it).
+    /// which joins `barrier` (the caller flushes it, and closes `log` after).
     func appendEvents(_ events: [[String: JSON]], to log: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
-        barrier.add(file: log, self.flowPath(flowId).appending(Layout.events), owned: true)
+        barrier.add(file: log, self.flowPath(flowId).appending(Layout.events), owned: false)
         do { try log.writeFully(eventBytes(events, at: now, source: source)) } catch {
             throw SpoolError.io("Appending to the event log", flowPath(flowId).appending(Layout.events), error)
         }

@@ -16,7 +16,7 @@ extension Spool {
     /// Claims `index/tasks/<taskId>` for each new task; a claim left by a creation that died
     /// (its flow has no such task) is taken over. Call with the root lock held; the index
     /// directory joins `barrier`, which the caller flushes before the tasks appear.
-    func claimTaskIds(_ taskIds: [String], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
+    func claimTaskIds(_ taskIds: [String], flowId: String, in tx: Transaction) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
         var indexPath: FilePath { root.appending("index/tasks") }
         guard let taskIndexFD else {
@@ -39,11 +39,11 @@ extension Spool {
                 if let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
                     throw SpoolError(.linkRefused, "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
                 }
-                try DurableFile.replaceLink(in: taskIndexFD, name: taskId, target: target, directoryPath: indexPath)
+                try tx.replaceLink(taskId, target: target, in: taskIndexFD, at: indexPath)
             }
         }
-        barrier.add(directory: taskIndexFD, indexPath)
-        barrier.addSymlinks()
+        tx.barrier.add(directory: taskIndexFD, indexPath)
+        tx.barrier.addSymlinks()
     }
 
     /// The flow `index/tasks/<taskId>` names, or nil. Without the index, the flow that holds
@@ -98,11 +98,13 @@ extension Spool {
         } catch {
             throw SpoolError.io(doing, dirPath, error)
         }
-        barrier.add(directory: dir, dirPath, owned: true)
-        if isNew { barrier.add(directory: index, indexPath) }
         do { try dir.symlinkAt(entry, target: Layout.keyedIndexTarget(flowId), existingIsFine: true) } catch {
+            dir.closeQuietly()
             throw SpoolError.io(doing, dirPath, error)
         }
+        // Added once nothing more is made in it (a grouped barrier closes it at once).
+        barrier.add(directory: dir, dirPath, owned: true)
+        if isNew { barrier.add(directory: index, indexPath) }
         barrier.addSymlinks()
     }
 
@@ -297,15 +299,17 @@ extension Spool {
         barrier.add(directory: ownersFD, ownersPath)
     }
 
-    /// Points `owners/<name>` of `key` at the flow the rule picks (or removes it when the
-    /// owner has no flow left) and clears any marker. Call with the root lock held.
-    func rebuildOwnerLink(key: String) throws(SpoolError) {
+    /// Points `owners/<name>` of `key` at the flow the rule picks — `target` when the caller
+    /// computed it, `nil` for none — or removes it when the owner has no flow left, and
+    /// clears any marker, inside `tx`, which holds the spool lock.
+    func rebuildOwnerLink(key: String, target computed: String?? = .none, in tx: Transaction) throws(SpoolError) {
+        precondition(tx.holdsSpoolLock, "owner links change under the spool lock")
         guard let ownersFD else { return }  // no links at all: readers compute every pick
         let name = OwnerKey.linkName(key)
         var ownersPath: FilePath { root.appending("owners") }
-        if let target = computeOwnerTarget(key: key) {
+        if let target = computed ?? computeOwnerTarget(key: key) {
             if ownerLinkTarget(name) != target {
-                try DurableFile.replaceLink(in: ownersFD, name: name, target: Layout.ownerLinkTarget(target), directoryPath: ownersPath)
+                try tx.replaceLink(name, target: Layout.ownerLinkTarget(target), in: ownersFD, at: ownersPath)
             }
         } else if (try? ownersFD.statusAt(name)) != nil {
             do { try ownersFD.removeAt(name) } catch { throw SpoolError.io("Removing the owner link", ownersPath.appending(name), error) }
@@ -315,7 +319,7 @@ extension Spool {
                 throw SpoolError.io("Removing the owner link marker", ownersPath.appending(Layout.pendingOwnerLink(name)), error)
             }
         }
-        try DurableFile.sync(ownersFD, ownersPath)
+        tx.barrier.add(directory: ownersFD, ownersPath)
     }
 
     /// The flow an owner key resolves to by reading its link (one readlink and the manifest

@@ -4,7 +4,8 @@ import Synchronization
 import SystemPackage
 
 /// A clawflow spool on disk: the directories of spool-layout.md, opened once.
-/// Every change goes through `create(flow:tasks:source:)` or `mutate(flow:source:_:)`.
+/// Every change is a `Transaction` (Transaction.swift states the protocol): `mutate`,
+/// `create`, the drop box, pruning, fsck's repairs and index rebuilds all build on it.
 ///
 /// Only `VERSION` and `flows/` are required. Every derived or auxiliary directory (owner
 /// links, indexes, staging) may be missing — a spool written by another program from the

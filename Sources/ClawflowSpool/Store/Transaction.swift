@@ -1,0 +1,149 @@
+import ClawflowModel
+import Glibc
+import SystemPackage
+
+// The write protocol. Every change to a spool is one Transaction, which goes through these
+// steps in this order (spool-layout.md, "Writing"):
+//
+//  1. lock  — the flows it changes (flock on each flow directory, in increasing id order),
+//             then, if it touches what flows share (flows/, indexes, owner links), the spool
+//             (flock on the root). Never the other way round: `lock(flow:)` refuses once
+//             the spool is locked, so the order is the type's, not each caller's.
+//  2. read  — the records, under those locks, and decide what changes.
+//  3. stage — each new version under a temp name beside its file, new files, index entries
+//             and link intents; all of them join the open barrier.
+//  4. flush — one barrier makes everything staged durable (fsyncs in parallel, or one
+//             syncfs for a grouped transaction: a batch shares one set of barriers).
+//  5. commit — renames into place, in the order the layout needs, with a flush between
+//             renames that must reach the disk in order; each rename's directory joins the
+//             barrier.
+//  6. end   — the last flush; only then is the change reported. The locks go, spool first.
+//
+// A transaction dropped before `end` deletes what it staged and did not commit, and
+// releases its locks: a crash, or an error, at any step leaves the old records or the new.
+
+/// One change to the spool, from its locks to its last barrier (the protocol above).
+final class Transaction {
+    private let spool: Spool?
+    private var flowLocks: [(flowId: String, directory: FileDescriptor)] = []
+    private var spoolLocked = false
+    private var uncommitted: [StagedReplacement] = []
+    private var held: [FileDescriptor] = []
+    /// The open barrier: everything added becomes durable at the next `flush` or `end`.
+    var barrier: FlushSet
+
+    /// A transaction on `spool`; a `grouped` one (a batch of many flows) makes each barrier
+    /// one syncfs instead of an fsync per object. Without a spool it can take no locks (the
+    /// one-file writes of `DurableFile`).
+    init(_ spool: Spool?, grouped: Bool = false) {
+        self.spool = spool
+        barrier = FlushSet(groupedOn: grouped ? spool.map { ($0.rootFD, $0.root) } : nil)
+    }
+
+    deinit {
+        for staged in uncommitted { staged.discard() }
+        barrier.closeOwned()
+        release()
+    }
+
+    // MARK: 1. Locks
+
+    /// Opens and locks the directory of flow `flowId` (held until the transaction ends) and
+    /// returns it. Flows are locked in increasing id order and before the spool.
+    func lock(flow flowId: String) throws(SpoolError) -> FileDescriptor {
+        guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
+        if let held = flowLocks.first(where: { $0.flowId == flowId }) { return held.directory }
+        precondition(!spoolLocked, "lock order: flows are locked before the spool")
+        precondition(flowLocks.last.map { $0.flowId < flowId } ?? true, "lock order: flows in increasing id order")
+        let dir = try spool.openFlowDirectory(flowId)
+        do { try dir.lock() } catch {
+            dir.closeQuietly()
+            throw SpoolError.io("Locking the flow", spool.flowPath(flowId), error)
+        }
+        flowLocks.append((flowId, dir))
+        return dir
+    }
+
+    /// Locks the spool (the root directory) for changes to what flows share; a no-op when held.
+    func lockSpool() throws(SpoolError) {
+        guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
+        guard !spoolLocked else { return }
+        do { try spool.rootFD.lock() } catch { throw SpoolError.io("Locking the spool", spool.root, error) }
+        spoolLocked = true
+    }
+
+    /// Whether the spool lock is held.
+    var holdsSpoolLock: Bool { spoolLocked }
+
+    private func release() {
+        if spoolLocked, let spool { try? spool.rootFD.unlock() }
+        spoolLocked = false
+        for held in flowLocks.reversed() { held.directory.closeQuietly() }  // closing drops the flock
+        flowLocks = []
+        for fd in held { fd.closeQuietly() }
+        held = []
+    }
+
+    /// Keeps `fd` (a directory the change writes in) open until the transaction ends, then closes it.
+    func hold(_ fd: FileDescriptor) { held.append(fd) }
+
+    // MARK: 3. Staging
+
+    /// Writes the new version of `name` in `directory` under its temp name; it joins the
+    /// barrier, and `commit` renames it into place after a flush.
+    func stage(_ bytes: [UInt8], as name: String, in directory: FileDescriptor, at directoryPath: FilePath, permissions: mode_t = 0o600) throws(SpoolError) -> StagedReplacement {
+        let staged = try DurableFile.stageReplacement(in: directory, name: name, bytes: bytes, directoryPath: directoryPath, barrier: &barrier, permissions: permissions)
+        uncommitted.append(staged)
+        return staged
+    }
+
+    /// Writes a new file (O_EXCL) that no reader sees yet (inside a staging directory); it
+    /// joins the barrier.
+    func create(_ bytes: [UInt8], as name: String, in directory: FileDescriptor, at directoryPath: @autoclosure @escaping () -> FilePath) throws(SpoolError) {
+        try DurableFile.create(in: directory, name: name, bytes: bytes, directoryPath: directoryPath(), barrier: &barrier)
+    }
+
+    /// Points the symlink `name` in `directory` at `target` (a temp link renamed over it);
+    /// the directory joins the barrier.
+    func replaceLink(_ name: String, target: String, in directory: FileDescriptor, at directoryPath: FilePath) throws(SpoolError) {
+        let temp = Layout.tempName(for: name, pid: Spool.pid)
+        do {
+            try directory.symlinkAt(temp, target: target)
+            try directory.renameAt(temp, to: directory, name)
+        } catch {
+            try? directory.removeAt(temp)
+            throw SpoolError.io("Replacing the link", directoryPath.appending(name), error)
+        }
+        barrier.add(directory: directory, directoryPath)
+        barrier.addSymlinks()
+    }
+
+    // MARK: 4. Barriers
+
+    /// Makes everything added since the last flush durable.
+    func flush() throws(SpoolError) { try barrier.flush() }
+
+    // MARK: 5. Commits
+
+    /// Renames a staged version into place (its bytes must be flushed already); its directory
+    /// joins the barrier.
+    func commit(_ staged: StagedReplacement) throws(SpoolError) {
+        uncommitted.removeAll { $0.temp == staged.temp && $0.directory == staged.directory }
+        try staged.commit()
+        barrier.add(directory: staged.directory, staged.directoryPath)
+    }
+
+    /// Deletes what was staged and not committed (a change given up before its renames).
+    func discardStaged() {
+        for staged in uncommitted { staged.discard() }
+        uncommitted = []
+    }
+
+    // MARK: 6. End
+
+    /// The last barrier, then the locks go. The change is durable when this returns.
+    func end() throws(SpoolError) {
+        defer { release() }
+        try barrier.flush()
+    }
+}
