@@ -26,6 +26,8 @@
  *                              until incoming/new/ is empty and flows/ holds N flows. Prints the
  *                              seconds from the first rename and drops/s. Gives up after
  *                              BURST_TIMEOUT seconds (env, default 600).
+ *   droplat rawburst DIR N     the burst baseline: the raw baseline's C watcher (one durable write
+ *                              per drop) under DIR given N renames at once; seconds and drops/s.
  *
  * Output: one line "RESULT key=value ..." for the script, preceded by human-readable lines.
  */
@@ -403,17 +405,51 @@ static int run_burst(const char *spool, int n) {
     return 0;
 }
 
+/* The burst baseline: the raw baseline's C watcher (one durable write per drop: O_EXCL temp,
+ * 300 bytes, fsync, rename, fsync of the directory) given N renames at once, timed until it
+ * has written all N. */
+static int run_rawburst(const char *dir, int n) {
+    struct raw_state r;
+    raw_open(&r, dir, 0);
+    static const char body[] = "{\"kind\":\"task\",\"ownerKey\":\"raw\",\"runtime\":\"cron\",\"runId\":\"raw\"}\n";
+    char from[4200], to[4200];
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/x-%d", r.src, i);
+        write_all(from, body, sizeof body - 1, 0);
+    }
+    double t0 = floor_now();
+    for (int i = 0; i < n; i++) {
+        snprintf(from, sizeof from, "%s/x-%d", r.src, i);
+        snprintf(to, sizeof to, "%s/x-%d", r.d, i);
+        if (rename(from, to) < 0) die("rename", from);
+    }
+    while (count_entries(r.e) < n) {
+        if (floor_now() - t0 > 600) {
+            fprintf(stderr, "droplat: rawburst: gave up after 600 s\n");
+            raw_close(&r);
+            return 1;
+        }
+        usleep(20 * 1000);
+    }
+    double el = floor_now() - t0;
+    raw_close(&r);
+    printf("rawburst: %d drops, one durable write each, after %.3f s = %.0f drops/s\n", n, el, n / el);
+    printf("RESULT n=%d seconds=%.3f rate=%.1f\n", n, el, n / el);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 6 && !strcmp(argv[1], "compare") && atoi(argv[4]) > 0 && atoi(argv[5]) > 0)
         return run_compare(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
     if (argc != 4 || atoi(argv[3]) <= 0) {
-        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat compare SPOOL DIR N BLOCK | droplat update SPOOL N | droplat burst SPOOL N\n");
+        fprintf(stderr, "usage: droplat clawflow SPOOL N | droplat raw DIR N | droplat compare SPOOL DIR N BLOCK | droplat update SPOOL N | droplat burst SPOOL N | droplat rawburst DIR N\n");
         return 64;
     }
     int n = atoi(argv[3]);
     if (!strcmp(argv[1], "clawflow")) return run_clawflow(argv[2], n);
     if (!strcmp(argv[1], "raw")) return run_raw(argv[2], n);
     if (!strcmp(argv[1], "burst")) return run_burst(argv[2], n);
+    if (!strcmp(argv[1], "rawburst")) return run_rawburst(argv[2], n);
     if (!strcmp(argv[1], "update")) return run_update(argv[2], n);
     fprintf(stderr, "droplat: unknown mode %s\n", argv[1]);
     return 64;

@@ -415,6 +415,43 @@ struct IngestCrashTests {
         #expect(report.findings.isEmpty, "\(report.findings)")
     }
 
+    /// Syscalls at whose N-th call the batched path is killed: its flushes (a grouped
+    /// transaction's barriers are syncfs calls), its renames, claims, records and staging.
+    static let batchSteps = ["syncfs", "renameat2", "linkat", "symlinkat", "mkdirat", "openat", "unlinkat"]
+
+    @Test("a batch of new-flow drops killed at the N-th flush, rename, link or file of its transaction is applied exactly once by the next pass", arguments: batchSteps)
+    func killedBatch(syscall: String) throws {
+        let f = try DropFixture()
+        let count = 12  // over Spool.groupCommitMinimum: one grouped transaction
+        var made = 0
+        var killedAt: [Int] = []
+        // N = 1, 2, 3, ... (every 12th past 8: later steps repeat per drop) until a pass is
+        // no longer killed because it made fewer such calls. Each killed pass is followed by
+        // a clean one, which must finish what it left.
+        for n in 1...1000 where n <= 8 || n % 12 == 0 {
+            for i in 0..<count {
+                try f.drop("b\(n)-\(i)", #"{"kind":"task","ownerKey":"b\#(n)-\#(i)","runtime":"cron","runId":"b\#(n)-\#(i)"}"#)
+            }
+            made += count
+            let r = runProgram("/usr/bin/strace", ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
+            let report = try f.spool.fsck(repair: false)
+            #expect(report.findings.isEmpty, "after a kill at \(syscall) #\(n): \(report.findings)")
+            if r.status == 0 { break }
+            killedAt.append(n)
+            let next = f.tmp.run(["ingest"])
+            #expect(next.status == 0, "after a kill at \(syscall) #\(n): \(next.stdout)\(next.stderr)")
+        }
+        #expect(!killedAt.isEmpty, "strace never killed ingest at \(syscall)")
+        let last = f.tmp.run(["ingest"])
+        #expect(last.status == 0, "\(last.stdout)\(last.stderr)")
+        let runIds = try f.tasks().compactMap(\.runId)
+        #expect(runIds.count == made && Set(runIds).count == made, "\(made) drops, \(runIds.count) tasks, \(Set(runIds).count) distinct")
+        #expect(names(f.tmp.file("incoming/new")).isEmpty && names(f.tmp.file("incoming/claimed")).isEmpty)
+        #expect(names(f.tmp.file("rejected")).isEmpty)
+        let report = try f.spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+    }
+
     /// The lines of an strace of `clawflow ingest` on the fixture's spool (descriptors shown as paths).
     static func tracedIngest(_ f: DropFixture) throws -> [String] {
         let trace = f.tmp.path + ".trace"

@@ -412,22 +412,28 @@ extension Spool {
 
     private func performRepairs(into report: inout FsckReport) throws(SpoolError) {
         // 1. Re-derive flow state through the one mutation path (takes each flow's lock).
-        for id in try flowIds() {
-            movePlantedEntries(flowId: id, into: &report)
-            guard let snap = try? readFlow(id), snap.problems.isEmpty else { continue }
-            if Rules.reconcile(snap.flow, tasks: snap.tasks, at: Spool.now()) != snap.flow {
-                _ = try mutate(flow: id, source: "fsck") { (change) throws(SpoolError) in
-                    change.log(["event": "repair", "what": "re-derived flow status from its tasks"])
-                }
-                report.repairs.append("re-derived the status of flow \(id)")
+        for id in try flowIds() { movePlantedEntries(flowId: id, into: &report) }
+        let now = Spool.now()
+        let stale = try mapAllFlows { read -> String? in
+            guard case .success(let snap) = read, snap.problems.isEmpty else { return nil }
+            return Rules.reconcile(snap.flow, tasks: snap.tasks, at: now) != snap.flow ? snap.flow.flowId : nil
+        }
+        for case let id? in stale {
+            _ = try mutate(flow: id, source: "fsck") { (change) throws(SpoolError) in
+                change.log(["event": "repair", "what": "re-derived flow status from its tasks"])
             }
+            report.repairs.append("re-derived the status of flow \(id)")
         }
         // 2. One grouped transaction under the spool lock: the layout's missing directories,
         // debris, indexes, cancel markers and owner links, made durable by its barriers
         // (a syncfs each), not by a flush per entry.
         let tx = Transaction(self, grouped: true)
         try tx.lockSpool()
-        report.repairs += try rebuildLayout(in: tx)
+        let records = try readRecordsHoldingSpoolLock()
+        // What is missing is built from the records, complete (here, or when the spool was
+        // opened): it needs no checking after.
+        report.repairs += try rebuildLayout(in: tx, records: records)
+        let built = rebuiltFromRecords.withLock { $0 }
         guard let ownersFD, let taskIndexFD, let ownerIndexFD else {
             throw SpoolError(.io, "The spool's derived directories (owners/, index/) could not be opened after they were rebuilt; check the permissions of \(root).", path: root)
         }
@@ -436,8 +442,8 @@ extension Spool {
         var taskRuns: [String: String] = [:]
         var flowsByName: [String: [FlowRecord]] = [:]
         var everyTask: [TaskRecord] = []
-        for id in try flowIds() {
-            guard let snap = try? readFlowHoldingRootLock(id) else { continue }
+        for snap in records.snapshots {
+            let id = snap.flow.flowId
             flowsByName[OwnerKey.linkName(snap.flow.ownerKey), default: []].append(snap.flow)
             everyTask += snap.tasks
             for t in snap.tasks {
@@ -446,7 +452,7 @@ extension Spool {
             }
         }
         // The owner index: each owner's directory listed once.
-        for (name, flows) in flowsByName {
+        for (name, flows) in flowsByName where !built.contains("index/owners") {
             let indexed = Set(ownerIndex(name))
             for flow in flows where !indexed.contains(flow.flowId) {
                 try addToOwnerIndex(flow, barrier: &tx.barrier)
@@ -455,7 +461,7 @@ extension Spool {
         }
         // Index entries are removed only when nothing backs them: an unreadable file keeps its entry.
         var indexedTasks = Set<String>()
-        for entry in (try? taskIndexFD.entries()) ?? [] where !entry.name.hasPrefix(".") {
+        for entry in (built.contains("index/tasks") ? [] : (try? taskIndexFD.entries()) ?? []) where !entry.name.hasPrefix(".") {
             let target = taskIndexTarget(entry.name)
             if target != nil, target == taskOwners[entry.name] {
                 indexedTasks.insert(entry.name)
@@ -471,15 +477,15 @@ extension Spool {
                 report.repairs.append("removed the dangling index entry of task \(sanitized(entry.name))")
             }
         }
-        for (taskId, flowId) in taskOwners where !indexedTasks.contains(taskId) {
+        for (taskId, flowId) in taskOwners where !built.contains("index/tasks") && !indexedTasks.contains(taskId) {
             try? taskIndexFD.symlinkAt(taskId, target: Layout.taskIndexTarget(flowId))
             report.repairs.append("indexed task \(taskId)")
         }
         tx.barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
         tx.barrier.addSymlinks()
-        try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report)
+        if !built.contains("index/runs") { try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report) }
         report.repairs += try repairCancelMarkers(everyTask, in: tx)
-        for entry in (try? ownerIndexFD.entries()) ?? [] {
+        for entry in (built.contains("index/owners") ? [] : (try? ownerIndexFD.entries()) ?? []) {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
             let live = Set((flowsByName[entry.name] ?? []).map(\.flowId))
             for e in (try? dir.entries()) ?? [] where !live.contains(e.name) && !flowExists(e.name) {
@@ -491,7 +497,7 @@ extension Spool {
         }
         tx.barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
         // Owner links: every key's link rebuilt; links and markers of no key removed.
-        for entry in (try? ownersFD.entries()) ?? [] {
+        for entry in (built.contains("owners") ? [] : (try? ownersFD.entries()) ?? []) {
             let name = Layout.ownerName(fromPending: entry.name) ?? entry.name
             if entry.name.hasPrefix("."), Layout.ownerName(fromPending: entry.name) == nil { continue }
             if flowsByName[name] == nil {
@@ -506,11 +512,11 @@ extension Spool {
             }
         }
         tx.barrier.add(directory: ownersFD, self.root.appending("owners"))
-        for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) {
+        for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) where !built.contains("owners") {
             // Keys whose names coincide (spool-layout.md, "Owner keys") are told apart by the
             // manifests, as the lookup rule does; the pick is made from the records read above.
             for key in Set(flows.map(\.ownerKey)).sorted() {
-                if let target = ownerLinkTarget(name), flowExists(target), (try? readManifest(target)) == nil { continue }
+                if let target = ownerLinkTarget(name), records.unreadable.contains(target) { continue }
                 let before = try? ownersFD.readLinkAt(name)
                 if let kind = (try? ownersFD.statusAt(name))?.kind, kind != .symlink {
                     moveToRejected(dir: ownersFD, name: name, label: "owners-" + name, reason: "not a symlink", into: &report)
@@ -572,14 +578,14 @@ extension Spool {
         guard let dir = try? flowsFD.openDirectoryAt(flowId) else { return }
         defer { dir.closeQuietly() }
         for e in (try? dir.entries()) ?? [] {
-            let kind = (try? dir.statusAt(e.name))?.kind
+            let kind = e.kind != .unknown ? e.kind : (try? dir.statusAt(e.name))?.kind
             let fine = (e.name == Layout.manifest || e.name == Layout.events) ? kind == .regular : e.name == Layout.tasks ? kind == .directory : Layout.tempWriterPid(e.name) != nil
             if !fine { moveToRejected(dir: dir, name: e.name, label: "\(flowId)-\(e.name)", reason: "a \(kind?.word ?? "file") planted in flow \(flowId)", into: &report) }
         }
         guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return }
         defer { tasksDir.closeQuietly() }
         for e in (try? tasksDir.entries()) ?? [] {
-            let kind = (try? tasksDir.statusAt(e.name))?.kind
+            let kind = e.kind != .unknown ? e.kind : (try? tasksDir.statusAt(e.name))?.kind
             let fine = (Layout.taskId(fromTaskFile: e.name) != nil && kind == .regular) || Layout.tempWriterPid(e.name) != nil
             if !fine { moveToRejected(dir: tasksDir, name: e.name, label: "\(flowId)-tasks-\(e.name)", reason: "a \(kind?.word ?? "file") planted in the tasks of flow \(flowId)", into: &report) }
         }

@@ -58,7 +58,8 @@ extension Spool {
 
     /// Makes what is missing of the layout and rebuilds the derived directories inside `tx`,
     /// a grouped transaction that holds the spool lock; returns what it did, a sentence each.
-    func rebuildLayout(in tx: Transaction) throws(SpoolError) -> [String] {
+    /// `records`, when the caller has read every flow under that lock already, saves a read.
+    func rebuildLayout(in tx: Transaction, records: SpoolRecords? = nil) throws(SpoolError) -> [String] {
         var done: [String] = []
         let missing = Layout.directories.filter { (try? rootFD.statusAt($0)) == nil }
         let built: Set<String> = ["index/tasks", "index/owners", "index/runs", "owners"]
@@ -77,15 +78,10 @@ extension Spool {
         }
         let rebuild = Set(missing).intersection(built)
         guard !rebuild.isEmpty else { return done }
-        // One read of every flow (unlocked, as the root-lock holder must; spool-layout.md,
-        // "Locks"): owner keys, task ids and run ids never change once written.
-        var flows: [FlowRecord] = []
-        var tasks: [TaskRecord] = []
-        for id in try flowIds() {
-            guard let snap = try? readFlowHoldingRootLock(id) else { continue }
-            flows.append(snap.flow)
-            tasks.append(contentsOf: snap.tasks)
-        }
+        rebuiltFromRecords.withLock { $0.formUnion(rebuild) }
+        let read: SpoolRecords
+        if let records { read = records } else { read = try readRecordsHoldingSpoolLock() }
+        let (flows, tasks) = read.flatten()
         if rebuild.contains("index/tasks") {
             try buildIndex("index/tasks", in: tx, tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
             done.append("built the task index (\(tasks.count) task(s))")
@@ -121,6 +117,19 @@ extension Spool {
             done.append("rebuilt owners/ (\(picks.count) owner link(s))")
         }
         return done
+    }
+
+    /// Every readable flow, read once by the holder of the spool lock (unlocked, as the lock
+    /// order requires; spool-layout.md, "Locks"): owner keys, task ids and run ids never
+    /// change once written, and no flow or task can be added meanwhile.
+    func readRecordsHoldingSpoolLock() throws(SpoolError) -> SpoolRecords {
+        var records = SpoolRecords()
+        let ids = try flowIds()
+        let read = Spool.parallelMap(ids, minimum: 256) { id in try? self.readFlowHoldingRootLock(id) }
+        for (id, snap) in zip(ids, read) {
+            if let snap { records.snapshots.append(snap) } else { records.unreadable.insert(id) }
+        }
+        return records
     }
 
     /// Builds the index directory `name` (`index/tasks`, `index/owners`, `index/runs`) from
@@ -219,5 +228,18 @@ extension Spool {
         }
         top.closeQuietly()
         try? dir.removeAt(name, directory: true)
+    }
+}
+
+/// The records of every flow, as `readRecordsHoldingSpoolLock` found them.
+struct SpoolRecords {
+    /// The flows read, with their tasks.
+    var snapshots: [FlowSnapshot] = []
+    /// Flows whose records could not be read.
+    var unreadable: Set<String> = []
+
+    /// The flow records and every task record.
+    func flatten() -> (flows: [FlowRecord], tasks: [TaskRecord]) {
+        (snapshots.map(\.flow), snapshots.flatMap(\.tasks))
     }
 }

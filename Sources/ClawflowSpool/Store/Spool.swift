@@ -25,6 +25,9 @@ public final class Spool: Sendable {
     let staging: LayoutDirectory
     /// `cancel/`: the cancel markers of external tasks.
     let cancelMarkers: LayoutDirectory
+    /// The derived directories this process rebuilt from the records (`rebuildLayout`): complete
+    /// as built, so `fsck --repair` need not check them entry by entry.
+    let rebuiltFromRecords = Mutex<Set<String>>([])
 
     init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
         self.root = root
