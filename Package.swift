@@ -31,10 +31,10 @@ let package = Package(
             ]
         ),
         // The watcher: the only module that imports libinotifytools, from one dedicated thread.
+        // It reads and writes through ClawflowSpool alone.
         .target(
             name: "ClawflowWatch",
             dependencies: [
-                "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
                 "CInotifyTools",
@@ -43,7 +43,8 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // `run`: detached commands, their supervisor, process groups, timeouts, liveness.
+        // `run`: starting detached commands, their supervisor, timeouts (liveness and process
+        // groups are ClawflowSpool's, so that every read records `lost`).
         .target(
             name: "ClawflowRunner",
             dependencies: [
@@ -55,7 +56,8 @@ let package = Package(
         ),
         // libinotifytools (Debian libinotifytools0-dev, GPL-2.0).
         .systemLibrary(name: "CInotifyTools", providers: [.apt(["libinotifytools0-dev"])]),
-        // The filesystem as a database: durable primitives, layout, locks, the one mutation path.
+        // The filesystem as a database: durable primitives, layout, locks, the one mutation
+        // path, reads that record `lost`, the cancel protocol.
         .target(
             name: "ClawflowSpool",
             dependencies: [

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// Thresholds of audit and maintenance, as options.
@@ -69,8 +68,7 @@ struct Audit: SpoolCommand {
         }
         var findings: [AuditFinding] = []
         if let spool = try readSpool() {
-            let runner = Runner(spool: spool)
-            findings = try spool.audit(thresholds: thresholds, isLive: { !Runner.supervisorIsGone($0) && $0.integer("supervisorPid") != nil }, settle: { runner.settle($0) })
+            findings = try spool.audit(thresholds: thresholds)
         }
         if let wanted { findings = findings.filter { $0.severity == wanted } }
         if let code { findings = findings.filter { $0.code == code } }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows cancel <lookup>`: the cancel protocol for a whole job.
@@ -37,13 +36,7 @@ struct FlowsCancel: SpoolCommand {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
-        var outcome = try spool.cancelFlow(id, source: "cli")
-        if case .stillActive(let snap) = outcome, snap.tasks.contains(where: { $0.isCommand && $0.status.isActive }) {
-            let after: FlowSnapshot
-            do { after = try Runner(spool: spool).stopCommands(flowId: id, grace: Double(graceSeconds)) }
-            outcome = after.flow.status == .cancelled ? .cancelled(after) : .stillActive(after)
-        }
-        switch outcome {
+        switch try spool.cancel(flowId: id, grace: Double(graceSeconds), source: "cli") {
         case .cancelled(let snap):
             if out.json { out.emit(Render.flow(snap)) } else {
                 out.print("Cancelled \(snap.flow.flowId) (\(snap.flow.syncMode.rawValue)) with status \(out.status(snap.flow.status.rawValue)).")

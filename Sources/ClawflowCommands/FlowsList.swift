@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows list`: every flow, newest first, with the pressure summary.
@@ -44,11 +43,9 @@ struct FlowsList: SpoolCommand {
         let json = out.json
         if let spool = try readSpool() {
             allIds = try spool.flowIds()
-            let runner = Runner(spool: spool)
-            listed = try spool.mapAllFlows { result in
+            listed = try spool.flows { result in
                 switch result {
-                case .success(let read):
-                    let snap = runner.settle(read)
+                case .success(let snap):
                     if let wanted, snap.flow.status != wanted { return Listed() }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
                     var item = Listed(flow: snap.flow, summary: TaskSummary(snap.tasks))
@@ -81,7 +78,7 @@ struct FlowsList: SpoolCommand {
                         String(f.revision),
                         Render.cell(f.controllerId, max: 24),
                         "\(summary.active) active/\(summary.total) total",
-                        Render.cell(f.string("goal")),
+                        Render.cell(f.goal),
                     ]
                 })
             }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow flows show <lookup>`: one flow and its linked tasks.
@@ -28,8 +27,7 @@ struct FlowsShow: SpoolCommand {
             throw SpoolError.flowNotFound(lookup.trimmingWhitespace())
         }
         let id = try spool.resolveFlow(lookup)
-        // A command task whose supervisor died is recorded lost before it is shown.
-        let snap = Runner(spool: spool).settle(try spool.readFlow(id))
+        let snap = try spool.flow(id)
         if out.json {
             out.emit(Render.flow(snap))
         } else {
@@ -49,18 +47,18 @@ enum FlowText {
         out.print(out.bold("Flow \(f.flowId)") + "  \(f.syncMode.rawValue)  " + out.status(f.status.rawValue) + "  rev \(f.revision)")
         var rows: [(String, String?)] = [
             ("Owner", sanitized(f.ownerKey)),
-            ("Goal", f.string("goal").map(sanitized)),
+            ("Goal", f.goal.map(sanitized)),
             ("Controller", f.controllerId.map(sanitized)),
-            ("Current step", f.string("currentStep").map(sanitized)),
-            ("Created", f.string("createdAt")),
-            ("Updated", f.string("updatedAt")),
-            ("Ended", f.string("endedAt")),
-            ("Cancel requested", f.string("cancelRequestedAt")),
-            ("Blocked task", f.string("blockedTaskId")),
-            ("Blocked summary", f.string("blockedSummary").map(sanitized)),
+            ("Current step", f.currentStep.map(sanitized)),
+            ("Created", f.string(.createdAt)),
+            ("Updated", f.string(.updatedAt)),
+            ("Ended", f.string(.endedAt)),
+            ("Cancel requested", f.string(.cancelRequestedAt)),
+            ("Blocked task", f.blockedTaskId),
+            ("Blocked summary", f.blockedSummary.map(sanitized)),
         ]
-        if let state = f.fields["stateJson"], !state.isNull { rows.append(("State", sanitized(state.compact()))) }
-        if let wait = f.fields["waitJson"], !wait.isNull { rows.append(("Wait", sanitized(wait.compact()))) }
+        if let state = f[.stateJson], !state.isNull { rows.append(("State", sanitized(state.compact()))) }
+        if let wait = f[.waitJson], !wait.isNull { rows.append(("Wait", sanitized(wait.compact()))) }
         for (label, value) in rows { if let value { out.print("  " + (label + ":").padding(18) + value) } }
         let s = TaskSummary(snap.tasks)
         out.print("")
@@ -71,9 +69,9 @@ enum FlowText {
             out.table(["TASK", "RUNTIME", "STATUS", "LABEL", "SUMMARY"], snap.tasks.map { t in
                 [
                     t.taskId, Render.cell(t.runtime, max: 16),
-                    out.status(t.status.rawValue) + (t.timestamp("cancelRequestedAt") != nil && t.status.isActive ? "*" : ""),
-                    Render.cell(t.string("label") ?? t.string("task"), max: 32),
-                    Render.cell(t.string("terminalSummary") ?? t.string("progressSummary") ?? t.string("error"), max: 40),
+                    out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
+                    Render.cell(t.label ?? t.task, max: 32),
+                    Render.cell(t.terminalSummary ?? t.progressSummary ?? t.error, max: 40),
                 ]
             })
         }

@@ -38,7 +38,7 @@ struct IngestCommand: SpoolCommand {
             var line = "Applied \(r.applied) drop\(r.applied == 1 ? "" : "s")"
             if r.recovered > 0 { line += " (\(r.recovered) left claimed by an interrupted pass)" }
             line += ", rejected \(r.rejected)"
-            if r.rejected > 0 { line += " (see \(spool.root.appending("rejected")))" }
+            if r.rejected > 0 { line += " (see \(spool.path(.rejected)))" }
             line += ", \(r.repeats) repeat\(r.repeats == 1 ? "" : "s"), \(r.waiting) waiting for their task."
             out.print(line)
         }

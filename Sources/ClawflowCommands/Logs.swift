@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 import Glibc
 import SystemPackage
@@ -46,15 +45,14 @@ struct Logs: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
-        let record = try spool.readTask(flowId: flowId, taskId: taskId)
-        guard record.isCommand, let logPath = record.string("logPath") else {
+        let record = try spool.task(flowId: flowId, taskId: taskId)
+        guard record.isCommand, let logPath = record.logPath else {
             throw SpoolError(.notFound, "Task \(taskId) is a \(sanitized(record.runtime)) task reported by another program; only commands started with clawflow run have logs.")
         }
-        let runner = Runner(spool: spool)
         let path = FilePath(logPath)
         /// The task's status as of now (a command whose supervisor is gone is recorded lost first).
         func settledStatus() throws(SpoolError) -> TaskStatus? {
-            runner.settle(try spool.readFlow(flowId)).tasks.first { $0.taskId == taskId }?.status
+            try spool.flow(flowId).tasks.first { $0.taskId == taskId }?.status
         }
         func summary(_ status: TaskStatus) -> [String: JSON] {
             ["flowId": .string(flowId), "taskId": .string(taskId), "status": .string(status.rawValue), "logPath": .string(logPath)]

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow maintenance`: preview, or with --apply make, the repairs and retention.
@@ -58,7 +57,7 @@ struct MaintenanceCommand: SpoolCommand {
         let policy = try policy()
         var items: [MaintenanceItem] = []
         if let spool = try (apply ? existingSpoolForWriting() : readSpool()) {
-            do { items = try Runner(spool: spool).maintain(policy: policy, apply: apply) }
+            do { items = try spool.maintain(policy: policy, apply: apply) }
         }
         let counted = apply ? items.filter(\.done) : items
         var summary: [String: Int] = [:]

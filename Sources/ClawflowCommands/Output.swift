@@ -2,6 +2,7 @@ import ClawflowModel
 import ClawflowSpool
 import Glibc
 import Synchronization
+import SystemPackage
 
 /// All printing: data to stdout, diagnostics to stderr, JSON or text, colour only on a
 /// terminal without NO_COLOR (README, "Output and exit codes").
@@ -97,14 +98,7 @@ struct Output: Sendable {
     private func write(_ fd: Int32, _ text: String) { writeBytes(fd, Array(text.utf8)) }
 
     private func writeBytes(_ fd: Int32, _ bytes: [UInt8]) {
-        var done = 0
-        bytes.withUnsafeBytes { buf in
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue } else { return } }
-                done += n
-            }
-        }
+        _ = try? FileDescriptor(rawValue: fd).writeAll(bytes)
     }
 
     // MARK: Text helpers

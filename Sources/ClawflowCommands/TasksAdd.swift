@@ -49,9 +49,9 @@ struct TasksAdd: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         var new = NewTask(runtime: try Parse.runtime(runtime), status: try Parse.taskStatus(status))
         new.taskId = try taskId.map { (t) throws(SpoolError) in try Parse.taskId(t) }
-        if let label { new.fields["label"] = .string(try Parse.text(label, option: "--label")) }
-        if let task { new.fields["task"] = .string(try Parse.text(task, option: "--task")) }
-        if let runId { new.fields["runId"] = .string(try Parse.text(runId, option: "--run-id")) }
+        if let label { new[.label] = .string(try Parse.text(label, option: "--label")) }
+        if let task { new[.task] = .string(try Parse.text(task, option: "--task")) }
+        if let runId { new[.runId] = .string(try Parse.text(runId, option: "--run-id")) }
         let key = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
         let result: (snapshot: FlowSnapshot, taskId: String)
         if let flow {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow tasks cancel <task>`: ask one task to stop.
@@ -31,12 +30,10 @@ struct TasksCancel: SpoolCommand {
         let graceSeconds = try Parse.duration(grace, option: "--grace")
         guard let spool = try existingSpoolForWriting() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)
-        let record = try spool.requestTaskCancel(flowId: flowId, taskId: taskId, source: "cli")
+        let outcome = try spool.cancel(flowId: flowId, taskId: taskId, grace: Double(graceSeconds), source: "cli")
+        guard let record = outcome.snapshot.task(taskId) else { throw SpoolError.taskNotFound(taskId) }
         if record.isCommand {
-            let snap: FlowSnapshot
-            do { snap = try Runner(spool: spool).stopCommands(flowId: flowId, only: [taskId], grace: Double(graceSeconds)) }
-            let after = snap.tasks.first { $0.taskId == taskId } ?? record
-            if out.json { out.emit(.object(after.fields)) } else { out.print("Cancelled task \(taskId) (cli) with status \(out.status(after.status.rawValue)).") }
+            if out.json { out.emit(.object(record.fields)) } else { out.print("Cancelled task \(taskId) (cli) with status \(out.status(record.status.rawValue)).") }
             return
         }
         if !out.json {

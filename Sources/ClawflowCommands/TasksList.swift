@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow tasks list`: the task ledger, newest first.
@@ -25,11 +24,9 @@ struct TasksList: SpoolCommand {
         var tasks: [TaskRecord] = []
         var failures: [String] = []
         if let spool = try readSpool() {
-            let runner = Runner(spool: spool)
-            for result in try spool.readAllFlows() {
+            for result in try spool.flows({ $0 }) {
                 switch result {
-                case .success(let read):
-                    let snap = runner.settle(read)
+                case .success(let snap):
                     tasks.append(contentsOf: snap.tasks)
                     failures.append(contentsOf: snap.problems.map(\.message))
                 case .failure(let error):
@@ -52,9 +49,9 @@ struct TasksList: SpoolCommand {
                     Identifier.shortestUniquePrefix(of: t.taskId, among: allIds),
                     t.parentFlowId,
                     Render.cell(t.runtime, max: 16),
-                    out.status(t.status.rawValue) + (t.timestamp("cancelRequestedAt") != nil && t.status.isActive ? "*" : ""),
+                    out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
                     Render.cell(t.ownerKey, max: 24),
-                    Render.cell(t.string("label") ?? t.string("task"), max: 40),
+                    Render.cell(t.label ?? t.task, max: 40),
                 ]
             })
         }

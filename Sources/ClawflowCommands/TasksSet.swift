@@ -49,12 +49,12 @@ struct TasksSet: SpoolCommand {
 
     func execute(_ out: Output) throws(SpoolError) {
         var update = TaskUpdate(status: try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s) })
-        if let progress { update.fields["progressSummary"] = .string(try Parse.text(progress, option: "--progress")) }
-        if let summary { update.fields["terminalSummary"] = .string(try Parse.text(summary, option: "--summary")) }
-        if let error { update.fields["error"] = .string(try Parse.text(error, option: "--error")) }
+        if let progress { update[.progressSummary] = .string(try Parse.text(progress, option: "--progress")) }
+        if let summary { update[.terminalSummary] = .string(try Parse.text(summary, option: "--summary")) }
+        if let error { update[.error] = .string(try Parse.text(error, option: "--error")) }
         if let outcome {
             guard outcome == "blocked" else { throw Parse.usage("Unknown outcome \"\(sanitized(outcome))\"; the only outcome is blocked.") }
-            update.fields["terminalOutcome"] = "blocked"
+            update[.terminalOutcome] = "blocked"
         }
         guard let spool = try existingSpoolForWriting() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTask(task)

@@ -1,6 +1,5 @@
 import ArgumentParser
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow tasks show <task>`: one task record.
@@ -23,12 +22,7 @@ struct TasksShow: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
-        let flow = Runner(spool: spool).settle(try spool.readFlow(flowId))
-        // A task file that cannot be read is reported by the direct read, naming the file.
-        let record: TaskRecord
-        if let found = flow.tasks.first(where: { $0.taskId == taskId }) { record = found } else {
-            record = try spool.readTask(flowId: flowId, taskId: taskId)
-        }
+        let record = try spool.task(flowId: flowId, taskId: taskId)
         if out.json { out.emit(.object(record.fields)); return }
         out.print(out.bold("Task \(record.taskId)") + "  " + out.status(record.status.rawValue))
         let order = ["parentFlowId", "ownerKey", "runtime", "label", "task", "runId", "childSessionKey", "notifyPolicy",

@@ -74,13 +74,12 @@ public struct AuditThresholds: Sendable, Equatable {
 public enum AuditRules {
     /// Findings about `flow` and `tasks` at `now`. `isLive` says whether an active command
     /// task's supervisor still runs (such a task is not stale however long it runs);
-    /// `flowPath` is the flow's directory.
-    public static func findings(flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, flowPath: String, isLive: (TaskRecord) -> Bool = { _ in false }) -> [AuditFinding] {
+    /// `manifest` is the path of the flow's manifest, `taskPath` that of a task's file.
+    public static func findings(flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, manifest: String, taskPath: (String) -> String, isLive: (TaskRecord) -> Bool = { _ in false }) -> [AuditFinding] {
         var out: [AuditFinding] = []
         let id = flow.flowId
-        let manifest = flowPath + "/manifest.json"
         func age(_ ts: Timestamp?) -> Int64 { ts.map { (now.milliseconds - $0.milliseconds) / 1000 } ?? 0 }
-        let updated = flow.timestamp("updatedAt") ?? flow.createdAt
+        let updated = flow.updatedAt ?? flow.createdAt
         let sinceUpdate = age(updated)
         let active = tasks.contains { $0.status.isActive }
         func flowFinding(_ severity: AuditSeverity, _ code: String, _ message: String, _ ageSeconds: Int64) {
@@ -102,11 +101,11 @@ public enum AuditRules {
             }
         }
         let byId = Set(tasks.map(\.taskId))
-        let missingSteps = (flow.fields["steps"]?.arrayValue ?? []).compactMap { $0.objectValue?["taskId"]?.stringValue }.filter { !byId.contains($0) }
+        let missingSteps = (flow.steps ?? []).compactMap { $0.objectValue?["taskId"]?.stringValue }.filter { !byId.contains($0) }
         if !missingSteps.isEmpty {
             flowFinding(.error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/", sinceUpdate)
         }
-        if let blocked = flow.string("blockedTaskId"), !byId.contains(blocked) {
+        if let blocked = flow.blockedTaskId, !byId.contains(blocked) {
             flowFinding(.error, "blocked_task_missing", "flow \(id) is blocked on task \(blocked), which is not linked to it", sinceUpdate)
         }
         if let problem = timestampProblem(created: flow.createdAt, started: nil, updated: updated, ended: flow.endedAt, terminal: flow.isTerminal, updatedAfterEndIsWrong: true) {
@@ -114,21 +113,21 @@ public enum AuditRules {
         }
 
         for task in tasks {
-            let path = flowPath + "/tasks/" + task.taskId + ".json"
+            let path = taskPath(task.taskId)
             func taskFinding(_ severity: AuditSeverity, _ code: String, _ message: String, _ ageSeconds: Int64) {
                 out.append(AuditFinding(severity, code, kind: "task", id: task.taskId, path: path, message: message, ageSeconds: ageSeconds))
             }
-            let lastReport = task.timestamp("lastEventAt") ?? task.timestamp("startedAt") ?? task.createdAt
+            let lastReport = task.lastEventAt ?? task.startedAt ?? task.createdAt
             switch task.status {
             case .queued where age(task.createdAt) >= t.taskQueued:
                 taskFinding(.warn, "stale_queued", "task \(task.taskId) has been queued for \(DurationText.describe(age(task.createdAt)))", age(task.createdAt))
             case .running where age(lastReport) >= t.taskRunning && !isLive(task):
                 taskFinding(.warn, "stale_running", "task \(task.taskId) (\(task.runtime)) has been running without a report for \(DurationText.describe(age(lastReport)))", age(lastReport))
             case .lost:
-                taskFinding(.warn, "lost", "task \(task.taskId) (\(task.runtime)) was lost: \(task.string("error") ?? "its process vanished")", age(task.timestamp("endedAt")))
+                taskFinding(.warn, "lost", "task \(task.taskId) (\(task.runtime)) was lost: \(task.error ?? "its process vanished")", age(task.endedAt))
             default: break
             }
-            if let problem = timestampProblem(created: task.createdAt, started: task.timestamp("startedAt"), updated: nil, ended: task.timestamp("endedAt"), terminal: task.status.isTerminal, updatedAfterEndIsWrong: false) {
+            if let problem = timestampProblem(created: task.createdAt, started: task.startedAt, updated: nil, ended: task.endedAt, terminal: task.status.isTerminal, updatedAfterEndIsWrong: false) {
                 taskFinding(.warn, "inconsistent_timestamps", "task \(task.taskId): \(problem)", age(lastReport))
             }
         }

@@ -12,6 +12,12 @@ public struct NewTask: Sendable {
     /// Further fields (label, task, runId, ...).
     public var fields: [String: JSON] = [:]
 
+    /// The value of a known field; setting nil removes it.
+    public subscript(_ key: RecordKey) -> JSON? {
+        get { fields[key.rawValue] }
+        set { fields[key.rawValue] = newValue }
+    }
+
     /// A new task of `runtime`.
     public init(runtime: String, status: TaskStatus = .queued, taskId: String? = nil, fields: [String: JSON] = [:]) {
         self.runtime = runtime

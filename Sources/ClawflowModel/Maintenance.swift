@@ -56,7 +56,7 @@ public enum MaintenanceRules {
             if let ended = flow.endedAt, active.isEmpty, age(ended) >= policy.retention {
                 return [(.prune, "ended \(DurationText.describe(age(ended))) ago (retention \(DurationText.describe(policy.retention)))")]
             }
-            if let ended = flow.endedAt, let updated = flow.timestamp("updatedAt"), updated > ended {
+            if let ended = flow.endedAt, let updated = flow.updatedAt, updated > ended {
                 return [(.fixTimestamps, "updatedAt \(updated) is after endedAt \(ended)")]
             }
             return []
@@ -66,7 +66,7 @@ public enum MaintenanceRules {
             let whose = flow.isCancelRequestOnly ? "its controller's cancel request" : "cancel requested"
             return [(.finaliseCancel, "\(whose) \(DurationText.describe(age(flow.cancelRequestedAt))) ago and no task is active")]
         }
-        if let blocked = flow.string("blockedTaskId"), !tasks.contains(where: { $0.taskId == blocked }) {
+        if let blocked = flow.blockedTaskId, !tasks.contains(where: { $0.taskId == blocked }) {
             return [(.failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"), "blockedTaskId \(blocked) is missing")]
         }
         if let lostAfter = policy.lostAfter {
@@ -76,7 +76,7 @@ public enum MaintenanceRules {
                 return [(.markSilentLost(silent.map(\.taskId)), each.joined(separator: ", ") + " (--lost-after \(DurationText.describe(lostAfter)))")]
             }
         }
-        let sinceUpdate = age(flow.timestamp("updatedAt") ?? flow.createdAt)
+        let sinceUpdate = age(flow.updatedAt ?? flow.createdAt)
         if flow.syncMode == .managed, flow.status == .running, sinceUpdate >= policy.thresholds.flowRunning, !tasks.isEmpty, active.isEmpty {
             if let failed = tasks.first(where: { $0.status == .failed || $0.status == .timedOut }) {
                 return [(.endOrphaned(.failed, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); task \(failed.taskId) \(Rules.endText(of: failed)) (maintenance)"), "stale running, every task ended, one failed")]
@@ -90,7 +90,7 @@ public enum MaintenanceRules {
 
     /// Seconds since `task` last reported (its last event, else its start, else its creation).
     public static func silence(of task: TaskRecord, now: Timestamp) -> Int64 {
-        let last = task.timestamp("lastEventAt") ?? task.timestamp("startedAt") ?? task.createdAt
+        let last = task.lastEventAt ?? task.startedAt ?? task.createdAt
         return (now.milliseconds - last.milliseconds) / 1000
     }
 
@@ -108,23 +108,23 @@ public enum MaintenanceRules {
             break  // pruning deletes
         case .endOrphaned(let status, let summary):
             flow.status = status
-            flow.setString("blockedSummary", summary)
-            flow.setTimestamp("endedAt", now)
+            flow.blockedSummary = summary
+            flow.endedAt = now
         case .markSilentLost(let ids):
             for id in ids {
                 guard var task = tasks[id] else { continue }
                 let threshold = policy.lostAfter.map { " \(DurationText.describe($0))" } ?? ""
                 let silent = DurationText.describe(silence(of: task, now: now))
-                _ = Rules.apply(TaskUpdate(status: .lost, fields: ["error": .string("no report for \(silent) (maintenance --lost-after\(threshold))")]), to: &task, at: now)
+                _ = Rules.apply(TaskUpdate(status: .lost, [.error: .string("no report for \(silent) (maintenance --lost-after\(threshold))")]), to: &task, at: now)
                 tasks[id] = task
             }
         case .failBlockedMissing(let summary):
             flow.status = .failed
-            flow.fields["blockedTaskId"] = nil
-            flow.setString("blockedSummary", summary)
-            flow.setTimestamp("endedAt", now)
+            flow.blockedTaskId = nil
+            flow.blockedSummary = summary
+            flow.endedAt = now
         case .fixTimestamps:
-            flow.setTimestamp("endedAt", now)
+            flow.endedAt = now
         }
     }
 }

@@ -10,6 +10,109 @@ public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String { field.map { "field \"\($0)\": \(reason)" } ?? reason }
 }
 
+/// The known fields of flow and task records (spool-layout.md, "Records"): the one spelling
+/// of each key. Records keep every key, known or not, in their JSON object (unknown keys
+/// survive a rewrite); these are the ones clawflow reads and writes by name.
+public enum RecordKey: String, Sendable, CaseIterable {
+    // Both kinds.
+    /// `1`.
+    case schema
+    /// The owning session.
+    case ownerKey
+    /// The record's status.
+    case status
+    /// When the owner is told.
+    case notifyPolicy
+    /// Creation time.
+    case createdAt
+    /// End time.
+    case endedAt
+    /// Cancel request time (sticky).
+    case cancelRequestedAt
+    // Tasks.
+    /// The task's id.
+    case taskId
+    /// The task's flow.
+    case parentFlowId
+    /// Who runs the task.
+    case runtime
+    /// A short label.
+    case label
+    /// What the task does.
+    case task
+    /// The reporter's run id.
+    case runId
+    /// The reporter's child session.
+    case childSessionKey
+    /// The latest progress report.
+    case progressSummary
+    /// How the run ended, in the reporter's words.
+    case terminalSummary
+    /// `blocked`.
+    case terminalOutcome
+    /// What went wrong.
+    case error
+    /// A command's exit code.
+    case exitCode
+    /// The signal that ended a command.
+    case signal
+    /// The user whose drops own the task.
+    case dropUid
+    /// The last drop applied to the task.
+    case lastDrop
+    /// Start time.
+    case startedAt
+    /// Time of the last report.
+    case lastEventAt
+    /// A command's argv.
+    case command
+    /// A command's working directory.
+    case cwd
+    /// A command's time limit.
+    case timeoutSeconds
+    /// A command's pid.
+    case pid
+    /// A command's process group.
+    case pgid
+    /// A command's start time.
+    case procStartTime
+    /// Its supervisor's pid.
+    case supervisorPid
+    /// Its supervisor's start time.
+    case supervisorStartTime
+    /// A command's output log.
+    case logPath
+    /// The flow's revision at the task's last write.
+    case flowRevision
+    // Flows.
+    /// The flow's id.
+    case flowId
+    /// Mirrored or managed.
+    case syncMode
+    /// A managed flow's controller.
+    case controllerId
+    /// The manifest's revision.
+    case revision
+    /// What the job is for.
+    case goal
+    /// The current step.
+    case currentStep
+    /// The task a flow is blocked on.
+    case blockedTaskId
+    /// Why it is blocked.
+    case blockedSummary
+    /// The controller's state.
+    case stateJson
+    /// What a waiting flow waits for.
+    case waitJson
+    /// The cancel was a controller's request only.
+    case cancelRequestOnly
+    /// Time of the manifest's last write.
+    case updatedAt
+    /// A sequence's steps.
+    case steps
+}
+
 /// The type a known record field must have.
 enum FieldKind: Sendable {
     case string, nonEmptyString, id, timestamp, integer, bool, stringArray, any, steps
@@ -58,10 +161,17 @@ struct FieldTable: Sendable {
     let names: [String]
     let kinds: [FieldKind]
 
-    init(_ table: [String: FieldKind]) {
-        let sorted = table.sorted { JSON.keyOrder($0.key, $1.key) }
-        names = sorted.map(\.key)
+    init(_ table: [RecordKey: FieldKind]) {
+        let sorted = table.sorted { JSON.keyOrder($0.key.rawValue, $1.key.rawValue) }
+        names = sorted.map(\.key.rawValue)
         kinds = sorted.map(\.value)
+    }
+}
+
+extension JSONObject {
+    /// An object with the members of known record fields.
+    public init(known dictionary: [RecordKey: JSON]) {
+        self.init(Dictionary(uniqueKeysWithValues: dictionary.map { ($0.key.rawValue, $0.value) }))
     }
 }
 
@@ -72,18 +182,36 @@ public protocol Record: Sendable, Equatable {
 }
 
 extension Record {
+    /// The value of a known field, or nil when absent; setting nil removes it.
+    public subscript(_ key: RecordKey) -> JSON? {
+        get { fields[key.rawValue] }
+        set { fields[key.rawValue] = newValue }
+    }
     /// The string in `key`, or nil when absent or null.
-    public func string(_ key: String) -> String? { fields[key]?.stringValue }
+    public func string(_ key: RecordKey) -> String? { fields[key.rawValue]?.stringValue }
     /// Sets or removes (nil) a string field.
-    public mutating func setString(_ key: String, _ value: String?) { fields[key] = value.map(JSON.string) }
+    public mutating func setString(_ key: RecordKey, _ value: String?) { fields[key.rawValue] = value.map(JSON.string) }
     /// The timestamp in `key`, or nil.
-    public func timestamp(_ key: String) -> Timestamp? { string(key).flatMap(Timestamp.init(iso8601:)) }
+    public func timestamp(_ key: RecordKey) -> Timestamp? { string(key).flatMap(Timestamp.init(iso8601:)) }
     /// Sets or removes (nil) a timestamp field.
-    public mutating func setTimestamp(_ key: String, _ value: Timestamp?) { fields[key] = value.map { .string($0.description) } }
+    public mutating func setTimestamp(_ key: RecordKey, _ value: Timestamp?) { fields[key.rawValue] = value.map { .string($0.description) } }
     /// The integer in `key`, or nil.
-    public func integer(_ key: String) -> Int64? { fields[key]?.intValue }
+    public func integer(_ key: RecordKey) -> Int64? { fields[key.rawValue]?.intValue }
     /// Sets or removes (nil) an integer field.
-    public mutating func setInteger(_ key: String, _ value: Int64?) { fields[key] = value.map { JSON.int($0) } }
+    public mutating func setInteger(_ key: RecordKey, _ value: Int64?) { fields[key.rawValue] = value.map { JSON.int($0) } }
+
+    // The fields both kinds have.
+
+    /// The session that owns the record (and its flow).
+    public var ownerKey: String { string(.ownerKey)! }
+    /// When the owner is told.
+    public var notifyPolicy: NotifyPolicy? { string(.notifyPolicy).flatMap(NotifyPolicy.init(rawValue:)) }
+    /// When the record was created.
+    public var createdAt: Timestamp { timestamp(.createdAt)! }
+    /// When it ended, if it did.
+    public var endedAt: Timestamp? { get { timestamp(.endedAt) } set { setTimestamp(.endedAt, newValue) } }
+    /// When a cancel was asked for (sticky).
+    public var cancelRequestedAt: Timestamp? { get { timestamp(.cancelRequestedAt) } set { setTimestamp(.cancelRequestedAt, newValue) } }
 
     /// The record as pretty-printed JSON text with sorted keys and a final newline.
     public func fileText() -> String { JSON.object(fields).pretty() + "\n" }
@@ -96,10 +224,10 @@ extension Record {
         return out
     }
 
-    static func validate(_ fields: JSONObject, schema: FieldTable, required: [String]) throws(RecordError) {
-        guard let version = fields["schema"] else { throw RecordError(field: "schema", reason: "missing") }
+    static func validate(_ fields: JSONObject, schema: FieldTable, required: [RecordKey]) throws(RecordError) {
+        guard let version = fields[RecordKey.schema.rawValue] else { throw RecordError(field: RecordKey.schema.rawValue, reason: "missing") }
         guard version.intValue == 1 else {
-            throw RecordError(field: "schema", reason: "unsupported schema \(version.compact()); this clawflow reads schema 1")
+            throw RecordError(field: RecordKey.schema.rawValue, reason: "unsupported schema \(version.compact()); this clawflow reads schema 1")
         }
         // Both lists are sorted by key: walk them side by side.
         var j = 0
@@ -108,11 +236,11 @@ extension Record {
             while j < schema.names.count, JSON.keyOrder(schema.names[j], name) { j += 1 }
             guard j < schema.names.count, schema.names[j] == name else { continue }
             let value = fields.values[i]
-            if value.isNull, !required.contains(name) { continue }
+            if value.isNull, !required.contains(where: { $0.rawValue == name }) { continue }
             try schema.kinds[j].check(value, name)
         }
-        for name in required where fields[name] == nil {
-            throw RecordError(field: name, reason: "missing")
+        for key in required where fields[key.rawValue] == nil {
+            throw RecordError(field: key.rawValue, reason: "missing")
         }
     }
 }
@@ -123,60 +251,105 @@ public struct TaskRecord: Record {
     public var fields: JSONObject
 
     static let schema = FieldTable([
-        "taskId": .id, "parentFlowId": .id, "ownerKey": .nonEmptyString, "runtime": .nonEmptyString,
-        "status": .oneOf(TaskStatus.allCases.map(\.rawValue)), "label": .string, "task": .string,
-        "runId": .string, "childSessionKey": .string,
-        "notifyPolicy": .oneOf(NotifyPolicy.allCases.map(\.rawValue)),
-        "progressSummary": .string, "terminalSummary": .string, "terminalOutcome": .oneOf(["blocked"]),
-        "error": .string, "exitCode": .integer, "signal": .string, "dropUid": .integer,
-        "createdAt": .timestamp, "startedAt": .timestamp, "lastEventAt": .timestamp, "endedAt": .timestamp,
-        "cancelRequestedAt": .timestamp,
-        "command": .stringArray, "cwd": .string, "timeoutSeconds": .integer, "pid": .integer, "pgid": .integer,
-        "procStartTime": .integer, "supervisorPid": .integer, "supervisorStartTime": .integer, "logPath": .string,
-        "flowRevision": .integer,
+        .taskId: .id, .parentFlowId: .id, .ownerKey: .nonEmptyString, .runtime: .nonEmptyString,
+        .status: .oneOf(TaskStatus.allCases.map(\.rawValue)), .label: .string, .task: .string,
+        .runId: .string, .childSessionKey: .string,
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)),
+        .progressSummary: .string, .terminalSummary: .string, .terminalOutcome: .oneOf(["blocked"]),
+        .error: .string, .exitCode: .integer, .signal: .string, .dropUid: .integer,
+        .createdAt: .timestamp, .startedAt: .timestamp, .lastEventAt: .timestamp, .endedAt: .timestamp,
+        .cancelRequestedAt: .timestamp,
+        .command: .stringArray, .cwd: .string, .timeoutSeconds: .integer, .pid: .integer, .pgid: .integer,
+        .procStartTime: .integer, .supervisorPid: .integer, .supervisorStartTime: .integer, .logPath: .string,
+        .flowRevision: .integer,
     ])
-    static let required = ["taskId", "parentFlowId", "ownerKey", "runtime", "status", "createdAt"]
+    static let required: [RecordKey] = [.taskId, .parentFlowId, .ownerKey, .runtime, .status, .createdAt]
 
     /// Wraps already-validated fields.
     public init(validating fields: JSONObject) throws(RecordError) {
         try Self.validate(fields, schema: Self.schema, required: Self.required)
-        if let r = fields["runtime"]?.stringValue, !RuntimeName.isValid(r) {
-            throw RecordError(field: "runtime", reason: "\"\(r)\" must match [a-z0-9_-]{1,32}")
+        if let r = fields[RecordKey.runtime.rawValue]?.stringValue, !RuntimeName.isValid(r) {
+            throw RecordError(field: RecordKey.runtime.rawValue, reason: "\"\(r)\" must match [a-z0-9_-]{1,32}")
         }
         self.fields = fields
     }
 
     /// A new task record with the required fields.
     public init(taskId: String, flowId: String, ownerKey: String, runtime: String, status: TaskStatus, at now: Timestamp) {
-        fields = [
-            "schema": .int(1), "taskId": .string(taskId), "parentFlowId": .string(flowId),
-            "ownerKey": .string(ownerKey), "runtime": .string(runtime), "status": .string(status.rawValue),
-            "notifyPolicy": .string(NotifyPolicy.doneOnly.rawValue),
-            "createdAt": .string(now.description), "lastEventAt": .string(now.description),
-        ]
-        if status == .running { setTimestamp("startedAt", now) }
-        if status.isTerminal { setTimestamp("endedAt", now) }
+        fields = JSONObject(known: [
+            .schema: .int(1), .taskId: .string(taskId), .parentFlowId: .string(flowId),
+            .ownerKey: .string(ownerKey), .runtime: .string(runtime), .status: .string(status.rawValue),
+            .notifyPolicy: .string(NotifyPolicy.doneOnly.rawValue),
+            .createdAt: .string(now.description), .lastEventAt: .string(now.description),
+        ])
+        if status == .running { startedAt = now }
+        if status.isTerminal { endedAt = now }
     }
 
     /// The task's id.
-    public var taskId: String { string("taskId")! }
+    public var taskId: String { string(.taskId)! }
     /// The flow the task belongs to.
-    public var parentFlowId: String { string("parentFlowId")! }
-    /// The session that owns the task.
-    public var ownerKey: String { string("ownerKey")! }
+    public var parentFlowId: String { string(.parentFlowId)! }
     /// Who runs it: `cli` for commands clawflow runs, or the reporting program's name.
-    public var runtime: String { string("runtime")! }
-    /// The run id, if the reporter gave one.
-    public var runId: String? { string("runId") }
-    /// When the task was created.
-    public var createdAt: Timestamp { timestamp("createdAt")! }
+    public var runtime: String { string(.runtime)! }
     /// The task's status.
     public var status: TaskStatus {
-        get { TaskStatus(rawValue: string("status")!)! }
-        set { setString("status", newValue.rawValue) }
+        get { TaskStatus(rawValue: string(.status)!)! }
+        set { setString(.status, newValue.rawValue) }
     }
+    /// A short label.
+    public var label: String? { get { string(.label) } set { setString(.label, newValue) } }
+    /// What the task does (for a command, its command line).
+    public var task: String? { get { string(.task) } set { setString(.task, newValue) } }
+    /// The run id, if the reporter gave one.
+    public var runId: String? { get { string(.runId) } set { setString(.runId, newValue) } }
+    /// The reporter's child session.
+    public var childSessionKey: String? { get { string(.childSessionKey) } set { setString(.childSessionKey, newValue) } }
+    /// The latest progress report.
+    public var progressSummary: String? { get { string(.progressSummary) } set { setString(.progressSummary, newValue) } }
+    /// How the run ended, in the reporter's words.
+    public var terminalSummary: String? { get { string(.terminalSummary) } set { setString(.terminalSummary, newValue) } }
+    /// `blocked` when a run that succeeded ended blocked.
+    public var terminalOutcome: String? { get { string(.terminalOutcome) } set { setString(.terminalOutcome, newValue) } }
+    /// What went wrong.
+    public var error: String? { get { string(.error) } set { setString(.error, newValue) } }
+    /// A command's exit code.
+    public var exitCode: Int64? { get { integer(.exitCode) } set { setInteger(.exitCode, newValue) } }
+    /// The signal that ended a command (`SIGKILL`, ...).
+    public var signal: String? { get { string(.signal) } set { setString(.signal, newValue) } }
+    /// The user whose drops own the task (a member of a shared spool's group).
+    public var dropUid: Int64? { get { integer(.dropUid) } set { setInteger(.dropUid, newValue) } }
+    /// The name of the last drop applied to the task.
+    public var lastDrop: String? { get { string(.lastDrop) } set { setString(.lastDrop, newValue) } }
+    /// When it started running.
+    public var startedAt: Timestamp? { get { timestamp(.startedAt) } set { setTimestamp(.startedAt, newValue) } }
+    /// When it was last reported on.
+    public var lastEventAt: Timestamp? { get { timestamp(.lastEventAt) } set { setTimestamp(.lastEventAt, newValue) } }
+    /// A command task's argv.
+    public var command: [String]? {
+        get { self[.command]?.arrayValue?.compactMap(\.stringValue) }
+        set { self[.command] = newValue.map { .array($0.map(JSON.string)) } }
+    }
+    /// A command task's working directory.
+    public var cwd: String? { get { string(.cwd) } set { setString(.cwd, newValue) } }
+    /// A command task's time limit in seconds.
+    public var timeoutSeconds: Int64? { get { integer(.timeoutSeconds) } set { setInteger(.timeoutSeconds, newValue) } }
+    /// A command's pid.
+    public var pid: Int64? { get { integer(.pid) } set { setInteger(.pid, newValue) } }
+    /// A command's process group.
+    public var pgid: Int64? { get { integer(.pgid) } set { setInteger(.pgid, newValue) } }
+    /// A command's start time (field 22 of /proc/<pid>/stat).
+    public var procStartTime: Int64? { get { integer(.procStartTime) } set { setInteger(.procStartTime, newValue) } }
+    /// The pid of the supervisor that runs a command task.
+    public var supervisorPid: Int64? { get { integer(.supervisorPid) } set { setInteger(.supervisorPid, newValue) } }
+    /// The supervisor's start time.
+    public var supervisorStartTime: Int64? { get { integer(.supervisorStartTime) } set { setInteger(.supervisorStartTime, newValue) } }
+    /// A command's output log (absolute).
+    public var logPath: String? { get { string(.logPath) } set { setString(.logPath, newValue) } }
+    /// The flow's revision when the task was last written.
+    public var flowRevision: Int64? { get { integer(.flowRevision) } set { setInteger(.flowRevision, newValue) } }
     /// Whether the run ended blocked (only meaningful when it succeeded).
-    public var isBlockedOutcome: Bool { string("terminalOutcome") == "blocked" }
+    public var isBlockedOutcome: Bool { terminalOutcome == "blocked" }
     /// Whether clawflow runs this task as a command.
     public var isCommand: Bool { runtime == "cli" }
 }
@@ -198,22 +371,22 @@ public struct FlowRecord: Record {
     public var fields: JSONObject
 
     static let schema = FieldTable([
-        "flowId": .id, "syncMode": .oneOf(SyncMode.allCases.map(\.rawValue)), "ownerKey": .nonEmptyString,
-        "controllerId": .nonEmptyString, "revision": .integer, "status": .oneOf(FlowStatus.allCases.map(\.rawValue)),
-        "notifyPolicy": .oneOf(NotifyPolicy.allCases.map(\.rawValue)), "goal": .string, "currentStep": .string,
-        "blockedTaskId": .string, "blockedSummary": .string, "stateJson": .any, "waitJson": .any,
-        "cancelRequestedAt": .timestamp, "cancelRequestOnly": .bool, "createdAt": .timestamp, "updatedAt": .timestamp,
-        "endedAt": .timestamp, "steps": .steps,
+        .flowId: .id, .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString,
+        .controllerId: .nonEmptyString, .revision: .integer, .status: .oneOf(FlowStatus.allCases.map(\.rawValue)),
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .goal: .string, .currentStep: .string,
+        .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
+        .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
+        .endedAt: .timestamp, .steps: .steps,
     ])
-    static let required = ["flowId", "syncMode", "ownerKey", "revision", "status", "createdAt", "updatedAt"]
+    static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 
     /// Wraps fields after checking them against the schema.
     public init(validating fields: JSONObject) throws(RecordError) {
         try Self.validate(fields, schema: Self.schema, required: Self.required)
-        for key in ["stateJson", "waitJson"] where fields[key] == nil {
-            throw RecordError(field: key, reason: "missing (it is always present, null when empty)")
+        for key in [RecordKey.stateJson, .waitJson] where fields[key.rawValue] == nil {
+            throw RecordError(field: key.rawValue, reason: "missing (it is always present, null when empty)")
         }
-        if fields["syncMode"]?.stringValue == SyncMode.managed.rawValue, fields["controllerId"]?.stringValue == nil {
+        if fields[RecordKey.syncMode.rawValue]?.stringValue == SyncMode.managed.rawValue, fields[RecordKey.controllerId.rawValue]?.stringValue == nil {
             throw RecordError(field: "controllerId", reason: "missing (required for managed flows)")
         }
         self.fields = fields
@@ -221,46 +394,54 @@ public struct FlowRecord: Record {
 
     /// A new flow record at revision 0.
     public init(flowId: String, syncMode: SyncMode, ownerKey: String, controllerId: String?, status: FlowStatus, goal: String?, at now: Timestamp) {
-        fields = [
-            "schema": .int(1), "flowId": .string(flowId), "syncMode": .string(syncMode.rawValue),
-            "ownerKey": .string(ownerKey), "revision": .int(0), "status": .string(status.rawValue),
-            "notifyPolicy": .string(NotifyPolicy.doneOnly.rawValue),
-            "stateJson": .null, "waitJson": .null,
-            "createdAt": .string(now.description), "updatedAt": .string(now.description),
-        ]
-        setString("controllerId", controllerId)
-        setString("goal", goal)
+        fields = JSONObject(known: [
+            .schema: .int(1), .flowId: .string(flowId), .syncMode: .string(syncMode.rawValue),
+            .ownerKey: .string(ownerKey), .revision: .int(0), .status: .string(status.rawValue),
+            .notifyPolicy: .string(NotifyPolicy.doneOnly.rawValue),
+            .stateJson: .null, .waitJson: .null,
+            .createdAt: .string(now.description), .updatedAt: .string(now.description),
+        ])
+        setString(.controllerId, controllerId)
+        self.goal = goal
     }
 
     /// The flow's id.
-    public var flowId: String { string("flowId")! }
+    public var flowId: String { string(.flowId)! }
     /// Mirrored or managed.
-    public var syncMode: SyncMode { SyncMode(rawValue: string("syncMode")!)! }
-    /// The session that owns the job.
-    public var ownerKey: String { string("ownerKey")! }
+    public var syncMode: SyncMode { SyncMode(rawValue: string(.syncMode)!)! }
     /// The controller of a managed flow.
-    public var controllerId: String? { string("controllerId") }
+    public var controllerId: String? { string(.controllerId) }
     /// +1 on every write of the manifest.
     public var revision: Int64 {
-        get { integer("revision")! }
-        set { setInteger("revision", newValue) }
+        get { integer(.revision)! }
+        set { setInteger(.revision, newValue) }
     }
     /// The flow's status.
     public var status: FlowStatus {
-        get { FlowStatus(rawValue: string("status")!)! }
-        set { setString("status", newValue.rawValue) }
+        get { FlowStatus(rawValue: string(.status)!)! }
+        set { setString(.status, newValue.rawValue) }
     }
-    /// When the flow was created.
-    public var createdAt: Timestamp { timestamp("createdAt")! }
-    /// When the flow ended, if it did.
-    public var endedAt: Timestamp? { timestamp("endedAt") }
-    /// When a cancel was requested (sticky).
-    public var cancelRequestedAt: Timestamp? { timestamp("cancelRequestedAt") }
+    /// What the job is for.
+    public var goal: String? { get { string(.goal) } set { setString(.goal, newValue) } }
+    /// The step a controller (or a sequence) is at.
+    public var currentStep: String? { get { string(.currentStep) } set { setString(.currentStep, newValue) } }
+    /// The task the flow is blocked on.
+    public var blockedTaskId: String? { get { string(.blockedTaskId) } set { setString(.blockedTaskId, newValue) } }
+    /// Why the flow is blocked (or how it failed).
+    public var blockedSummary: String? { get { string(.blockedSummary) } set { setString(.blockedSummary, newValue) } }
+    /// The controller's state (always present; null when empty).
+    public var stateJson: JSON { get { self[.stateJson] ?? .null } set { self[.stateJson] = newValue } }
+    /// What a waiting flow waits for (always present; null when empty).
+    public var waitJson: JSON { get { self[.waitJson] ?? .null } set { self[.waitJson] = newValue } }
+    /// A sequence's steps (`name`, `command`, and the `taskId` of a step that was started).
+    public var steps: [JSON]? { get { self[.steps]?.arrayValue } set { self[.steps] = newValue.map(JSON.array) } }
+    /// When the manifest was last written.
+    public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the
     /// flow, no task settling does (spool-layout.md, "Controller commands").
     public var isCancelRequestOnly: Bool {
-        get { fields["cancelRequestOnly"]?.boolValue == true }
-        set { fields["cancelRequestOnly"] = newValue ? .bool(true) : nil }
+        get { self[.cancelRequestOnly]?.boolValue == true }
+        set { self[.cancelRequestOnly] = newValue ? .bool(true) : nil }
     }
 
     /// The one terminal predicate: succeeded, failed, cancelled, lost, or blocked with `endedAt`.

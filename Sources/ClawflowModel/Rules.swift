@@ -10,6 +10,17 @@ public struct TaskUpdate: Sendable, Equatable {
         self.status = status
         self.fields = fields
     }
+
+    /// An update of `status` and known fields.
+    public init(status: TaskStatus? = nil, _ known: [RecordKey: JSON]) {
+        self.init(status: status, fields: Dictionary(uniqueKeysWithValues: known.map { ($0.key.rawValue, $0.value) }))
+    }
+
+    /// The value of a known field; setting nil removes it.
+    public subscript(_ key: RecordKey) -> JSON? {
+        get { fields[key.rawValue] }
+        set { fields[key.rawValue] = newValue }
+    }
 }
 
 /// What became of a reported task update.
@@ -35,11 +46,11 @@ public enum Rules {
         for (key, value) in update.fields { task.fields[key] = value.isNull ? nil : value }
         if let next = update.status {
             task.status = next
-            if next == .running, task.timestamp("startedAt") == nil { task.setTimestamp("startedAt", now) }
-            if next.isTerminal { task.setTimestamp("endedAt", now) }
-            if next.isActive { task.fields["endedAt"] = nil }
+            if next == .running, task.startedAt == nil { task.startedAt = now }
+            if next.isTerminal { task.endedAt = now }
+            if next.isActive { task.endedAt = nil }
         }
-        task.setTimestamp("lastEventAt", now)
+        task.lastEventAt = now
         return .applied
     }
 
@@ -79,18 +90,18 @@ public enum Rules {
                   [.failed, .timedOut, .cancelled].contains(task.status)
             else { return next }
             next.status = mirroredStatus(of: task)
-            next.fields["blockedTaskId"] = nil
-            next.fields["blockedSummary"] = nil
-            next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now)
+            next.blockedTaskId = nil
+            next.blockedSummary = nil
+            next.endedAt = task.endedAt ?? now
             return next
         }
         let active = tasks.contains { $0.status.isActive }
         // A controller's own request (`request-cancel`) is the controller's to finish.
         if flow.cancelRequestedAt != nil, !flow.isCancelRequestOnly, !active {
             next.status = .cancelled
-            next.setTimestamp("endedAt", now)
+            next.endedAt = now
             // No step of a cancelled sequence runs any more.
-            if flow.controllerId == Rules.sequenceController { next.fields["currentStep"] = nil }
+            if flow.controllerId == Rules.sequenceController { next.currentStep = nil }
             return next
         }
         if flow.controllerId == Rules.sequenceController {
@@ -100,11 +111,11 @@ public enum Rules {
             let status = mirroredStatus(of: task)
             next.status = status
             if status == .blocked {
-                next.setString("blockedTaskId", task.taskId)
-                next.setString("blockedSummary", task.string("terminalSummary") ?? "task \(task.taskId) ended blocked")
+                next.blockedTaskId = task.taskId
+                next.blockedSummary = task.terminalSummary ?? "task \(task.taskId) ended blocked"
             }
             // Every terminal task ends its mirrored flow, a blocked outcome included.
-            if task.status.isTerminal { next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now) }
+            if task.status.isTerminal { next.endedAt = task.endedAt ?? now }
         }
         return next
     }
@@ -117,7 +128,7 @@ public enum Rules {
     /// step is the flow's `currentStep`.
     static func reconcileSequence(_ flow: FlowRecord, tasks: [TaskRecord], at now: Timestamp) -> FlowRecord {
         var next = flow
-        let steps = flow.fields["steps"]?.arrayValue ?? []
+        let steps = flow.steps ?? []
         let byId = Dictionary(tasks.map { ($0.taskId, $0) }, uniquingKeysWith: { a, _ in a })
         var allSucceeded = !steps.isEmpty
         for (index, step) in steps.enumerated() {
@@ -128,22 +139,22 @@ public enum Rules {
             }
             if task.status == .running, next.status == .queued || next.status == .running {
                 next.status = .running
-                next.setString("currentStep", name)
+                next.currentStep = name
             }
             if task.status != .succeeded { allSucceeded = false }
             if [.failed, .timedOut, .lost, .cancelled].contains(task.status) {
                 next.status = .failed
-                next.setString("blockedTaskId", id)
-                next.setString("blockedSummary", "step \(index + 1) of \(steps.count) (\(name)) \(Rules.endText(of: task))")
-                next.setTimestamp("endedAt", task.timestamp("endedAt") ?? now)
-                next.fields["currentStep"] = nil
+                next.blockedTaskId = id
+                next.blockedSummary = "step \(index + 1) of \(steps.count) (\(name)) \(Rules.endText(of: task))"
+                next.endedAt = task.endedAt ?? now
+                next.currentStep = nil
                 return next
             }
         }
         if allSucceeded {
             next.status = .succeeded
-            next.setTimestamp("endedAt", now)
-            next.fields["currentStep"] = nil
+            next.endedAt = now
+            next.currentStep = nil
         }
         return next
     }
@@ -153,14 +164,14 @@ public enum Rules {
         switch task.status {
         case .succeeded: return "succeeded"
         case .timedOut:
-            if let s = task.integer("timeoutSeconds") { return "timed out after \(s) s" }
+            if let s = task.timeoutSeconds { return "timed out after \(s) s" }
             return "timed out"
-        case .lost: return "was lost: \(task.string("error") ?? "its process vanished")"
+        case .lost: return "was lost: \(task.error ?? "its process vanished")"
         case .cancelled: return "was cancelled"
         case .failed:
-            if let signal = task.string("signal") { return "was killed by \(signal)" }
-            if let code = task.integer("exitCode") { return "exited with code \(code)" }
-            return "failed" + (task.string("error").map { ": \($0)" } ?? "")
+            if let signal = task.signal { return "was killed by \(signal)" }
+            if let code = task.exitCode { return "exited with code \(code)" }
+            return "failed" + (task.error.map { ": \($0)" } ?? "")
         default: return "is \(task.status.rawValue)"
         }
     }
@@ -170,7 +181,7 @@ public enum Rules {
         if next == stored { return stored }
         var out = next
         out.revision = stored.revision + 1
-        out.setTimestamp("updatedAt", now)
+        out.updatedAt = now
         return out
     }
 
@@ -207,7 +218,7 @@ public enum Rules {
                 if before.status != after.status {
                     out.append(["event": "status", "taskId": .string(id), "from": .string(before.status.rawValue), "to": .string(after.status.rawValue)])
                 }
-                if before.timestamp("cancelRequestedAt") == nil, after.timestamp("cancelRequestedAt") != nil {
+                if before.cancelRequestedAt == nil, after.cancelRequestedAt != nil {
                     out.append(["event": "cancel", "taskId": .string(id)])
                 }
             } else {

@@ -1,4 +1,4 @@
-/// The state of one task run (spool-layout.md, "States").
+/// The state of one task run (spool-layout.md, "States and transitions").
 public enum TaskStatus: String, Sendable, CaseIterable, Codable {
     case queued, running, succeeded, failed
     case timedOut = "timed_out"

@@ -43,8 +43,8 @@ public struct Supervisor: Sendable {
         let me = ProcessIdentity.current
         while true {
             let snap: FlowSnapshot
-            do { snap = try spool.readFlow(flowId) } catch { throw error }
-            if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.integer("pid") == nil }) {
+            do { snap = try spool.flow(flowId) } catch { throw error }
+            if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.pid == nil }) {
                 try runTask(task, supervisor: me)
                 continue
             }
@@ -72,7 +72,7 @@ public struct Supervisor: Sendable {
     /// supervisor) and names it in `steps` and `currentStep`. Whether it added one.
     func queueNextStep(_ change: inout FlowChange, supervisor me: ProcessIdentity) -> Bool {
         guard change.flow.controllerId == Rules.sequenceController, !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-              var steps = change.flow.fields["steps"]?.arrayValue else { return false }
+              var steps = change.flow[.steps]?.arrayValue else { return false }
         guard let index = steps.firstIndex(where: { $0.objectValue?["taskId"] == nil }) else { return false }
         let tasks = change.tasks
         let done = steps[..<index].allSatisfy { step in
@@ -81,27 +81,27 @@ public struct Supervisor: Sendable {
         guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
         let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
         var task = Runner(spool: spool).commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
-                                                    cwd: previous?.string("cwd") ?? "/", timeoutSeconds: previous?.integer("timeoutSeconds"), at: change.now)
-        task.setInteger("supervisorPid", Int64(me.pid))
-        task.setInteger("supervisorStartTime", me.startTime)
+                                                    cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds, at: change.now)
+        task.supervisorPid = Int64(me.pid)
+        task.supervisorStartTime = me.startTime
         change.tasks[task.taskId] = task
         step["taskId"] = .string(task.taskId)
         steps[index] = .object(step)
-        change.flow.fields["steps"] = .array(steps)
-        change.flow.setString("currentStep", step["name"]?.stringValue)
+        change.flow[.steps] = .array(steps)
+        change.flow.currentStep = step["name"]?.stringValue
         return true
     }
 
     /// Starts one command, records it running, waits, records its end.
     func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
         let taskId = task.taskId
-        let argv = task.fields["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
-        let logPath = FilePath(task.string("logPath") ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
+        let argv = task[.command]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let logPath = FilePath(task.logPath ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
         let log: FileDescriptor
         do {
             log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec, .nonBlocking], permissions: [.ownerReadWrite])
         } catch {
-            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("could not open the log \(logPath): \(error)")]))
+            try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]))
             return
         }
         defer { try? log.close() }
@@ -110,7 +110,7 @@ public struct Supervisor: Sendable {
         // cut could otherwise keep the name naming an inode reused by another file.
         if !MetadataOrdering.isOrdered(log) { try? log.synchronize() }
         guard !argv.isEmpty else {
-            try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string("the task has no command")]))
+            try record(taskId, TaskUpdate(status: .failed, [.error: .string("the task has no command")]))
             return
         }
         // Held before its exec until `running` (with its pid) is durable: a supervisor that
@@ -120,7 +120,7 @@ public struct Supervisor: Sendable {
         var here = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let root = spool.root.isAbsolute ? spool.root : FilePath(getcwd(&here, here.count).map { String(cString: $0) } ?? "/").pushing(spool.root)
         let ids = ["CLAWFLOW_FLOW_ID": flowId, "CLAWFLOW_TASK_ID": taskId, "CLAWFLOW_SPOOL": root.string]
-        do { held = try HeldCommand(argv, output: log, cwd: task.string("cwd"), setting: ids) } catch {
+        do { held = try HeldCommand(argv, output: log, cwd: task.cwd, setting: ids) } catch {
             try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }
@@ -128,28 +128,28 @@ public struct Supervisor: Sendable {
         let pidfd = clawflow_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
         let start = ProcStat(pid: pid)?.startTime ?? 0
-        let running = TaskUpdate(status: .running, fields: [
-            "pid": .int(Int64(pid)), "pgid": .int(Int64(pid)), "procStartTime": .int(start),
-            "supervisorPid": .int(Int64(me.pid)), "supervisorStartTime": .int(me.startTime),
+        let running = TaskUpdate(status: .running, [
+            .pid: .int(Int64(pid)), .pgid: .int(Int64(pid)), .procStartTime: .int(start),
+            .supervisorPid: .int(Int64(me.pid)), .supervisorStartTime: .int(me.startTime),
         ])
         if try record(taskId, running) {
             // Cancelled (or ended by someone else) before its exec: the held child is let go
             // unreleased and exits without running anything.
             _ = consume held
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-            try record(taskId, TaskUpdate(status: .cancelled, fields: ["error": .string("cancelled before the command started")]))
+            _ = valueOrErrno { waitpid(pid, &status, 0) }
+            try record(taskId, TaskUpdate(status: .cancelled, [.error: .string("cancelled before the command started")]))
             return
         }
         if let error = held.start() {
             var status: Int32 = 0
-            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            _ = valueOrErrno { waitpid(pid, &status, 0) }
             try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }
 
         // Wait for the command, ending its group at the deadline.
-        let deadline = task.integer("timeoutSeconds").map { monotonicSeconds() + Double($0) }
+        let deadline = task.timeoutSeconds.map { monotonicSeconds() + Double($0) }
         var status: Int32?
         var timedOut = false
         while status == nil {
@@ -168,11 +168,11 @@ public struct Supervisor: Sendable {
             }
         }
         // A timed-out or cancelled command takes its whole group with it.
-        let cancelled = (try? spool.readTask(flowId: flowId, taskId: taskId))?.timestamp("cancelRequestedAt") != nil
+        let cancelled = (try? spool.task(flowId: flowId, taskId: taskId))?.cancelRequestedAt != nil
         if timedOut || cancelled { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
         // The same write queues a sequence's next step when this one succeeded: there is no
         // moment in which the flow has no active task naming this supervisor and still more to run.
-        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.integer("timeoutSeconds")), thenQueueNextStepOf: me)
+        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
     }
 
     /// Records that the command could not be started (not found, not executable, no such
@@ -180,7 +180,7 @@ public struct Supervisor: Sendable {
     func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: FileDescriptor) throws(SpoolError) {
         let message = "could not start \(sanitized(argv[0])): \(error.description)"
         _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
-        try record(taskId, TaskUpdate(status: .failed, fields: ["error": .string(message), "exitCode": .int(127)]))
+        try record(taskId, TaskUpdate(status: .failed, [.error: .string(message), .exitCode: .int(127)]))
     }
 
     /// The task update for how a command ended.
@@ -188,18 +188,18 @@ public struct Supervisor: Sendable {
         let exited = status & 0x7F == 0
         let code = Int64((status >> 8) & 0xFF)
         let signal = status & 0x7F
-        if cancelled { return TaskUpdate(status: .cancelled, fields: exited ? ["exitCode": .int(code)] : ["signal": .string(SignalName.of(signal))]) }
+        if cancelled { return TaskUpdate(status: .cancelled, exited ? [.exitCode: .int(code)] : [.signal: .string(SignalName.of(signal))]) }
         if timedOut {
-            var fields: [String: JSON] = ["error": .string("timed out after \(timeout ?? 0) s; its process group was ended")]
-            if !exited { fields["signal"] = .string(SignalName.of(signal)) }
-            return TaskUpdate(status: .timedOut, fields: fields)
+            var fields: [RecordKey: JSON] = [.error: .string("timed out after \(timeout ?? 0) s; its process group was ended")]
+            if !exited { fields[.signal] = .string(SignalName.of(signal)) }
+            return TaskUpdate(status: .timedOut, fields)
         }
         if exited {
-            if code == 0 { return TaskUpdate(status: .succeeded, fields: ["exitCode": .int(0)]) }
-            return TaskUpdate(status: .failed, fields: ["exitCode": .int(code), "error": .string("exited with code \(code)")])
+            if code == 0 { return TaskUpdate(status: .succeeded, [.exitCode: .int(0)]) }
+            return TaskUpdate(status: .failed, [.exitCode: .int(code), .error: .string("exited with code \(code)")])
         }
         let name = SignalName.of(signal)
-        return TaskUpdate(status: .failed, fields: ["signal": .string(name), "error": .string("killed by \(name)")])
+        return TaskUpdate(status: .failed, [.signal: .string(name), .error: .string("killed by \(name)")])
     }
 
     /// Writes an update of the task (nothing when the task is already final, e.g. cancelled
@@ -215,7 +215,7 @@ public struct Supervisor: Sendable {
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
-                return task.timestamp("cancelRequestedAt") != nil || change.flow.cancelRequestedAt != nil
+                return task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil
             }.result
         } catch {
             throw error

@@ -29,14 +29,8 @@ public struct EventMask: OptionSet, Sendable, Hashable {
     public static let attrib = EventMask(rawValue: UInt32(IN_ATTRIB))
     /// An entry was renamed into the directory.
     public static let movedTo = EventMask(rawValue: UInt32(IN_MOVED_TO))
-    /// An entry was renamed out of the directory.
-    public static let movedFrom = EventMask(rawValue: UInt32(IN_MOVED_FROM))
     /// An entry was created.
     public static let create = EventMask(rawValue: UInt32(IN_CREATE))
-    /// An entry was deleted.
-    public static let delete = EventMask(rawValue: UInt32(IN_DELETE))
-    /// The watched directory was deleted.
-    public static let deleteSelf = EventMask(rawValue: UInt32(IN_DELETE_SELF))
     /// The watch was removed.
     public static let ignored = EventMask(rawValue: UInt32(IN_IGNORED))
     /// The entry is a directory.

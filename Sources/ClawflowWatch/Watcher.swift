@@ -1,5 +1,4 @@
 import ClawflowModel
-import ClawflowRunner
 import ClawflowSpool
 import CSystemShims
 import Dispatch
@@ -8,7 +7,7 @@ import Logging
 import Synchronization
 import SystemPackage
 
-/// The reactor of spool-layout.md ("Watcher"): applies drops as they arrive and re-derives
+/// The reactor (README.md, "The watcher"): applies drops as they arrive and re-derives
 /// flows whose task files change, idempotently, through the one mutation path. Correctness
 /// never depends on it; it makes reactions to other programs immediate.
 public final class Watcher: Sendable {
@@ -52,7 +51,7 @@ public final class Watcher: Sendable {
     /// Holds `run/watch.pid` with an exclusive flock for the process's life (one watcher per
     /// spool) and writes the pid into it. Returns the open descriptor.
     public static func lockPidFile(root: FilePath) throws(WatchError) -> FileDescriptor {
-        let path = root.appending("run/watch.pid")
+        let path = SpoolDirectory.run.path(in: root).appending(Layout.watchPidFile)
         let fd = Glibc.open(path.string, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
             let e = Errno(rawValue: errno)
@@ -81,8 +80,8 @@ public final class Watcher: Sendable {
     /// the process opens files of its own (see `FileDescriptorGuard`).
     public func startInotify() throws(WatchError) -> InotifyThread {
         let inotify = InotifyThread(
-            wakeDirectory: root.appending("run").string,
-            autoWatch: (parent: root.appending("flows").string, child: "tasks", mask: Watcher.tasksMask)
+            wakeDirectory: SpoolDirectory.run.path(in: root).string,
+            autoWatch: (parent: SpoolDirectory.flows.path(in: root).string, child: Layout.tasks, mask: Watcher.tasksMask)
         )
         try inotify.start()
         thread.withLock { $0 = inotify }
@@ -100,8 +99,8 @@ public final class Watcher: Sendable {
     public func run(spool: Spool, inotify: InotifyThread?, mode: Mode, once: Bool) async {
         if let inotify, mode == .inotify {
             await blocking {
-                inotify.watch(self.root.appending("incoming/new").string, mask: Watcher.dropMask)
-                inotify.watch(self.root.appending("flows").string, mask: Watcher.flowsMask)
+                inotify.watch(SpoolDirectory.newDrops.path(in: self.root).string, mask: Watcher.dropMask)
+                inotify.watch(SpoolDirectory.flows.path(in: self.root).string, mask: Watcher.flowsMask)
             }
         }
         await blocking { self.fullScan(spool, inotify: mode == .inotify ? inotify : nil) }
@@ -158,20 +157,21 @@ public final class Watcher: Sendable {
             return
         }
         if event.name.hasPrefix(".") { return }
-        let flows = root.appending("flows").string
-        if event.directory == root.appending("incoming/new").string {
+        switch Layout.watchedPlace(event.directory, in: root) {
+        case .newDrops:
             ingest(spool)
-        } else if event.directory == flows {
+        case .flows:
             if let finished = ownCreations.withLock({ $0.removeValue(forKey: event.name) }) {
                 // Written and derived by this watcher a moment ago; the inotify thread has
                 // already watched its tasks/ (a later change there is an event of its own).
-                if finished { inotify.unwatch(spool.flowPath(event.name).appending("tasks").string) }
+                if finished { inotify.unwatch(spool.tasksPath(event.name).string) }
                 return
             }
             reconcile(event.name, spool: spool, inotify: inotify)
-        } else if event.directory.hasPrefix(flows + "/"), event.directory.hasSuffix("/tasks"), event.name.hasSuffix(".json") {
-            let flowId = String(event.directory.dropFirst(flows.count + 1).dropLast(6))
+        case .tasks(let flowId) where Layout.isTaskFile(event.name):
             reconcile(flowId, spool: spool, inotify: inotify)
+        case .tasks, nil:
+            break
         }
     }
 
@@ -196,7 +196,7 @@ public final class Watcher: Sendable {
         work.asyncAfter(deadline: .now() + interval) { [self] in
             if stopRequested.load(ordering: .acquiring) { return }
             do throws(SpoolError) {
-                let done = try Runner(spool: spool).maintain(policy: MaintenancePolicy(), apply: true).filter(\.done)
+                let done = try spool.maintain(policy: MaintenancePolicy(), apply: true).filter(\.done)
                 if !done.isEmpty {
                     var counts: [String: Int] = [:]
                     for item in done { counts[item.action, default: 0] += 1 }
@@ -222,10 +222,9 @@ public final class Watcher: Sendable {
         guard Identifier.isValid(flowId) else { return }
         do {
             // Re-derives the flow, then records lost command tasks whose supervisor died.
-            let (_, derived) = try spool.mutate(flow: flowId, source: "watcher") { (_: inout FlowChange) throws(SpoolError) in }
-            let snap = Runner(spool: spool).settle(derived)
+            let snap = try spool.rederive(flowId, source: "watcher")
             if snap.flow.isTerminal {
-                inotify?.unwatch(spool.flowPath(flowId).appending("tasks").string)
+                inotify?.unwatch(spool.tasksPath(flowId).string)
             }
         } catch {
             if error.code != .notFound { logger.warning("flow \(flowId): \(error.message)") }
@@ -245,7 +244,7 @@ public final class Watcher: Sendable {
         for id in ids {
             guard let flow = try? spool.readManifest(id), !flow.isTerminal else { continue }
             if let inotify {
-                inotify.watch(spool.flowPath(id).appending("tasks").string, mask: Watcher.tasksMask)
+                inotify.watch(spool.tasksPath(id).string, mask: Watcher.tasksMask)
                 watched += 1
             }
             reconcile(id, spool: spool, inotify: inotify)

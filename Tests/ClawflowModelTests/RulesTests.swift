@@ -11,7 +11,7 @@ private func task(_ status: TaskStatus, at: Timestamp = t0, id: String = taskId)
 
 private func flow(_ status: FlowStatus, mode: SyncMode = .taskMirrored, endedAt: Timestamp? = nil) -> FlowRecord {
     var f = FlowRecord(flowId: flowId, syncMode: mode, ownerKey: "owner", controllerId: mode == .managed ? "ctl" : nil, status: status, goal: nil, at: t0)
-    f.setTimestamp("endedAt", endedAt)
+    f.setTimestamp(.endedAt, endedAt)
     return f
 }
 
@@ -51,11 +51,11 @@ struct PrecedenceTests {
         var t = task(.queued)
         _ = Rules.apply(TaskUpdate(status: .running), to: &t, at: t0.adding(seconds: 1))
         _ = Rules.apply(TaskUpdate(status: .running, fields: ["progressSummary": "half"]), to: &t, at: t0.adding(seconds: 2))
-        #expect(t.timestamp("startedAt") == t0.adding(seconds: 1))
-        #expect(t.timestamp("lastEventAt") == t0.adding(seconds: 2))
-        #expect(t.timestamp("endedAt") == nil)
+        #expect(t.timestamp(.startedAt) == t0.adding(seconds: 1))
+        #expect(t.timestamp(.lastEventAt) == t0.adding(seconds: 2))
+        #expect(t.timestamp(.endedAt) == nil)
         _ = Rules.apply(TaskUpdate(status: .succeeded), to: &t, at: t0.adding(seconds: 3))
-        #expect(t.timestamp("endedAt") == t0.adding(seconds: 3))
+        #expect(t.timestamp(.endedAt) == t0.adding(seconds: 3))
     }
 }
 
@@ -79,8 +79,8 @@ struct DerivationTests {
         t.fields["terminalSummary"] = "needs a login"
         let f = Rules.reconcile(flow(.running), tasks: [t], at: t0)
         #expect(f.status == .blocked)
-        #expect(f.string("blockedTaskId") == taskId)
-        #expect(f.string("blockedSummary") == "needs a login")
+        #expect(f.string(.blockedTaskId) == taskId)
+        #expect(f.string(.blockedSummary) == "needs a login")
         #expect(f.endedAt != nil)
         #expect(f.isTerminal)
     }
@@ -105,7 +105,7 @@ struct DerivationTests {
     @Test("a cancel-requested flow with no active task becomes cancelled, whatever the last task did")
     func cancelFinalisation() {
         var f = flow(.running, mode: .managed)
-        f.setTimestamp("cancelRequestedAt", t0)
+        f.setTimestamp(.cancelRequestedAt, t0)
         #expect(Rules.reconcile(f, tasks: [task(.queued)], at: t0).status == .running)
         let done = Rules.reconcile(f, tasks: [task(.succeeded)], at: t0.adding(seconds: 4))
         #expect(done.status == .cancelled)
@@ -116,7 +116,7 @@ struct DerivationTests {
     @Test("a controller's own cancel request is left to the controller: no task settling ends the flow")
     func requestOnlyIsNotFinalised() {
         var f = flow(.running, mode: .managed)
-        f.setTimestamp("cancelRequestedAt", t0)
+        f.setTimestamp(.cancelRequestedAt, t0)
         f.isCancelRequestOnly = true
         #expect(Rules.reconcile(f, tasks: [], at: t0) == f)
         #expect(Rules.reconcile(f, tasks: [task(.succeeded)], at: t0.adding(seconds: 4)) == f)
@@ -127,7 +127,7 @@ struct DerivationTests {
     @Test("maintenance finalises a controller's cancel request only once it is cancel_stuck, and then for good")
     func requestOnlyMaintenance() {
         var f = flow(.running, mode: .managed)
-        f.setTimestamp("cancelRequestedAt", t0)
+        f.setTimestamp(.cancelRequestedAt, t0)
         f.isCancelRequestOnly = true
         let policy = MaintenancePolicy()
         #expect(MaintenanceRules.plan(flow: f, tasks: [], now: t0.adding(seconds: 60), policy: policy).isEmpty)
@@ -142,16 +142,16 @@ struct DerivationTests {
     @Test("a cancelled sequence names no current step any more; another controller's field is its own")
     func cancelledSequenceHasNoCurrentStep() {
         var f = flow(.running, mode: .managed)
-        f.setTimestamp("cancelRequestedAt", t0)
-        f.setString("currentStep", "step 2")
+        f.setTimestamp(.cancelRequestedAt, t0)
+        f.setString(.currentStep, "step 2")
         var sequence = f
-        sequence.setString("controllerId", Rules.sequenceController)
+        sequence.setString(.controllerId, Rules.sequenceController)
         let done = Rules.reconcile(sequence, tasks: [task(.cancelled)], at: t0)
         #expect(done.status == .cancelled)
         #expect(done.fields["currentStep"] == nil)
         var other = f
-        other.setString("controllerId", "acme/deployer")
-        #expect(Rules.reconcile(other, tasks: [task(.cancelled)], at: t0).string("currentStep") == "step 2")
+        other.setString(.controllerId, "acme/deployer")
+        #expect(Rules.reconcile(other, tasks: [task(.cancelled)], at: t0).string(.currentStep) == "step 2")
     }
 
     @Test("the revision moves by exactly one per changed write and not at all otherwise")
@@ -162,7 +162,7 @@ struct DerivationTests {
         next.status = .running
         let written = Rules.commit(next, over: stored, at: t0.adding(seconds: 1))
         #expect(written.revision == stored.revision + 1)
-        #expect(written.timestamp("updatedAt") == t0.adding(seconds: 1))
+        #expect(written.timestamp(.updatedAt) == t0.adding(seconds: 1))
     }
 }
 
@@ -197,7 +197,7 @@ struct LookupRuleTests {
         #expect(Rules.linkRefusal(flow: flow(.running, mode: .managed), taskCount: 0, ownerKey: nil) == nil)
         #expect(Rules.linkRefusal(flow: flow(.succeeded, mode: .managed), taskCount: 0, ownerKey: nil)?.contains("already succeeded") == true)
         var cancelled = flow(.running, mode: .managed)
-        cancelled.setTimestamp("cancelRequestedAt", t0)
+        cancelled.setTimestamp(.cancelRequestedAt, t0)
         #expect(Rules.linkRefusal(flow: cancelled, taskCount: 0, ownerKey: nil)?.contains("cancel request") == true)
         #expect(Rules.linkRefusal(flow: flow(.running), taskCount: 1, ownerKey: nil)?.contains("mirrored") == true)
         #expect(Rules.linkRefusal(flow: flow(.running, mode: .managed), taskCount: 0, ownerKey: "other")?.contains("differs") == true)
@@ -260,8 +260,8 @@ struct MaintenanceRuleTests {
         let f = flow(.running)
         let long = "01a22a0a-deff-70f0-b8d3-37c6fb0161b5", short = "01a22a0a-deff-70f0-b8d3-37c6fb0161b6"
         var a = task(.running, id: long), b = task(.running, id: short)
-        a.setTimestamp("lastEventAt", t0)
-        b.setTimestamp("lastEventAt", t0.adding(seconds: 4200))
+        a.setTimestamp(.lastEventAt, t0)
+        b.setTimestamp(.lastEventAt, t0.adding(seconds: 4200))
         let now = t0.adding(seconds: 7200)
         var policy = MaintenancePolicy()
         policy.lostAfter = 1800
@@ -272,7 +272,7 @@ struct MaintenanceRuleTests {
         var tasks = [long: a, short: b]
         MaintenanceRules.apply(.markSilentLost([long, short]), flow: &flowRecord, tasks: &tasks, now: now, policy: policy)
         #expect(tasks[long]?.status == .lost && tasks[short]?.status == .lost)
-        #expect(tasks[long]?.string("error") == "no report for 2h 0m (maintenance --lost-after 30m 0s)")
-        #expect(tasks[short]?.string("error") == "no report for 50m 0s (maintenance --lost-after 30m 0s)")
+        #expect(tasks[long]?.string(.error) == "no report for 2h 0m (maintenance --lost-after 30m 0s)")
+        #expect(tasks[short]?.string(.error) == "no report for 50m 0s (maintenance --lost-after 30m 0s)")
     }
 }

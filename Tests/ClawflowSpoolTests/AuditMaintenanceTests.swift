@@ -24,7 +24,7 @@ struct AgedSpool {
         var flow = FlowRecord(flowId: id, syncMode: managed ? .managed : .taskMirrored, ownerKey: owner, controllerId: managed ? "ctl" : nil, status: status, goal: "g", at: at)
         let records = tasks.map { TaskRecord(taskId: Spool.newId(at: at), flowId: id, ownerKey: owner, runtime: "cron", status: $0, at: at) }
         let terminal: Set<FlowStatus> = [.succeeded, .failed, .cancelled, .lost]
-        if terminal.contains(status) || (!managed && records.contains { $0.status.isTerminal }) { flow.setTimestamp("endedAt", at) }
+        if terminal.contains(status) || (!managed && records.contains { $0.status.isTerminal }) { flow.setTimestamp(.endedAt, at) }
         edit(&flow, records)
         return try spool.create(flow: flow, tasks: records, source: "test")
     }
@@ -52,7 +52,7 @@ struct AuditTests {
         try s.flow("steps", status: .queued, age: 10) { flow, _ in
             flow.fields["steps"] = .array([.object(["name": "step 1", "command": "true", "taskId": .string(Spool.newId())])])
         }
-        try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString("blockedTaskId", Spool.newId()) }
+        try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString(.blockedTaskId, Spool.newId()) }
         let ended = try s.flow("ended", status: .succeeded, age: 100)
         try s.overwriteManifest(ended.flow.flowId) { $0["updatedAt"] = .string(s.now.description) }
         try s.flow("queued", managed: false, status: .queued, tasks: [.queued], age: 1200)
@@ -60,7 +60,7 @@ struct AuditTests {
         try s.flow("lost", managed: false, status: .lost, tasks: [.lost], age: 60)
         let odd = try s.flow("odd", managed: false, status: .succeeded, tasks: [.succeeded], age: 60)
         var task = odd.tasks[0]
-        task.setTimestamp("startedAt", s.now)
+        task.setTimestamp(.startedAt, s.now)
         try task.fileText().write(toFile: s.tmp.file("flows/\(odd.flow.flowId)/tasks/\(task.taskId).json"), atomically: true, encoding: .utf8)
         let garbage = try s.flow("garbage", managed: false, status: .running, tasks: [.running], age: 10)
         try "{oops".write(toFile: s.tmp.file("flows/\(garbage.flow.flowId)/tasks/\(garbage.tasks[0].taskId).json"), atomically: true, encoding: .utf8)
@@ -111,7 +111,7 @@ struct MaintenanceTests {
         let orphanLost = try s.flow("orphan-l", status: .running, tasks: [.lost], age: 3600)
         let fresh = try s.flow("fresh", status: .running, tasks: [.succeeded], age: 60)
         let silent = try s.flow("silent", managed: false, status: .running, tasks: [.running], age: 7200)
-        let blocked = try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString("blockedTaskId", Spool.newId()) }
+        let blocked = try s.flow("blockedon", status: .blocked, age: 10) { flow, _ in flow.setString(.blockedTaskId, Spool.newId()) }
         let skewed = try s.flow("skewed", status: .succeeded, age: 100)
         try s.overwriteManifest(skewed.flow.flowId) { $0["updatedAt"] = .string(s.now.description) }
         let old = try s.flow("keeper", managed: false, status: .succeeded, tasks: [.succeeded], age: 8 * 86_400)
@@ -145,7 +145,7 @@ struct MaintenanceTests {
         #expect(try s.spool.readFlow(silent.flow.flowId).tasks[0].status == .lost)
         #expect(try status(blocked) == .failed)
         let fixed = try s.spool.readFlow(skewed.flow.flowId).flow
-        #expect(fixed.endedAt == fixed.timestamp("updatedAt"))
+        #expect(fixed.endedAt == fixed.timestamp(.updatedAt))
         #expect(!s.spool.flowExists(old.flow.flowId) && s.spool.flowExists(newer.flow.flowId))
         #expect(s.spool.flowId(forOwner: "keeper") == newer.flow.flowId)
         #expect(!FileManager.default.fileExists(atPath: temp))
@@ -301,7 +301,7 @@ struct RunIndexTests {
         let at = s.ago(8 * 86_400)
         let flowId = Spool.newId(at: at)
         var flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: "pruned-run", controllerId: nil, status: .succeeded, goal: "g", at: at)
-        flow.setTimestamp("endedAt", at)
+        flow.setTimestamp(.endedAt, at)
         var task = TaskRecord(taskId: Spool.newId(at: at), flowId: flowId, ownerKey: "pruned-run", runtime: "cron", status: .succeeded, at: at)
         task.fields["runId"] = .string("gone-run")
         let old = try s.spool.create(flow: flow, tasks: [task], source: "test")

@@ -55,7 +55,7 @@ struct ConcurrencyTests {
         let snap = try spool.readFlow(flow)
         #expect(snap.tasks.count == 8 * perWriter)
         #expect(snap.tasks.allSatisfy { $0.status == .succeeded })
-        #expect(Set(snap.tasks.compactMap { $0.string("terminalSummary") }).count == 8 * perWriter)
+        #expect(Set(snap.tasks.compactMap { $0.string(.terminalSummary) }).count == 8 * perWriter)
         let events = try String(contentsOfFile: tmp.file("flows/\(flow)/events.jsonl"), encoding: .utf8).split(separator: "\n")
         #expect(events.filter { $0.contains(#""event":"linked""#) }.count == 8 * perWriter)
         #expect(events.filter { $0.contains(#""to":"succeeded""#) }.count == 8 * perWriter)

@@ -47,7 +47,7 @@ struct IngestTests {
         #expect(r.applied == 1)
         let snap = try f.spool.readFlow(flowId)
         #expect(snap.flow.status == .succeeded)
-        #expect(snap.tasks[0].string("terminalSummary") == "3 GiB")
+        #expect(snap.tasks[0].string(.terminalSummary) == "3 GiB")
         #expect(names(f.tmp.file("incoming/new")).isEmpty)
         #expect(names(f.tmp.file("incoming/claimed")).isEmpty)
         let log = try String(contentsOfFile: f.tmp.file("flows/\(flowId)/events.jsonl"), encoding: .utf8)
@@ -65,7 +65,7 @@ struct IngestTests {
         #expect(r.applied == 2)
         let task = try f.spool.readTask(flowId: flow, taskId: chosen)
         #expect(task.status == .running)
-        #expect(task.string("progressSummary") == "half")
+        #expect(task.string(.progressSummary) == "half")
         #expect(task.ownerKey == "s2")
     }
 
@@ -193,7 +193,7 @@ struct IngestTests {
         #expect(reason["code"] as? String == "repeated_name")
         #expect((reason["message"] as? String)?.contains("give every drop a name of its own") == true, "\(reason)")
         #expect(try String(contentsOfFile: f.tmp.file("rejected/progress.json"), encoding: .utf8) == ninety, "the bytes are kept")
-        #expect(try f.tasks()[0].string("progressSummary") == "10 %")
+        #expect(try f.tasks()[0].string(.progressSummary) == "10 %")
         // A true replay (the same bytes) is still deleted as a repeat.
         try f.drop("progress.json", tenPercent)
         r = try f.spool.ingest()
@@ -358,7 +358,7 @@ struct IngestTests {
         try f.drop("z-first", #"{"kind":"task","ownerKey":"o1","runtime":"cron","runId":"x","label":"first"}"#, age: 10)
         _ = try f.spool.ingest()
         let tasks = try f.tasks().sorted { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
-        #expect(tasks.map { $0.string("label") } == ["first", "second"])
+        #expect(tasks.map { $0.string(.label) } == ["first", "second"])
     }
 
     @Test("init --shared-group makes a drop box other users of the group can write, and nothing else")

@@ -54,7 +54,7 @@ struct OwnerLinkTests {
         // A live managed flow wins; cancelling it (no tasks) hands the link back to the newest.
         let d = try f.managed("k")
         try f.expectLink("k", d)
-        _ = try f.spool.cancelFlow(d, source: "test")
+        _ = try f.spool.cancel(flowId: d, grace: 1, source: "test")
         try f.expectLink("k", d)
     }
 

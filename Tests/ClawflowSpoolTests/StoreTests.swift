@@ -123,6 +123,7 @@ struct DurableWriteTests {
     @Test("no spool write goes through Foundation's atomic write or FileManager")
     func noFoundationWrites() throws {
         let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Sources/ClawflowSpool")
+        // Every source file, in the module's folders too (Store/, DropBox/, Health/, Operations/).
         let files = try FileManager.default.subpathsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".swift") }
         #expect(!files.isEmpty)
         for file in files {
@@ -201,7 +202,7 @@ struct MutationTests {
         let (_, t) = try spool.addTask(toFlow: flow.flow.flowId, ownerKey: nil, task: NewTask(runtime: "cron"), source: "test")
         let path = tmp.file("flows/\(flow.flow.flowId)/tasks/\(t).json")
         try "garbage".write(toFile: path, atomically: false, encoding: .utf8)
-        #expect { try spool.cancelFlow(flow.flow.flowId, source: "test") } throws: { error in
+        #expect { try spool.cancel(flowId: flow.flow.flowId, grace: 1, source: "test") } throws: { error in
             (error as? SpoolError)?.code == .invalidRecord && (error as? SpoolError)?.message.contains(path) == true
         }
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "garbage")

@@ -71,7 +71,7 @@ func drop(_ spool: TemporarySpool, _ name: String, _ text: String) {
 }
 
 func tasks(_ spool: TemporarySpool) -> [TaskRecord] {
-    (try? Spool.open(at: FilePath(spool.path)).allTasks()) ?? []
+    (try? Spool.open(at: FilePath(spool.path)).flows { (try? $0.get().tasks) ?? [] }.flatMap { $0 }) ?? []
 }
 
 /// Every test that starts libinotifytools in this process, or a watcher process, runs in this one

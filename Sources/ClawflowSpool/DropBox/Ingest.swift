@@ -83,7 +83,7 @@ extension Spool {
     /// Whether `<root>/incoming/new` holds a drop (a name not starting with `.`), whether or
     /// not `root` is a spool yet.
     public static func dropsWaiting(at root: FilePath) -> Bool {
-        guard let dir = try? FileDescriptor.currentDirectory.openDirectoryAt(root.appending("incoming/new").string) else { return false }
+        guard let dir = try? FileDescriptor.currentDirectory.openDirectoryAt(SpoolDirectory.newDrops.path(in: root).string) else { return false }
         defer { dir.closeQuietly() }
         return ((try? dir.entries()) ?? []).contains { !$0.name.hasPrefix(".") }
     }
@@ -181,8 +181,8 @@ extension Spool {
         let drafts = items.map { claim, drop in
             var task = drop.newTask
             task.taskId = claim.taskId
-            task.fields["lastDrop"] = .string(claim.name)
-            if let uid = claim.uid { task.fields["dropUid"] = .int(Int64(uid)) }
+            task[.lastDrop] = .string(claim.name)
+            if let uid = claim.uid { task[.dropUid] = .int(Int64(uid)) }
             return Spool.oneTaskFlow(ownerKey: drop.ownerKey ?? "", task: task, goal: nil, flowId: claim.flowId, source: "drop:" + claim.name)
         }
         // The applied records are written first and flushed in the first barrier, before any
@@ -280,7 +280,7 @@ extension Spool {
             throw DropRejection(code: "too_large", message: "the drop is \(st.size) bytes, over the \(Spool.dropLimit)-byte limit")
         }
         let fd: FileDescriptor
-        do { fd = try dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+        do { fd = try dir.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             if error == .permissionDenied || error == .notPermitted {
                 throw DropRejection(code: "unreadable", message: "clawflow cannot read the drop (\(error)); make it readable by the spool's owner, mode 0644 or 0640")
             }
@@ -364,11 +364,11 @@ extension Spool {
     static func unreadableRecords(_ task: Drop.NewTaskDrop, name: String, taskId: String, flowId: String, ownerKey: String) -> DropRejection? {
         var new = task.newTask
         new.taskId = taskId
-        new.fields["lastDrop"] = .string(name)
+        new[.lastDrop] = .string(name)
         // The records as the creation would write them (the task, and a new flow's manifest).
         let draft = Spool.oneTaskFlow(ownerKey: ownerKey.isEmpty ? "-" : ownerKey, task: new, goal: nil, flowId: flowId, source: "drop:" + name)
         var record = draft.tasks[0]
-        record.setInteger("flowRevision", 0)
+        record.flowRevision = 0
         if let problem = unreadableProblem(record, bytes: record.fileBytes()) {
             return DropRejection(code: "too_large", message: "the task it reports \(problem)")
         }
@@ -387,8 +387,8 @@ extension Spool {
             if taskFileExists(flowId: claim.flowId, taskId: claim.taskId) { return }
             var new = task.newTask
             new.taskId = claim.taskId
-            new.fields["lastDrop"] = .string(claim.name)
-            if let uid = claim.uid { new.fields["dropUid"] = .int(Int64(uid)) }
+            new[.lastDrop] = .string(claim.name)
+            if let uid = claim.uid { new[.dropUid] = .int(Int64(uid)) }
             if task.parentFlowId != nil {
                 do { _ = try addTask(toFlow: claim.flowId, ownerKey: task.ownerKey, task: new, source: source, in: tx) } catch {
                     if error.code == .linkRefused || error.code == .notFound { throw DropRejection(code: "link_refused", message: error.message) }
@@ -424,12 +424,12 @@ extension Spool {
     private func update(_ update: Drop.UpdateDrop, claim: Claim, source: String, in tx: Transaction, refusal: inout DropRejection?) throws(SpoolError) {
         _ = try change(flow: claim.flowId, source: source, in: tx) { (change) throws(SpoolError) in
                 guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
-                if task.string("lastDrop") == claim.name { return }  // replay of an applied drop
+                if task.lastDrop == claim.name { return }  // replay of an applied drop
                 if task.isCommand {
                     refusal = DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
                     return
                 }
-                let reporter = task.integer("dropUid").map(UInt32.init(truncatingIfNeeded:))
+                let reporter = task.dropUid.map(UInt32.init(truncatingIfNeeded:))
                 if reporter != claim.uid {
                     let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
                     refusal = DropRejection(code: "not_reporter", message: "task \(claim.taskId) was reported by \(who); a drop of \(claim.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
@@ -437,7 +437,7 @@ extension Spool {
                 }
                 switch Rules.apply(update.update, to: &task, at: change.now) {
                 case .applied:
-                    task.setString("lastDrop", claim.name)
+                    task.lastDrop = claim.name
                     if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
                         refusal = DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
                         return
@@ -546,21 +546,23 @@ struct DropBox {
     let claimedPath: FilePath
     let appliedPath: FilePath
     let rejectedPath: FilePath
+    let tmpPath: FilePath
 
     init(spool: Spool) throws(SpoolError) {
         let root = spool.root
-        newPath = root.appending("incoming/new")
-        claimedPath = root.appending("incoming/claimed")
-        appliedPath = root.appending("incoming/applied")
-        rejectedPath = root.appending("rejected")
+        newPath = spool.path(.newDrops)
+        claimedPath = spool.path(.claimedDrops)
+        appliedPath = spool.path(.appliedDrops)
+        rejectedPath = spool.path(.rejected)
+        tmpPath = spool.path(.dropStaging)
         // A spool made before the drop box had incoming/claimed and incoming/applied got them
         // when it was opened for writing (`completeLayout`).
         do {
-            new = try spool.rootFD.openDirectoryAt("incoming/new")
-            claimed = try spool.rootFD.openDirectoryAt("incoming/claimed")
-            applied = try spool.rootFD.openDirectoryAt("incoming/applied")
-            rejected = try spool.rootFD.openDirectoryAt("rejected")
-            tmp = try? spool.rootFD.openDirectoryAt("incoming/tmp")
+            new = try spool.rootFD.openDirectoryAt(SpoolDirectory.newDrops.rawValue)
+            claimed = try spool.rootFD.openDirectoryAt(SpoolDirectory.claimedDrops.rawValue)
+            applied = try spool.rootFD.openDirectoryAt(SpoolDirectory.appliedDrops.rawValue)
+            rejected = try spool.rootFD.openDirectoryAt(SpoolDirectory.rejected.rawValue)
+            tmp = try? spool.rootFD.openDirectoryAt(SpoolDirectory.dropStaging.rawValue)
             ordered = MetadataOrdering.isOrdered(new)
         } catch {
             throw SpoolError.io("Opening the drop box of", root, error)
@@ -614,7 +616,7 @@ struct DropBox {
             } catch where error == .notPermitted {
                 // Another user's file, which the kernel will not let us link
                 // (fs.protected_hardlinks): it is claimed by a rename instead.
-                try new.renameAt(claim.name, to: claimed, claim.fileName, noReplace: true)
+                try new.renameAt(claim.name, to: claimed, claim.fileName, flags: .noReplace)
             }
         } catch {
             if error == .noSuchFileOrDirectory { return false }
@@ -667,7 +669,7 @@ struct DropBox {
         var attempt = 0
         while true {
             do {
-                try dir.renameAt(name, to: rejected, target, noReplace: true)
+                try dir.renameAt(name, to: rejected, target, flags: .noReplace)
                 return target
             } catch {
                 if error == .noSuchFileOrDirectory { return nil }
@@ -693,7 +695,7 @@ struct DropBox {
     /// The first `limit` bytes of another user's file, or nil when clawflow may not read it
     /// (opened without following a symlink or blocking on a FIFO).
     func readPrefix(_ name: String, in dir: FileDescriptor, limit: Int) -> [UInt8]? {
-        guard let fd = try? dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else { return nil }
+        guard let fd = try? dir.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) else { return nil }
         defer { fd.closeQuietly() }
         var out = [UInt8](repeating: 0, count: limit)
         var count = 0
@@ -731,7 +733,7 @@ extension DropBox {
         let owner = (try? claimed.statusAt(claim.fileName))?.owner
         let name = Layout.appliedRecordName(claim.name, uid: owner.flatMap { $0 == geteuid() ? nil : $0 })
         guard let record = appliedRecord(name, now: now), record.flowId == claim.flowId, let digest = record.digest else { return false }
-        guard let fd = try? claimed.openAt(claim.fileName, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else {
+        guard let fd = try? claimed.openAt(claim.fileName, .readOnly, options: [.noFollow, .nonBlocking]) else {
             return (try? claimed.statusAt(claim.fileName))?.kind != nil  // there, but not a file we may open
         }
         defer { fd.closeQuietly() }
@@ -748,7 +750,7 @@ extension DropBox {
     /// record, or another drop, which would then be read, or refused as a hard link, under
     /// that name. No flush here: the names' removals need none until the inode is let go.
     func retire(_ name: String, in dir: FileDescriptor) {
-        guard !ordered, let fd = try? dir.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) else { return }
+        guard !ordered, let fd = try? dir.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) else { return }
         retired.fds.append(fd)
     }
 
@@ -762,7 +764,7 @@ extension DropBox {
         }
         let dirs = [new, claimed] + (tmp.map { [$0] } ?? [])
         if let (index, error) = FileDescriptor.synchronizeAll(dirs, files: dirs.map { _ in false }).first {
-            let paths = [newPath, claimedPath, newPath.removingLastComponent().appending("tmp")]
+            let paths = [newPath, claimedPath, tmpPath]
             throw SpoolError.io("Flushing the directory", paths[index], error)
         }
     }

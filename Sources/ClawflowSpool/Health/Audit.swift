@@ -15,44 +15,44 @@ public struct SpoolScan: Sendable {
 }
 
 extension Spool {
-    /// Reads every flow once (in parallel, each under its shared lock), transforming each
-    /// snapshot with `settle` (the runner records lost command tasks there), and lists the
-    /// temp files a writer that is gone left in the flow directories.
-    public func scan(settle: @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> SpoolScan {
+    /// Reads every flow once as stored (in parallel, each under its shared lock: maintenance
+    /// plans from it, and a dry run writes nothing), and lists the temp files a writer that
+    /// is gone left in the flow directories.
+    func scan() throws(SpoolError) -> SpoolScan {
         let results = try mapAllFlows(withDebris: true) { (result) -> (FlowSnapshot?, [RecordProblem], [FilePath]) in
             switch result {
-            case .success(let read):
-                let snap = settle(read)
+            case .success(let snap):
                 return (snap, snap.problems, snap.debris)
             case .failure(let error):
-                return (nil, [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
+                return (nil, [RecordProblem(path: error.path ?? self.path(.flows), message: error.message)], [])
             }
         }
         return SpoolScan(flows: results.compactMap(\.0), unreadable: results.flatMap(\.1), debris: results.flatMap(\.2))
     }
 
     /// Every audit finding (spec §6, `audit`): the flow and task rules of `AuditRules`,
-    /// evaluated while the flows are read (in parallel; `settle` first records lost command
-    /// tasks), then the spool's own: unreadable records, stray temp files, bad owner links,
-    /// rejected drops. Sorted errors first, then oldest first.
-    public func audit(now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds(), isLive: @escaping @Sendable (TaskRecord) -> Bool = { _ in false }, settle: @escaping @Sendable (FlowSnapshot) -> FlowSnapshot = { $0 }) throws(SpoolError) -> [AuditFinding] {
+    /// evaluated while the flows are read (in parallel; lost command tasks recorded first, as
+    /// every read does; a command whose supervisor runs is never stale), then the spool's own:
+    /// unreadable records, stray temp files, bad owner links, rejected drops. Sorted errors
+    /// first, then oldest first.
+    public func audit(now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds()) throws(SpoolError) -> [AuditFinding] {
         // Each flow's owner link is read beside the flow, so the owner check after the
         // parallel read has (almost) nothing left to read.
-        let results = try mapAllFlows(withDebris: true) { (result) -> (OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath]) in
+        let results = try flows(withDebris: true) { (result) -> (OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath]) in
             switch result {
-            case .success(let read):
-                let snap = settle(read)
-                let path = self.flowPath(snap.flow.flowId).string
-                let findings = AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, flowPath: path, isLive: isLive)
+            case .success(let snap):
+                let id = snap.flow.flowId
+                let findings = AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, manifest: self.flowPath(id).appending(Layout.manifest).string,
+                                                   taskPath: { self.tasksPath(id).appending(Layout.taskFile($0)).string }, isLive: Spool.supervisorRuns)
                 return (OwnerClaim(snap.flow, readingLinkIn: self.ownersFD), findings, snap.problems, snap.debris)
             case .failure(let error):
-                return (nil, [], [RecordProblem(path: error.path ?? self.root.appending("flows"), message: error.message)], [])
+                return (nil, [], [RecordProblem(path: error.path ?? self.path(.flows), message: error.message)], [])
             }
         }
         let unreadable = results.flatMap(\.2)
         let unreadableFlows = Set(unreadable.compactMap { problem -> String? in
             let parts = problem.path.components.map(\.string)
-            guard let i = parts.lastIndex(of: "flows"), i + 1 < parts.count else { return nil }
+            guard let i = parts.lastIndex(of: SpoolDirectory.flows.rawValue), i + 1 < parts.count else { return nil }
             return parts[i + 1]
         })
         // The owner links on one side, the spool's other directories on the other.
@@ -86,7 +86,7 @@ extension Spool {
     /// manifest, else the file's name.
     static func recordName(_ path: FilePath) -> String {
         let parts = path.components.map(\.string)
-        if parts.last == Layout.manifest, parts.count >= 3, parts[parts.count - 3] == "flows" { return parts[parts.count - 2] }
+        if parts.last == Layout.manifest, parts.count >= 3, parts[parts.count - 3] == SpoolDirectory.flows.rawValue { return parts[parts.count - 2] }
         return parts.last ?? ""
     }
 
@@ -102,10 +102,10 @@ extension Spool {
         var out: [FilePath] = []
         if let tmpFD = staging.fd {
             for entry in (try? tmpFD.entries()) ?? [] {
-                if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(root.appending("tmp").appending(entry.name)) }
+                if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(path(.staging).appending(entry.name)) }
             }
         }
-        let directories: [(FileDescriptor?, String)] = [(ownersFD, "owners"), (taskIndexFD, "index/tasks"), (rootFD, ""), (runIndexDirectory.fd, "index/runs")]
+        let directories: [(FileDescriptor?, String)] = [(ownersFD, SpoolDirectory.owners.rawValue), (taskIndexFD, SpoolDirectory.taskIndex.rawValue), (rootFD, ""), (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue)]
         for case let (fd?, path) in directories {
             for entry in (try? fd.entries()) ?? [] {
                 guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
@@ -127,11 +127,11 @@ extension Spool {
 
     /// The drops in rejected/ (not their `.reason` files), with each reason's code.
     func rejectedDrops() -> [RejectedDrop] {
-        guard let dir = try? rootFD.openDirectoryAt("rejected") else { return [] }
+        guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.rejected.rawValue) else { return [] }
         defer { dir.closeQuietly() }
         let names = ((try? dir.entries()) ?? []).map(\.name)
         return names.filter { !$0.hasSuffix(".reason") && !$0.hasPrefix(".") }.map { name in
-            let path = root.appending("rejected").appending(name)
+            let path = self.path(.rejected).appending(name)
             let reasonBytes = try? DurableFile.read(in: dir, name: name + ".reason", path: path, limit: 65536)
             let reason = reasonBytes.flatMap { try? JSON.parse(bytes: $0) }?.objectValue
             let code = reason?["code"]?.stringValue ?? "no reason file"

@@ -41,7 +41,7 @@ extension Spool {
         var flowsByOwner: [String: [FlowRecord]] = [:]
         var taskOwners: [String: String] = [:]
         var taskRuns: [String: String] = [:]
-        let flowsPath = root.appending("flows")
+        let flowsPath = path(.flows)
         let entries: [DirectoryEntry]
         do { entries = try flowsFD.entries() } catch { throw SpoolError.io("Listing", flowsPath, error) }
         for entry in entries.sorted(by: { $0.name < $1.name }) {
@@ -72,7 +72,7 @@ extension Spool {
         checkIndexes(flowsByOwner, taskOwners, into: &report)
         checkRunIndex(taskOwners, taskRuns, into: &report)
         for entry in (try? staging.fd?.entries()) ?? [] {
-            report.notes.append(FsckFinding(code: "staging_debris", path: root.appending("tmp").appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
+            report.notes.append(FsckFinding(code: "staging_debris", path: path(.staging).appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
         }
     }
 
@@ -123,7 +123,7 @@ extension Spool {
             if let run = t.runId, !run.isEmpty { taskRuns[t.taskId] = run }
         }
         if problems.isEmpty, Rules.reconcile(flow, tasks: tasks, at: Spool.now()) != flow {
-            if tasks.contains(where: { ($0.integer("flowRevision") ?? 0) > flow.revision }) {
+            if tasks.contains(where: { ($0.flowRevision ?? 0) > flow.revision }) {
                 report.notes.append(FsckFinding(code: "interrupted_write", path: path.appending(Layout.manifest).string, message: "a write to flow \(flowId) stopped between a task file and the manifest; the next write to the flow or fsck --repair completes it"))
                 return
             }
@@ -169,7 +169,7 @@ extension Spool {
     /// rule picks (a pending marker excuses it) and no link lacks a flow; an owner without a
     /// link is a note.
     func checkOwnerLinks(_ claims: [OwnerClaim], unreadable: Set<String>, into report: inout FsckReport) {
-        let ownersPath = root.appending("owners")
+        let ownersPath = path(.owners)
         // link name -> the owner key, the flow the lookup rule picks, the link text if read.
         var expected: [String: (key: String, pick: (id: String, createdAt: Timestamp, isTerminal: Bool), text: String??)] = [:]
         expected.reserveCapacity(claims.count)
@@ -245,7 +245,7 @@ extension Spool {
     }
 
     private func checkTaskIndex(_ taskIndexFD: FileDescriptor, _ taskOwners: [String: String], into report: inout FsckReport) {
-        let tasksIndexPath = root.appending("index/tasks")
+        let tasksIndexPath = path(.taskIndex)
         var indexed = Set<String>()
         for entry in (try? taskIndexFD.entries()) ?? [] {
             if taskOwners[entry.name] != nil, taskIndexTarget(entry.name) == taskOwners[entry.name] {
@@ -262,7 +262,7 @@ extension Spool {
     }
 
     private func checkOwnerIndex(_ ownerIndexFD: FileDescriptor, _ flowsByOwner: [String: [FlowRecord]], into report: inout FsckReport) {
-        let ownerIndexPath = root.appending("index/owners")
+        let ownerIndexPath = path(.ownerIndex)
         var ownerNames = Set<String>()
         for (key, flows) in flowsByOwner {
             let name = OwnerKey.linkName(key)
@@ -286,7 +286,7 @@ extension Spool {
     /// unreadable), or dangling.
     private func runIndexEntry(_ name: String, _ taskId: String, in dir: FileDescriptor, _ taskOwners: [String: String], _ taskRuns: [String: String]) -> (backed: Bool, keep: Bool) {
         let text = try? dir.readLinkAt(taskId)
-        let target = text.flatMap { $0.hasPrefix("../../../flows/") ? String($0.dropFirst(15)) : nil }
+        let target = text.flatMap(Layout.flowId(fromKeyedIndex:))
         if let run = taskRuns[taskId], OwnerKey.linkName(run) == name, target == taskOwners[taskId] { return (true, true) }
         if taskOwners[taskId] == nil, let target, Identifier.isValid(target), taskFileExists(flowId: target, taskId: taskId) { return (false, true) }
         return (false, false)
@@ -295,7 +295,7 @@ extension Spool {
     /// `index/runs`: there, complete (its marker), every task with a run id listed, and
     /// every entry backed by such a task.
     private func checkRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], into report: inout FsckReport) {
-        let indexPath = root.appending("index/runs")
+        let indexPath = path(.runIndex)
         guard let (index, opened) = runIndex() else { return }  // missing_derived says so
         defer { if opened { index.closeQuietly() } }
         let complete = (try? index.statusAt(Layout.runIndexComplete)) != nil
@@ -347,15 +347,15 @@ extension Spool {
     /// Builds or completes `index/runs` inside `tx` (spool lock held): dangling entries out,
     /// every task with a run id in, a barrier, then the marker that says it is complete.
     private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], in tx: Transaction, into report: inout FsckReport) throws(SpoolError) {
-        let indexPath = root.appending("index/runs")
+        let indexPath = path(.runIndex)
         let index: FileDescriptor
         do {
-            if (try? rootFD.statusAt("index/runs")) == nil {
-                try rootFD.makeDirectoryAt("index/runs", existingIsFine: true)
-                let parent = try rootFD.openDirectoryAt("index")
-                tx.barrier.add(directory: parent, self.root.appending("index"), owned: true)
+            if (try? rootFD.statusAt(SpoolDirectory.runIndex.rawValue)) == nil {
+                try rootFD.makeDirectoryAt(SpoolDirectory.runIndex.rawValue, existingIsFine: true)
+                let parent = try rootFD.openDirectoryAt(SpoolDirectory.index.rawValue)
+                tx.barrier.add(directory: parent, self.path(.index), owned: true)
             }
-            index = try rootFD.openDirectoryAt("index/runs")
+            index = try rootFD.openDirectoryAt(SpoolDirectory.runIndex.rawValue)
         } catch {
             throw SpoolError.io("Building the run index in", indexPath, error)
         }
@@ -452,7 +452,7 @@ extension Spool {
             }
         }
         // The owner index: each owner's directory listed once.
-        for (name, flows) in flowsByName where !built.contains("index/owners") {
+        for (name, flows) in flowsByName where !built.contains(SpoolDirectory.ownerIndex.rawValue) {
             let indexed = Set(ownerIndex(name))
             for flow in flows where !indexed.contains(flow.flowId) {
                 try addToOwnerIndex(flow, barrier: &tx.barrier)
@@ -461,7 +461,7 @@ extension Spool {
         }
         // Index entries are removed only when nothing backs them: an unreadable file keeps its entry.
         var indexedTasks = Set<String>()
-        for entry in (built.contains("index/tasks") ? [] : (try? taskIndexFD.entries()) ?? []) where !entry.name.hasPrefix(".") {
+        for entry in (built.contains(SpoolDirectory.taskIndex.rawValue) ? [] : (try? taskIndexFD.entries()) ?? []) where !entry.name.hasPrefix(".") {
             let target = taskIndexTarget(entry.name)
             if target != nil, target == taskOwners[entry.name] {
                 indexedTasks.insert(entry.name)
@@ -477,27 +477,27 @@ extension Spool {
                 report.repairs.append("removed the dangling index entry of task \(sanitized(entry.name))")
             }
         }
-        for (taskId, flowId) in taskOwners where !built.contains("index/tasks") && !indexedTasks.contains(taskId) {
+        for (taskId, flowId) in taskOwners where !built.contains(SpoolDirectory.taskIndex.rawValue) && !indexedTasks.contains(taskId) {
             try? taskIndexFD.symlinkAt(taskId, target: Layout.taskIndexTarget(flowId))
             report.repairs.append("indexed task \(taskId)")
         }
-        tx.barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
+        tx.barrier.add(directory: taskIndexFD, self.path(.taskIndex))
         tx.barrier.addSymlinks()
-        if !built.contains("index/runs") { try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report) }
+        if !built.contains(SpoolDirectory.runIndex.rawValue) { try repairRunIndex(taskOwners, taskRuns, in: tx, into: &report) }
         report.repairs += try repairCancelMarkers(everyTask, in: tx)
-        for entry in (built.contains("index/owners") ? [] : (try? ownerIndexFD.entries()) ?? []) {
+        for entry in (built.contains(SpoolDirectory.ownerIndex.rawValue) ? [] : (try? ownerIndexFD.entries()) ?? []) {
             guard let dir = try? ownerIndexFD.openDirectoryAt(entry.name) else { continue }
             let live = Set((flowsByName[entry.name] ?? []).map(\.flowId))
             for e in (try? dir.entries()) ?? [] where !live.contains(e.name) && !flowExists(e.name) {
                 try? dir.removeAt(e.name)
                 report.repairs.append("removed the dangling owner index entry \(entry.name)/\(e.name)")
             }
-            tx.barrier.add(directory: dir, self.root.appending("index/owners").appending(entry.name), owned: true)
+            tx.barrier.add(directory: dir, self.path(.ownerIndex).appending(entry.name), owned: true)
             if live.isEmpty { try? ownerIndexFD.removeAt(entry.name, directory: true) }  // fails, harmlessly, while entries remain
         }
-        tx.barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
+        tx.barrier.add(directory: ownerIndexFD, self.path(.ownerIndex))
         // Owner links: every key's link rebuilt; links and markers of no key removed.
-        for entry in (built.contains("owners") ? [] : (try? ownersFD.entries()) ?? []) {
+        for entry in (built.contains(SpoolDirectory.owners.rawValue) ? [] : (try? ownersFD.entries()) ?? []) {
             let name = Layout.ownerName(fromPending: entry.name) ?? entry.name
             if entry.name.hasPrefix("."), Layout.ownerName(fromPending: entry.name) == nil { continue }
             if flowsByName[name] == nil {
@@ -511,8 +511,8 @@ extension Spool {
                 }
             }
         }
-        tx.barrier.add(directory: ownersFD, self.root.appending("owners"))
-        for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) where !built.contains("owners") {
+        tx.barrier.add(directory: ownersFD, self.path(.owners))
+        for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) where !built.contains(SpoolDirectory.owners.rawValue) {
             // Keys whose names coincide (spool-layout.md, "Owner keys") are told apart by the
             // manifests, as the lookup rule does; the pick is made from the records read above.
             for key in Set(flows.map(\.ownerKey)).sorted() {
@@ -542,7 +542,7 @@ extension Spool {
             }
         }
         // An index build that died leaves its temp directory in index/ (see `rebuildLayout`).
-        if let index = try? rootFD.openDirectoryAt("index") {
+        if let index = try? rootFD.openDirectoryAt(SpoolDirectory.index.rawValue) {
             for e in (try? index.entries()) ?? [] {
                 guard let pid = Layout.tempWriterPid(e.name), !writerMayRun(pid, entry: e.name, in: index) else { continue }
                 Spool.removeTree(e.name, in: index)
@@ -550,10 +550,10 @@ extension Spool {
             }
             index.closeQuietly()
         }
-        if let ownersFD { sweep(ownersFD, root.appending("owners")) }
-        if let taskIndexFD { sweep(taskIndexFD, root.appending("index/tasks")) }
+        if let ownersFD { sweep(ownersFD, path(.owners)) }
+        if let taskIndexFD { sweep(taskIndexFD, path(.taskIndex)) }
         if let (runs, opened) = runIndex() {
-            sweep(runs, root.appending("index/runs"))
+            sweep(runs, path(.runIndex))
             if opened { runs.closeQuietly() }
         }
         for id in (try? flowIds()) ?? [] {
@@ -593,14 +593,14 @@ extension Spool {
 
     /// Renames a file into rejected/ (bytes kept) with a `.reason` file beside it.
     func moveToRejected(dir: FileDescriptor, name: String, label: String, reason: String, into report: inout FsckReport) {
-        guard let rejected = try? rootFD.openDirectoryAt("rejected") else { return }
+        guard let rejected = try? rootFD.openDirectoryAt(SpoolDirectory.rejected.rawValue) else { return }
         defer { rejected.closeQuietly() }
         let safe = String(label.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "_" }.prefix(180))
         let target = "\(safe).\(Spool.now().milliseconds)"
         do {
-            try dir.renameAt(name, to: rejected, target, noReplace: true)
+            try dir.renameAt(name, to: rejected, target, flags: .noReplace)
             let body: JSON = .object(["code": "unexpected_entry", "message": .string(reason), "name": .string(name), "at": .string(Spool.now().description)])
-            try DurableFile.replace(in: rejected, name: target + ".reason", bytes: Array((body.pretty() + "\n").utf8), directoryPath: root.appending("rejected"))
+            try DurableFile.replace(in: rejected, name: target + ".reason", bytes: Array((body.pretty() + "\n").utf8), directoryPath: path(.rejected))
             try dir.synchronize()
             report.repairs.append("moved \(sanitized(name)) (\(reason)) to rejected/\(target)")
         } catch {

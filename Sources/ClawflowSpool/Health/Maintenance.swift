@@ -126,7 +126,7 @@ extension Spool {
             for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
                 try? taskIndexFD.removeAt(task.taskId)
             }
-            tx.barrier.add(directory: taskIndexFD, self.root.appending("index/tasks"))
+            tx.barrier.add(directory: taskIndexFD, self.path(.taskIndex))
         }
         unindexRunIds(snap.tasks, flowId: flowId, barrier: &tx.barrier)
         let name = OwnerKey.linkName(snap.flow.ownerKey)
@@ -136,15 +136,15 @@ extension Spool {
                 ownerDir.closeQuietly()
                 try? ownerIndexFD.removeAt(name, directory: true)  // only succeeds when it was the owner's last flow
             }
-            tx.barrier.add(directory: ownerIndexFD, self.root.appending("index/owners"))
+            tx.barrier.add(directory: ownerIndexFD, self.path(.ownerIndex))
         }
         let graveyard = Layout.stagingName(flowId: flowId, pid: Spool.pid)
         let tmpFD = try staging.openOrCreate(root: root)
-        do { try flowsFD.renameAt(flowId, to: tmpFD, graveyard, noReplace: true) } catch {
+        do { try flowsFD.renameAt(flowId, to: tmpFD, graveyard, flags: .noReplace) } catch {
             throw SpoolError.io("Moving the pruned flow out of flows/ at", flowPath(flowId), error)
         }
-        tx.barrier.add(directory: flowsFD, self.root.appending("flows"))
-        tx.barrier.add(directory: tmpFD, self.root.appending("tmp"))
+        tx.barrier.add(directory: flowsFD, self.path(.flows))
+        tx.barrier.add(directory: tmpFD, self.path(.staging))
         try tx.flush()
         try rebuildOwnerLink(key: snap.flow.ownerKey, in: tx)
         try tx.end()
@@ -158,12 +158,12 @@ extension Spool {
     func sweep(_ path: FilePath, logging item: MaintenanceItem) -> Bool {
         let name = path.lastComponent?.string ?? ""
         let dir = path.removingLastComponent()
-        if dir == root.appending("tmp"), Layout.stagingPid(name) != nil {
+        if dir == self.path(.staging), Layout.stagingPid(name) != nil {
             removeStaging(name)
             return (try? staging.fd?.statusAt(name)) == nil
         }
         let flowDir = dir.lastComponent?.string == Layout.tasks ? dir.removingLastComponent() : dir
-        if flowDir.removingLastComponent() == root.appending("flows"), let flowId = flowDir.lastComponent?.string, Identifier.isValid(flowId) {
+        if flowDir.removingLastComponent() == self.path(.flows), let flowId = flowDir.lastComponent?.string, Identifier.isValid(flowId) {
             let removed = try? mutate(flow: flowId, source: "maintenance") { (change) throws(SpoolError) -> Bool in
                 guard unlink(path.string) == 0 else { return false }
                 change.log(["event": "repair", "action": .string(item.action), "reason": .string("\(path.string): \(item.reason)")])
@@ -176,7 +176,7 @@ extension Spool {
 
     /// Deletes a refused drop and its `.reason` file.
     func dropRejected(_ name: String) -> Bool {
-        guard let dir = try? rootFD.openDirectoryAt("rejected") else { return false }
+        guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.rejected.rawValue) else { return false }
         defer { dir.closeQuietly() }
         try? dir.removeAt(name + ".reason")
         do { try dir.removeAt(name) } catch { return false }

@@ -10,12 +10,12 @@ import SystemPackage
 extension Spool {
     /// Whether `task` should have a marker: an external task, still active, asked to cancel.
     static func wantsCancelMarker(_ task: TaskRecord) -> Bool {
-        !task.isCommand && task.status.isActive && task.timestamp("cancelRequestedAt") != nil
+        !task.isCommand && task.status.isActive && task.cancelRequestedAt != nil
     }
 
     /// The marker's bytes: the ids a runner knows its task by, and when the cancel was asked.
     static func cancelMarkerBytes(_ task: TaskRecord) -> [UInt8] {
-        var o: [String: JSON] = ["taskId": .string(task.taskId), "flowId": .string(task.parentFlowId), "cancelRequestedAt": task.fields["cancelRequestedAt"] ?? .null]
+        var o: [String: JSON] = ["taskId": .string(task.taskId), "flowId": .string(task.parentFlowId), "cancelRequestedAt": task[.cancelRequestedAt] ?? .null]
         if let run = task.runId { o["runId"] = .string(run) }
         return Array((JSON.object(JSONObject(o)).pretty() + "\n").utf8)
     }

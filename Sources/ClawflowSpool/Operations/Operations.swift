@@ -10,14 +10,6 @@ extension NewTask {
     }
 }
 
-/// How a flow cancel ended.
-public enum CancelOutcome: Sendable {
-    /// The flow is `cancelled`.
-    case cancelled(FlowSnapshot)
-    /// The request is recorded; external tasks are still active.
-    case stillActive(FlowSnapshot)
-}
-
 extension Spool {
     /// Creates a one-task mirrored flow for a new task (with `flowId`, the id a drop's claim
     /// chose; else a new UUIDv7). Returns the snapshot.
@@ -30,7 +22,7 @@ extension Spool {
     static func oneTaskFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String?, source: String) -> FlowDraft {
         let now = Spool.now()
         let flowId = chosenId ?? Spool.newId(at: now)
-        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.fields["label"]?.stringValue ?? task.fields["task"]?.stringValue, at: now)
+        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task[.label]?.stringValue ?? task[.task]?.stringValue, at: now)
         return FlowDraft(flow: flow, tasks: [task.record(flowId: flowId, ownerKey: ownerKey, at: now)], source: source)
     }
 
@@ -62,8 +54,8 @@ extension Spool {
     public func createManagedFlow(ownerKey: String, goal: String, controllerId: String, running: Bool, step: String?, stateJson: JSON?, source: String) throws(SpoolError) -> FlowSnapshot {
         let now = Spool.now()
         var flow = FlowRecord(flowId: Spool.newId(at: now), syncMode: .managed, ownerKey: ownerKey, controllerId: controllerId, status: running ? .running : .queued, goal: goal, at: now)
-        flow.setString("currentStep", step)
-        if let stateJson { flow.fields["stateJson"] = stateJson }
+        flow.currentStep = step
+        if let stateJson { flow.stateJson = stateJson }
         return try create(flow: flow, tasks: [], source: source)
     }
 
@@ -84,38 +76,6 @@ extension Spool {
             return outcome
         }
         return (outcome, snap)
-    }
-
-    /// The cancel protocol of spool-layout.md ("Cancel"): sticky `cancelRequestedAt`, a
-    /// request in every active task's file, `cancelled` once no task is active.
-    public func cancelFlow(_ flowId: String, source: String) throws(SpoolError) -> CancelOutcome {
-        let (_, snap) = try mutate(flow: flowId, source: source) { (change) throws(SpoolError) in
-            if change.flow.isTerminal {
-                throw SpoolError(.alreadyTerminal, "Flow is already \(change.flow.status.rawValue).")
-            }
-            if change.flow.cancelRequestedAt == nil { change.flow.setTimestamp("cancelRequestedAt", change.now) }
-            change.flow.isCancelRequestOnly = false  // this cancel finishes the flow itself
-            for var task in change.tasks.values where task.status.isActive && task.timestamp("cancelRequestedAt") == nil {
-                task.setTimestamp("cancelRequestedAt", change.now)
-                change.tasks[task.taskId] = task
-            }
-        }
-        return snap.flow.status == .cancelled ? .cancelled(snap) : .stillActive(snap)
-    }
-
-    /// Asks an external task's runner to stop: records `cancelRequestedAt` in its file.
-    /// Returns the task afterwards (still active until its runner answers).
-    public func requestTaskCancel(flowId: String, taskId: String, source: String) throws(SpoolError) -> TaskRecord {
-        let (task, _) = try mutate(flow: flowId, source: source) { (change) throws(SpoolError) -> TaskRecord in
-            guard var task = change.tasks[taskId] else { throw taskNotFound(taskId) }
-            if task.status.isTerminal { throw SpoolError(.alreadyTerminal, "Task is already \(task.status.rawValue).") }
-            if task.timestamp("cancelRequestedAt") == nil {
-                task.setTimestamp("cancelRequestedAt", change.now)
-                change.tasks[taskId] = task
-            }
-            return task
-        }
-        return task
     }
 }
 
@@ -160,30 +120,30 @@ extension Spool {
                     throw SpoolError(.notFound, "Task \(id) is not linked to flow \(flowId); --blocked-task names one of its tasks.")
                 }
                 next.status = blocked ? .blocked : .waiting
-                if let waitJson { next.fields["waitJson"] = waitJson }
-                next.setString("blockedTaskId", blockedTaskId)
-                next.setString("blockedSummary", blockedSummary)
+                if let waitJson { next.waitJson = waitJson }
+                next.blockedTaskId = blockedTaskId
+                next.blockedSummary = blockedSummary
             case .resume:
                 next.status = .running
-                next.fields["waitJson"] = .null
-                next.fields["blockedTaskId"] = nil
-                next.fields["blockedSummary"] = nil
+                next.waitJson = .null
+                next.blockedTaskId = nil
+                next.blockedSummary = nil
             case .finish:
                 next.status = .succeeded
-                next.setTimestamp("endedAt", change.now)
+                next.endedAt = change.now
             case .fail(let summary):
                 next.status = .failed
-                if let summary { next.setString("blockedSummary", summary) }
-                next.setTimestamp("endedAt", change.now)
+                if let summary { next.blockedSummary = summary }
+                next.endedAt = change.now
             case .requestCancel:
                 // The request only: the controller finishes the job (no task settling does).
                 if next.cancelRequestedAt == nil {
-                    next.setTimestamp("cancelRequestedAt", change.now)
+                    next.cancelRequestedAt = change.now
                     next.isCancelRequestOnly = true
                 }
             }
-            if let step { next.setString("currentStep", step) }
-            if let stateJson { next.fields["stateJson"] = stateJson }
+            if let step { next.currentStep = step }
+            if let stateJson { next.stateJson = stateJson }
             change.flow = next
         }.snapshot
     }

@@ -22,7 +22,7 @@ enum DurableFile {
         let temp = Layout.tempName(for: name, pid: Spool.pid)
         let fd: FileDescriptor
         do {
-            fd = try directory.openAt(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600)
+            fd = try directory.openAt(temp, .writeOnly, options: [.create, .exclusiveCreate, .noFollow], permissions: 0o600)
             if permissions != 0o600 { try fd.setPermissions(permissions) }
         } catch {
             throw SpoolError.io("Creating a temp file to replace", directoryPath.appending(name), error)
@@ -40,7 +40,7 @@ enum DurableFile {
     /// descriptor goes into `barrier`, which makes it durable (and closes it) later.
     static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: @autoclosure @escaping () -> FilePath, barrier: inout FlushSet) throws(SpoolError) {
         let fd: FileDescriptor
-        do { fd = try directory.openAt(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, permissions: 0o600) } catch {
+        do { fd = try directory.openAt(name, .writeOnly, options: [.create, .exclusiveCreate, .noFollow], permissions: 0o600) } catch {
             throw SpoolError.io("Creating", directoryPath().appending(name), error)
         }
         do { try fd.writeFully(bytes) } catch {
@@ -67,7 +67,7 @@ enum DurableFile {
     /// type check of `fstat` is skipped; `path` is built only for a message.
     static func read(in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false) throws(SpoolError) -> [UInt8] {
         let fd: FileDescriptor
-        do { fd = try directory.openAt(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+        do { fd = try directory.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             let path = path()
             if error == .tooManySymbolicLinkLevels {
                 throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)
@@ -105,7 +105,7 @@ enum DurableFile {
         let value: JSON
         do { value = try JSON.parse(bytes: bytes) } catch {
             let path = path()
-            throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path)
+            throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path, underlying: error)
         }
         guard let object = value.objectValue else {
             let path = path()

@@ -86,7 +86,7 @@ extension Spool {
         defer { dir.closeQuietly() }
         let path = dirPath.appending(Layout.events)
         let fd: FileDescriptor
-        do { fd = try dir.openAt(Layout.events, O_RDONLY | O_NOFOLLOW | O_NONBLOCK) } catch {
+        do { fd = try dir.openAt(Layout.events, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             if error == .noSuchFileOrDirectory { return EventBatch(events: [], nextOffset: offset, nextLine: line, size: 0, problems: []) }
             if error == .tooManySymbolicLinkLevels {
                 throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)

@@ -1,12 +1,64 @@
 import ClawflowModel
 import SystemPackage
 
+/// The spool's directories (spool-layout.md, "Directories"): the one spelling of each path,
+/// relative to the spool root, in the order `init` creates them (a parent before its children).
+public enum SpoolDirectory: String, Sendable, CaseIterable {
+    /// `flows/`: one directory per flow.
+    case flows
+    /// `owners/`: a link per owner key to its current flow.
+    case owners
+    /// `index/`: the derived indexes.
+    case index
+    /// `index/owners/`: every flow of each owner key.
+    case ownerIndex = "index/owners"
+    /// `index/tasks/`: the flow holding each task.
+    case taskIndex = "index/tasks"
+    /// `index/runs/`: the tasks of each run id.
+    case runIndex = "index/runs"
+    /// `incoming/`: the drop box.
+    case incoming
+    /// `incoming/tmp/`: drops being written.
+    case dropStaging = "incoming/tmp"
+    /// `incoming/new/`: drops waiting to be applied.
+    case newDrops = "incoming/new"
+    /// `incoming/claimed/`: drops being applied.
+    case claimedDrops = "incoming/claimed"
+    /// `incoming/applied/`: a record per applied drop.
+    case appliedDrops = "incoming/applied"
+    /// `rejected/`: refused drops and their reasons.
+    case rejected
+    /// `tmp/`: flows being staged.
+    case staging = "tmp"
+    /// `run/`: the watcher's pid file.
+    case run
+    /// `cancel/`: the cancel markers of external tasks.
+    case cancel
+
+    /// Its path below the spool at `root`.
+    public func path(in root: FilePath) -> FilePath { root.appending(rawValue) }
+}
+
+/// A directory the watcher watches, told from its path by `Layout.watchedPlace`.
+public enum WatchedPlace: Sendable, Equatable {
+    /// `incoming/new/`.
+    case newDrops
+    /// `flows/`.
+    case flows
+    /// `flows/<flowId>/tasks/`.
+    case tasks(flowId: String)
+}
+
 /// Names of the spool's directories and files (spool-layout.md, "Directories").
 public enum Layout {
+    /// The name of the file whose text says the spool's version (written last by `init`).
+    public static let versionFile = "VERSION"
     /// Text of the `VERSION` file.
     public static let versionText = "clawflow-spool 1\n"
-    /// Root-level directories created by `init`.
-    public static let directories = ["flows", "owners", "index", "index/owners", "index/tasks", "index/runs", "incoming", "incoming/tmp", "incoming/new", "incoming/claimed", "incoming/applied", "rejected", "tmp", "run", "cancel"]
+    /// Root-level directories created by `init`, in order.
+    public static let directories = SpoolDirectory.allCases.map(\.rawValue)
+    /// The watcher's pid file in `run/`, flocked while a watcher runs.
+    public static let watchPidFile = "watch.pid"
     /// The file in `index/runs` whose presence says every task with a run id is indexed there.
     public static let runIndexComplete = ".complete"
     /// A flow's manifest file name.
@@ -19,11 +71,13 @@ public enum Layout {
     public static let recordLimit = 1_048_576
 
     /// The directory of cancel markers, readable by a shared spool's group.
-    public static let cancelDirectory = "cancel"
+    public static let cancelDirectory = SpoolDirectory.cancel.rawValue
     /// The file name of a task's cancel marker in `cancel/`.
     public static func cancelMarker(_ taskId: String) -> String { taskId + ".json" }
     /// The file name of a task record.
     public static func taskFile(_ taskId: String) -> String { taskId + ".json" }
+    /// Whether `name` in `tasks/` is a task record's (`<taskId>.json`; the id is not checked).
+    public static func isTaskFile(_ name: String) -> Bool { name.hasSuffix(".json") }
     /// The file name of a task's output log.
     public static func taskLog(_ taskId: String) -> String { taskId + ".log" }
     /// The task id a file name in `tasks/` belongs to (`<taskId>.json` or `<taskId>.log`), or
@@ -32,6 +86,22 @@ public enum Layout {
         let id = name.hasSuffix(".json") ? String(name.dropLast(5)) : name.hasSuffix(".log") ? String(name.dropLast(4)) : ""
         return Identifier.isValid(id) ? id : nil
     }
+    /// The path of a flow's directory below the spool at `root`.
+    public static func flowPath(_ flowId: String, in root: FilePath) -> FilePath { SpoolDirectory.flows.path(in: root).appending(flowId) }
+    /// The path of a flow's `tasks/` directory below the spool at `root`.
+    public static func tasksPath(flowId: String, in root: FilePath) -> FilePath { flowPath(flowId, in: root).appending(tasks) }
+
+    /// Which watched directory `path` is in the spool at `root`, or nil for any other.
+    public static func watchedPlace(_ path: String, in root: FilePath) -> WatchedPlace? {
+        let path = FilePath(path)
+        if path == SpoolDirectory.newDrops.path(in: root) { return .newDrops }
+        let flows = SpoolDirectory.flows.path(in: root)
+        if path == flows { return .flows }
+        guard path.lastComponent?.string == tasks, path.removingLastComponent().removingLastComponent() == flows,
+              let flowId = path.removingLastComponent().lastComponent?.string, Identifier.isValid(flowId) else { return nil }
+        return .tasks(flowId: flowId)
+    }
+
     /// The text of a link to a flow from `owners/`.
     public static func ownerLinkTarget(_ flowId: String) -> String { "../flows/" + flowId }
     /// The flow id an `owners/` link names, or nil when the text is anything but `../flows/<id>`.

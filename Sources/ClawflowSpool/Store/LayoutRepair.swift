@@ -46,7 +46,7 @@ extension Spool {
     /// directory when nothing is missing.
     static func completeLayout(_ fd: FileDescriptor, _ root: FilePath) throws(SpoolError) -> Spool {
         let missing = Layout.directories.filter { (try? fd.statusAt($0)) == nil }
-        if missing.contains("flows") { try makeLayoutDirectory("flows", in: fd, root: root) }
+        if missing.contains(SpoolDirectory.flows.rawValue) { try makeLayoutDirectory(SpoolDirectory.flows.rawValue, in: fd, root: root) }
         let spool = try Spool(root: root, rootFD: fd)
         guard !missing.isEmpty else { return spool }
         let tx = Transaction(spool, grouped: true)
@@ -82,24 +82,24 @@ extension Spool {
         let read: SpoolRecords
         if let records { read = records } else { read = try readRecordsHoldingSpoolLock() }
         let (flows, tasks) = read.flatten()
-        if rebuild.contains("index/tasks") {
-            try buildIndex("index/tasks", in: tx, tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
+        if rebuild.contains(SpoolDirectory.taskIndex.rawValue) {
+            try buildIndex(SpoolDirectory.taskIndex.rawValue, in: tx, tasks.map { (nil, $0.taskId, Layout.taskIndexTarget($0.parentFlowId)) })
             done.append("built the task index (\(tasks.count) task(s))")
         }
-        if rebuild.contains("index/owners") {
-            try buildIndex("index/owners", in: tx, flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
+        if rebuild.contains(SpoolDirectory.ownerIndex.rawValue) {
+            try buildIndex(SpoolDirectory.ownerIndex.rawValue, in: tx, flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
             done.append("built the owner index (\(flows.count) flow(s))")
         }
-        if rebuild.contains("index/runs") {
+        if rebuild.contains(SpoolDirectory.runIndex.rawValue) {
             let entries = tasks.compactMap { t -> (String?, String, String)? in
                 guard let run = t.runId, !run.isEmpty else { return nil }
                 return (OwnerKey.linkName(run), t.taskId, Layout.keyedIndexTarget(t.parentFlowId))
             }
-            try buildIndex("index/runs", in: tx, entries, complete: true)
+            try buildIndex(SpoolDirectory.runIndex.rawValue, in: tx, entries, complete: true)
             done.append("built the run index (\(entries.count) task(s) with a run id)")
         }
-        if rebuild.contains("owners") {
-            try Spool.makeLayoutDirectory("owners", in: rootFD, root: root)
+        if rebuild.contains(SpoolDirectory.owners.rawValue) {
+            try Spool.makeLayoutDirectory(SpoolDirectory.owners.rawValue, in: rootFD, root: root)
             guard let owners = ownersFD else { return done }
             var picks: [String: (id: String, createdAt: Timestamp, isTerminal: Bool)] = [:]
             for f in flows {
@@ -109,10 +109,10 @@ extension Spool {
             }
             for (key, pick) in picks {
                 do { try owners.symlinkAt(OwnerKey.linkName(key), target: Layout.ownerLinkTarget(pick.id), existingIsFine: true) } catch {
-                    throw SpoolError.io("Rebuilding the owner link in", root.appending("owners").appending(OwnerKey.linkName(key)), error)
+                    throw SpoolError.io("Rebuilding the owner link in", path(.owners).appending(OwnerKey.linkName(key)), error)
                 }
             }
-            tx.barrier.add(directory: owners, self.root.appending("owners"))
+            tx.barrier.add(directory: owners, self.path(.owners))
             tx.barrier.addSymlinks()
             done.append("rebuilt owners/ (\(picks.count) owner link(s))")
         }
@@ -165,7 +165,7 @@ extension Spool {
                 }
                 _ = try into.symlinkAt(entry, target: target, existingIsFine: true)
             }
-            if complete { try dir.openAt(Layout.runIndexComplete, O_WRONLY | O_CREAT, permissions: 0o600).closeQuietly() }
+            if complete { try dir.openAt(Layout.runIndexComplete, .writeOnly, options: .create, permissions: 0o600).closeQuietly() }
         } catch {
             Spool.removeTree(temp, in: parent)
             throw SpoolError.io("Rebuilding the index", path, error)
@@ -176,7 +176,7 @@ extension Spool {
             throw error
         }
         do throws(Errno) {
-            try parent.renameAt(temp, to: parent, leaf, noReplace: true)
+            try parent.renameAt(temp, to: parent, leaf, flags: .noReplace)
             tx.barrier.add(directory: parent, self.root.appending(parentName))
         } catch {
             Spool.removeTree(temp, in: parent)

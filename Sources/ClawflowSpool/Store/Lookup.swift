@@ -48,8 +48,8 @@ extension Spool {
         }
     }
 
-    /// Every readable task in the spool (a full scan).
-    public func allTasks() throws(SpoolError) -> [TaskRecord] {
+    /// Every readable task in the spool, as stored (a full scan).
+    func allTasks() throws(SpoolError) -> [TaskRecord] {
         var out: [TaskRecord] = []
         for result in try readAllFlows() {
             if case .success(let snap) = result { out.append(contentsOf: snap.tasks) }
@@ -57,14 +57,9 @@ extension Spool {
         return out
     }
 
-    /// Reads one task by ids.
-    public func readTask(flowId: String, taskId: String) throws(SpoolError) -> TaskRecord {
-        let snap = try readFlow(flowId)
-        if let t = snap.tasks.first(where: { $0.taskId == taskId }) { return t }
-        if let p = snap.problems.first(where: { $0.path.lastComponent?.string == Layout.taskFile(taskId) }) {
-            throw SpoolError(.invalidRecord, p.message, path: p.path)
-        }
-        throw taskNotFound(taskId)
+    /// Reads one task by ids, as stored (`task(flowId:taskId:)` records `lost` first).
+    func readTask(flowId: String, taskId: String) throws(SpoolError) -> TaskRecord {
+        try task(taskId, in: readFlow(flowId))
     }
 
     func taskNotFound(_ token: String) -> SpoolError { SpoolError.taskNotFound(token) }

@@ -48,7 +48,7 @@ public enum MetadataOrdering {
         let minor = (device & 0xFF) | ((device >> 12) & ~0xFF)
         guard let link = try? FileDescriptor.currentDirectory.readLinkAt("/sys/dev/block/\(major):\(minor)"),
               let name = link.split(separator: "/").last.map(String.init), !name.isEmpty else { return false }
-        if let fd = try? FileDescriptor.currentDirectory.openAt("/sys/fs/ext4/\(name)/journal_task", O_RDONLY) {
+        if let fd = try? FileDescriptor.currentDirectory.openAt("/sys/fs/ext4/\(name)/journal_task", .readOnly) {
             defer { fd.closeQuietly() }
             guard let bytes = try? fd.readToEnd(limit: 4096) else { return false }
             let text = String(decoding: bytes, as: UTF8.self).trimmingWhitespace()

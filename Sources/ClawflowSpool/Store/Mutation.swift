@@ -70,7 +70,7 @@ extension Spool {
         // the task file and the manifest is recognisable (spool-layout.md, "Interrupted writes").
         let changedTasks = change.orderedTasks.filter { tasksBefore[$0.taskId] != $0 }.map { task in
             var stamped = task
-            stamped.setInteger("flowRevision", flow.revision)
+            stamped.flowRevision = flow.revision
             return stamped
         }
         for task in changedTasks { change.tasks[task.taskId] = task }
@@ -188,10 +188,10 @@ extension Spool {
         let tmpFD = try staging.openOrCreate(root: root)
         for (n, flow) in ready.enumerated() {
             do {
-                try tmpFD.renameAt(flow.stagingName, to: flowsFD, flow.snapshot.flow.flowId, noReplace: true)
+                try tmpFD.renameAt(flow.stagingName, to: flowsFD, flow.snapshot.flow.flowId, flags: .noReplace)
             } catch {
                 abandon(Array(ready[n...]))
-                if n > 0 { try DurableFile.sync(flowsFD, root.appending("flows")) }
+                if n > 0 { try DurableFile.sync(flowsFD, path(.flows)) }
                 throw SpoolError.io("Moving the new flow into place at", flowPath(flow.snapshot.flow.flowId), error)
             }
             if let link = flow.link { links.append(link) }
@@ -203,8 +203,8 @@ extension Spool {
         // tmp/ too: a rename between directories is durable only once both are flushed (on
         // an ext4 without a journal a power cut can otherwise keep the flow under both names,
         // and e2fsck then drops one of them).
-        tx.barrier.add(directory: flowsFD, self.root.appending("flows"))
-        tx.barrier.add(directory: tmpFD, self.root.appending("tmp"))
+        tx.barrier.add(directory: flowsFD, self.path(.flows))
+        tx.barrier.add(directory: tmpFD, self.path(.staging))
         try commitOwnerLinks(links, barrier: &tx.barrier)
         return results
     }
@@ -245,7 +245,7 @@ extension Spool {
         let flow = Rules.reconcile(draft.flow, tasks: draft.tasks, at: draft.flow.createdAt)
         let tasks = draft.tasks.map { task in
             var stamped = task
-            stamped.setInteger("flowRevision", flow.revision)
+            stamped.flowRevision = flow.revision
             return stamped
         }
         do { _ = try FlowRecord(validating: flow.fields) } catch {
@@ -261,7 +261,7 @@ extension Spool {
 
     /// Writes a new flow's directory under `tmp/<stagingName>`; its files and directories join the barrier of `tx`.
     private func stage(_ snapshot: FlowSnapshot, source: String, as stagingName: String, in tx: Transaction) throws(SpoolError) {
-        var stagingPath: FilePath { root.appending("tmp").appending(stagingName) }
+        var stagingPath: FilePath { path(.staging).appending(stagingName) }
         var tasksPath: FilePath { stagingPath.appending(Layout.tasks) }
         let tmpFD = try staging.openOrCreate(root: root)
         do { try tmpFD.makeDirectoryAt(stagingName) } catch { throw SpoolError.io("Creating the staging directory", stagingPath, error) }
@@ -327,7 +327,7 @@ extension Spool {
     func openEventLog(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FileDescriptor {
         var path: FilePath { flowPath(flowId).appending(Layout.events) }
         let fd: FileDescriptor
-        do { fd = try dir.openAt(Layout.events, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK, permissions: 0o600) } catch {
+        do { fd = try dir.openAt(Layout.events, .writeOnly, options: [.append, .create, .noFollow, .nonBlocking], permissions: 0o600) } catch {
             if error == .tooManySymbolicLinkLevels || error == Errno(rawValue: ENXIO) {
                 throw SpoolError(.invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.", path: path, errno: error)
             }

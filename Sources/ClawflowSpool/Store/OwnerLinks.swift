@@ -18,7 +18,7 @@ extension Spool {
     /// directory joins `barrier`, which the caller flushes before the tasks appear.
     func claimTaskIds(_ taskIds: [String], flowId: String, in tx: Transaction) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
-        var indexPath: FilePath { root.appending("index/tasks") }
+        var indexPath: FilePath { path(.taskIndex) }
         guard let taskIndexFD else {
             // No index (readers scan, the next writer to open the spool rebuilds it): the
             // scan is the check that a chosen id is new.
@@ -60,7 +60,7 @@ extension Spool {
     func allTaskIds() throws(SpoolError) -> [String] {
         if let taskIndexFD {
             do { return try taskIndexFD.entries().map(\.name).filter(Identifier.isValid) } catch {
-                throw SpoolError.io("Listing", root.appending("index/tasks"), error)
+                throw SpoolError.io("Listing", path(.taskIndex), error)
             }
         }
         var ids: [String] = []
@@ -82,7 +82,7 @@ extension Spool {
     /// flushed joins `barrier`.
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
         guard let ownerIndexFD else { return }  // readers scan; the next writer to open the spool rebuilds it
-        try addToKeyedIndex(ownerIndexFD, at: root.appending("index/owners"), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId, doing: "Indexing the flow under its owner in", barrier: &barrier)
+        try addToKeyedIndex(ownerIndexFD, at: path(.ownerIndex), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId, doing: "Indexing the flow under its owner in", barrier: &barrier)
     }
 
     /// Adds `<index>/<name>/<entry>` → `../../../flows/<flowId>`, making the directory `name`
@@ -115,9 +115,9 @@ extension Spool {
     func indexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
         let runs = Spool.runEntries(tasks)
         guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
-        if opened { barrier.add(directory: index, self.root.appending("index/runs"), owned: true) }  // closed after the flush
+        if opened { barrier.add(directory: index, self.path(.runIndex), owned: true) }  // closed after the flush
         for run in runs {
-            try addToKeyedIndex(index, at: root.appending("index/runs"), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier)
+            try addToKeyedIndex(index, at: path(.runIndex), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier)
         }
     }
 
@@ -129,10 +129,10 @@ extension Spool {
         for run in runs {
             guard let dir = try? index.openDirectoryAt(run.name) else { continue }
             if (try? dir.readLinkAt(run.taskId)) == Layout.keyedIndexTarget(flowId) { try? dir.removeAt(run.taskId) }
-            barrier.add(directory: dir, self.root.appending("index/runs").appending(run.name), owned: true)
+            barrier.add(directory: dir, self.path(.runIndex).appending(run.name), owned: true)
             try? index.removeAt(run.name, directory: true)  // only succeeds when it was the run's last task
         }
-        barrier.add(directory: index, self.root.appending("index/runs"), owned: opened)
+        barrier.add(directory: index, self.path(.runIndex), owned: opened)
     }
 
     /// The `index/runs` entries `tasks` have: each task with a run id, and the run id's name there.
@@ -258,7 +258,7 @@ extension Spool {
             return PendingOwnerLink(name: name, target: target, isFirst: true)
         }
         let marker = Layout.pendingOwnerLink(name)
-        var ownersPath: FilePath { root.appending("owners") }
+        var ownersPath: FilePath { path(.owners) }
         do {
             if try !ownersFD.symlinkAt(marker, target: Layout.ownerLinkTarget(target), existingIsFine: true) {
                 try ownersFD.removeAt(marker)
@@ -276,7 +276,7 @@ extension Spool {
     /// owners/ joins `barrier`, which the caller flushes.
     func commitOwnerLinks(_ changes: [PendingOwnerLink], barrier: inout FlushSet) throws(SpoolError) {
         guard !changes.isEmpty, let ownersFD else { return }
-        var ownersPath: FilePath { root.appending("owners") }
+        var ownersPath: FilePath { path(.owners) }
         for change in changes {
             // A marker made before the write is flushed already; a first link is new here.
             if change.isFirst { barrier.addSymlinks() }
@@ -306,7 +306,7 @@ extension Spool {
         precondition(tx.holdsSpoolLock, "owner links change under the spool lock")
         guard let ownersFD else { return }  // no links at all: readers compute every pick
         let name = OwnerKey.linkName(key)
-        var ownersPath: FilePath { root.appending("owners") }
+        var ownersPath: FilePath { path(.owners) }
         if let target = computed ?? computeOwnerTarget(key: key) {
             if ownerLinkTarget(name) != target {
                 try tx.replaceLink(name, target: Layout.ownerLinkTarget(target), in: ownersFD, at: ownersPath)

@@ -81,9 +81,62 @@ public struct ProcStat: Sendable {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 1024)
-        var n: Int
-        repeat { n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } } while n < 0 && errno == EINTR
-        guard n > 0 else { return nil }
+        guard case .success(let n) = valueOrErrno({ buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }), n > 0 else { return nil }
         return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+}
+
+/// Process groups: signals and the question whether any member is left.
+public enum ProcessGroup {
+    /// Whether any process (not a zombie) of group `pgid` is left.
+    public static func isAlive(_ pgid: Int32) -> Bool {
+        guard pgid > 1 else { return false }
+        if kill(-pgid, 0) != 0 { return false }
+        guard let dir = opendir("/proc") else { return true }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let pid = Int32(name), let stat = ProcStat(pid: pid) else { continue }
+            if stat.processGroup == pgid, stat.state != "Z", stat.state != "X" { return true }
+        }
+        return false
+    }
+
+    /// Sends `signal` to every process of group `pgid`; false when none is left.
+    @discardableResult
+    public static func signal(_ pgid: Int32, _ signal: Int32) -> Bool {
+        guard pgid > 1 else { return false }
+        return kill(-pgid, signal) == 0
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace` seconds if any member is left; returns
+    /// once no member is left (or 5 s after the SIGKILL). True when the group is gone.
+    @discardableResult
+    public static func end(_ pgid: Int32, grace: Double, reap: () -> Void = {}) -> Bool {
+        guard signal(pgid, SIGTERM) || isAlive(pgid) else { return true }
+        if waitGone(pgid, seconds: grace, reap: reap) { return true }
+        signal(pgid, SIGKILL)
+        return waitGone(pgid, seconds: 5, reap: reap)
+    }
+
+    /// Waits up to `seconds` for the group to be gone, calling `reap` between looks.
+    static func waitGone(_ pgid: Int32, seconds: Double, reap: () -> Void) -> Bool {
+        var waited = 0.0
+        while true {
+            reap()
+            // A member forked while the group was being signalled can be missed by one pass
+            // over /proc (and may have missed the signal): the group is gone only when a
+            // second look, a moment later, finds no member either.
+            if !isAlive(pgid) {
+                usleep(30_000)
+                reap()
+                if !isAlive(pgid) { return true }
+            }
+            if waited >= seconds { return false }
+            usleep(20_000)
+            waited += 0.02
+        }
     }
 }

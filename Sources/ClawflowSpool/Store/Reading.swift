@@ -32,6 +32,9 @@ public struct FlowSnapshot: Sendable {
         self.problems = problems
         self.debris = debris
     }
+
+    /// The readable task `taskId` of the flow, or nil.
+    public func task(_ taskId: String) -> TaskRecord? { tasks.first { $0.taskId == taskId } }
 }
 
 extension Spool {
@@ -40,7 +43,7 @@ extension Spool {
         do {
             return try flowsFD.entries().lazy.filter { Identifier.isValid($0.name) }.map(\.name).sorted()
         } catch {
-            throw SpoolError.io("Listing", root.appending("flows"), error)
+            throw SpoolError.io("Listing", path(.flows), error)
         }
     }
 
@@ -70,7 +73,7 @@ extension Spool {
         let object = try DurableFile.parseObject(bytes, path: path)
         let record: FlowRecord
         do { record = try FlowRecord(validating: object) } catch {
-            throw SpoolError(.invalidRecord, "\(path) is not a valid flow record: \(error.description)", path: path)
+            throw SpoolError(.invalidRecord, "\(path) is not a valid flow record: \(error.description)", path: path, underlying: error)
         }
         guard record.flowId == flowId else {
             throw SpoolError(.invalidRecord, "\(path) names flow \(record.flowId), not the directory's \(flowId)", path: path)
@@ -78,9 +81,11 @@ extension Spool {
         return record
     }
 
-    /// Reads one flow: manifest and tasks. A bad manifest is an error; a bad task file is a problem in the snapshot.
-    /// With `withDebris` the flow directory is listed too, for temp files of gone writers.
-    public func readFlow(_ flowId: String, withDebris: Bool = false) throws(SpoolError) -> FlowSnapshot {
+    /// Reads one flow as stored: manifest and tasks. A bad manifest is an error; a bad task
+    /// file is a problem in the snapshot. With `withDebris` the flow directory is listed too,
+    /// for temp files of gone writers. Records no `lost`: readers outside the spool's own
+    /// writers and checks use `flow(_:)`, which does (Liveness.swift).
+    func readFlow(_ flowId: String, withDebris: Bool = false) throws(SpoolError) -> FlowSnapshot {
         let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }
         // A shared lock: the manifest and the tasks as of one moment, never mid-change.
@@ -110,7 +115,7 @@ extension Spool {
     }
 
     func readTasks(in dir: FileDescriptor, flowId: String, ownerKey: String) throws(SpoolError) -> ([TaskRecord], [RecordProblem], [FilePath]) {
-        var tasksPath: FilePath { flowPath(flowId).appending(Layout.tasks) }
+        var tasksPath: FilePath { self.tasksPath(flowId) }
         let tasksDir: FileDescriptor
         do { tasksDir = try dir.openDirectoryAt(Layout.tasks) } catch {
             if error == .noSuchFileOrDirectory { return ([], [], []) }
@@ -148,7 +153,7 @@ extension Spool {
         let task: TaskRecord
         do { task = try TaskRecord(validating: object) } catch {
             let path = path()
-            throw SpoolError(.invalidRecord, "\(path) is not a valid task record: \(error.description)", path: path)
+            throw SpoolError(.invalidRecord, "\(path) is not a valid task record: \(error.description)", path: path, underlying: error)
         }
         if task.taskId != taskId {
             let path = path()
@@ -165,15 +170,16 @@ extension Spool {
         return task
     }
 
-    /// Reads every flow, newest first. Flows whose manifest cannot be read come back as errors,
-    /// so a listing reports them and still shows the rest.
-    public func readAllFlows() throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
+    /// Reads every flow as stored, newest first. Flows whose manifest cannot be read come back
+    /// as errors, so a listing reports them and still shows the rest.
+    func readAllFlows() throws(SpoolError) -> [Result<FlowSnapshot, SpoolError>] {
         try mapAllFlows { $0 }
     }
 
-    /// Reads every flow, newest first, and transforms each result; large spools are read (and
-    /// transformed) by one thread per core, each flow under its shared lock as `readFlow` takes it.
-    public func mapAllFlows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
+    /// Reads every flow as stored, newest first, and transforms each result; large spools are
+    /// read (and transformed) by one thread per core, each flow under its shared lock as
+    /// `readFlow` takes it. Readers outside the spool use `flows(_:)`, which records `lost`.
+    func mapAllFlows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
         let ids = Array(try flowIds().reversed())
         return Spool.parallelMap(ids, minimum: 256) { transform(self.readResult($0, withDebris: withDebris)) }
     }

@@ -32,16 +32,16 @@ public final class Spool: Sendable {
     init(root: FilePath, rootFD: FileDescriptor) throws(SpoolError) {
         self.root = root
         self.rootFD = rootFD
-        do { flowsFD = try rootFD.openDirectoryAt("flows") } catch {
+        do { flowsFD = try rootFD.openDirectoryAt(SpoolDirectory.flows.rawValue) } catch {
             rootFD.closeQuietly()
-            throw SpoolError.io("Opening the spool directory", root.appending("flows"), error)
+            throw SpoolError.io("Opening the spool directory", SpoolDirectory.flows.path(in: root), error)
         }
-        owners = LayoutDirectory("owners", in: rootFD)
-        ownerIndex = LayoutDirectory("index/owners", in: rootFD)
-        taskIndex = LayoutDirectory("index/tasks", in: rootFD)
-        runIndexDirectory = LayoutDirectory("index/runs", in: rootFD)
-        staging = LayoutDirectory("tmp", in: rootFD)
-        cancelMarkers = LayoutDirectory(Layout.cancelDirectory, in: rootFD)
+        owners = LayoutDirectory(SpoolDirectory.owners.rawValue, in: rootFD)
+        ownerIndex = LayoutDirectory(SpoolDirectory.ownerIndex.rawValue, in: rootFD)
+        taskIndex = LayoutDirectory(SpoolDirectory.taskIndex.rawValue, in: rootFD)
+        runIndexDirectory = LayoutDirectory(SpoolDirectory.runIndex.rawValue, in: rootFD)
+        staging = LayoutDirectory(SpoolDirectory.staging.rawValue, in: rootFD)
+        cancelMarkers = LayoutDirectory(SpoolDirectory.cancel.rawValue, in: rootFD)
     }
 
     deinit {
@@ -68,19 +68,19 @@ public final class Spool: Sendable {
     public static func openExisting(at root: FilePath, forWriting: Bool = false) throws(SpoolError) -> Spool? {
         let fd: FileDescriptor
         do {
-            fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY)
+            fd = try FileDescriptor.currentDirectory.openAt(root.string, .readOnly, options: .directory)
         } catch {
             if error == .noSuchFileOrDirectory { return nil }
             throw SpoolError.io("Opening the spool", root, error)
         }
-        if (try? fd.statusAt("VERSION")) == nil, isUnfinishedLayout(fd) {
+        if (try? fd.statusAt(Layout.versionFile)) == nil, isUnfinishedLayout(fd) {
             fd.closeQuietly()
             return nil
         }
         try checkVersion(fd, root)
         if forWriting { return try completeLayout(fd, root) }
         // A spool with no flows/ yet holds no flows: an empty result, and nothing created.
-        if (try? fd.statusAt("flows")) == nil {
+        if (try? fd.statusAt(SpoolDirectory.flows.rawValue)) == nil {
             fd.closeQuietly()
             return nil
         }
@@ -106,8 +106,8 @@ public final class Spool: Sendable {
     /// With `sharedGroup`, the drop box is writable by that group (spool-layout.md, "Shared drop box").
     public static func initialize(at root: FilePath, sharedGroup: gid_t?) throws(SpoolError) -> (spool: Spool, created: Bool) {
         // Existing spool: check its version and, for a shared group, its modes.
-        if let fd = try? FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) {
-            if (try? fd.statusAt("VERSION")) != nil {
+        if let fd = try? FileDescriptor.currentDirectory.openAt(root.string, .readOnly, options: .directory) {
+            if (try? fd.statusAt(Layout.versionFile)) != nil {
                 try checkVersion(fd, root)
                 let spool = try completeLayout(fd, root)
                 if let g = sharedGroup { try applySharedGroup(spool.rootFD, root, g) }
@@ -118,13 +118,13 @@ public final class Spool: Sendable {
         let rootExisted = (try? FileDescriptor.currentDirectory.statusAt(root.string)) != nil
         try makeDirectories(root)
         let fd: FileDescriptor
-        do { fd = try FileDescriptor.currentDirectory.openAt(root.string, O_RDONLY | O_DIRECTORY) } catch {
+        do { fd = try FileDescriptor.currentDirectory.openAt(root.string, .readOnly, options: .directory) } catch {
             throw SpoolError.io("Opening the new spool", root, error)
         }
         // A creation that fails (a group the user may not give, say) takes back what it made,
         // so that no half-made spool is left for a later command to take for a private one.
         func undo() {
-            try? fd.removeAt("index/runs/" + Layout.runIndexComplete)
+            try? fd.removeAt(SpoolDirectory.runIndex.rawValue + "/" + Layout.runIndexComplete)
             for name in Layout.directories.reversed() { try? fd.removeAt(name, directory: true) }
             fd.closeQuietly()
             if !rootExisted { try? FileDescriptor.currentDirectory.removeAt(root.string, directory: true) }
@@ -136,11 +136,11 @@ public final class Spool: Sendable {
             }
             if let g = sharedGroup { try applySharedGroup(fd, root, g) }
             // A new spool's run index is complete: it has no tasks yet.
-            let runs = try fd.openDirectoryAt("index/runs")
+            let runs = try fd.openDirectoryAt(SpoolDirectory.runIndex.rawValue)
             defer { runs.closeQuietly() }
-            try DurableFile.replace(in: runs, name: Layout.runIndexComplete, bytes: [], directoryPath: root.appending("index/runs"))
+            try DurableFile.replace(in: runs, name: Layout.runIndexComplete, bytes: [], directoryPath: SpoolDirectory.runIndex.path(in: root))
             // VERSION last: its presence says the layout is complete.
-            try DurableFile.replace(in: fd, name: "VERSION", bytes: Array(Layout.versionText.utf8), directoryPath: root)
+            try DurableFile.replace(in: fd, name: Layout.versionFile, bytes: Array(Layout.versionText.utf8), directoryPath: root)
             // The directories made above: their parents' flushes do not write their own inodes
             // and blocks where metadata is not ordered (`MetadataOrdering`).
             if !MetadataOrdering.isOrdered(fd) { try fd.synchronizeFileSystem() }
@@ -167,30 +167,30 @@ public final class Spool: Sendable {
     private static func checkVersion(_ fd: FileDescriptor, _ root: FilePath) throws(SpoolError) {
         let text: [UInt8]
         do {
-            let v = try fd.openAt("VERSION", O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+            let v = try fd.openAt(Layout.versionFile, .readOnly, options: [.noFollow, .nonBlocking])
             defer { v.closeQuietly() }
             text = try v.readToEnd(limit: 4096)
         } catch {
             fd.closeQuietly()
             if error == .noSuchFileOrDirectory {
-                throw SpoolError(.io, "\(root) is not a clawflow spool (it has no VERSION file). Choose another directory with --spool or CLAWFLOW_SPOOL, or run clawflow init there.", path: root.appending("VERSION"), errno: error)
+                throw SpoolError(.io, "\(root) is not a clawflow spool (it has no VERSION file). Choose another directory with --spool or CLAWFLOW_SPOOL, or run clawflow init there.", path: root.appending(Layout.versionFile), errno: error)
             }
-            throw SpoolError.io("Reading the spool version", root.appending("VERSION"), error)
+            throw SpoolError.io("Reading the spool version", root.appending(Layout.versionFile), error)
         }
         if String(decoding: text, as: UTF8.self) != Layout.versionText {
             fd.closeQuietly()
             let found = String(decoding: text, as: UTF8.self).trimmingWhitespace()
-            throw SpoolError(.io, "\(root) is a spool of another version (\"\(sanitized(found))\"); this clawflow reads \"clawflow-spool 1\". Use a matching clawflow or another --spool.", path: root.appending("VERSION"))
+            throw SpoolError(.io, "\(root) is a spool of another version (\"\(sanitized(found))\"); this clawflow reads \"clawflow-spool 1\". Use a matching clawflow or another --spool.", path: root.appending(Layout.versionFile))
         }
     }
 
     private static func applySharedGroup(_ fd: FileDescriptor, _ root: FilePath, _ group: gid_t) throws(SpoolError) {
-        let plan: [(String?, mode_t)] = [(nil, 0o710), ("incoming", 0o710), ("incoming/tmp", 0o1730), ("incoming/new", 0o1730), (Layout.cancelDirectory, 0o2710)]
-        for (name, mode) in plan {
-            let path = name.map { root.appending($0) } ?? root
+        let plan: [(SpoolDirectory?, mode_t)] = [(nil, 0o710), (.incoming, 0o710), (.dropStaging, 0o1730), (.newDrops, 0o1730), (.cancel, 0o2710)]
+        for (directory, mode) in plan {
+            let path = directory?.path(in: root) ?? root
             do {
-                let d = name == nil ? fd : try fd.openDirectoryAt(name!)
-                defer { if name != nil { d.closeQuietly() } }
+                let d = try directory.map { (directory) throws(Errno) in try fd.openDirectoryAt(directory.rawValue) } ?? fd
+                defer { if directory != nil { d.closeQuietly() } }
                 try d.setGroup(group)
                 try d.setPermissions(mode)
             } catch {
@@ -236,10 +236,16 @@ public final class Spool: Sendable {
     private static let lastId = Mutex<(milliseconds: Int64, random: [UInt8])>((0, []))
 
     /// The path of a flow's directory.
-    public func flowPath(_ flowId: String) -> FilePath { root.appending("flows").appending(flowId) }
+    public func flowPath(_ flowId: String) -> FilePath { Layout.flowPath(flowId, in: root) }
+
+    /// The path of a flow's `tasks/` directory.
+    public func tasksPath(_ flowId: String) -> FilePath { Layout.tasksPath(flowId: flowId, in: root) }
+
+    /// The path of one of the spool's directories.
+    public func path(_ directory: SpoolDirectory) -> FilePath { directory.path(in: root) }
 
     /// The path of a command task's output log.
     public func taskLogPath(flowId: String, taskId: String) -> FilePath {
-        flowPath(flowId).appending(Layout.tasks).appending(Layout.taskLog(taskId))
+        tasksPath(flowId).appending(Layout.taskLog(taskId))
     }
 }

@@ -27,14 +27,18 @@ public struct SpoolError: Error, Sendable, CustomStringConvertible {
     public var errno: Errno?
     /// The current stored record, for `revision_conflict`.
     public var current: JSON?
+    /// The error this one reports, where there is one: the `errno`, or why a record was
+    /// refused (`RecordError`, `JSONParseError`).
+    public var underlying: (any Error)?
 
-    /// Creates an error.
-    public init(_ code: Code, _ message: String, path: FilePath? = nil, errno: Errno? = nil, current: JSON? = nil) {
+    /// Creates an error; `underlying` defaults to `errno`.
+    public init(_ code: Code, _ message: String, path: FilePath? = nil, errno: Errno? = nil, current: JSON? = nil, underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.path = path
         self.errno = errno
         self.current = current
+        self.underlying = underlying ?? errno
     }
 
     /// An I/O failure while `doing` something to `path`.

@@ -2,15 +2,33 @@ import CSystemShims
 import Glibc
 import SystemPackage
 
+/// The one EINTR loop (swift-system's `valueOrErrno(retryOnInterrupt:)`): runs a syscall
+/// that returns -1 and sets `errno` on failure, again while it was interrupted by a signal
+/// (unless `retryOnInterrupt` is false); its result, or its `errno`.
+@inline(__always)
+public func valueOrErrno<T: BinaryInteger>(retryOnInterrupt: Bool = true, _ body: () -> T) -> Result<T, Errno> {
+    while true {
+        let r = body()
+        if r != -1 { return .success(r) }
+        let e = Errno(rawValue: errno)
+        if !retryOnInterrupt || e != .interrupted { return .failure(e) }
+    }
+}
+
 /// Runs a syscall, retrying on EINTR, and throws its `errno` as `Errno` when it returns -1.
 @inline(__always)
 func retrying<T: BinaryInteger>(_ body: () -> T) throws(Errno) -> T {
-    while true {
-        let r = body()
-        if r != -1 { return r }
-        let e = Errno(rawValue: errno)
-        if e != .interrupted { throw e }
-    }
+    try valueOrErrno(body).get()
+}
+
+/// How `renameAt` renames (swift-nio's `RenameAtFlags`; the flags of `renameat2`).
+public struct RenameFlags: OptionSet, Sendable {
+    /// The raw `renameat2` flags.
+    public let rawValue: UInt32
+    /// Flags from raw `renameat2` flags.
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Fail with EEXIST instead of replacing an existing target (`RENAME_NOREPLACE`).
+    public static let noReplace = RenameFlags(rawValue: clawflow_rename_noreplace())
 }
 
 /// File types as reported by `stat` and `readdir`.
@@ -105,15 +123,17 @@ extension FileDescriptor {
     /// The current working directory, for the `*at` calls. The corresponding C constant is `AT_FDCWD`.
     public static let currentDirectory = FileDescriptor(rawValue: AT_FDCWD)
 
-    /// Opens `name` relative to this directory. The corresponding C function is `openat`.
-    public func openAt(_ name: String, _ flags: Int32, permissions: mode_t = 0o600) throws(Errno) -> FileDescriptor {
-        let fd = try retrying { Glibc.openat(rawValue, name, flags | O_CLOEXEC, permissions) }
+    /// Opens `name` relative to this directory, always close-on-exec. The corresponding C
+    /// function is `openat`.
+    public func openAt(_ name: String, _ mode: AccessMode, options: OpenOptions = [], permissions: mode_t = 0o600) throws(Errno) -> FileDescriptor {
+        let flags = mode.rawValue | options.rawValue | O_CLOEXEC
+        let fd = try retrying { Glibc.openat(rawValue, name, flags, permissions) }
         return FileDescriptor(rawValue: fd)
     }
 
     /// Opens the directory `name` below this one without following a symlink.
     public func openDirectoryAt(_ name: String) throws(Errno) -> FileDescriptor {
-        try openAt(name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        try openAt(name, .readOnly, options: [.directory, .noFollow])
     }
 
     /// Reads the whole file, refusing more than `limit` bytes; `sizeHint` (the size `fstat`
@@ -141,13 +161,9 @@ extension FileDescriptor {
         return out
     }
 
-    /// Writes every byte, continuing after short writes. The corresponding C function is `write`.
+    /// swift-system's `writeAll` with its error typed as `Errno`.
     public func writeFully(_ bytes: [UInt8]) throws(Errno) {
-        var done = 0
-        while done < bytes.count {
-            let n = try retrying { bytes.withUnsafeBytes { Glibc.write(rawValue, $0.baseAddress! + done, $0.count - done) } }
-            done += n
-        }
+        do { _ = try writeAll(bytes) } catch { throw error as? Errno ?? .ioError }
     }
 
     /// Flushes the file's data and metadata to the device. The corresponding C function is `fsync`.
@@ -184,24 +200,20 @@ extension FileDescriptor {
     @discardableResult
     public func lock(exclusive: Bool = true, wait: Bool = true) throws(Errno) -> Bool {
         let op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)
-        while true {
-            if clawflow_flock(rawValue, op) == 0 { return true }
-            let e = Errno(rawValue: errno)
-            if e == .interrupted { continue }
-            if e == .wouldBlock { return false }
-            throw e
+        switch valueOrErrno({ clawflow_flock(rawValue, op) }) {
+        case .success: return true
+        case .failure(.wouldBlock): return false
+        case .failure(let e): throw e
         }
     }
 
     /// Releases an advisory lock. The corresponding C function is `flock`.
     public func unlock() throws(Errno) { _ = try retrying { clawflow_flock(rawValue, LOCK_UN) } }
 
-    /// Renames `name` in this directory to `newName` in `directory`; with `noReplace` it fails
+    /// Renames `name` in this directory to `newName` in `directory`; with `.noReplace` it fails
     /// with EEXIST instead of replacing. The corresponding C function is `renameat2`.
-    public func renameAt(_ name: String, to directory: FileDescriptor, _ newName: String, noReplace: Bool = false) throws(Errno) {
-        _ = try retrying {
-            clawflow_renameat2(rawValue, name, directory.rawValue, newName, noReplace ? clawflow_rename_noreplace() : 0)
-        }
+    public func renameAt(_ name: String, to directory: FileDescriptor, _ newName: String, flags: RenameFlags = []) throws(Errno) {
+        _ = try retrying { clawflow_renameat2(rawValue, name, directory.rawValue, newName, flags.rawValue) }
     }
 
     /// Gives the file `name` here a second name, `newName` in `directory` (no symlink is
@@ -218,11 +230,11 @@ extension FileDescriptor {
     /// Creates a symbolic link unless `name` exists; returns false when it did.
     @discardableResult
     public func symlinkAt(_ name: String, target: String, existingIsFine: Bool) throws(Errno) -> Bool {
-        if Glibc.symlinkat(target, rawValue, name) == 0 { return true }
-        let e = Errno(rawValue: errno)
-        if e == .fileExists, existingIsFine { return false }
-        if e == .interrupted { return try symlinkAt(name, target: target, existingIsFine: existingIsFine) }
-        throw e
+        switch valueOrErrno({ Glibc.symlinkat(target, rawValue, name) }) {
+        case .success: return true
+        case .failure(.fileExists) where existingIsFine: return false
+        case .failure(let e): throw e
+        }
     }
 
     /// The text of the symbolic link `name`. The corresponding C function is `readlinkat`.
@@ -235,11 +247,11 @@ extension FileDescriptor {
     /// Creates the directory `name` here; with `existingIsFine`, an existing one is no error.
     /// The corresponding C function is `mkdirat`.
     public func makeDirectoryAt(_ name: String, permissions: mode_t = 0o700, existingIsFine: Bool = false) throws(Errno) {
-        if Glibc.mkdirat(rawValue, name, permissions) == 0 { return }
-        let e = Errno(rawValue: errno)
-        if e == .fileExists, existingIsFine { return }
-        if e == .interrupted { return try makeDirectoryAt(name, permissions: permissions, existingIsFine: existingIsFine) }
-        throw e
+        switch valueOrErrno({ Glibc.mkdirat(rawValue, name, permissions) }) {
+        case .success: return
+        case .failure(.fileExists) where existingIsFine: return
+        case .failure(let e): throw e
+        }
     }
 
     /// Removes the file (or, with `directory`, the empty directory) `name`. The corresponding C function is `unlinkat`.
@@ -268,7 +280,7 @@ extension FileDescriptor {
     /// The corresponding C function is `getdents64`.
     public func entries(rewind: Bool = true) throws(Errno) -> [DirectoryEntry] {
         if rewind {
-            let own = try openAt(".", O_RDONLY | O_DIRECTORY)
+            let own = try openAt(".", .readOnly, options: .directory)
             defer { own.closeQuietly() }
             return try own.entries(rewind: false)
         }
