@@ -68,9 +68,10 @@ let package = Package(
         ),
         // Pure values and rules: records, JSON, ids, statuses, precedence, lookup. No I/O.
         .target(name: "ClawflowModel"),
-        // What Swift cannot reach: the syscalls Glibc hides without _GNU_SOURCE (renameat2,
-        // syncfs, getdents64, statfs, flock, pidfd_open), the threads that issue a barrier's
-        // fsyncs together, and the fork/exec of a held command, after which only C may run.
+        // What Swift cannot reach, a file each: syscalls.c, the syscalls Glibc hides without
+        // _GNU_SOURCE (renameat2, syncfs, getdents64, statfs, flock, pidfd_open); flush.c, the
+        // threads that issue a barrier's fsyncs together; spawn.c, the fork/exec of a held
+        // command or supervisor, after which only C may run.
         .target(name: "CSystemShims"),
         // Temporary spools and a runner for the built binary, shared by the test targets.
         .target(name: "ClawflowTestSupport", path: "Tests/ClawflowTestSupport"),

@@ -3,6 +3,12 @@
 
 #include <sys/types.h>
 
+/* Three parts, a source file each: syscalls.c (what Swift's Glibc module hides or
+ * misnames), flush.c (a write barrier's fsyncs issued together), spawn.c (the held fork of a
+ * command or a supervisor). */
+
+/* ---- syscalls.c ---- */
+
 /// renameat2(2), hidden from Swift's Glibc module without _GNU_SOURCE.
 int clawflow_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 /// The RENAME_NOREPLACE flag value.
@@ -20,12 +26,22 @@ long clawflow_fd_filesystem_magic(int fd);
 /// flock(2), whose name Swift also gives to a struct.
 int clawflow_flock(int fd, int operation);
 
+/// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
+int clawflow_pidfd_open(pid_t pid);
+
+/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
+int clawflow_become_subreaper(void);
+
+/* ---- flush.c ---- */
+
 /// fsync(2) of every descriptor in fds, run by the caller and up to count - 1 helper threads
 /// (at most 15; started when a call first needs them, kept, signals blocked) so the device
 /// sees the flushes together; for entries with is_file[i] != 0 the data writeback is started
 /// first with sync_file_range(2).
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
+
+/* ---- spawn.c ---- */
 
 /// Starts a command held before exec: fork(2) of a child with stdin from /dev/null, stdout
 /// and stderr to stdout_fd (or /dev/null when it is -1), working directory cwd (NULL:
@@ -44,11 +60,6 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
 /// SIGPIPE.
 int clawflow_release(int release, int wait);
 
-/// pidfd_open(2): a descriptor that becomes readable when the process exits; -1 on error.
-int clawflow_pidfd_open(pid_t pid);
-
-/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
-int clawflow_become_subreaper(void);
 
 /* fork() for a detached supervisor that waits to be released. In the child (return 0): a
  * session of its own, no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults,

@@ -1,0 +1,107 @@
+/* The threads that issue a write barrier's fsyncs together (clawflow_fsync_all). */
+#define _GNU_SOURCE
+#include "CSystemShims.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+
+/* Parallel fsync (see the header): a few threads, started on first use and kept, take the
+ * next index of the current job from a shared counter; the caller works on the job too.
+ * One job runs at a time. */
+struct clawflow_flush_job {
+    const int *fds;
+    int *errors;
+    int count;
+    int next;
+    int finished;
+};
+
+/* Helper threads, started as jobs need them: a barrier of n objects runs on up to n threads
+ * (the caller and n - 1 helpers), since concurrent fsyncs share device flushes. Measured with
+ * bench/layoutfloor.c limited to 4 at a time, a barrier of 10 took 12-25% longer. */
+#define CLAWFLOW_FLUSH_THREADS_MAX 15
+static pthread_mutex_t flush_callers = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t flush_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flush_work = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t flush_done = PTHREAD_COND_INITIALIZER;
+static struct clawflow_flush_job *flush_current;
+static int flush_threads_started; /* helpers running */
+
+/* Runs items of the current job until none is left; call with flush_mutex held. */
+static void clawflow_flush_run(struct clawflow_flush_job *job) {
+    while (job->next < job->count) {
+        int i = job->next++;
+        pthread_mutex_unlock(&flush_mutex);
+        int rc;
+        do { rc = fsync(job->fds[i]); } while (rc != 0 && errno == EINTR);
+        int e = rc == 0 ? 0 : errno;
+        pthread_mutex_lock(&flush_mutex);
+        job->errors[i] = e;
+        if (++job->finished == job->count) pthread_cond_broadcast(&flush_done);
+    }
+}
+
+static void *clawflow_flush_thread(void *unused) {
+    (void)unused;
+    pthread_setname_np(pthread_self(), "clawflow-flush"); /* not the creator's name, in top -H */
+    pthread_mutex_lock(&flush_mutex);
+    for (;;) {
+        while (flush_current == NULL || flush_current->next >= flush_current->count)
+            pthread_cond_wait(&flush_work, &flush_mutex);
+        clawflow_flush_run(flush_current);
+    }
+    return NULL;
+}
+
+/* A forked child has none of the parent's threads: it starts its own if it flushes. */
+static void clawflow_flush_after_fork_child(void) {
+    pthread_mutex_init(&flush_callers, NULL);
+    pthread_mutex_init(&flush_mutex, NULL);
+    pthread_cond_init(&flush_work, NULL);
+    pthread_cond_init(&flush_done, NULL);
+    flush_current = NULL;
+    flush_threads_started = 0;
+}
+
+void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count) {
+    for (int i = 0; i < count; i++) {
+        errors[i] = 0;
+        /* Start the data writeback of every file first, so the device sees it together. */
+        if (is_file[i]) (void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
+    struct clawflow_flush_job job = { fds, errors, count, 0, 0 };
+    pthread_mutex_lock(&flush_callers);
+    pthread_mutex_lock(&flush_mutex);
+    int wanted = count - 1 < CLAWFLOW_FLUSH_THREADS_MAX ? count - 1 : CLAWFLOW_FLUSH_THREADS_MAX;
+    if (flush_threads_started < wanted) {
+        static int atfork_registered;
+        if (!atfork_registered) {
+            pthread_atfork(NULL, NULL, clawflow_flush_after_fork_child);
+            atfork_registered = 1;
+        }
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* the helpers never take a signal */
+        while (flush_threads_started < wanted) {
+            pthread_t thread;
+            if (pthread_create(&thread, NULL, clawflow_flush_thread, NULL) != 0) break;
+            pthread_detach(thread);
+            flush_threads_started++;
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    flush_current = &job;
+    /* Wake only the helpers this job can use (the caller takes one item itself). */
+    for (int t = 0; t < count - 1 && t < flush_threads_started; t++) pthread_cond_signal(&flush_work);
+    clawflow_flush_run(&job);
+    while (job.finished < job.count) pthread_cond_wait(&flush_done, &flush_mutex);
+    flush_current = NULL;
+    pthread_mutex_unlock(&flush_mutex);
+    pthread_mutex_unlock(&flush_callers);
+}
+
