@@ -53,8 +53,8 @@ struct Audit: SpoolCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var limits: ThresholdOptions
 
-    @Option(help: ArgumentHelp("Only findings of this severity: warn or error.", valueName: "severity"))
-    var severity: String?
+    @Option(help: ArgumentHelp("Only findings of this severity.", valueName: "severity"))
+    var severity: Word<AuditSeverity>?
 
     @Option(help: ArgumentHelp("Only findings with this code.", valueName: "code"))
     var code: String?
@@ -63,7 +63,7 @@ struct Audit: SpoolCommand {
         let thresholds = try limits.thresholds()
         var wanted: AuditSeverity?
         if let severity {
-            guard let s = AuditSeverity(rawValue: severity) else { throw Parse.usage("Unknown severity \"\(sanitized(severity))\"; use warn or error.") }
+            guard let s = AuditSeverity(rawValue: severity.text) else { throw Parse.usage("Unknown severity \"\(sanitized(severity.text))\"; use warn or error.") }
             wanted = s
         }
         var findings: [AuditFinding] = []

@@ -22,7 +22,7 @@ struct FlowsList: SpoolCommand {
     @OptionGroup var global: GlobalOptions
 
     @Option(help: ArgumentHelp("Only flows with this status.", valueName: "status"))
-    var status: String?
+    var status: Word<FlowStatus>?
 
     @Option(help: ArgumentHelp("Only flows of this owner key.", valueName: "key"))
     var owner: String?
@@ -36,7 +36,7 @@ struct FlowsList: SpoolCommand {
     }
 
     func execute(_ out: Output) throws(SpoolError) {
-        let wanted = try status.map { (s) throws(SpoolError) in try Parse.flowStatus(s) }
+        let wanted = try status.map { (s) throws(SpoolError) in try Parse.flowStatus(s.text) }
         let ownerKey = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
         var listed: [Listed] = []
         var allIds: [String] = []

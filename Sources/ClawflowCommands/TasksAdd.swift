@@ -44,10 +44,10 @@ struct TasksAdd: SpoolCommand {
     var taskId: String?
 
     @Option(help: ArgumentHelp("Initial status.", valueName: "status"))
-    var status: String = "queued"
+    var status = Word<TaskStatus>(argument: "queued")
 
     func execute(_ out: Output) throws(SpoolError) {
-        var new = NewTask(runtime: try Parse.runtime(runtime), status: try Parse.taskStatus(status))
+        var new = NewTask(runtime: try Parse.runtime(runtime), status: try Parse.taskStatus(status.text))
         new.taskId = try taskId.map { (t) throws(SpoolError) in try Parse.taskId(t) }
         if let label { new[.label] = .string(try Parse.text(label, option: "--label")) }
         if let task { new[.task] = .string(try Parse.text(task, option: "--task")) }

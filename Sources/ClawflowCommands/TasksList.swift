@@ -17,10 +17,10 @@ struct TasksList: SpoolCommand {
     @OptionGroup var global: GlobalOptions
 
     @Option(help: ArgumentHelp("Only tasks with this status.", valueName: "status"))
-    var status: String?
+    var status: Word<TaskStatus>?
 
     func execute(_ out: Output) throws(SpoolError) {
-        let wanted = try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s) }
+        let wanted = try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s.text) }
         var tasks: [TaskRecord] = []
         var failures: [String] = []
         if let spool = try readSpool() {

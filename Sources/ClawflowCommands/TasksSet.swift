@@ -26,8 +26,8 @@ struct TasksSet: SpoolCommand {
     @Argument(help: ArgumentHelp("A task id, unique prefix (8+ characters) or run id.", valueName: "task"))
     var task: String
 
-    @Option(help: ArgumentHelp("The new status: \(TaskStatus.allNames); leave it out to report progress or a field only.", valueName: "status"))
-    var status: String?
+    @Option(help: ArgumentHelp("The new status; leave it out to report progress or a field only.", valueName: "status"))
+    var status: Word<TaskStatus>?
 
     @Option(help: ArgumentHelp("A progress summary.", valueName: "text"))
     var progress: String?
@@ -48,7 +48,7 @@ struct TasksSet: SpoolCommand {
     }
 
     func execute(_ out: Output) throws(SpoolError) {
-        var update = TaskUpdate(status: try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s) })
+        var update = TaskUpdate(status: try status.map { (s) throws(SpoolError) in try Parse.taskStatus(s.text) })
         if let progress { update[.progressSummary] = .string(try Parse.text(progress, option: "--progress")) }
         if let summary { update[.terminalSummary] = .string(try Parse.text(summary, option: "--summary")) }
         if let error { update[.error] = .string(try Parse.text(error, option: "--error")) }

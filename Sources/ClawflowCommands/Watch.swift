@@ -35,8 +35,8 @@ struct Watch: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Scan the spool this often instead of using inotify (e.g. 5, 2s, 1m; 1 s to 1d).", valueName: "duration"))
     var poll: String?
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
-    var logLevel: String = "info"
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("How much to log.", valueName: "level"))
+    var logLevel = Word<Logger.Level>(argument: "info")
 
     @Option(name: .customLong("maintenance-interval"), parsing: .unconditional, help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
     var maintenanceInterval = "5m"
@@ -53,7 +53,7 @@ struct Watch: ParsableCommand {
                 throw ValidationError("--poll must be from 1 s to 1d (86400 s), e.g. 5, 2s or 1m; \"\(sanitized(poll))\" is \(seconds) s.")
             }
         }
-        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("Unknown --log-level \"\(logLevel)\"; use trace, debug, info, notice, warning, error or critical.") }
+        if Logger.Level(rawValue: logLevel.text) == nil { throw ValidationError("Unknown --log-level \"\(logLevel.text)\"; use trace, debug, info, notice, warning, error or critical.") }
     }
 
     /// The root command is synchronous (see `Clawflow`); the watcher runs on Swift's
@@ -78,7 +78,7 @@ struct Watch: ParsableCommand {
 
     func watch() async throws {
         let out = Output(json: global.json)
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = Logger.Level(rawValue: logLevel.text) ?? .info
         LoggingSystem.bootstrap { _ in WatchLogHandler(logLevel: level) }
         let logger = Logger(label: "clawflow watch")
         let root = global.spoolPath

@@ -305,7 +305,17 @@ struct HelpTests {
         for line in r.stdout.split(separator: "\n") {
             #expect(line.ranges(of: "default").count <= 1, "clawflow \(command.joined(separator: " ")) --help: \(line)")
         }
-        if command == ["tasks", "add"] { #expect(r.stdout.contains("Initial status. (default: queued)")) }
+        if command == ["tasks", "add"] { #expect(r.stdout.contains("Initial status. (values: queued, running, succeeded, failed, timed_out, cancelled, lost; default: queued)")) }
+    }
+
+    @Test("an option that takes a word of a closed set lists the set in help and completions", arguments: [["tasks", "set"], ["tasks", "list"], ["flows", "list"], ["audit"], ["watch"]])
+    func closedSets(command: [String]) {
+        let help = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "400"]).stdout
+        #expect(help.contains("(values: "), "clawflow \(command.joined(separator: " ")) --help")
+        for shell in ["bash", "zsh", "fish"] {
+            let script = Clawflow.run(["--generate-completion-script", shell]).stdout
+            #expect(script.contains("timed_out") && script.contains("critical") && script.contains("warn"), "\(shell) completions")
+        }
     }
 
     @Test("-h works too")

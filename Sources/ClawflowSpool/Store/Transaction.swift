@@ -2,25 +2,17 @@ import ClawflowModel
 import Glibc
 import SystemPackage
 
-// The write protocol. Every change to a spool is one Transaction, which goes through these
-// steps in this order (spool-layout.md, "Writing"):
+// The write protocol: every change to a spool is one Transaction (spool-layout.md, "Writing").
 //
-//  1. lock  — the flows it changes (flock on each flow directory, in increasing id order),
-//             then, if it touches what flows share (flows/, indexes, owner links), the spool
-//             (flock on the root). Never the other way round: `lock(flow:)` refuses once
-//             the spool is locked, so the order is the type's, not each caller's.
-//  2. read  — the records, under those locks, and decide what changes.
-//  3. stage — each new version under a temp name beside its file, new files, index entries
-//             and link intents; all of them join the open barrier.
-//  4. flush — one barrier makes everything staged durable (fsyncs in parallel, or one
-//             syncfs for a grouped transaction: a batch shares one set of barriers).
-//  5. commit — renames into place, in the order the layout needs, with a flush between
-//             renames that must reach the disk in order; each rename's directory joins the
-//             barrier.
-//  6. end   — the last flush; only then is the change reported. The locks go, spool first.
-//
-// A transaction dropped before `end` deletes what it staged and did not commit, and
-// releases its locks: a crash, or an error, at any step leaves the old records or the new.
+//  1. lock    the flows it changes (flock, increasing id order), then the spool if it
+//             touches what flows share; never a flow after the spool (`lock(flow:)` refuses).
+//  2. read    the records under those locks, and decide.
+//  3. stage   new versions under temp names, new files, index entries, link intents.
+//  4. flush   one barrier for all of it (parallel fsyncs; one syncfs when grouped).
+//  5. commit  renames into place, with a flush between renames whose order matters.
+//  6. end     the last flush; only then is the change reported; the locks go.
+// Dropped before `end`, it deletes what it staged and did not commit, and unlocks: a crash
+// or an error at any step leaves the old records or the new, never a mix.
 
 /// One change to the spool, from its locks to its last barrier (the protocol above).
 final class Transaction {
