@@ -14,34 +14,51 @@ public struct Runner: Sendable {
     /// A runner for `spool`.
     public init(spool: Spool) { self.spool = spool }
 
-    /// What `run` started: the flow and its first task.
+    /// What `run` made: the flow and its first task.
     public struct Started: Sendable {
         /// The new flow.
         public var flowId: String
         /// The task now queued to run (a sequence's first step).
         public var taskId: String
+        /// Whether its supervisor started at once (else it waits for a slot of its queue).
+        public var started: Bool
+    }
+
+    /// Where and how a new job waits for its turn.
+    public struct Placement: Sendable {
+        /// The queue (`Layout.defaultQueue` unless named).
+        public var queue: String
+        /// Higher starts first; 0 by default.
+        public var priority: Int64
+        /// A placement in `queue` with `priority`.
+        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0) {
+            self.queue = queue
+            self.priority = priority
+        }
     }
 
     // MARK: - Starting
 
-    /// `run -- CMD`: a mirrored flow with one `cli` task, started detached. Forks this
-    /// process for the supervisor (`createSupervised`): call it where no other thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(SpoolError) -> Started {
+    /// `run -- CMD`: a mirrored flow with one `cli` task, put in its queue and started at
+    /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
+    /// thread is at work.
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        let task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        task.environment = Runner.currentEnvironment()
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
-        try createSupervised(flow, first: task)
-        return Started(flowId: flowId, taskId: task.taskId)
+        return try enqueue(flow, first: task, placement: placement)
     }
 
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
-    /// Forks this process for the supervisor, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(SpoolError) -> Started {
+    /// The whole sequence holds one slot of its queue. May fork, as `run` does.
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        let first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        first.environment = Runner.currentEnvironment()
         var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
         flow[.steps] = .array(steps.enumerated().map { index, command in
             var step: [String: JSON] = ["name": .string("step \(index + 1)"), "command": .string(command)]
@@ -49,41 +66,90 @@ public struct Runner: Sendable {
             return .object(JSONObject(step))
         })
         flow.currentStep = "step 1"
-        try createSupervised(flow, first: first)
-        return Started(flowId: flowId, taskId: first.taskId)
+        return try enqueue(flow, first: first, placement: placement)
     }
 
-    /// Creates `flow` with its first task and starts the flow's supervisor: a forked copy of
-    /// this process in a session of its own (no terminal; stdin, stdout and stderr on
-    /// /dev/null), so it outlives the shell that ran `run` and costs no second program start.
-    /// The fork comes first and the child waits (`clawflow_fork_supervisor`): the task is
-    /// created naming its supervisor, so from its first record on, a supervisor that dies
-    /// leaves it `lost`, never queued for ever. The child is let go once the flow is
-    /// durable, and exits unreleased when the creation fails; it never returns from here
-    /// (it opens the spool afresh, supervises, and exits). Call this only from a process
-    /// whose other threads are idle (the command line: `run` forks before it prints).
-    func createSupervised(_ flow: FlowRecord, first: TaskRecord) throws(SpoolError) {
+    /// Under the queue's lock: creates `flow` (queued, in `placement`'s queue) with its first
+    /// task and its waiting entry, durable together, then hands the queue's free slots on
+    /// (`handOff`), which starts it when its turn has come.
+    func enqueue(_ draft: FlowRecord, first: TaskRecord, placement: Placement) throws(SpoolError) -> Started {
+        var flow = draft
+        flow.queue = placement.queue
+        flow.priority = placement.priority
+        let queue = try spool.lockQueue(placement.queue)
+        _ = try queue.enqueue(flow, tasks: [first], source: "runner")
+        let jobs = try queue.handOff(start: start)
+        return Started(flowId: flow.flowId, taskId: first.taskId, started: jobs.running.contains(flow.flowId))
+    }
+
+    /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
+    /// finishing supervisor, after a cancel and by the next clawflow command, so that no
+    /// watcher is needed. May fork: call it where no other thread is at work.
+    @discardableResult
+    public func handOff(queue name: String) throws(SpoolError) -> QueueJobs {
+        try spool.lockQueue(name).handOff(start: start)
+    }
+
+    /// Hands the free slots of every queue with a waiting job on (a readdir per queue when
+    /// none is waiting). Only the spool's owner does (`Spool.isOwnedByCaller`).
+    public func handOffWaiting() {
+        guard spool.isOwnedByCaller else { return }
+        for name in spool.queuesWithWaitingJobs() { _ = try? handOff(queue: name) }
+    }
+
+    /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
+    /// session of its own (no terminal; stdin, stdout and stderr on /dev/null), so it
+    /// outlives the shell that ran `run` and costs no second program start. The fork comes
+    /// first and the child waits (`clawflow_fork_supervisor`) until its task names it
+    /// durably, so from then on a supervisor that dies leaves the task waiting again (before
+    /// its command started, `Spool.waitsAgain`) or `lost`. The child exits unreleased when
+    /// the task was taken, cancelled or ended meanwhile; it never returns from here.
+    func start(_ snap: FlowSnapshot) throws(SpoolError) {
         var release: Int32 = -1
+        let flowId = snap.flow.flowId
         let pid = clawflow_fork_supervisor(&release)
-        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flow.flowId) }
+        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
         guard pid > 0 else {
             let error = Errno(rawValue: errno)
-            throw SpoolError(.io, "Starting the supervisor of a new flow for \(sanitized(flow.ownerKey)) (fork): \(error.description); nothing was created.", errno: error)
+            throw SpoolError(.io, "Starting the supervisor of flow \(flowId) (fork): \(error.description); it waits for the next hand-off.", errno: error)
         }
-        var task = first
         // The child waits for its release, so it is there to be read.
         let identity = ProcessIdentity.of(pid) ?? ProcessIdentity(pid: pid, startTime: 0)
-        task.supervisorPid = Int64(identity.pid)
-        task.supervisorStartTime = identity.startTime
+        let taken: Bool
         do {
-            _ = try spool.create(flow: flow, tasks: [task], source: "runner")
+            taken = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
+                      var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
+                else { return false }
+                task.supervisorPid = Int64(identity.pid)
+                task.supervisorStartTime = identity.startTime
+                change.tasks[task.taskId] = task
+                return true
+            }.result
         } catch {
             close(release) // the child exits without running anything
             throw error
         }
-        if clawflow_release(release, 0) != 0 {
-            _ = try? spool.flow(flow.flowId) // it died before its release: a read records its task lost now
+        guard taken else {
+            close(release)
+            return
         }
+        if clawflow_release(release, 0) != 0 {
+            _ = try? spool.flow(flowId) // it died before its release: a read lets the job wait again
+        }
+    }
+
+    /// This process's environment, recorded with a command so that whoever starts it later
+    /// (a hand-off in another process, `retry`) runs it with the same.
+    static func currentEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") { out[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+            p += 1
+        }
+        return out
     }
 
     /// A queued `cli` task record for `argv`.
