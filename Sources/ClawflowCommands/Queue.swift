@@ -9,7 +9,7 @@ struct QueueCommand: ParsableCommand {
         commandName: "queue",
         abstract: "Set, list and show the queues jobs wait in for a slot.",
         discussion: """
-        Every job `clawflow run` starts waits in a queue (--queue, default: default) until one \
+        Every job `clawflow run` starts waits in a queue (--queue; without it, the one named default) until one \
         of the queue's slots is free; jobs start by priority (higher first), then in order of \
         arrival. A queue never set has no slot limit. A finishing job, a cancel or any later \
         clawflow command hands a freed slot on; no watcher is needed.
@@ -110,10 +110,11 @@ struct QueueShow: SpoolCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: ArgumentHelp("The queue's name.", valueName: "name"))
-    var name: String = Layout.defaultQueue
+    @Argument(help: ArgumentHelp("The queue's name; without it, the default queue.", valueName: "name"))
+    var queueName: String?
 
     func execute(_ out: Output) throws(SpoolError) {
+        let name = queueName ?? Layout.defaultQueue
         guard QueueName.isValid(name) else { throw Parse.usage("Invalid queue name \"\(sanitized(name))\"; it must match [a-z0-9_-]{1,32}.") }
         var settings = QueueSettings(name: name, slots: nil)
         var jobs = QueueJobs(running: [], waiting: [])

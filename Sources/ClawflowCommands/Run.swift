@@ -16,10 +16,10 @@ struct Run: SpoolCommand {
         running, then succeeded (exit 0), failed (exit code or signal) or timed_out (after \
         --timeout the whole process group is ended). No watcher is needed.
 
-        Every job waits in a queue (--queue, default: default) for a free slot: while the \
+        Every job waits in a queue (--queue; without it, the one named default) for a free slot: while the \
         queue's jobs hold all of its slots (clawflow queue set NAME --slots N) it is recorded \
         queued and starts, by --priority (higher first) then arrival, the moment a slot frees. \
-        The default queue has no slot limit until one is set.
+        A queue never given slots has no limit.
 
         With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
         after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
@@ -51,10 +51,10 @@ struct Run: SpoolCommand {
     @Option(name: .customLong("step"), help: ArgumentHelp("A step of a sequence, run as sh -c CMD (repeat in order).", valueName: "cmd"))
     var steps: [String] = []
 
-    @Option(help: ArgumentHelp("The queue the job waits in for a slot (default: default; see clawflow queue).", valueName: "name"))
+    @Option(help: ArgumentHelp("The queue the job waits in for a slot (see clawflow queue); without it, the default queue.", valueName: "name"))
     var queue: String?
 
-    @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999, default 0).", valueName: "n"))
+    @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999).", valueName: "n"))
     var priority: Int64 = 0
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "cmd"))

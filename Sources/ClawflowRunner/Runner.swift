@@ -82,6 +82,81 @@ public struct Runner: Sendable {
         return Started(flowId: flow.flowId, taskId: first.taskId, started: jobs.running.contains(flow.flowId))
     }
 
+    /// `retry`: runs an ended command job again (spool-layout.md, "Retry"): a new task with
+    /// the recorded argv, working directory, environment and time limit, linked to the same
+    /// flow (the old task and its log stay), the flow back to `queued` in its queue (its
+    /// cancel request cleared), an event `retry`; a sequence goes on from the step that did
+    /// not succeed. Refused for a flow still active, one that succeeded, and one with no
+    /// command task (its tasks are reported by other programs). May fork, as `run` does.
+    public func retry(flowId: String) throws(SpoolError) -> Started {
+        let current = try spool.flow(flowId)
+        let queueName = current.flow.queue ?? Layout.defaultQueue
+        let queue = try spool.lockQueue(queueName)
+        try queue.addWaiting(flowId: flowId, priority: current.flow.priority)
+        let taskId: String
+        do {
+            taskId = try spool.mutate(flow: flowId, source: "cli") { (change) throws(SpoolError) -> String in
+                try queueRetry(&change, queue: queueName)
+            }.result
+        } catch {
+            queue.removeWaiting(flowId: flowId, priority: current.flow.priority)
+            throw error
+        }
+        let jobs = try queue.handOff(start: start)
+        return Started(flowId: flowId, taskId: taskId, started: jobs.running.contains(flowId))
+    }
+
+    /// Within a write of the flow: checks it may be retried and adds the new task. Its id.
+    func queueRetry(_ change: inout FlowChange, queue: String) throws(SpoolError) -> String {
+        let flow = change.flow
+        let id = flow.flowId
+        guard flow.isTerminal else {
+            throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
+        }
+        let commands = change.orderedTasks.filter(\.isCommand)
+        guard let last = commands.last, let argv = last.command, !argv.isEmpty else {
+            throw SpoolError(.notManaged, "Flow \(id) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
+        }
+        guard flow.status != .succeeded else {
+            throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
+        }
+        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+        task.environment = last.environment
+        var next = flow
+        var from = last.taskId
+        if flow.controllerId == Rules.sequenceController, var steps = flow.steps {
+            // From the first step that did not succeed (the failed one, or one never started).
+            let index = steps.firstIndex { step in
+                guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
+                return done.status != .succeeded
+            } ?? steps.count - 1
+            guard var step = steps[index].objectValue, let command = step["command"]?.stringValue else {
+                throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
+            }
+            if let t = step["taskId"]?.stringValue { from = t }
+            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+            task.environment = last.environment
+            step["taskId"] = .string(task.taskId)
+            steps[index] = .object(step)
+            for later in steps.indices where later > index {
+                if var o = steps[later].objectValue { o["taskId"] = nil; steps[later] = .object(o) }
+            }
+            next.steps = steps
+            next.currentStep = step["name"]?.stringValue
+        }
+        next.status = .queued
+        next.endedAt = nil
+        next.blockedTaskId = nil
+        next.blockedSummary = nil
+        next.cancelRequestedAt = nil
+        next.isCancelRequestOnly = false
+        next.queue = queue
+        change.flow = next
+        change.tasks[task.taskId] = task
+        change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
+        return task.taskId
+    }
+
     /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
     /// finishing supervisor, after a cancel and by the next clawflow command, so that no
     /// watcher is needed. May fork: call it where no other thread is at work.
@@ -90,11 +165,11 @@ public struct Runner: Sendable {
         try spool.lockQueue(name).handOff(start: start)
     }
 
-    /// Hands the free slots of every queue with a waiting job on (a readdir per queue when
-    /// none is waiting). Only the spool's owner does (`Spool.isOwnedByCaller`).
+    /// Hands the free slots of every queue with a job in it on (a readdir or two per queue
+    /// when it is empty). Only the spool's owner does (`Spool.isOwnedByCaller`).
     public func handOffWaiting() {
         guard spool.isOwnedByCaller else { return }
-        for name in spool.queuesWithWaitingJobs() { _ = try? handOff(queue: name) }
+        for name in spool.queuesWithJobs() { _ = try? handOff(queue: name) }
     }
 
     /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a

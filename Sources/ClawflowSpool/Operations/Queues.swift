@@ -108,6 +108,21 @@ public final class LockedQueue {
         return created
     }
 
+    /// Adds a waiting entry for the existing flow `flowId` (durable when this returns), for
+    /// a job put back in the queue (`retry`); the caller removes it (`removeWaiting`) when
+    /// the flow's change fails. An entry of a flow that is terminal is dropped by the next
+    /// hand-off, so a crash between the two writes leaves nothing behind.
+    public func addWaiting(flowId: String, priority: Int64) throws(SpoolError) {
+        let tx = Transaction(nil)
+        try tx.create([], as: Layout.waitingEntry(flowId: flowId, priority: priority), in: waitingFD, at: self.path.appending(Layout.queueWaiting))
+        try tx.end()
+    }
+
+    /// Removes the waiting entry `addWaiting` made.
+    public func removeWaiting(flowId: String, priority: Int64) {
+        try? waitingFD.removeAt(Layout.waitingEntry(flowId: flowId, priority: priority))
+    }
+
     /// The slot hand-off ("start the next waiting jobs while slots are free"), bounded by the
     /// queue's entries: entries of flows that ended (or were never made) are removed, a job
     /// whose supervisor died before its command started waits again (`Spool.settled`), and
@@ -136,6 +151,9 @@ public final class LockedQueue {
             do { try waitingFD.renameAt(entry, to: runningFD, id) } catch {
                 throw SpoolError.io("Moving the job to", path.appending(Layout.queueRunning).appending(id), error)
             }
+            // Durable before the job starts, as every rename of the spool.
+            try DurableFile.sync(runningFD, path.appending(Layout.queueRunning))
+            try DurableFile.sync(waitingFD, path.appending(Layout.queueWaiting))
             running.append(id)
             if LockedQueue.needsStart(snap) { try start(snap) }
         }
@@ -213,12 +231,15 @@ extension Spool {
         return ((try? dir.entries()) ?? []).map(\.name).filter(QueueName.isValid).sorted()
     }
 
-    /// The names of the queues with a job waiting for a slot (a readdir each; no lock).
-    public func queuesWithWaitingJobs() -> [String] {
+    /// The names of the queues with a job in them, waiting or holding a slot (a readdir or
+    /// two per queue; no lock): a job holding a slot may need its supervisor started again.
+    public func queuesWithJobs() -> [String] {
         queueNames().filter { name in
-            guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.queues.rawValue + "/" + name + "/" + Layout.queueWaiting) else { return false }
-            defer { dir.closeQuietly() }
-            return ((try? dir.entries()) ?? []).contains { Layout.flowId(fromWaitingEntry: $0.name) != nil }
+            [Layout.queueWaiting, Layout.queueRunning].contains { sub in
+                guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.queues.rawValue + "/" + name + "/" + sub) else { return false }
+                defer { dir.closeQuietly() }
+                return ((try? dir.entries()) ?? []).contains { !$0.name.hasPrefix(".") }
+            }
         }
     }
 
