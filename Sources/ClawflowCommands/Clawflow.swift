@@ -26,7 +26,7 @@ public struct Clawflow: ParsableCommand {
         Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
         """,
         version: "0.1.0",
-        subcommands: [Flows.self, Tasks.self, Run.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self, IngestCommand.self, Watch.self, Init.self, Fsck.self]
+        subcommands: [Flows.self, Tasks.self, Run.self, Wait.self, Retry.self, QueueCommand.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self, IngestCommand.self, Watch.self, Init.self, Fsck.self]
     )
 
     /// Options accepted before the command name too.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 import Glibc
 import SystemPackage
@@ -49,8 +50,18 @@ extension SpoolCommand {
             try execute(out)
         } catch {
             out.fail(error)
+            handOffSlots()
             throw ExitCode(error.code == .usage ? 64 : 1)
         }
+        handOffSlots()
+    }
+
+    /// Hands on the slots of queues whose jobs wait (spool-layout.md, "Queues"): any command
+    /// does, after its own work, so a slot freed by a supervisor that died is used without a
+    /// watcher. Forks the supervisors it starts: this process's other threads are idle here.
+    func handOffSlots() {
+        guard let spool = try? Spool.openExisting(at: global.spoolPath) else { return }
+        Runner(spool: spool).handOffWaiting()
     }
 
     /// The spool for reading, or nil when it does not exist yet (an empty result).

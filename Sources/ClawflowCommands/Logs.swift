@@ -8,7 +8,7 @@ import SystemPackage
 struct Logs: SpoolCommand {
     static let configuration = CommandConfiguration(
         commandName: "logs",
-        abstract: "Print a command task's output (stdout and stderr); --follow until it ends.",
+        abstract: "Print a command task's output (stdout and stderr); --follow until it ends, exiting 0 when it succeeded, else 1.",
         discussion: """
         With --json the output is one object: flowId, logPath, output (the log as UTF-8, \
         invalid bytes replaced), status and taskId. With --follow --json it is JSON Lines: \
@@ -35,14 +35,18 @@ struct Logs: SpoolCommand {
     func run() throws {
         let out = Output(json: global.json)
         do {
-            try execute(out)
-        } catch {
+            // --follow exits with the task's outcome: 0 when it succeeded, else 1.
+            if let ended = try show(out), ended != .succeeded { throw ExitCode(1) }
+        } catch let error as SpoolError {
             if out.json, follow, out.hasEmitted { out.warn(sanitized(error.message)) } else { out.fail(error) }
             throw ExitCode(error.code == .usage ? 64 : 1)
         }
     }
 
-    func execute(_ out: Output) throws(SpoolError) {
+    func execute(_ out: Output) throws(SpoolError) { _ = try show(out) }
+
+    /// Prints the output; with --follow returns the task's final status.
+    func show(_ out: Output) throws(SpoolError) -> TaskStatus? {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
         let record = try spool.task(flowId: flowId, taskId: taskId)
@@ -66,7 +70,7 @@ struct Logs: SpoolCommand {
             var document = summary(status)
             document["output"] = .string(String(decoding: bytes, as: UTF8.self))
             out.emit(.object(JSONObject(document)))
-            return
+            return nil
         }
 
         // Text: the bytes as they are. JSON Lines: one {"output"} line per piece read; a UTF-8
@@ -87,7 +91,7 @@ struct Logs: SpoolCommand {
         var status = record.status
         while true {
             offset = try readNewOutput(path, from: offset, sink)
-            guard follow else { return }
+            guard follow else { return nil }
             let now = try settledStatus()
             if let now { status = now }
             guard let now, now.isActive else {
@@ -96,7 +100,7 @@ struct Logs: SpoolCommand {
                     if !pending.isEmpty { out.emitLine(.object(["output": .string(String(decoding: pending, as: UTF8.self))])) }
                     out.emitLine(.object(JSONObject(summary(status))))
                 }
-                return
+                return status
             }
             usleep(100_000)
         }

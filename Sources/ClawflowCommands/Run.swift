@@ -16,6 +16,11 @@ struct Run: SpoolCommand {
         running, then succeeded (exit 0), failed (exit code or signal) or timed_out (after \
         --timeout the whole process group is ended). No watcher is needed.
 
+        Every job waits in a queue (--queue; without it, the one named default) for a free slot: while the \
+        queue's jobs hold all of its slots (clawflow queue set NAME --slots N) it is recorded \
+        queued and starts, by --priority (higher first) then arrival, the moment a slot frees. \
+        A queue never given slots has no limit.
+
         With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
         after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
         no later step starts.
@@ -25,6 +30,7 @@ struct Run: SpoolCommand {
           clawflow run --owner nightly --goal "build and ship" \\
               --step "make" --step "make install"
           clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
+          clawflow run --owner batch --queue gpu --priority 5 -- ./train.sh
         """
     )
 
@@ -45,6 +51,12 @@ struct Run: SpoolCommand {
     @Option(name: .customLong("step"), help: ArgumentHelp("A step of a sequence, run as sh -c CMD (repeat in order).", valueName: "cmd"))
     var steps: [String] = []
 
+    @Option(help: ArgumentHelp("The queue the job waits in for a slot (see clawflow queue); without it, the default queue.", valueName: "name"))
+    var queue: String?
+
+    @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999).", valueName: "n"))
+    var priority: Int64 = 0
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "cmd"))
     var command: [String] = []
 
@@ -57,16 +69,20 @@ struct Run: SpoolCommand {
             guard timeoutSeconds! > 0 else { throw Parse.usage("--timeout must be longer than 0 s.") }
         }
         let directory = try workingDirectory()
+        let queueName = queue ?? Layout.defaultQueue
+        guard QueueName.isValid(queueName) else { throw Parse.usage("Invalid queue name \"\(sanitized(queueName))\"; it must match [a-z0-9_-]{1,32}.") }
+        guard Layout.priorityRange.contains(priority) else { throw Parse.usage("--priority must be between \(Layout.priorityRange.lowerBound) and \(Layout.priorityRange.upperBound).") }
+        let placement = Runner.Placement(queue: queueName, priority: priority)
         let started: Runner.Started
         do {
             if !steps.isEmpty {
                 guard command.isEmpty else { throw Parse.usage("Give either --step commands or one command after --, not both.") }
                 guard let goalText else { throw Parse.usage("A sequence needs --goal.") }
                 for step in steps where step.trimmingWhitespace().isEmpty { throw Parse.usage("A --step command may not be empty.") }
-                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, cwd: directory)
+                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, cwd: directory, placement: placement)
             } else {
                 guard !command.isEmpty else { throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.") }
-                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, cwd: directory, command: command)
+                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, cwd: directory, command: command, placement: placement)
             }
         } catch let error as SpoolError {
             throw error

@@ -28,12 +28,14 @@ struct TasksShow: SpoolCommand {
         let order = ["parentFlowId", "ownerKey", "runtime", "label", "task", "runId", "childSessionKey", "notifyPolicy",
                      "progressSummary", "terminalSummary", "terminalOutcome", "error", "exitCode", "createdAt", "startedAt",
                      "lastEventAt", "endedAt", "cancelRequestedAt"]
-        let known = Set(order + ["taskId", "status", "schema"])
-        let rows = (order + record.fields.keys.filter { !known.contains($0) }.sorted()).compactMap { key -> (String, String)? in
+        let known = Set(order + ["taskId", "status", "schema", "environment"])
+        let rows0 = (order + record.fields.keys.filter { !known.contains($0) }.sorted()).compactMap { key -> (String, String)? in
             guard let value = record.fields[key], !value.isNull else { return nil }
             return (sanitized(key) + ":", sanitized(value.stringValue ?? value.compact()))
         }
         // The values start in one column: that of flows show, or two spaces after a longer key.
+        var rows = rows0
+        if let env = record.environment { rows.append(("environment:", "\(env.count) variables (--json shows them)")) }
         let width = max(18, (rows.map(\.0.count).max() ?? 0) + 2)
         for (key, text) in rows { out.print("  " + key.padding(width) + text) }
     }

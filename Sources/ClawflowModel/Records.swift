@@ -84,6 +84,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case logPath
     /// The flow's revision at the task's last write.
     case flowRevision
+    /// The environment a command runs with (recorded by `run`, used again by `retry`).
+    case environment
     // Flows.
     /// The flow's id.
     case flowId
@@ -111,11 +113,15 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case updatedAt
     /// A sequence's steps.
     case steps
+    /// The queue a command flow waits in for a slot.
+    case queue
+    /// Its place in the queue: higher starts first.
+    case priority
 }
 
 /// The type a known record field must have.
 enum FieldKind: Sendable {
-    case string, nonEmptyString, id, timestamp, integer, bool, stringArray, any, steps
+    case string, nonEmptyString, id, timestamp, integer, bool, stringArray, stringMap, any, steps
     case oneOf([String])
 
     func check(_ value: JSON, _ name: String) throws(RecordError) {
@@ -138,6 +144,8 @@ enum FieldKind: Sendable {
         case .bool: guard value.boolValue != nil else { throw bad("true or false") }
         case .stringArray:
             guard let a = value.arrayValue, a.allSatisfy({ $0.stringValue != nil }) else { throw bad("an array of strings") }
+        case .stringMap:
+            guard let o = value.objectValue, o.values.allSatisfy({ $0.stringValue != nil }) else { throw bad("an object of strings") }
         case .oneOf(let names):
             guard let s = value.stringValue else { throw bad("a string") }
             if !names.contains(s) {
@@ -261,7 +269,7 @@ public struct TaskRecord: Record {
         .cancelRequestedAt: .timestamp,
         .command: .stringArray, .cwd: .string, .timeoutSeconds: .integer, .pid: .integer, .pgid: .integer,
         .procStartTime: .integer, .supervisorPid: .integer, .supervisorStartTime: .integer, .logPath: .string,
-        .flowRevision: .integer,
+        .flowRevision: .integer, .environment: .stringMap,
     ])
     static let required: [RecordKey] = [.taskId, .parentFlowId, .ownerKey, .runtime, .status, .createdAt]
 
@@ -348,6 +356,11 @@ public struct TaskRecord: Record {
     public var logPath: String? { get { string(.logPath) } set { setString(.logPath, newValue) } }
     /// The flow's revision when the task was last written.
     public var flowRevision: Int64? { get { integer(.flowRevision) } set { setInteger(.flowRevision, newValue) } }
+    /// The environment a command task runs with (`NAME`: value), when it was recorded.
+    public var environment: [String: String]? {
+        get { self[.environment]?.objectValue.map { o in Dictionary(uniqueKeysWithValues: zip(o.keys, o.values.map { $0.stringValue ?? "" })) } }
+        set { self[.environment] = newValue.map { .object(JSONObject($0.mapValues(JSON.string))) } }
+    }
     /// Whether the run ended blocked (only meaningful when it succeeded).
     public var isBlockedOutcome: Bool { terminalOutcome == "blocked" }
     /// Whether clawflow runs this task as a command.
@@ -376,7 +389,7 @@ public struct FlowRecord: Record {
         .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .goal: .string, .currentStep: .string,
         .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
         .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
-        .endedAt: .timestamp, .steps: .steps,
+        .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 
@@ -435,6 +448,10 @@ public struct FlowRecord: Record {
     public var waitJson: JSON { get { self[.waitJson] ?? .null } set { self[.waitJson] = newValue } }
     /// A sequence's steps (`name`, `command`, and the `taskId` of a step that was started).
     public var steps: [JSON]? { get { self[.steps]?.arrayValue } set { self[.steps] = newValue.map(JSON.array) } }
+    /// The queue a command flow waits in for a slot (`clawflow run --queue`).
+    public var queue: String? { get { string(.queue) } set { setString(.queue, newValue) } }
+    /// Its priority in the queue (higher starts first; 0 when absent).
+    public var priority: Int64 { get { integer(.priority) ?? 0 } set { setInteger(.priority, newValue == 0 ? nil : newValue) } }
     /// When the manifest was last written.
     public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the

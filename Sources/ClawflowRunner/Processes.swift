@@ -23,14 +23,15 @@ struct HeldCommand: ~Copyable {
     private let release: Int32
 
     /// Forks `argv` (looked up in PATH) with stdout and stderr to `output` (nil: /dev/null),
-    /// in `cwd`, in a process group of its own, held before its exec. Its environment is this
-    /// process's, with `setting` replacing the variables of those names.
-    init(_ argv: [String], output: FileDescriptor?, cwd: String?, setting: [String: String] = [:]) throws(Errno) {
+    /// in `cwd`, in a process group of its own, held before its exec. Its environment is
+    /// `environment` (nil: this process's), with `setting` replacing the variables of those names.
+    init(_ argv: [String], output: FileDescriptor?, cwd: String?, environment: [String: String]? = nil, setting: [String: String] = [:]) throws(Errno) {
         var pid: pid_t = 0
         var release: Int32 = -1
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
-        let cEnv = HeldCommand.environment(setting).map { strdup($0) } + [nil]
+        let entries = environment.map { env in env.merging(setting) { _, set in set }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } } ?? HeldCommand.environment(setting)
+        let cEnv = entries.map { strdup($0) } + [nil]
         defer { for p in cEnv { free(p) } }
         let rc: Int32 = cArgs.withUnsafeBufferPointer { args in
             cEnv.withUnsafeBufferPointer { env in

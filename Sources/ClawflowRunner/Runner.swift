@@ -14,34 +14,51 @@ public struct Runner: Sendable {
     /// A runner for `spool`.
     public init(spool: Spool) { self.spool = spool }
 
-    /// What `run` started: the flow and its first task.
+    /// What `run` made: the flow and its first task.
     public struct Started: Sendable {
         /// The new flow.
         public var flowId: String
         /// The task now queued to run (a sequence's first step).
         public var taskId: String
+        /// Whether its supervisor started at once (else it waits for a slot of its queue).
+        public var started: Bool
+    }
+
+    /// Where and how a new job waits for its turn.
+    public struct Placement: Sendable {
+        /// The queue (`Layout.defaultQueue` unless named).
+        public var queue: String
+        /// Higher starts first; 0 by default.
+        public var priority: Int64
+        /// A placement in `queue` with `priority`.
+        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0) {
+            self.queue = queue
+            self.priority = priority
+        }
     }
 
     // MARK: - Starting
 
-    /// `run -- CMD`: a mirrored flow with one `cli` task, started detached. Forks this
-    /// process for the supervisor (`createSupervised`): call it where no other thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String]) throws(SpoolError) -> Started {
+    /// `run -- CMD`: a mirrored flow with one `cli` task, put in its queue and started at
+    /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
+    /// thread is at work.
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        let task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        task.environment = Runner.currentEnvironment()
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
-        try createSupervised(flow, first: task)
-        return Started(flowId: flowId, taskId: task.taskId)
+        return try enqueue(flow, first: task, placement: placement)
     }
 
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
-    /// Forks this process for the supervisor, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String) throws(SpoolError) -> Started {
+    /// The whole sequence holds one slot of its queue. May fork, as `run` does.
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        let first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        first.environment = Runner.currentEnvironment()
         var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
         flow[.steps] = .array(steps.enumerated().map { index, command in
             var step: [String: JSON] = ["name": .string("step \(index + 1)"), "command": .string(command)]
@@ -49,41 +66,165 @@ public struct Runner: Sendable {
             return .object(JSONObject(step))
         })
         flow.currentStep = "step 1"
-        try createSupervised(flow, first: first)
-        return Started(flowId: flowId, taskId: first.taskId)
+        return try enqueue(flow, first: first, placement: placement)
     }
 
-    /// Creates `flow` with its first task and starts the flow's supervisor: a forked copy of
-    /// this process in a session of its own (no terminal; stdin, stdout and stderr on
-    /// /dev/null), so it outlives the shell that ran `run` and costs no second program start.
-    /// The fork comes first and the child waits (`clawflow_fork_supervisor`): the task is
-    /// created naming its supervisor, so from its first record on, a supervisor that dies
-    /// leaves it `lost`, never queued for ever. The child is let go once the flow is
-    /// durable, and exits unreleased when the creation fails; it never returns from here
-    /// (it opens the spool afresh, supervises, and exits). Call this only from a process
-    /// whose other threads are idle (the command line: `run` forks before it prints).
-    func createSupervised(_ flow: FlowRecord, first: TaskRecord) throws(SpoolError) {
+    /// Under the queue's lock: creates `flow` (queued, in `placement`'s queue) with its first
+    /// task and its waiting entry, durable together, then hands the queue's free slots on
+    /// (`handOff`), which starts it when its turn has come.
+    func enqueue(_ draft: FlowRecord, first: TaskRecord, placement: Placement) throws(SpoolError) -> Started {
+        var flow = draft
+        flow.queue = placement.queue
+        flow.priority = placement.priority
+        let queue = try spool.lockQueue(placement.queue)
+        _ = try queue.enqueue(flow, tasks: [first], source: "runner")
+        let jobs = try queue.handOff(start: start)
+        return Started(flowId: flow.flowId, taskId: first.taskId, started: jobs.running.contains(flow.flowId))
+    }
+
+    /// `retry`: runs an ended command job again (spool-layout.md, "Retry"): a new task with
+    /// the recorded argv, working directory, environment and time limit, linked to the same
+    /// flow (the old task and its log stay), the flow back to `queued` in its queue (its
+    /// cancel request cleared), an event `retry`; a sequence goes on from the step that did
+    /// not succeed. Refused for a flow still active, one that succeeded, and one with no
+    /// command task (its tasks are reported by other programs). May fork, as `run` does.
+    public func retry(flowId: String) throws(SpoolError) -> Started {
+        let current = try spool.flow(flowId)
+        let queueName = current.flow.queue ?? Layout.defaultQueue
+        let queue = try spool.lockQueue(queueName)
+        try queue.addWaiting(flowId: flowId, priority: current.flow.priority)
+        let taskId: String
+        do {
+            taskId = try spool.mutate(flow: flowId, source: "cli") { (change) throws(SpoolError) -> String in
+                try queueRetry(&change, queue: queueName)
+            }.result
+        } catch {
+            queue.removeWaiting(flowId: flowId, priority: current.flow.priority)
+            throw error
+        }
+        let jobs = try queue.handOff(start: start)
+        return Started(flowId: flowId, taskId: taskId, started: jobs.running.contains(flowId))
+    }
+
+    /// Within a write of the flow: checks it may be retried and adds the new task. Its id.
+    func queueRetry(_ change: inout FlowChange, queue: String) throws(SpoolError) -> String {
+        let flow = change.flow
+        let id = flow.flowId
+        guard flow.isTerminal else {
+            throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
+        }
+        let commands = change.orderedTasks.filter(\.isCommand)
+        guard let last = commands.last, let argv = last.command, !argv.isEmpty else {
+            throw SpoolError(.notManaged, "Flow \(id) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
+        }
+        guard flow.status != .succeeded else {
+            throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
+        }
+        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+        task.environment = last.environment
+        var next = flow
+        var from = last.taskId
+        if flow.controllerId == Rules.sequenceController, var steps = flow.steps {
+            // From the first step that did not succeed (the failed one, or one never started).
+            let index = steps.firstIndex { step in
+                guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
+                return done.status != .succeeded
+            } ?? steps.count - 1
+            guard var step = steps[index].objectValue, let command = step["command"]?.stringValue else {
+                throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
+            }
+            if let t = step["taskId"]?.stringValue { from = t }
+            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+            task.environment = last.environment
+            step["taskId"] = .string(task.taskId)
+            steps[index] = .object(step)
+            for later in steps.indices where later > index {
+                if var o = steps[later].objectValue { o["taskId"] = nil; steps[later] = .object(o) }
+            }
+            next.steps = steps
+            next.currentStep = step["name"]?.stringValue
+        }
+        next.status = .queued
+        next.endedAt = nil
+        next.blockedTaskId = nil
+        next.blockedSummary = nil
+        next.cancelRequestedAt = nil
+        next.isCancelRequestOnly = false
+        next.queue = queue
+        change.flow = next
+        change.tasks[task.taskId] = task
+        change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
+        return task.taskId
+    }
+
+    /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
+    /// finishing supervisor, after a cancel and by the next clawflow command, so that no
+    /// watcher is needed. May fork: call it where no other thread is at work.
+    @discardableResult
+    public func handOff(queue name: String) throws(SpoolError) -> QueueJobs {
+        try spool.lockQueue(name).handOff(start: start)
+    }
+
+    /// Hands the free slots of every queue with a job in it on (a readdir or two per queue
+    /// when it is empty). Only the spool's owner does (`Spool.isOwnedByCaller`).
+    public func handOffWaiting() {
+        guard spool.isOwnedByCaller else { return }
+        for name in spool.queuesWithJobs() { _ = try? handOff(queue: name) }
+    }
+
+    /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
+    /// session of its own (no terminal; stdin, stdout and stderr on /dev/null), so it
+    /// outlives the shell that ran `run` and costs no second program start. The fork comes
+    /// first and the child waits (`clawflow_fork_supervisor`) until its task names it
+    /// durably, so from then on a supervisor that dies leaves the task waiting again (before
+    /// its command started, `Spool.waitsAgain`) or `lost`. The child exits unreleased when
+    /// the task was taken, cancelled or ended meanwhile; it never returns from here.
+    func start(_ snap: FlowSnapshot) throws(SpoolError) {
         var release: Int32 = -1
+        let flowId = snap.flow.flowId
         let pid = clawflow_fork_supervisor(&release)
-        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flow.flowId) }
+        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
         guard pid > 0 else {
             let error = Errno(rawValue: errno)
-            throw SpoolError(.io, "Starting the supervisor of a new flow for \(sanitized(flow.ownerKey)) (fork): \(error.description); nothing was created.", errno: error)
+            throw SpoolError(.io, "Starting the supervisor of flow \(flowId) (fork): \(error.description); it waits for the next hand-off.", errno: error)
         }
-        var task = first
         // The child waits for its release, so it is there to be read.
         let identity = ProcessIdentity.of(pid) ?? ProcessIdentity(pid: pid, startTime: 0)
-        task.supervisorPid = Int64(identity.pid)
-        task.supervisorStartTime = identity.startTime
+        let taken: Bool
         do {
-            _ = try spool.create(flow: flow, tasks: [task], source: "runner")
+            taken = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
+                      var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
+                else { return false }
+                task.supervisorPid = Int64(identity.pid)
+                task.supervisorStartTime = identity.startTime
+                change.tasks[task.taskId] = task
+                return true
+            }.result
         } catch {
             close(release) // the child exits without running anything
             throw error
         }
-        if clawflow_release(release, 0) != 0 {
-            _ = try? spool.flow(flow.flowId) // it died before its release: a read records its task lost now
+        guard taken else {
+            close(release)
+            return
         }
+        if clawflow_release(release, 0) != 0 {
+            _ = try? spool.flow(flowId) // it died before its release: a read lets the job wait again
+        }
+    }
+
+    /// This process's environment, recorded with a command so that whoever starts it later
+    /// (a hand-off in another process, `retry`) runs it with the same.
+    static func currentEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let text = String(cString: entry)
+            if let eq = text.firstIndex(of: "=") { out[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+            p += 1
+        }
+        return out
     }
 
     /// A queued `cli` task record for `argv`.

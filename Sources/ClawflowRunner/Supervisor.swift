@@ -32,6 +32,8 @@ public struct Supervisor: Sendable {
         var code: Int32 = 1
         if let spool = try? Spool.openExisting(at: spoolRoot) {
             do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
+            // Its slot is free now: the next waiting job of its queue starts (no watcher needed).
+            if let queue = (try? spool.flow(flowId))?.flow.queue { _ = try? Runner(spool: spool).handOff(queue: queue) }
         }
         _exit(code)
     }
@@ -82,6 +84,7 @@ public struct Supervisor: Sendable {
         let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
         var task = Runner(spool: spool).commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
                                                     cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds, at: change.now)
+        task.environment = previous?.environment
         task.supervisorPid = Int64(me.pid)
         task.supervisorStartTime = me.startTime
         change.tasks[task.taskId] = task
@@ -119,8 +122,10 @@ public struct Supervisor: Sendable {
         // The job knows itself (nq's NQJOBID): it can report with clawflow tasks set "$CLAWFLOW_TASK_ID".
         var here = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let root = spool.root.isAbsolute ? spool.root : FilePath(getcwd(&here, here.count).map { String(cString: $0) } ?? "/").pushing(spool.root)
+        // The program is looked up in the PATH it was run with, whoever started its supervisor.
+        if let path = task.environment?["PATH"] { setenv("PATH", path, 1) }
         let ids = ["CLAWFLOW_FLOW_ID": flowId, "CLAWFLOW_TASK_ID": taskId, "CLAWFLOW_SPOOL": root.string]
-        do { held = try HeldCommand(argv, output: log, cwd: task.cwd, setting: ids) } catch {
+        do { held = try HeldCommand(argv, output: log, cwd: task.cwd, environment: task.environment, setting: ids) } catch {
             try recordNotStarted(taskId, argv: argv, error: error, log: log)
             return
         }

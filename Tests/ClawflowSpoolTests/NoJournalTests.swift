@@ -85,7 +85,10 @@ struct NoJournalTests {
         #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
         let lines = try Self.traced(spool, ["run", "--owner", "l", "--", "true"], calls: "fsync,renameat")
         let logFlush = try #require(lines.firstIndex { $0.contains("fsync(") && $0.contains(".log>") }, "\(lines)")
-        let taskRenames = lines.indices.filter { lines[$0].contains("renameat(") && lines[$0].contains("/tasks>") }
+        // The supervisor's renames of the task file: running, then succeeded (`run` itself
+        // renames it once before, naming the supervisor it hands the queue's slot to).
+        let supervisor = lines.first { $0.contains(".log>") }?.split(separator: " ").first.map(String.init) ?? "-"
+        let taskRenames = lines.indices.filter { lines[$0].hasPrefix(supervisor + " ") && lines[$0].contains("renameat(") && lines[$0].contains("/tasks>") }
         #expect(taskRenames.count == 2 && logFlush < taskRenames[0], "\(lines)")  // running, then succeeded
     }
 

@@ -67,6 +67,12 @@ extension Spool {
             let (lost, after) = try mutate(flow: snap.flow.flowId, source: "runner") { (change) throws(SpoolError) -> [TaskRecord] in
                 var lost: [TaskRecord] = []
                 for var task in change.tasks.values where Spool.supervisorIsGone(task) {
+                    if Spool.waitsAgain(task, of: change.flow) {
+                        task.supervisorPid = nil
+                        task.supervisorStartTime = nil
+                        change.tasks[task.taskId] = task
+                        continue
+                    }
                     let pid = task.supervisorPid ?? 0
                     _ = Rules.apply(TaskUpdate(status: .lost, fields: [RecordKey.error.rawValue: .string("its supervisor (pid \(pid)) is gone")]), to: &task, at: change.now)
                     change.tasks[task.taskId] = task
@@ -79,6 +85,14 @@ extension Spool {
         } catch {
             return snap
         }
+    }
+
+    /// Whether a task whose supervisor is gone waits for a slot again instead of being lost:
+    /// the first command of a queued job that its supervisor never started (no `pid`; its
+    /// command runs only after `running` is durable), so a kill -9 or a reboot between the
+    /// hand-off and the start neither leaks the slot nor loses the job (spool-layout.md, "Queues").
+    static func waitsAgain(_ task: TaskRecord, of flow: FlowRecord) -> Bool {
+        task.status == .queued && task.pid == nil && flow.status == .queued && flow.queue != nil
     }
 
     /// The task `taskId` of a snapshot, or the error for its unreadable file, or not found.

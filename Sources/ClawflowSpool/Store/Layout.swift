@@ -34,6 +34,8 @@ public enum SpoolDirectory: String, Sendable, CaseIterable {
     case run
     /// `cancel/`: the cancel markers of external tasks.
     case cancel
+    /// `queues/`: a directory per queue, its slots and its jobs.
+    case queues
 
     /// Its path below the spool at `root`.
     public func path(in root: FilePath) -> FilePath { root.appending(rawValue) }
@@ -100,6 +102,30 @@ public enum Layout {
         guard path.lastComponent?.string == tasks, path.removingLastComponent().removingLastComponent() == flows,
               let flowId = path.removingLastComponent().lastComponent?.string, Identifier.isValid(flowId) else { return nil }
         return .tasks(flowId: flowId)
+    }
+
+    /// A queue's settings file in `queues/<name>/`.
+    public static let queueSettings = "queue.json"
+    /// The directory of a queue's jobs waiting for a slot, in start order by name.
+    public static let queueWaiting = "waiting"
+    /// The directory of a queue's jobs holding a slot, one entry per flow id.
+    public static let queueRunning = "running"
+    /// The queue a `run` without `--queue` goes to.
+    public static let defaultQueue = "default"
+    /// Priorities a job may have (higher starts first).
+    public static let priorityRange: ClosedRange<Int64> = -9999...9999
+    /// The name of a waiting job's entry: its start order (priority, highest first, then the
+    /// flow id, which orders by arrival), `<10000 - priority, five digits>.<flowId>`.
+    public static func waitingEntry(flowId: String, priority: Int64) -> String {
+        let rank = String(10000 - priority)
+        return String(repeating: "0", count: max(0, 5 - rank.count)) + rank + "." + flowId
+    }
+    /// The flow id of a waiting entry's name, or nil when the name is not one.
+    public static func flowId(fromWaitingEntry name: String) -> String? {
+        let parts = name.split(separator: ".")
+        guard parts.count == 2, parts[0].count == 5, parts[0].allSatisfy(\.isNumber) else { return nil }
+        let id = String(parts[1])
+        return Identifier.isValid(id) ? id : nil
     }
 
     /// The text of a link to a flow from `owners/`.

@@ -1,0 +1,181 @@
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+@Suite("Queues: slots, order, hand-off without a watcher", .serialized)
+struct QueueCommandTests {
+    /// `run` output: "<flowId> <taskId>"; returns the flow id.
+    @discardableResult
+    func run(_ tmp: TemporarySpool, _ args: [String]) -> String {
+        let r = tmp.run(["run"] + args)
+        #expect(r.status == 0, "run \(args): \(r.stderr)")
+        return String(r.stdout.split(separator: " ").first ?? "")
+    }
+
+    /// A command that waits until the file `gate` exists, then appends `name` to `out`.
+    func gated(_ gate: String, _ out: String, _ name: String) -> [String] {
+        ["--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.02; done; echo \(name) >> \(out)"]
+    }
+
+    func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func waitAllEnded(_ tmp: TemporarySpool, _ flows: [String], seconds: Double = 30) {
+        for flow in flows { waitForFlow(tmp, flow, seconds: seconds, until: isEnded) }
+    }
+
+    @Test("a queue with 2 slots never runs more than 2 of its jobs at once, and runs them all")
+    func slotsBoundConcurrency() throws {
+        let tmp = TemporarySpool()
+        let dir = tmp.parent + "/live"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        #expect(tmp.run(["queue", "set", "two", "--slots", "2"]).status == 0)
+        let script = "touch \(dir)/$CLAWFLOW_FLOW_ID; ls \(dir) | wc -l >> \(tmp.parent)/counts; sleep 0.2; rm \(dir)/$CLAWFLOW_FLOW_ID"
+        let flows = (0..<6).map { run(tmp, ["--owner", "j\($0)", "--queue", "two", "--", "sh", "-c", script]) }
+        let shown = tmp.json(["queue", "show", "two"])
+        #expect((shown["running"] as? Int ?? 0) <= 2)
+        waitAllEnded(tmp, flows)
+        let counts = lines(tmp.parent + "/counts").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        #expect(counts.count == 6)
+        #expect(counts.allSatisfy { $0 <= 2 }, "more than 2 ran at once: \(counts)")
+        for flow in flows { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
+        #expect(tmp.json(["queue", "show", "two"])["queued"] as? Int == 0)
+    }
+
+    @Test("waiting jobs start by priority, then in order of arrival, also from 8 concurrent run callers")
+    func priorityThenArrival() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate", out = tmp.parent + "/order"
+        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let blocker = run(tmp, ["--owner", "blocker", "--queue", "one"] + gated(gate, out, "blocker"))
+        let made = Mutex<[(flow: String, priority: Int, name: String)]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            let priority = i % 2 == 0 ? 0 : 5
+            let name = "job\(i)"
+            let r = tmp.run(["run", "--owner", name, "--queue", "one", "--priority", String(priority), "--", "sh", "-c", "echo \(name) >> \(out)"])
+            let flow = String(r.stdout.split(separator: " ").first ?? "")
+            made.withLock { $0.append((flow, priority, name)) }
+        }
+        let jobs = made.withLock { $0 }
+        let queued = tmp.json(["queue", "show", "one"])
+        #expect(queued["queued"] as? Int == 8, "\(queued)")
+        let expected = jobs.sorted { ($0.priority, $1.flow) > ($1.priority, $0.flow) }.map(\.name)
+        let listed = (queued["queuedJobs"] as? [[String: Any]] ?? []).map { $0["ownerKey"] as? String ?? "" }
+        #expect(listed == expected, "queue show lists the start order")
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        waitAllEnded(tmp, [blocker] + jobs.map(\.flow))
+        #expect(lines(out) == ["blocker"] + expected)
+    }
+
+    @Test("a sequence holds one slot for all its steps; raising the slots starts waiting jobs at once")
+    func sequenceOneSlotAndResize() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/order", gate = tmp.parent + "/gate"
+        #expect(tmp.run(["queue", "set", "s", "--slots", "1"]).status == 0)
+        let sequence = run(tmp, ["--owner", "seq", "--queue", "s", "--goal", "two steps",
+                                 "--step", "echo step1 >> \(out); sleep 0.2", "--step", "echo step2 >> \(out)"])
+        let single = run(tmp, ["--owner", "single", "--queue", "s", "--", "sh", "-c", "echo single >> \(out)"])
+        waitAllEnded(tmp, [sequence, single])
+        #expect(lines(out) == ["step1", "step2", "single"])
+
+        let held = (0..<3).map { run(tmp, ["--owner", "h\($0)", "--queue", "s"] + gated(gate, out, "h\($0)")) }
+        #expect(tmp.json(["queue", "show", "s"])["running"] as? Int == 1)
+        let set = tmp.run(["queue", "set", "s", "--slots", "3"])
+        #expect(set.status == 0 && set.stdout == "Queue s: 3 slots, 3 running, 0 queued.\n", "\(set.stdout)")
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        waitAllEnded(tmp, held)
+    }
+
+    @Test("cancelling a queued job ends it cancelled without running it; cancelling a running one hands its slot on")
+    func cancelHandsOn() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/order", gate = tmp.parent + "/gate"
+        #expect(tmp.run(["queue", "set", "c", "--slots", "1"]).status == 0)
+        let first = run(tmp, ["--owner", "first", "--queue", "c"] + gated(gate, out, "first"))
+        let second = run(tmp, ["--owner", "second", "--queue", "c", "--", "sh", "-c", "echo second >> \(out)"])
+        let third = run(tmp, ["--owner", "third", "--queue", "c", "--", "sh", "-c", "echo third >> \(out)"])
+        #expect(tmp.manifest(second)["status"] as? String == "queued")
+        #expect(tmp.run(["flows", "cancel", second]).status == 0)
+        #expect(tmp.manifest(second)["status"] as? String == "cancelled")
+        waitForFlow(tmp, first, until: { $0["status"] as? String == "running" })
+        #expect(tmp.run(["flows", "cancel", first]).status == 0)
+        waitAllEnded(tmp, [first, third])
+        #expect(lines(out) == ["third"])
+        #expect(tmp.manifest(third)["status"] as? String == "succeeded")
+    }
+
+    @Test("supervisors killed with SIGKILL at random moments leak no slot: every queued job still runs exactly once")
+    func killNineLeaksNoSlot() throws {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/ran"
+        #expect(tmp.run(["queue", "set", "k", "--slots", "2"]).status == 0)
+        let flows = (0..<12).map { i in
+            run(tmp, ["--owner", "k\(i)", "--queue", "k", "--", "sh", "-c", "echo $CLAWFLOW_FLOW_ID >> \(out); sleep 0.1"])
+        }
+        var killed = 0
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<40 where killed < 4 {
+            usleep(UInt32.random(in: 0...80_000, using: &generator))
+            let supervisors = activeSupervisors(tmp)
+            if let victim = supervisors.randomElement(using: &generator) {
+                kill(victim, SIGKILL)
+                killed += 1
+            }
+            tmp.run(["queue", "show", "k"])  // the next clawflow command hands the slot on
+        }
+        // Any clawflow command hands freed slots on: poll with one until every job has ended.
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let listed = tmp.json(["flows", "list", "--json"])
+            let active = (listed["flows"] as? [[String: Any]] ?? []).filter { $0["endedAt"] == nil }
+            if active.isEmpty { break }
+            usleep(50_000)
+        }
+        #expect(killed > 0, "no supervisor was caught running")
+        let ran = lines(out)
+        for flow in flows {
+            let status = tmp.manifest(flow)["status"] as? String
+            let times = ran.filter { $0 == flow }.count
+            #expect(status == "succeeded" || status == "lost", "\(flow) ended \(status ?? "-")")
+            #expect(times <= 1, "\(flow) ran \(times) times")
+            if status == "succeeded" { #expect(times == 1, "\(flow) succeeded without running") }
+            if status == "lost" {
+                // Only a job whose command had started can be lost (its supervisor died with it).
+                let task = (tmp.json(["flows", "show", flow])["tasks"] as? [[String: Any]])?.first
+                #expect(task?["pid"] != nil, "a job lost before its command started: \(task ?? [:])")
+            }
+        }
+        #expect(tmp.json(["queue", "show", "k"])["queued"] as? Int == 0)
+        #expect(tmp.json(["queue", "show", "k"])["running"] as? Int == 0)
+    }
+
+    /// The supervisor pids active command tasks of the spool name, read from the task files,
+    /// that are still supervisors (by their process name).
+    func activeSupervisors(_ tmp: TemporarySpool) -> [Int32] {
+        let flowsDir = tmp.file("flows")
+        var pids: [Int32] = []
+        for flow in (try? FileManager.default.contentsOfDirectory(atPath: flowsDir)) ?? [] {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(flowsDir)/\(flow)/tasks")) ?? [] where file.hasSuffix(".json") {
+                let task = tmp.record("flows/\(flow)/tasks/\(file)")
+                guard ["queued", "running"].contains(task["status"] as? String ?? ""), let pid = task["supervisorPid"] as? Int else { continue }
+                let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? ""
+                if comm.hasPrefix("clawflow-superv") { pids.append(Int32(pid)) }
+            }
+        }
+        return pids
+    }
+
+    @Test("bad queue names, slots and priorities are usage errors")
+    func usage() {
+        let tmp = TemporarySpool()
+        #expect(tmp.run(["queue", "set", "Bad Name", "--slots", "1"]).status == 64)
+        #expect(tmp.run(["queue", "set", "q", "--slots", "-1"]).status == 64)
+        #expect(tmp.run(["run", "--owner", "o", "--queue", "no/pe", "--", "true"]).status == 64)
+        #expect(tmp.run(["run", "--owner", "o", "--priority", "10000", "--", "true"]).status == 64)
+        let listed = tmp.run(["queue", "list"])
+        #expect(listed.status == 0 && listed.stdout.contains("default"))
+    }
+}

@@ -1,0 +1,71 @@
+import ClawflowTestSupport
+import Foundation
+import Glibc
+import Testing
+
+@Suite("clawflow retry: an ended command job runs again", .serialized)
+struct RetryCommandTests {
+    func run(_ tmp: TemporarySpool, _ args: [String]) -> (flow: String, task: String) {
+        let r = tmp.run(["run"] + args)
+        #expect(r.status == 0, "run \(args): \(r.stderr)")
+        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        return (parts.first ?? "", parts.last ?? "")
+    }
+
+    @Test("a failed job runs again as a new task of the same flow, with its argv, cwd and environment; the old task and its log stay")
+    func retriesFailedJob() throws {
+        let tmp = TemporarySpool()
+        let dir = tmp.parent + "/work"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let first = tmp.run(["run", "--owner", "job", "--cwd", dir, "--", "sh", "-c", "echo $MARK; pwd; test -e ok"], environment: ["MARK": "marked"])
+        let (flow, oldTask) = (String(first.stdout.split(separator: " ")[0]), first.stdout.split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(tmp.run(["wait", flow]).status == 1)
+        FileManager.default.createFile(atPath: dir + "/ok", contents: nil)
+        let retried = tmp.run(["retry", "job"])
+        #expect(retried.status == 0, "\(retried.stderr)")
+        let newTask = retried.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        #expect(retried.stdout.hasPrefix(flow + " ") && newTask != oldTask)
+        #expect(tmp.run(["wait", flow]).status == 0)
+        let shown = tmp.json(["flows", "show", flow])
+        #expect(shown["status"] as? String == "succeeded")
+        #expect(tasksOf(shown).map { $0["status"] as? String } == ["failed", "succeeded"])
+        #expect(tmp.run(["logs", oldTask]).stdout == "marked\n\(dir)\n")
+        #expect(tmp.run(["logs", newTask]).stdout == "marked\n\(dir)\n")
+        #expect(tmp.events(flow).contains { $0["event"] as? String == "retry" && $0["taskId"] as? String == newTask })
+    }
+
+    @Test("a sequence is retried from the step that failed")
+    func retriesSequenceFromFailedStep() {
+        let tmp = TemporarySpool()
+        let out = tmp.parent + "/out", gate = tmp.parent + "/gate"
+        let seq = run(tmp, ["--owner", "seq", "--goal", "three steps", "--step", "echo one >> \(out)",
+                            "--step", "echo two >> \(out); test -e \(gate)", "--step", "echo three >> \(out)"])
+        #expect(tmp.run(["wait", seq.flow]).status == 1)
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(tmp.run(["retry", seq.flow]).status == 0)
+        #expect(tmp.run(["wait", seq.flow]).status == 0)
+        #expect(((try? String(contentsOfFile: out, encoding: .utf8)) ?? "") == "one\ntwo\ntwo\nthree\n")
+        let shown = tmp.json(["flows", "show", seq.flow])
+        #expect(tasksOf(shown).map { $0["status"] as? String } == ["succeeded", "failed", "succeeded", "succeeded"])
+    }
+
+    @Test("a cancelled job can be retried; an active job, a succeeded one and an external task are refused")
+    func refusals() {
+        let tmp = TemporarySpool()
+        let slow = run(tmp, ["--owner", "slow", "--", "sleep", "30"])
+        let active = tmp.run(["retry", "slow"])
+        #expect(active.status == 1 && active.stderr.contains("still"))
+        #expect(tmp.run(["flows", "cancel", slow.flow]).status == 0)
+        #expect(tmp.run(["retry", slow.task]).status == 0, "a task id names its flow")
+        #expect(tmp.json(["flows", "show", slow.flow])["status"] as? String != "cancelled")
+        #expect(tmp.run(["flows", "cancel", slow.flow]).status == 0)
+        let done = run(tmp, ["--owner", "done", "--", "true"])
+        #expect(tmp.run(["wait", done.flow]).status == 0)
+        let succeeded = tmp.run(["retry", "done"])
+        #expect(succeeded.status == 1 && succeeded.stderr.contains("succeeded"))
+        #expect(tmp.run(["tasks", "add", "--owner", "ext", "--runtime", "cron", "--status", "failed"]).status == 0)
+        let external = tmp.run(["retry", "ext"])
+        #expect(external.status == 1 && external.stderr.contains("other programs"))
+        #expect(tmp.run(["retry", "nobody"]).status == 1)
+    }
+}
