@@ -82,7 +82,7 @@ public struct Runner: Sendable {
         return Started(flowId: flow.flowId, taskId: first.taskId, started: jobs.running.contains(flow.flowId))
     }
 
-    /// `retry`: runs an ended command job again (spool-layout.md, "Retry"): a new task with
+    /// `retry`: runs an ended command job again (spool-layout.md, "Queues", Retry): a new task with
     /// the recorded argv, working directory, environment and time limit, linked to the same
     /// flow (the old task and its log stay), the flow back to `queued` in its queue (its
     /// cancel request cleared), an event `retry`; a sequence goes on from the step that did

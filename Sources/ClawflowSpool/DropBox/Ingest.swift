@@ -700,9 +700,8 @@ struct DropBox {
         var out = [UInt8](repeating: 0, count: limit)
         var count = 0
         while count < limit {
-            let n = out.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress! + count, limit - count) }
-            if n < 0, errno == EINTR { continue }
-            if n < 0 { return nil }
+            let read = valueOrErrno { out.withUnsafeMutableBytes { Glibc.read(fd.rawValue, $0.baseAddress! + count, limit - count) } }
+            guard case .success(let n) = read else { return nil }
             if n == 0 { break }
             count += n
         }

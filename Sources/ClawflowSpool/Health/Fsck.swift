@@ -513,7 +513,7 @@ extension Spool {
         }
         tx.barrier.add(directory: ownersFD, self.path(.owners))
         for (name, flows) in flowsByName.sorted(by: { $0.key < $1.key }) where !built.contains(SpoolDirectory.owners.rawValue) {
-            // Keys whose names coincide (spool-layout.md, "Owner keys") are told apart by the
+            // Keys whose names coincide (spool-layout.md, "Names and ids") are told apart by the
             // manifests, as the lookup rule does; the pick is made from the records read above.
             for key in Set(flows.map(\.ownerKey)).sorted() {
                 if let target = ownerLinkTarget(name), records.unreadable.contains(target) { continue }

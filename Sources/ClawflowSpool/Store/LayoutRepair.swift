@@ -120,7 +120,7 @@ extension Spool {
     }
 
     /// Every readable flow, read once by the holder of the spool lock (unlocked, as the lock
-    /// order requires; spool-layout.md, "Locks"): owner keys, task ids and run ids never
+    /// order requires; spool-layout.md, "Writing"): owner keys, task ids and run ids never
     /// change once written, and no flow or task can be added meanwhile.
     func readRecordsHoldingSpoolLock() throws(SpoolError) -> SpoolRecords {
         var records = SpoolRecords()
