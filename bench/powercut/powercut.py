@@ -261,6 +261,41 @@ class Workload:
                 pending.append([run_id, "running"])
             self.pause(0.01, 0.05)
 
+    def burster(self, b):
+        """Bursts of new-flow drops (each of its own owner key), so that a pass creates them in
+        one grouped transaction (a syncfs per barrier): written and fsynced in incoming/tmp,
+        renamed into incoming/new together, incoming/new fsynced; only then all acknowledged."""
+        tmp = os.path.join(self.spool, "incoming", "tmp")
+        new = os.path.join(self.spool, "incoming", "new")
+        n = 0
+        while not self.stop.is_set():
+            records = []
+            try:
+                for _ in range(self.args.burst):
+                    n += 1
+                    name = f"b{b}-{n:06d}.json"
+                    run_id = f"burst-{b}-{n}"
+                    body = {"kind": "task", "runtime": "cron", "runId": run_id, "label": name, "status": "queued", "ownerKey": f"b{b}-{n}"}
+                    fd = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    try:
+                        os.write(fd, (json.dumps(body, sort_keys=True) + "\n").encode())
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                    records.append(dict(what="drop", name=name, runId=run_id, status="queued"))
+                for r in records:
+                    os.rename(os.path.join(tmp, r["name"]), os.path.join(new, r["name"]))
+                dfd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            except OSError:
+                return
+            for r in records:
+                self.ack(**r)
+            self.pause(0.1, 0.3)
+
     # -- starting and stopping ---------------------------------------------------------
 
     def start(self):
@@ -270,6 +305,7 @@ class Workload:
                                         env=self.env, cwd="/")
         targets = [(self.cli_writer, (i,)) for i in range(self.args.writers)]
         targets += [(self.dropper, (d,)) for d in range(self.args.droppers)]
+        targets += [(self.burster, (b,)) for b in range(self.args.bursters)]
         targets += [(self.runner, ()), (self.maintainer, ())]
         for fn, a in targets:
             t = threading.Thread(target=fn, args=a, daemon=True)
@@ -555,6 +591,8 @@ def main():
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--droppers", type=int, default=2)
+    p.add_argument("--bursters", type=int, default=1, help="threads dropping bursts of new-flow drops")
+    p.add_argument("--burst", type=int, default=12, help="drops per burst (8 or more: one grouped transaction)")
     p.add_argument("--pace", type=float, default=1.0, help="scales the writers' pauses (0: none)")
     p.add_argument("--workdir", default=os.environ.get("POWERCUT_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"),
                    help="where the images go (default /dev/shm)")
