@@ -24,7 +24,7 @@ MANUAL_FLAGS ?=
 # The page's date: $SOURCE_DATE_EPOCH, else the last commit's, so that rebuilds are identical.
 MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; else git log -1 --format=%cs 2>/dev/null; fi)
 
-.PHONY: all deps build release generated install uninstall demo test fuzz bench powercut clean
+.PHONY: all deps build release generated install uninstall demo test fuzz bench powercut format clean
 
 all: build
 
@@ -118,6 +118,10 @@ bench: deps
 CUTS ?= 30
 powercut: build
 	python3 bench/powercut/powercut.py --cuts $(CUTS)
+
+# The code's layout: swift-format (in the toolchain) with .swift-format (4 spaces, lines up to 160).
+format:
+	$(SWIFT) format --in-place --recursive --parallel Sources Tests fuzz
 
 clean:
 	rm -rf .build .build-release .build-bench .build-fuzz
