@@ -15,7 +15,8 @@
 #              10 % above its figure in bench/startup-counts.txt (make test runs this)
 #   --write    prints as with no flag and rewrites bench/startup-counts.txt
 #
-# Knobs: BENCH_SKIP_BUILD=1 (use .build-release and .build-floor as built).
+# Knobs: BENCH_SKIP_BUILD=1 (use .build-release and .build-floor as built); BENCH_BIN=PATH
+# counts another clawflow binary (an older build, to compare), with BENCH_SKIP_BUILD=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,7 +28,7 @@ fail() { printf 'bench/startup: FAILED: %s\n' "$*" >&2; exit 2; }
 case "$MODE" in ""|--check|--write) ;; *) fail "unknown argument $MODE (use --check or --write)";; esac
 
 command -v valgrind >/dev/null || fail "valgrind is not installed (make deps installs it)"
-BIN="$REPO/.build-release/release/clawflow"
+BIN=${BENCH_BIN:-"$REPO/.build-release/release/clawflow"}
 FLOOR="$REPO/.build-floor/release/parsefloor"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     if [[ $MODE == --check ]]; then
@@ -66,22 +67,23 @@ cp -a "$WORK/s100" "$WORK/s100-task"
 TASK=$("$BIN" --spool "$WORK/s100-task" tasks add --owner bench-set --runtime cron --label x)
 [[ $TASK =~ ^[0-9a-f-]{36}$ ]] || fail "tasks add printed \"$TASK\", not a task id"
 
-# The commands: name, then arguments. A command that writes gets a fresh spool.
-NAMES=(version show set list-empty add)
-declare -A ARGS=(
-    [version]="--version"
-    [show]="--spool $WORK/spool flows show owner-0"
-    [set]="--spool $WORK/spool tasks set $TASK --status running"
-    [list-empty]="--spool $WORK/spool flows list"
-    [add]="--spool $WORK/spool tasks add --owner k --runtime cron --label x"
+# The commands, one a line: name (the key in startup-counts.txt) | label | arguments. Those
+# that read or write a spool get a fresh one (fixture below).
+COMMANDS=(
+    "version|clawflow --version|--version"
+    "show|flows show owner-0 (100 flows)|--spool $WORK/spool flows show owner-0"
+    "set|tasks set <id> --status running (100 flows + 1)|--spool $WORK/spool tasks set $TASK --status running"
+    "list-empty|flows list (no spool yet)|--spool $WORK/spool flows list"
+    "add|tasks add --owner k --runtime cron --label x (new spool)|--spool $WORK/spool tasks add --owner k --runtime cron --label x"
 )
-declare -A LABEL=(
-    [version]="clawflow --version"
-    [show]="flows show owner-0 (100 flows)"
-    [set]="tasks set <id> --status running (100 flows + 1)"
-    [list-empty]="flows list (no spool yet)"
-    [add]="tasks add --owner k --runtime cron --label x (new spool)"
-)
+declare -A LABEL ARGS
+NAMES=()
+for entry in "${COMMANDS[@]}"; do
+    IFS='|' read -r n label args <<<"$entry"
+    NAMES+=("$n")
+    LABEL[$n]=$label
+    ARGS[$n]=$args
+done
 fixture() {
     rm -rf "$WORK/spool"
     case $1 in
