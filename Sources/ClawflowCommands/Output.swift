@@ -98,7 +98,8 @@ struct Output: Sendable {
     private func write(_ fd: Int32, _ text: String) { writeBytes(fd, Array(text.utf8)) }
 
     private func writeBytes(_ fd: Int32, _ bytes: [UInt8]) {
-        _ = try? FileDescriptor(rawValue: fd).writeAll(bytes)
+        // writeFully, not swift-system's writeAll: see writeFully.
+        _ = try? FileDescriptor(rawValue: fd).writeFully(bytes)
     }
 
     // MARK: Text helpers
