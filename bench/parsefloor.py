@@ -12,7 +12,8 @@ clawflow; bench/startup.sh counts its instructions beside clawflow's (bench/READ
 "Start-up").
 
 The description has no Swift types, so values are String (String? when optional, [String] when
-repeating), flags Bool (Int when repeating), and the options every command has (--spool,
+repeating), flags Bool (Int when repeating), an option whose values are a closed set (allValues)
+a Word<WordsN> as clawflow's Word<TaskStatus>, and the options every command has (--spool,
 --json) go into one shared ParsableArguments type, as clawflow's GlobalOptions. clawflow's few
 other types (one Int64 option, two more option groups) are Strings and direct options here:
 slightly fewer distinct types for the runtime to look up, so the floor is, if anything, low.
@@ -82,6 +83,35 @@ def key(arg):
     return (arg["kind"], tuple((n["kind"], n["name"]) for n in arg.get("names") or []))
 
 
+# Each distinct set of allValues: a WordSet of its own (filled by declaration()).
+WORD_SETS = {}
+
+
+def value_type(arg):
+    """String, or for an option whose values are a closed set (allValues), Word<WordsN>: a
+    generic ExpressibleByArgument type over one set type per set, as clawflow's Word<TaskStatus>."""
+    values = tuple(arg.get("allValues") or ())
+    if not values:
+        return "String"
+    if values not in WORD_SETS:
+        WORD_SETS[values] = "Words%d" % (len(WORD_SETS) + 1)
+    return "Word<%s>" % WORD_SETS[values]
+
+
+WORD = """protocol WordSet {
+    static var words: [String] { get }
+}
+
+struct Word<Set: WordSet>: ExpressibleByArgument {
+    let text: String
+    init(argument: String) { text = argument }
+    static var allValueStrings: [String] { Set.words }
+    static var defaultCompletionKind: CompletionKind { .list(Set.words) }
+    var defaultValueDescription: String { text }
+}
+"""
+
+
 def declaration(arg, taken):
     """The property wrapper and property for one argument."""
     name = property_name(arg, taken)
@@ -97,12 +127,13 @@ def declaration(arg, taken):
         parts = ["name: " + name_spec(arg)] + (["parsing: " + parsing] if parsing else []) + ["help: " + help_spec(arg)]
         if repeating:
             return "@Option(%s) var %s: [String] = []" % (", ".join(parts), name)
-        default = arg.get("defaultValue")
+        default, vtype = arg.get("defaultValue"), value_type(arg)
         if optional and default is None:
-            return "@Option(%s) var %s: String?" % (", ".join(parts), name)
+            return "@Option(%s) var %s: %s?" % (", ".join(parts), name, vtype)
         if default is not None:
-            return "@Option(%s) var %s: String = %s" % (", ".join(parts), name, swift_string(default))
-        return "@Option(%s) var %s: String" % (", ".join(parts), name)
+            init = swift_string(default) if vtype == "String" else "%s(argument: %s)" % (vtype, swift_string(default))
+            return "@Option(%s) var %s: %s = %s" % (", ".join(parts), name, vtype, init)
+        return "@Option(%s) var %s: %s" % (", ".join(parts), name, vtype)
     parsing = {"postTerminator": ".postTerminator", "allUnrecognized": ".allUnrecognized", "allRemainingInput": ".captureForPassthrough"}.get(strategy) if repeating else None
     parts = (["parsing: " + parsing] if parsing else []) + ["help: " + help_spec(arg)]
     if repeating:
@@ -166,6 +197,10 @@ def generate(dump, version):
         if not subs:
             lines.append("    func run() {}")
         lines += ["}", ""]
+    if WORD_SETS:
+        lines.append(WORD)
+        for values, name in WORD_SETS.items():
+            lines.append("enum %s: WordSet {\n    static var words: [String] { [%s] }\n}\n" % (name, ", ".join(swift_string(v) for v in values)))
     return "\n".join(lines)
 
 
