@@ -24,16 +24,17 @@ MANUAL_FLAGS ?=
 # The page's date: $SOURCE_DATE_EPOCH, else the last commit's, so that rebuilds are identical.
 MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOURCE_DATE_EPOCH" +%F; else git log -1 --format=%cs 2>/dev/null; fi)
 
-.PHONY: all deps build release generated install uninstall demo test fuzz bench powercut format clean
+.PHONY: all deps build release static-libs parsefloor generated install uninstall demo test fuzz bench powercut format clean
 
 all: build
 
-# System packages: libinotifytools (the watcher's library), jq (the demo) and strace (the
-# crash tests and the benchmark). Installed only when missing; needs root, as on CI.
+# System packages: libinotifytools (the watcher's library), jq (the demo), strace (the
+# crash tests and the benchmark) and valgrind (the start-up instruction counts). Installed
+# only when missing; needs root, as on CI.
 deps:
-	@if [ ! -f /usr/include/inotifytools/inotifytools.h ] || ! command -v jq >/dev/null || ! command -v strace >/dev/null; then \
-		echo "Installing libinotifytools0-dev, jq and strace..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libinotifytools0-dev jq strace >/dev/null; \
+	@if [ ! -f /usr/include/inotifytools/inotifytools.h ] || ! command -v jq >/dev/null || ! command -v strace >/dev/null || ! command -v valgrind >/dev/null; then \
+		echo "Installing libinotifytools0-dev, jq, strace and valgrind..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libinotifytools0-dev jq strace valgrind >/dev/null; \
 	fi
 
 build: deps
@@ -43,11 +44,38 @@ build: deps
 # of one that loads the runtime's shared libraries. It is also linked position-dependent
 # (-no-pie): a PIE of this size makes the loader apply about 41,500 relocations, and copy
 # the pages they touch, at every start, about 1 ms of each command here; PIE=1 links a PIE
-# (README.md, "Install"). Only the clawflow product is built here (the test support target
-# links Swift Testing).
-RELEASE_LINK := $(if $(PIE),,-Xswiftc -Xclang-linker -Xswiftc -no-pie)
-release: deps
-	$(SWIFT) build -c release --static-swift-stdlib $(RELEASE_LINK) --product clawflow --scratch-path $(RELEASE_DIR)
+# (README.md, "Install"). And it links libstdc++ (which the Swift runtime needs) and
+# libinotifytools statically: the loader's symbol lookups for libstdc++.so were 1.8 M of the
+# 9.8 M instructions of `clawflow --version` (bench/README.md, "Start-up"). The Swift driver
+# always passes -lstdc++, so the archives are offered under .so names in a directory searched
+# first ($(STATIC_LIBS)); glibc stays shared (its name service, getgrnam, needs it). Only the
+# clawflow product is built here (the test support target links Swift Testing).
+STATIC_LIBS := $(CURDIR)/$(RELEASE_DIR)/static-libs
+STATIC_ARCHIVES := $(shell cc -print-file-name=libstdc++.a) /usr/lib/$(shell cc -print-multiarch)/libinotifytools.a
+RELEASE_FLAGS := -c release --static-swift-stdlib $(if $(PIE),,-Xswiftc -Xclang-linker -Xswiftc -no-pie) \
+	-Xswiftc -Xclang-linker -Xswiftc -L$(STATIC_LIBS)
+release: deps static-libs
+	$(SWIFT) build $(RELEASE_FLAGS) --product clawflow --scratch-path $(RELEASE_DIR)
+
+# libstdc++.a and libinotifytools.a as libstdc++.so and libinotifytools.so, for the release
+# link above; an archive that is missing is left out, and that library is linked shared.
+static-libs:
+	@mkdir -p "$(STATIC_LIBS)"
+	@for a in $(STATIC_ARCHIVES); do \
+		n=$$(basename "$$a" .a).so; \
+		if [ -f "$$a" ]; then ln -sfn "$$a" "$(STATIC_LIBS)/$$n"; else rm -f "$(STATIC_LIBS)/$$n"; fi; \
+	done
+
+# The parse floor (bench/parsefloor.py): clawflow's command tree, as swift-argument-parser
+# describes it, in a program that does nothing else, built as the release binary is. Its
+# source is generated under $(FLOOR_DIR)/src from the release binary's --experimental-dump-help.
+FLOOR_DIR := .build-floor
+FLOOR_BIN := $(FLOOR_DIR)/release/parsefloor
+parsefloor: release
+	mkdir -p "$(FLOOR_DIR)"
+	$(RELEASE_BIN) --experimental-dump-help > "$(FLOOR_DIR)/dump-help.json"
+	python3 bench/parsefloor.py "$(FLOOR_DIR)/dump-help.json" "$$($(RELEASE_BIN) --version)" "$(FLOOR_DIR)/src"
+	$(SWIFT) build $(RELEASE_FLAGS) --package-path "$(FLOOR_DIR)/src" --scratch-path "$(CURDIR)/$(FLOOR_DIR)"
 
 # The man page (generate-manual, the command plugin of swift-argument-parser) and the
 # bash, zsh and fish completions (written by the binary itself), staged in $(GEN_DIR).
@@ -98,11 +126,14 @@ SPOOL ?=
 demo: build
 	@bash scripts/demo.sh "$$($(SWIFT) build --show-bin-path)/clawflow" $(SPOOL)
 
-# The whole test suite: a short fuzzing run (FUZZ_SECONDS per target, fuzz/run.sh), then
-# swift test, whose summary line closes the output.
+# The whole test suite: a short fuzzing run (FUZZ_SECONDS per target, fuzz/run.sh), the
+# start-up instruction counts of the release binary against bench/startup-counts.txt (fails
+# on a rise of more than 10 %; bench/README.md, "Start-up"), then swift test, whose summary
+# line closes the output.
 FUZZ_SECONDS ?= 15
 test: deps
 	bash fuzz/run.sh $(FUZZ_SECONDS)
+	bash bench/startup.sh --check
 	$(SWIFT) build --build-tests
 	$(SWIFT) test 2>&1 | tee .build/test-output.txt; exit $${PIPESTATUS[0]}
 
@@ -124,4 +155,4 @@ format:
 	$(SWIFT) format --in-place --recursive --parallel Sources Tests fuzz
 
 clean:
-	rm -rf .build .build-release .build-bench .build-fuzz
+	rm -rf .build .build-release .build-bench .build-fuzz .build-floor

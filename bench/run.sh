@@ -8,7 +8,10 @@
 #   2b. `tasks show <run id>` on the same two spools (the run index, index/runs);
 #   3. the durable writes of one task transition on a mirrored flow (strace);
 #   4. the watcher (bench/watch.sh): drop -> applied latency beside a raw inotify + durable
-#      write baseline, burst ingest, and its RSS with 10,000 unfinished flows watched.
+#      write baseline, burst ingest, and its RSS with 10,000 unfinished flows watched;
+#   5. `clawflow run` beside nq and task-spooler (bench/run-vs-nq.sh);
+#   6. start-up instruction counts beside a Swift hello world and the parse floor
+#      (bench/startup.sh).
 #
 # Environment knobs (all optional):
 #   BENCH_LIST_RUNS (11)  BENCH_SHOW_RUNS (30)  BENCH_WARMUP (2)
@@ -263,6 +266,14 @@ BENCH_SKIP_BUILD=1 bash "$HERE/watch.sh" | tee "$WORK/watch.out" || fail "bench/
 WATCH_SUMMARY=$(sed -n '/^== watcher benchmark ==$/,$p' "$WORK/watch.out" | tail -n +2 | grep -v '^watcher benchmark took')
 [[ -n "$WATCH_SUMMARY" ]] || fail "no summary from bench/watch.sh"
 
+# ---- 6. start-up instruction counts (bench/startup.sh) -------------------------------------
+# Counted by callgrind, so the load the watcher's cleanup leaves behind does not matter here.
+step "6. start-up instruction counts: bash bench/startup.sh"
+STARTUP_SUMMARY="start-up instruction counts: not measured (bench/startup.sh failed)"
+if BENCH_SKIP_BUILD=${BENCH_SKIP_BUILD:-0} bash "$HERE/startup.sh" | tee "$WORK/startup.out"; then
+    STARTUP_SUMMARY=$(sed -n '/^== start-up instruction counts/,$p' "$WORK/startup.out" | tail -n +2)
+fi
+
 # ---- summary ----------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r != "n/a" && r + 0 <= t + 0 ? "meets target" : "MISSES target") }'; }
@@ -282,6 +293,7 @@ audit over $LARGE_N flows: median $(printf '%.3f' "$A_MED") s, maintenance previ
 fsck --repair rebuilding every index and owner link of $LARGE_N flows: $(printf '%.3f' "$FR_S") s; audit of the same spool $(printf '%.3f' "$FA_MED") s; ratio $(ratio "$FR_S" "$FA_MED")x (target <= 10x: $(verdict "$(ratio "$FR_S" "$FA_MED")" 10))
 $WATCH_SUMMARY
 $NQ_SUMMARY
+$STARTUP_SUMMARY
 fixtures: $FX_DESC; 100,000-flow spool generated in $LARGE_GEN_S s; load average at end: $(cut -d' ' -f1-3 /proc/loadavg); total $(secs_since "$T_START") s before cleanup
 EOF
 )

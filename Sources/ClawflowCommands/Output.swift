@@ -98,7 +98,8 @@ struct Output: Sendable {
     private func write(_ fd: Int32, _ text: String) { writeBytes(fd, Array(text.utf8)) }
 
     private func writeBytes(_ fd: Int32, _ bytes: [UInt8]) {
-        _ = try? FileDescriptor(rawValue: fd).writeAll(bytes)
+        // writeFully, not swift-system's writeAll: see writeFully.
+        _ = try? FileDescriptor(rawValue: fd).writeFully(bytes)
     }
 
     // MARK: Text helpers
@@ -123,10 +124,16 @@ struct Output: Sendable {
     func table(_ header: [String], _ rows: [[String]]) {
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], visibleWidth(cell)) } }
+        // Appended cell by cell: [String].joined(separator:) runs unspecialised here, and its
+        // first use costs a conformance lookup (bench/README.md, "Start-up").
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, cell in
-                i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - visibleWidth(cell))
-            }.joined(separator: "  ")
+            var text = ""
+            for (i, cell) in cells.enumerated() {
+                if i > 0 { text += "  " }
+                text += cell
+                if i < cells.count - 1 { text += String(repeating: " ", count: widths[i] - visibleWidth(cell)) }
+            }
+            return text
         }
         print(bold(line(header)))
         for row in rows { print(line(row)) }

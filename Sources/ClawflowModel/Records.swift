@@ -169,10 +169,15 @@ struct FieldTable: Sendable {
     let names: [String]
     let kinds: [FieldKind]
 
-    init(_ table: [RecordKey: FieldKind]) {
+    /// Written as a dictionary literal, kept as pairs: a `[RecordKey: FieldKind]` would make
+    /// the runtime look up `RecordKey: Hashable` when the first table is built, a scan of
+    /// every conformance record of the binary (bench/README.md, "Start-up"). A key given
+    /// twice is a programming error, as it is in a dictionary literal.
+    init(_ table: KeyValuePairs<RecordKey, FieldKind>) {
         let sorted = table.sorted { JSON.keyOrder($0.key.rawValue, $1.key.rawValue) }
         names = sorted.map(\.key.rawValue)
         kinds = sorted.map(\.value)
+        precondition(zip(names, names.dropFirst()).allSatisfy { $0 != $1 }, "a field table names a key twice")
     }
 }
 

@@ -161,6 +161,10 @@ extension String {
         var scalars = Substring(self).unicodeScalars[...]
         while let f = scalars.first, f.properties.isWhitespace { scalars.removeFirst() }
         while let l = scalars.last, l.properties.isWhitespace { scalars.removeLast() }
-        return String(String.UnicodeScalarView(scalars))
+        // String(Substring(_:)), not String.UnicodeScalarView(scalars): that initialiser is
+        // generic over the sequence, and its first use makes the runtime look up a protocol
+        // conformance by scanning every conformance record of the binary (about 0.16 M
+        // instructions of each command's start; bench/README.md, "Start-up").
+        return String(Substring(scalars))
     }
 }

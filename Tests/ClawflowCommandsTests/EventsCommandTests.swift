@@ -415,8 +415,10 @@ struct EventsFollowTests {
         handle.write(Data("not json\n".utf8))
         try handle.close()
         spool.value(["tasks", "set", a.task, "--status", "succeeded"])
-        #expect(follower.waitFor { $0.count == 4 }, "\(follower.lines) \(follower.errors)")
-        #expect(follower.errors.contains(spool.file("flows/\(a.flow)/events.jsonl") + " line 3 "))
+        #expect(follower.waitFor(seconds: 20) { $0.count == 4 }, "\(follower.lines) \(follower.errors)")
+        // stderr is read on its own pipe: it may come in after the lines printed on stdout.
+        let report = spool.file("flows/\(a.flow)/events.jsonl") + " line 3 "
+        #expect(follower.waitFor(seconds: 20) { _ in follower.errors.contains(report) }, "\(follower.errors)")
         #expect(lines(follower.errors).count == 1, "reported once: \(follower.errors)")
         let end = try #require(follower.stop(SIGTERM))
         #expect(end.status == 0)

@@ -41,6 +41,15 @@ struct TimestampAndIdTests {
         #expect(DurationText.seconds(text) == nil)
     }
 
+    @Test("trimming removes leading and trailing Unicode whitespace and keeps the rest, scalar for scalar", arguments: [
+        ("", ""), ("   ", ""), (" \t\n\r", ""), ("x", "x"), ("  a b  ", "a b"),
+        ("\u{00A0}\u{2003}key\u{3000}\n", "key"), ("\u{200B}x", "\u{200B}x"),
+        ("e\u{301} ", "e\u{301}"), (" \u{301}x", "\u{301}x"), ("\u{1F600} \u{1F600}\t", "\u{1F600} \u{1F600}"),
+    ])
+    func trimming(text: String, trimmed: String) {
+        #expect(Array(text.trimmingWhitespace().unicodeScalars) == Array(trimmed.unicodeScalars))
+    }
+
     @Test("UUIDv7 ids are lowercase, versioned and time-ordered")
     func uuidV7() {
         let a = Identifier.uuidV7(milliseconds: 1_795_000_000_000, random: Array(repeating: 0xFF, count: 10))

@@ -148,7 +148,10 @@ struct FlushSet {
     private var paths: [() -> FilePath] = []  // built only for an error message
     private var isFile: [Bool] = []
     private var owned: [Bool] = []
-    private var shared: Set<Int32> = []  // directories added without ownership, each once
+    // Directories added without ownership, each once. An array, not a Set<Int32>: it holds a
+    // few descriptors, and a Set's first use costs a conformance lookup of Int32: Hashable, a
+    // scan of every conformance record in the binary (bench/README.md, "Start-up").
+    private var shared: [Int32] = []
     private var symlinks = false
     /// The directory whose filesystem a grouped set syncs, and whether anything was added.
     private let group: (fd: FileDescriptor, path: FilePath)?
@@ -173,7 +176,10 @@ struct FlushSet {
 
     /// Adds a directory (once: a descriptor already in the set is not added again).
     mutating func add(directory fd: FileDescriptor, _ path: @autoclosure @escaping () -> FilePath, owned: Bool = false) {
-        if !owned, !shared.insert(fd.rawValue).inserted { return }
+        if !owned {
+            if shared.contains(fd.rawValue) { return }
+            shared.append(fd.rawValue)
+        }
         append(fd, path, file: false, owned: owned)
     }
 

@@ -161,9 +161,23 @@ extension FileDescriptor {
         return out
     }
 
-    /// swift-system's `writeAll` with its error typed as `Errno`.
+    /// Writes all of `bytes` (write(2) again after a short write or EINTR), as swift-system's
+    /// `writeAll` does, with its error typed as `Errno`. Not `writeAll` itself: it runs
+    /// unspecialised generic code whose first use makes the runtime look up `Errno: Error`, a
+    /// scan of every conformance record of the binary (bench/README.md, "Start-up").
     public func writeFully(_ bytes: [UInt8]) throws(Errno) {
-        do { _ = try writeAll(bytes) } catch { throw error as? Errno ?? .ioError }
+        let failure: Errno? = bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                switch valueOrErrno({ Glibc.write(rawValue, buffer.baseAddress! + offset, buffer.count - offset) }) {
+                case .success(let n) where n > 0: offset += n
+                case .success: return .ioError  // wrote nothing: no progress to wait for
+                case .failure(let e): return e
+                }
+            }
+            return nil
+        }
+        if let failure { throw failure }
     }
 
     /// Flushes the file's data and metadata to the device. The corresponding C function is `fsync`.
