@@ -9,7 +9,8 @@ struct FlowsShow: SpoolCommand {
         abstract: "Show one flow and its linked tasks.",
         discussion: """
         The lookup is a flow id, an owner key (its newest live flow, else its newest), or a \
-        unique flow-id prefix of at least 8 characters.
+        unique flow-id prefix of at least 8 characters. For a sequence (run --step), the steps \
+        not started yet follow its tasks.
 
         Examples:
           clawflow flows show session-1
@@ -73,6 +74,14 @@ enum FlowText {
                     Render.cell(t.label ?? t.task, max: 32),
                     Render.cell(t.terminalSummary ?? t.progressSummary ?? t.error, max: 40),
                 ]
+            })
+        }
+        let pending = (f.steps ?? []).compactMap(\.objectValue).filter { $0["taskId"]?.stringValue == nil }
+        if !pending.isEmpty {
+            out.print("")
+            out.print(out.bold("Steps not started") + " (\(pending.count))")
+            out.table(["STEP", "COMMAND"], pending.map { step in
+                [Render.cell(step["name"]?.stringValue, max: 32), Render.cell(step["command"]?.stringValue, max: 64)]
             })
         }
     }

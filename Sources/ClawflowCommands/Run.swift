@@ -70,7 +70,7 @@ struct Run: SpoolCommand {
         }
         let directory = try workingDirectory()
         let queueName = queue ?? Layout.defaultQueue
-        guard QueueName.isValid(queueName) else { throw Parse.usage("Invalid queue name \"\(sanitized(queueName))\"; it must match [a-z0-9_-]{1,32}.") }
+        _ = try Parse.queueName(queueName)
         guard Layout.priorityRange.contains(priority) else { throw Parse.usage("--priority must be between \(Layout.priorityRange.lowerBound) and \(Layout.priorityRange.upperBound).") }
         let placement = Runner.Placement(queue: queueName, priority: priority)
         let started: Runner.Started
