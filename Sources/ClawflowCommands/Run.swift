@@ -21,6 +21,13 @@ struct Run: SpoolCommand {
         queued and starts, by --priority (higher first) then arrival, the moment a slot frees. \
         A queue never given slots has no limit.
 
+        Without --owner the job's owner key is user:<login name> (the name of the effective \
+        user id, or user:<uid> when it has none), so that one person's jobs share a key as \
+        pueue's default group does.
+
+        On a terminal run prints one line saying what it did, with the commands that follow \
+        the job; piped, it prints the flow id and the task id only.
+
         With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
         after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
         no later step starts.
@@ -36,8 +43,8 @@ struct Run: SpoolCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: ArgumentHelp("The owner key of the new flow.", valueName: "key"))
-    var owner: String
+    @Option(help: ArgumentHelp("The owner key of the new flow (default: user:<login name>).", valueName: "key"))
+    var owner: String?
 
     @Option(help: ArgumentHelp("What the job is for (required with --step).", valueName: "text"))
     var goal: String?
@@ -61,7 +68,7 @@ struct Run: SpoolCommand {
     var command: [String] = []
 
     func execute(_ out: Output) throws(SpoolError) {
-        let key = try Parse.ownerKey(owner)
+        let key = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) } ?? Run.defaultOwner()
         let goalText = try goal.map { (g) throws(SpoolError) in try Parse.text(g, option: "--goal") }
         var timeoutSeconds: Int64?
         if let timeout {
@@ -91,9 +98,26 @@ struct Run: SpoolCommand {
         }
         if out.json {
             out.emit(.object(JSONObject(["flowId": .string(started.flowId), "taskId": .string(started.taskId)])))
+        } else if isatty(1) == 1 {
+            let spoolOption = global.spool.map { " --spool " + sanitized(Runner.shellWord($0)) } ?? ""
+            out.print((started.started ? "Started" : "Queued") + " flow \(started.flowId) (task \(started.taskId)) for \(sanitized(key)) in queue \(queueName)"
+                + "; follow with clawflow\(spoolOption) logs --follow \(started.taskId), or clawflow\(spoolOption) wait \(started.flowId)")
         } else {
             out.print("\(started.flowId) \(started.taskId)")
         }
+    }
+
+    /// The owner key of a job run without --owner: `user:` and the effective user's login
+    /// name, or its uid when the password database has no name for it.
+    static func defaultOwner() -> String {
+        let uid = geteuid()
+        var entry = passwd(), found: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        if getpwuid_r(uid, &entry, &buffer, buffer.count, &found) == 0, found != nil, let name = entry.pw_name {
+            let text = String(cString: name)
+            if (try? OwnerKey.validate("user:" + text)) != nil { return "user:" + text }
+        }
+        return "user:\(uid)"
     }
 
     /// --cwd made absolute and checked, or the current directory.

@@ -240,8 +240,8 @@ public struct Runner: Sendable {
         return task
     }
 
-    /// A word as a shell would need it quoted (for the `task` text only).
-    static func shellWord(_ word: String) -> String {
+    /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
+    public static func shellWord(_ word: String) -> String {
         let plain = !word.isEmpty && word.utf8.allSatisfy { b in
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
         }
