@@ -28,6 +28,9 @@ struct Run: SpoolCommand {
         On a terminal run prints one line saying what it did, with the commands that follow \
         the job; piped, it prints the flow id and the task id only.
 
+        The log keeps at most --log-limit bytes (default 64M): when the output passes it, the \
+        newest half is kept behind a line saying how many bytes were dropped.
+
         With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
         after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
         no later step starts.
@@ -52,6 +55,9 @@ struct Run: SpoolCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("End each command's process group after this long (e.g. 90, 30s, 10m).", valueName: "duration"))
     var timeout: String?
 
+    @Option(help: ArgumentHelp("Keep each command's log under this size, its newest bytes (e.g. 1M, 512K; default 64M).", valueName: "size"))
+    var logLimit: String?
+
     @Option(help: ArgumentHelp("The working directory (default: the current one).", valueName: "dir"))
     var cwd: String?
 
@@ -75,6 +81,13 @@ struct Run: SpoolCommand {
             timeoutSeconds = try Parse.duration(timeout, option: "--timeout")
             guard timeoutSeconds! > 0 else { throw Parse.usage("--timeout must be longer than 0 s.") }
         }
+        let limit = try logLimit.map { (text) throws(SpoolError) -> Int64 in
+            guard let bytes = SizeText.bytes(text) else {
+                throw Parse.usage("Invalid size \"\(sanitized(text))\" for --log-limit; use bytes or a number with K, M or G (512K, 64M).")
+            }
+            guard bytes >= LogCut.minimumLimit else { throw Parse.usage("--log-limit must be at least \(LogCut.minimumLimit) bytes.") }
+            return bytes
+        }
         let directory = try workingDirectory()
         let queueName = queue ?? Layout.defaultQueue
         _ = try Parse.queueName(queueName)
@@ -86,10 +99,10 @@ struct Run: SpoolCommand {
                 guard command.isEmpty else { throw Parse.usage("Give either --step commands or one command after --, not both.") }
                 guard let goalText else { throw Parse.usage("A sequence needs --goal.") }
                 for step in steps where step.trimmingWhitespace().isEmpty { throw Parse.usage("A --step command may not be empty.") }
-                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, cwd: directory, placement: placement)
+                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, placement: placement)
             } else {
                 guard !command.isEmpty else { throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.") }
-                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, cwd: directory, command: command, placement: placement)
+                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, command: command, placement: placement)
             }
         } catch let error as SpoolError {
             throw error

@@ -82,6 +82,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case supervisorStartTime
     /// A command's output log.
     case logPath
+    /// The size a command's log is kept under, in bytes.
+    case logLimit
     /// The flow's revision at the task's last write.
     case flowRevision
     /// The environment a command runs with (recorded by `run`, used again by `retry`).
@@ -269,7 +271,7 @@ public struct TaskRecord: Record {
         .cancelRequestedAt: .timestamp,
         .command: .stringArray, .cwd: .string, .timeoutSeconds: .integer, .pid: .integer, .pgid: .integer,
         .procStartTime: .integer, .supervisorPid: .integer, .supervisorStartTime: .integer, .logPath: .string,
-        .flowRevision: .integer, .environment: .stringMap,
+        .logLimit: .integer, .flowRevision: .integer, .environment: .stringMap,
     ])
     static let required: [RecordKey] = [.taskId, .parentFlowId, .ownerKey, .runtime, .status, .createdAt]
 
@@ -354,6 +356,8 @@ public struct TaskRecord: Record {
     public var supervisorStartTime: Int64? { get { integer(.supervisorStartTime) } set { setInteger(.supervisorStartTime, newValue) } }
     /// A command's output log (absolute).
     public var logPath: String? { get { string(.logPath) } set { setString(.logPath, newValue) } }
+    /// The size in bytes its supervisor keeps a command's log under (spool-layout.md, "Task logs").
+    public var logLimit: Int64? { get { integer(.logLimit) } set { setInteger(.logLimit, newValue) } }
     /// The flow's revision when the task was last written.
     public var flowRevision: Int64? { get { integer(.flowRevision) } set { setInteger(.flowRevision, newValue) } }
     /// The environment a command task runs with (`NAME`: value), when it was recorded.

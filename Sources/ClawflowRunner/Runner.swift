@@ -42,10 +42,10 @@ public struct Runner: Sendable {
     /// `run -- CMD`: a mirrored flow with one `cli` task, put in its queue and started at
     /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
     /// thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         task.environment = Runner.currentEnvironment()
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
         return try enqueue(flow, first: task, placement: placement)
@@ -54,10 +54,10 @@ public struct Runner: Sendable {
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// The whole sequence holds one slot of its queue. May fork, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         first.environment = Runner.currentEnvironment()
         var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
         flow[.steps] = .array(steps.enumerated().map { index, command in
@@ -120,7 +120,7 @@ public struct Runner: Sendable {
         guard flow.status != .succeeded else {
             throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
         }
-        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
         task.environment = last.environment
         var next = flow
         var from = last.taskId
@@ -134,7 +134,7 @@ public struct Runner: Sendable {
                 throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
             }
             if let t = step["taskId"]?.stringValue { from = t }
-            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
             task.environment = last.environment
             step["taskId"] = .string(task.taskId)
             steps[index] = .object(step)
@@ -227,8 +227,9 @@ public struct Runner: Sendable {
         return out
     }
 
-    /// A queued `cli` task record for `argv`.
-    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, at now: Timestamp) -> TaskRecord {
+    /// A queued `cli` task record for `argv`; its log is kept under `logLimit` bytes
+    /// (`LogCut.defaultLimit` when nil), recorded in the task.
+    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, logLimit: Int64?, at now: Timestamp) -> TaskRecord {
         let taskId = Spool.newId(at: now)
         var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
         task[.command] = .array(argv.map(JSON.string))
@@ -236,6 +237,7 @@ public struct Runner: Sendable {
         task.task = isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " ")
         task.cwd = cwd
         task.timeoutSeconds = timeoutSeconds
+        task.logLimit = logLimit ?? LogCut.defaultLimit
         task.logPath = spool.taskLogPath(flowId: flowId, taskId: taskId).string
         return task
     }
