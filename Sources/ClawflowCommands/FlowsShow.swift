@@ -57,6 +57,7 @@ enum FlowText {
             ("Cancel requested", f.string(.cancelRequestedAt)),
             ("Blocked task", f.blockedTaskId),
             ("Blocked summary", f.blockedSummary.map(sanitized)),
+            ("Retries left", f.retriesLeft > 0 ? String(f.retriesLeft) + (f.retryDelaySeconds > 0 ? ", each after \(DurationText.describe(f.retryDelaySeconds))" : "") : nil),
         ]
         if let state = f[.stateJson], !state.isNull { rows.append(("State", sanitized(state.compact()))) }
         if let wait = f[.waitJson], !wait.isNull { rows.append(("Wait", sanitized(wait.compact()))) }

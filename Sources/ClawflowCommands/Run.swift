@@ -31,6 +31,11 @@ struct Run: SpoolCommand {
         The log keeps at most --log-limit bytes (default 64M): when the output passes it, the \
         newest half is kept behind a line saying how many bytes were dropped.
 
+        With --retries N a run that failed or timed out runs again, up to N times, after \
+        --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
+        retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
+        whose supervisor died (lost): clawflow retry runs those again.
+
         With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
         after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
         no later step starts.
@@ -41,6 +46,7 @@ struct Run: SpoolCommand {
               --step "make" --step "make install"
           clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
           clawflow run --owner batch --queue gpu --priority 5 -- ./train.sh
+          clawflow run --retries 3 --retry-delay 30s -- ./fetch.sh
         """
     )
 
@@ -70,6 +76,12 @@ struct Run: SpoolCommand {
     @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999).", valueName: "n"))
     var priority: Int64 = 0
 
+    @Option(help: ArgumentHelp("Run a failed or timed-out command again, up to N times (0-100).", valueName: "n"))
+    var retries: Int64 = 0
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Wait this long before each of those retries (e.g. 30s, 5m).", valueName: "duration"))
+    var retryDelay: String?
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "cmd"))
     var command: [String] = []
 
@@ -92,7 +104,10 @@ struct Run: SpoolCommand {
         let queueName = queue ?? Layout.defaultQueue
         _ = try Parse.queueName(queueName)
         guard Layout.priorityRange.contains(priority) else { throw Parse.usage("--priority must be between \(Layout.priorityRange.lowerBound) and \(Layout.priorityRange.upperBound).") }
-        let placement = Runner.Placement(queue: queueName, priority: priority)
+        guard (0...100).contains(retries) else { throw Parse.usage("--retries must be between 0 and 100.") }
+        let delay = try retryDelay.map { (d) throws(SpoolError) in try Parse.duration(d, option: "--retry-delay") } ?? 0
+        guard retryDelay == nil || retries > 0 else { throw Parse.usage("--retry-delay needs --retries.") }
+        let placement = Runner.Placement(queue: queueName, priority: priority, retries: retries, retryDelaySeconds: delay)
         let started: Runner.Started
         do {
             if !steps.isEmpty {

@@ -119,6 +119,10 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case queue
     /// Its place in the queue: higher starts first.
     case priority
+    /// How many more times a failed or timed-out command job runs again by itself.
+    case retriesLeft
+    /// How long its supervisor waits before such a retry.
+    case retryDelaySeconds
 }
 
 /// The type a known record field must have.
@@ -394,6 +398,7 @@ public struct FlowRecord: Record {
         .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
         .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
         .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,
+        .retriesLeft: .integer, .retryDelaySeconds: .integer,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 
@@ -456,6 +461,10 @@ public struct FlowRecord: Record {
     public var queue: String? { get { string(.queue) } set { setString(.queue, newValue) } }
     /// Its priority in the queue (higher starts first; 0 when absent).
     public var priority: Int64 { get { integer(.priority) ?? 0 } set { setInteger(.priority, newValue == 0 ? nil : newValue) } }
+    /// How many more times a failed or timed-out command job runs again by itself (`run --retries`; 0 when absent).
+    public var retriesLeft: Int64 { get { integer(.retriesLeft) ?? 0 } set { setInteger(.retriesLeft, newValue) } }
+    /// Seconds its supervisor waits before such a retry (`run --retry-delay`; 0 when absent).
+    public var retryDelaySeconds: Int64 { get { integer(.retryDelaySeconds) ?? 0 } set { setInteger(.retryDelaySeconds, newValue == 0 ? nil : newValue) } }
     /// When the manifest was last written.
     public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the

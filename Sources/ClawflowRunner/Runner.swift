@@ -30,10 +30,16 @@ public struct Runner: Sendable {
         public var queue: String
         /// Higher starts first; 0 by default.
         public var priority: Int64
-        /// A placement in `queue` with `priority`.
-        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0) {
+        /// How many times a failed or timed-out run goes back to wait for its turn again.
+        public var retries: Int64
+        /// How long it waits then, in seconds.
+        public var retryDelaySeconds: Int64
+        /// A placement in `queue` with `priority`, run again up to `retries` times.
+        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0, retries: Int64 = 0, retryDelaySeconds: Int64 = 0) {
             self.queue = queue
             self.priority = priority
+            self.retries = retries
+            self.retryDelaySeconds = retryDelaySeconds
         }
     }
 
@@ -76,6 +82,10 @@ public struct Runner: Sendable {
         var flow = draft
         flow.queue = placement.queue
         flow.priority = placement.priority
+        if placement.retries > 0 {
+            flow.retriesLeft = placement.retries
+            flow.retryDelaySeconds = placement.retryDelaySeconds
+        }
         let queue = try spool.lockQueue(placement.queue)
         _ = try queue.enqueue(flow, tasks: [first], source: "runner")
         let jobs = try queue.handOff(start: start)
@@ -114,12 +124,20 @@ public struct Runner: Sendable {
             throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
         }
         let commands = change.orderedTasks.filter(\.isCommand)
-        guard let last = commands.last, let argv = last.command, !argv.isEmpty else {
-            throw SpoolError(.notManaged, "Flow \(id) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
-        }
+        guard let last = commands.last, last.command?.isEmpty == false else { throw Runner.noCommand(id) }
         guard flow.status != .succeeded else {
             throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
         }
+        return try requeue(&change, queue: queue, after: last)
+    }
+
+    /// Within a write of the flow: adds the task that runs its job again after `last` (its
+    /// last command task) and puts the flow back to `queued` (`retry`, and a supervisor's
+    /// automatic retry). The new task's id.
+    func requeue(_ change: inout FlowChange, queue: String, after last: TaskRecord) throws(SpoolError) -> String {
+        let flow = change.flow
+        let id = flow.flowId
+        guard let argv = last.command, !argv.isEmpty else { throw Runner.noCommand(id) }
         var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
         task.environment = last.environment
         var next = flow
@@ -155,6 +173,11 @@ public struct Runner: Sendable {
         change.tasks[task.taskId] = task
         change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
         return task.taskId
+    }
+
+    /// The refusal to run again a flow whose tasks other programs report.
+    static func noCommand(_ flowId: String) -> SpoolError {
+        SpoolError(.notManaged, "Flow \(flowId) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
     }
 
     /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every

@@ -47,6 +47,12 @@ public struct Supervisor: Sendable {
             let snap: FlowSnapshot
             do { snap = try spool.flow(flowId) } catch { throw error }
             if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.pid == nil }) {
+                // A retry after a failed or timed-out run waits --retry-delay first.
+                let previous = snap.tasks.last { $0.isCommand && $0.taskId != task.taskId }
+                if snap.flow.retryDelaySeconds > 0, let previous, [.failed, .timedOut].contains(previous.status) {
+                    waitBeforeRetry(task.taskId, seconds: snap.flow.retryDelaySeconds)
+                    if (try? spool.task(flowId: flowId, taskId: task.taskId))?.status != .queued { continue }
+                }
                 try runTask(task, supervisor: me)
                 continue
             }
@@ -94,6 +100,27 @@ public struct Supervisor: Sendable {
         change.flow[.steps] = .array(steps)
         change.flow.currentStep = step["name"]?.stringValue
         return true
+    }
+
+    /// Sleeps `seconds`, looking every second whether the task is still queued (a cancel
+    /// ends the wait).
+    func waitBeforeRetry(_ taskId: String, seconds: Int64) {
+        let end = monotonicSeconds() + Double(seconds)
+        while monotonicSeconds() < end {
+            usleep(UInt32(min(1.0, max(0, end - monotonicSeconds())) * 1_000_000))
+            guard let task = try? spool.task(flowId: flowId, taskId: taskId), task.status == .queued, task.cancelRequestedAt == nil else { return }
+        }
+    }
+
+    /// Within the write that records a failed or timed-out run of a flow with retries left
+    /// (`run --retries`): the run again, as `clawflow retry` makes it (a new task, the flow
+    /// back to `queued`, an event `retry`), one retry fewer left, the new task naming this
+    /// supervisor, which keeps the job's slot and runs it.
+    func queueAutomaticRetry(_ change: inout FlowChange, after task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
+        let id = try Runner(spool: spool).requeue(&change, queue: change.flow.queue ?? Layout.defaultQueue, after: task)
+        change.flow.retriesLeft -= 1
+        change.tasks[id]?.supervisorPid = Int64(me.pid)
+        change.tasks[id]?.supervisorStartTime = me.startTime
     }
 
     /// Starts one command, records it running, waits, records its end.
@@ -238,6 +265,10 @@ public struct Supervisor: Sendable {
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
+                if let supervisor, [.failed, .timedOut].contains(task.status), change.flow.retriesLeft > 0,
+                   change.flow.cancelRequestedAt == nil, task.cancelRequestedAt == nil {
+                    try queueAutomaticRetry(&change, after: task, supervisor: supervisor)
+                }
                 return task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil
             }.result
         } catch {
