@@ -31,6 +31,10 @@ struct Run: SpoolCommand {
         The log keeps at most --log-limit bytes (default 64M): when the output passes it, the \
         newest half is kept behind a line saying how many bytes were dropped.
 
+        With --after LOOKUP... (flow ids, owner keys or id prefixes) the job waits, holding no \
+        slot, until every one of those flows has succeeded; when one fails, is cancelled or \
+        is lost, the job ends cancelled without running, its summary naming that flow.
+
         With --retries N a run that failed or timed out runs again, up to N times, after \
         --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
         retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
@@ -47,6 +51,7 @@ struct Run: SpoolCommand {
           clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
           clawflow run --owner batch --queue gpu --priority 5 -- ./train.sh
           clawflow run --retries 3 --retry-delay 30s -- ./fetch.sh
+          clawflow run --owner deploy --after build test -- ./deploy.sh
         """
     )
 
@@ -75,6 +80,9 @@ struct Run: SpoolCommand {
 
     @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999).", valueName: "n"))
     var priority: Int64 = 0
+
+    @Option(parsing: .upToNextOption, help: ArgumentHelp("Start only after these flows have all succeeded (flow ids, owner keys, id prefixes).", valueName: "lookup"))
+    var after: [String] = []
 
     @Option(help: ArgumentHelp("Run a failed or timed-out command again, up to N times (0-100).", valueName: "n"))
     var retries: Int64 = 0
@@ -107,7 +115,15 @@ struct Run: SpoolCommand {
         guard (0...100).contains(retries) else { throw Parse.usage("--retries must be between 0 and 100.") }
         let delay = try retryDelay.map { (d) throws(SpoolError) in try Parse.duration(d, option: "--retry-delay") } ?? 0
         guard retryDelay == nil || retries > 0 else { throw Parse.usage("--retry-delay needs --retries.") }
-        let placement = Runner.Placement(queue: queueName, priority: priority, retries: retries, retryDelaySeconds: delay)
+        var dependencies: [String] = []
+        if !after.isEmpty {
+            guard let spool = try readSpool() else { throw SpoolError.flowNotFound(after[0].trimmingWhitespace()) }
+            for lookup in after {
+                let id = try spool.resolveFlow(lookup)
+                if !dependencies.contains(id) { dependencies.append(id) }
+            }
+        }
+        let placement = Runner.Placement(queue: queueName, priority: priority, retries: retries, retryDelaySeconds: delay, after: dependencies)
         let started: Runner.Started
         do {
             if !steps.isEmpty {

@@ -123,6 +123,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case retriesLeft
     /// How long its supervisor waits before such a retry.
     case retryDelaySeconds
+    /// The flows a command job starts only after (`run --after`).
+    case after
 }
 
 /// The type a known record field must have.
@@ -398,7 +400,7 @@ public struct FlowRecord: Record {
         .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
         .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
         .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,
-        .retriesLeft: .integer, .retryDelaySeconds: .integer,
+        .retriesLeft: .integer, .retryDelaySeconds: .integer, .after: .stringArray,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 
@@ -465,6 +467,11 @@ public struct FlowRecord: Record {
     public var retriesLeft: Int64 { get { integer(.retriesLeft) ?? 0 } set { setInteger(.retriesLeft, newValue) } }
     /// Seconds its supervisor waits before such a retry (`run --retry-delay`; 0 when absent).
     public var retryDelaySeconds: Int64 { get { integer(.retryDelaySeconds) ?? 0 } set { setInteger(.retryDelaySeconds, newValue == 0 ? nil : newValue) } }
+    /// The ids of the flows that must have succeeded before this job starts (`run --after`).
+    public var after: [String] {
+        get { self[.after]?.arrayValue?.compactMap(\.stringValue) ?? [] }
+        set { self[.after] = newValue.isEmpty ? nil : .array(newValue.map(JSON.string)) }
+    }
     /// When the manifest was last written.
     public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the

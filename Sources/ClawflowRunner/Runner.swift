@@ -34,12 +34,15 @@ public struct Runner: Sendable {
         public var retries: Int64
         /// How long it waits then, in seconds.
         public var retryDelaySeconds: Int64
-        /// A placement in `queue` with `priority`, run again up to `retries` times.
-        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0, retries: Int64 = 0, retryDelaySeconds: Int64 = 0) {
+        /// The flows that must have succeeded before it starts.
+        public var after: [String]
+        /// A placement in `queue` with `priority`, after the flows `after`, run again up to `retries` times.
+        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0, retries: Int64 = 0, retryDelaySeconds: Int64 = 0, after: [String] = []) {
             self.queue = queue
             self.priority = priority
             self.retries = retries
             self.retryDelaySeconds = retryDelaySeconds
+            self.after = after
         }
     }
 
@@ -82,6 +85,7 @@ public struct Runner: Sendable {
         var flow = draft
         flow.queue = placement.queue
         flow.priority = placement.priority
+        flow.after = placement.after
         if placement.retries > 0 {
             flow.retriesLeft = placement.retries
             flow.retryDelaySeconds = placement.retryDelaySeconds

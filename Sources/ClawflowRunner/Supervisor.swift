@@ -32,8 +32,9 @@ public struct Supervisor: Sendable {
         var code: Int32 = 1
         if let spool = try? Spool.openExisting(at: spoolRoot) {
             do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
-            // Its slot is free now: the next waiting job of its queue starts (no watcher needed).
-            if let queue = (try? spool.flow(flowId))?.flow.queue { _ = try? Runner(spool: spool).handOff(queue: queue) }
+            // Its slot is free now: the next waiting job of its queue starts, and jobs of any
+            // queue that run after this flow start or are cancelled (no watcher needed).
+            Runner(spool: spool).handOffWaiting()
         }
         _exit(code)
     }
