@@ -325,14 +325,16 @@ struct RunCommandTests {
         let flow = String(r.stdout.split(separator: " ").first ?? "")
         let running = waitForFlow(tmp, flow) { tasksOf($0).first?["pid"] != nil }
         let supervisor = tasksOf(running).first?["supervisorPid"] as? Int ?? 0
-        // The pipe the command writes its output into is the supervisor's to read.
-        let output = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(tasksOf(running).first?["pid"] as? Int ?? 0)/fd/1")) ?? "?"
+        // The pipe the command writes its output into is the supervisor's to read (the
+        // command has it as stdout once it is released).
+        let command = tasksOf(running).first?["pid"] as? Int ?? 0
         // Between recording the command running and its exec, the supervisor holds the socket
         // that releases it (its own, not run's): look until that is closed, 2 s at most.
         var targets: [String] = []
         var foreign: [String] = []
         for _ in 0..<40 {
             let fds = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(supervisor)/fd")
+            let output = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(command)/fd/1")) ?? "?"
             targets = fds.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(supervisor)/fd/\($0)")) ?? "?" }
             foreign = targets.filter { $0 != "/dev/null" && !$0.hasPrefix(tmp.path) && !$0.hasPrefix("anon_inode:") && $0 != output }
             if foreign.isEmpty { break }
