@@ -33,8 +33,14 @@ public struct Supervisor: Sendable {
         if let spool = try? Spool.openExisting(at: spoolRoot) {
             do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
             // Its slot is free now: the next waiting job of its queue starts, and jobs of any
-            // queue that run after this flow start or are cancelled (no watcher needed).
-            Runner(spool: spool).handOffWaiting()
+            // queue that run after this flow start or are cancelled (no watcher needed). A
+            // member of a shared spool's group hands on the slots of its own queue only.
+            let runner = Runner(spool: spool)
+            if spool.isOwnedByCaller {
+                runner.handOffWaiting()
+            } else if let queue = (try? spool.flow(flowId))?.flow.queue {
+                _ = try? runner.handOff(queue: queue)
+            }
         }
         _exit(code)
     }
