@@ -8,19 +8,24 @@ struct AutomaticRetryTests {
         tmp.events(flow).filter { $0["event"] as? String == "retry" }
     }
 
+    /// Runs a job to its end (`wait` exiting `status`); its flow as `flows show --json` prints it.
+    func ended(_ tmp: TemporarySpool, _ args: [String], status: Int32, sourceLocation: SourceLocation = #_sourceLocation) -> (id: String, flow: [String: Any]) {
+        let job = tmp.startJob(args, sourceLocation: sourceLocation)
+        #expect(tmp.run(["wait", job.flow]).status == status, sourceLocation: sourceLocation)
+        return (job.flow, tmp.json(["flows", "show", job.flow], sourceLocation: sourceLocation))
+    }
+
     @Test("a job that keeps failing runs 1 + N times, each retry a new task with an event retry, and then fails")
     func exhausted() {
         let tmp = TemporarySpool()
         let count = tmp.parent + "/count"
-        let job = tmp.startJob(["--owner", "flaky", "--retries", "2", "--", "sh", "-c", "echo run >> \(count); exit 4"])
-        #expect(tmp.run(["wait", job.flow]).status == 1)
-        let flow = tmp.json(["flows", "show", job.flow])
+        let (id, flow) = ended(tmp, ["--owner", "flaky", "--retries", "2", "--", "sh", "-c", "echo run >> \(count); exit 4"], status: 1)
         let tasks = flow["tasks"] as? [[String: Any]] ?? []
         #expect(flow["status"] as? String == "failed")
         #expect(tasks.count == 3 && tasks.allSatisfy { $0["status"] as? String == "failed" && $0["exitCode"] as? Int == 4 })
         #expect(flow["retriesLeft"] as? Int == 0)
         #expect((try? String(contentsOfFile: count, encoding: .utf8)) == "run\nrun\nrun\n")
-        let events = retryEvents(tmp, job.flow)
+        let events = retryEvents(tmp, id)
         #expect(events.map { $0["previousTaskId"] as? String } == [tasks[0]["taskId"] as? String, tasks[1]["taskId"] as? String])
         #expect(events.map { $0["taskId"] as? String } == [tasks[1]["taskId"] as? String, tasks[2]["taskId"] as? String])
     }
@@ -29,13 +34,11 @@ struct AutomaticRetryTests {
     func succeedsOnRetry() {
         let tmp = TemporarySpool()
         let mark = tmp.parent + "/mark"
-        let job = tmp.startJob(["--owner", "second", "--retries", "3", "--", "sh", "-c", "test -e \(mark) || { touch \(mark); exit 1; }"])
-        #expect(tmp.run(["wait", job.flow]).status == 0)
-        let flow = tmp.json(["flows", "show", job.flow])
+        let (id, flow) = ended(tmp, ["--owner", "second", "--retries", "3", "--", "sh", "-c", "test -e \(mark) || { touch \(mark); exit 1; }"], status: 0)
         #expect(flow["status"] as? String == "succeeded")
         #expect((flow["tasks"] as? [[String: Any]])?.map { $0["status"] as? String } == ["failed", "succeeded"])
         #expect(flow["retriesLeft"] as? Int == 2)
-        #expect(tmp.value(["flows", "show", job.flow]).contains("  Retries left:     2\n"))
+        #expect(tmp.value(["flows", "show", id]).contains("  Retries left:     2\n"))
     }
 
     @Test("a timed-out run is retried; a failed step of a sequence is retried from that step")
