@@ -9,12 +9,16 @@ struct FlowsList: SpoolCommand {
         abstract: "List flows, newest first, with a summary of the work in flight.",
         discussion: """
         The table shows each flow's id (shortest unique prefix), mode, status, revision, \
-        controller, tasks (active/total) and goal. A flow whose manifest cannot be read is \
-        reported on stderr and the rest are still listed (exit 1).
+        controller, owner key, queue, tasks (active/total), duration (from its first task's \
+        start to its end, or until now), the exit status of a command job's newest command \
+        task (its exit code, or the signal that ended it) and goal. --limit N lists only the \
+        newest N flows; the summary line still counts every flow that matches. A flow whose \
+        manifest cannot be read is reported on stderr and the rest are still listed (exit 1).
 
         Examples:
           clawflow flows list
           clawflow flows list --status running --owner session-1
+          clawflow flows list --limit 10
           clawflow flows list --json | jq '.flows[].flowId'
         """
     )
@@ -27,10 +31,17 @@ struct FlowsList: SpoolCommand {
     @Option(help: ArgumentHelp("Only flows of this owner key.", valueName: "key"))
     var owner: String?
 
+    @Option(help: ArgumentHelp("Only the newest N flows (N at least 1).", valueName: "N"))
+    var limit: Int?
+
     /// One flow as the listing needs it, worked out on the reading thread.
     private struct Listed: Sendable {
         var flow: FlowRecord?
         var summary: TaskSummary?
+        /// When its first task started, if one did.
+        var started: Timestamp?
+        /// The outcome of its newest command task: exit code or signal name.
+        var exit: String?
         var json: [UInt8] = []
         var failures: [SpoolError] = []
     }
@@ -38,6 +49,7 @@ struct FlowsList: SpoolCommand {
     func execute(_ out: Output) throws(SpoolError) {
         let wanted = try status.map { (s) throws(SpoolError) in try Parse.flowStatus(s.text) }
         let ownerKey = try owner.map { (o) throws(SpoolError) in try Parse.ownerKey(o) }
+        if let limit, limit < 1 { throw Parse.usage("--limit must be at least 1, not \(limit).") }
         var listed: [Listed] = []
         var allIds: [String] = []
         let json = out.json
@@ -49,6 +61,10 @@ struct FlowsList: SpoolCommand {
                     if let wanted, snap.flow.status != wanted { return Listed() }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
                     var item = Listed(flow: snap.flow, summary: TaskSummary(snap.tasks))
+                    item.started = snap.tasks.compactMap(\.startedAt).min()
+                    if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
+                        item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
+                    }
                     if json { Render.flow(snap).write(into: &item.json, indent: 2, pretty: true) }
                     item.failures = snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) }
                     return item
@@ -57,9 +73,11 @@ struct FlowsList: SpoolCommand {
                 }
             }
         }
-        let shown = listed.filter { $0.flow != nil }
+        let matching = listed.filter { $0.flow != nil }
         let failures = listed.flatMap(\.failures)
-        let pressure = Pressure(shown.map { $0.flow! })
+        let pressure = Pressure(matching.map { $0.flow! })
+        let shown = limit.map { Array(matching.prefix($0)) } ?? matching
+        let now = Spool.now()
         if out.json {
             var doc: [String: JSON] = ["count": .int(shown.count), "status": pressure.json]
             if !failures.isEmpty {
@@ -69,7 +87,7 @@ struct FlowsList: SpoolCommand {
         } else {
             out.print(summaryLine(pressure))
             if !shown.isEmpty {
-                out.table(["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "TASKS", "GOAL"], shown.map { item in
+                out.table(["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"], shown.map { item in
                     let f = item.flow!, summary = item.summary!
                     return [
                         Identifier.shortestUniquePrefix(of: f.flowId, among: allIds),
@@ -77,7 +95,11 @@ struct FlowsList: SpoolCommand {
                         out.status(f.status.rawValue) + (f.cancelRequestedAt != nil && !f.isTerminal ? "*" : ""),
                         String(f.revision),
                         Render.cell(f.controllerId, max: 24),
+                        Render.cell(f.ownerKey, max: 24),
+                        Render.cell(f.queue, max: 16),
                         "\(summary.active) active/\(summary.total) total",
+                        item.started.map { DurationText.describe((f.isTerminal ? f.endedAt ?? now : now).seconds(since: $0)) } ?? "-",
+                        item.exit ?? "-",
                         Render.cell(f.goal),
                     ]
                 })

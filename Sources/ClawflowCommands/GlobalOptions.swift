@@ -108,9 +108,15 @@ enum Parse {
         return value
     }
 
-    static func runtime(_ raw: String) throws(SpoolError) -> String {
+    /// A runtime name; `cli` only when `reported` is false (a filter, not a program's report).
+    static func runtime(_ raw: String, reported: Bool = true) throws(SpoolError) -> String {
         guard RuntimeName.isValid(raw) else { throw usage("Invalid runtime \"\(sanitized(raw))\"; it must match [a-z0-9_-]{1,32}.") }
-        guard raw != "cli" else { throw usage("The runtime cli is reserved for commands clawflow runs itself; name the program that reports this task instead.") }
+        guard !reported || raw != "cli" else { throw usage("The runtime cli is reserved for commands clawflow runs itself; name the program that reports this task instead.") }
+        return raw
+    }
+
+    static func queueName(_ raw: String) throws(SpoolError) -> String {
+        guard QueueName.isValid(raw) else { throw usage("Invalid queue name \"\(sanitized(raw))\"; it must match [a-z0-9_-]{1,32}.") }
         return raw
     }
 

@@ -66,7 +66,8 @@ struct Logs: SpoolCommand {
             // The status first: a final status means the output read after it is complete.
             let status = try settledStatus() ?? record.status
             var bytes: [UInt8] = []
-            _ = try readNewOutput(path, from: 0) { bytes.append(contentsOf: $0) }
+            var reader = LogReader(path: path)
+            try reader.read { bytes.append(contentsOf: $0) }
             var document = summary(status)
             document["output"] = .string(String(decoding: bytes, as: UTF8.self))
             out.emit(.object(JSONObject(document)))
@@ -87,15 +88,16 @@ struct Logs: SpoolCommand {
             out.emitLine(.object(["output": .string(String(decoding: pending[..<complete], as: UTF8.self))]))
             pending.removeFirst(complete)
         }
-        var offset: Int64 = 0
+        // A log cut at its limit meanwhile is followed into its new file (`LogReader`).
+        var reader = LogReader(path: path)
         var status = record.status
         while true {
-            offset = try readNewOutput(path, from: offset, sink)
+            try reader.read(sink)
             guard follow else { return nil }
             let now = try settledStatus()
             if let now { status = now }
             guard let now, now.isActive else {
-                _ = try readNewOutput(path, from: offset, sink)
+                try reader.read(sink)
                 if out.json {
                     if !pending.isEmpty { out.emitLine(.object(["output": .string(String(decoding: pending, as: UTF8.self))])) }
                     out.emitLine(.object(JSONObject(summary(status))))
@@ -103,30 +105,6 @@ struct Logs: SpoolCommand {
                 return status
             }
             usleep(100_000)
-        }
-    }
-
-    /// Hands the log from `offset` on to `sink`, a piece at a time; returns the new offset.
-    /// A log not there yet is empty.
-    func readNewOutput(_ path: FilePath, from offset: Int64, _ sink: (UnsafeRawBufferPointer) -> Void) throws(SpoolError) -> Int64 {
-        let fd: FileDescriptor
-        do { fd = try FileDescriptor.open(path, .readOnly, options: [.noFollow, .closeOnExec, .nonBlocking]) } catch {
-            let e = error as? Errno ?? .ioError
-            if e == .noSuchFileOrDirectory { return offset }
-            throw SpoolError(.io, "Opening the log \(path): \(e)", path: path, errno: e)
-        }
-        defer { try? fd.close() }
-        var position = offset
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n: Int
-            do { n = try buffer.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: position, into: $0) } } catch {
-                let e = error as? Errno ?? .ioError
-                throw SpoolError(.io, "Reading the log \(path): \(e)", path: path, errno: e)
-            }
-            if n <= 0 { return position }
-            buffer.withUnsafeBytes { sink(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            position += Int64(n)
         }
     }
 }

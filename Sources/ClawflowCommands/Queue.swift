@@ -46,7 +46,7 @@ struct QueueSet: SpoolCommand {
     var slots: Int64
 
     func execute(_ out: Output) throws(SpoolError) {
-        guard QueueName.isValid(name) else { throw Parse.usage("Invalid queue name \"\(sanitized(name))\"; it must match [a-z0-9_-]{1,32}.") }
+        _ = try Parse.queueName(name)
         guard slots >= 0 else { throw Parse.usage("--slots must be 0 (no limit) or more.") }
         let spool = try writeSpool()
         let settings = QueueSettings(name: name, slots: slots == 0 ? nil : slots)
@@ -115,7 +115,7 @@ struct QueueShow: SpoolCommand {
 
     func execute(_ out: Output) throws(SpoolError) {
         let name = queueName ?? Layout.defaultQueue
-        guard QueueName.isValid(name) else { throw Parse.usage("Invalid queue name \"\(sanitized(name))\"; it must match [a-z0-9_-]{1,32}.") }
+        _ = try Parse.queueName(name)
         var settings = QueueSettings(name: name, slots: nil)
         var jobs = QueueJobs(running: [], waiting: [])
         var details: [String: FlowSnapshot] = [:]

@@ -98,7 +98,7 @@ public struct Drop: Sendable {
     /// Fields only clawflow writes; a drop that sets one is refused.
     public static let reservedFields: Set<String> = [
         "schema", "createdAt", "startedAt", "lastEventAt", "endedAt", "cancelRequestedAt", "flowRevision", "lastDrop", "dropUid",
-        "command", "cwd", "timeoutSeconds", "pid", "pgid", "procStartTime", "supervisorPid", "supervisorStartTime", "logPath", "signal",
+        "command", "cwd", "timeoutSeconds", "pid", "pgid", "procStartTime", "supervisorPid", "supervisorStartTime", "logPath", "logLimit", "signal",
     ]
 
     /// Validates a drop's JSON object.

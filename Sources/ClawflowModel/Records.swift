@@ -82,6 +82,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case supervisorStartTime
     /// A command's output log.
     case logPath
+    /// The size a command's log is kept under, in bytes.
+    case logLimit
     /// The flow's revision at the task's last write.
     case flowRevision
     /// The environment a command runs with (recorded by `run`, used again by `retry`).
@@ -117,6 +119,12 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case queue
     /// Its place in the queue: higher starts first.
     case priority
+    /// How many more times a failed or timed-out command job runs again by itself.
+    case retriesLeft
+    /// How long its supervisor waits before such a retry.
+    case retryDelaySeconds
+    /// The flows a command job starts only after (`run --after`).
+    case after
 }
 
 /// The type a known record field must have.
@@ -274,7 +282,7 @@ public struct TaskRecord: Record {
         .cancelRequestedAt: .timestamp,
         .command: .stringArray, .cwd: .string, .timeoutSeconds: .integer, .pid: .integer, .pgid: .integer,
         .procStartTime: .integer, .supervisorPid: .integer, .supervisorStartTime: .integer, .logPath: .string,
-        .flowRevision: .integer, .environment: .stringMap,
+        .logLimit: .integer, .flowRevision: .integer, .environment: .stringMap,
     ])
     static let required: [RecordKey] = [.taskId, .parentFlowId, .ownerKey, .runtime, .status, .createdAt]
 
@@ -359,6 +367,8 @@ public struct TaskRecord: Record {
     public var supervisorStartTime: Int64? { get { integer(.supervisorStartTime) } set { setInteger(.supervisorStartTime, newValue) } }
     /// A command's output log (absolute).
     public var logPath: String? { get { string(.logPath) } set { setString(.logPath, newValue) } }
+    /// The size in bytes its supervisor keeps a command's log under (spool-layout.md, "Task logs").
+    public var logLimit: Int64? { get { integer(.logLimit) } set { setInteger(.logLimit, newValue) } }
     /// The flow's revision when the task was last written.
     public var flowRevision: Int64? { get { integer(.flowRevision) } set { setInteger(.flowRevision, newValue) } }
     /// The environment a command task runs with (`NAME`: value), when it was recorded.
@@ -395,6 +405,7 @@ public struct FlowRecord: Record {
         .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
         .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
         .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,
+        .retriesLeft: .integer, .retryDelaySeconds: .integer, .after: .stringArray,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 
@@ -457,6 +468,15 @@ public struct FlowRecord: Record {
     public var queue: String? { get { string(.queue) } set { setString(.queue, newValue) } }
     /// Its priority in the queue (higher starts first; 0 when absent).
     public var priority: Int64 { get { integer(.priority) ?? 0 } set { setInteger(.priority, newValue == 0 ? nil : newValue) } }
+    /// How many more times a failed or timed-out command job runs again by itself (`run --retries`; 0 when absent).
+    public var retriesLeft: Int64 { get { integer(.retriesLeft) ?? 0 } set { setInteger(.retriesLeft, newValue) } }
+    /// Seconds its supervisor waits before such a retry (`run --retry-delay`; 0 when absent).
+    public var retryDelaySeconds: Int64 { get { integer(.retryDelaySeconds) ?? 0 } set { setInteger(.retryDelaySeconds, newValue == 0 ? nil : newValue) } }
+    /// The ids of the flows that must have succeeded before this job starts (`run --after`).
+    public var after: [String] {
+        get { self[.after]?.arrayValue?.compactMap(\.stringValue) ?? [] }
+        set { self[.after] = newValue.isEmpty ? nil : .array(newValue.map(JSON.string)) }
+    }
     /// When the manifest was last written.
     public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the

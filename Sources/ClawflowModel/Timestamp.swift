@@ -168,3 +168,33 @@ extension String {
         return String(Substring(scalars))
     }
 }
+
+/// Sizes as people write them: `4096`, `512K`, `64M`, `1G` (binary units; `KiB`, `MiB`,
+/// `GiB` and a trailing `B` are accepted too).
+public enum SizeText {
+    /// Bytes in `text`, or nil when it is not a valid size.
+    public static func bytes(_ text: String) -> Int64? {
+        var t = Substring(text.trimmingWhitespace())
+        if t.last == "B" || t.last == "b" { t = t.dropLast() }
+        if t.last == "i", let u = t.dropLast().last, "KkMmGg".contains(u) { t = t.dropLast() }
+        var unit: Int64 = 1
+        switch t.last {
+        case "K", "k": unit = 1 << 10
+        case "M", "m": unit = 1 << 20
+        case "G", "g": unit = 1 << 30
+        default: break
+        }
+        if unit > 1 { t = t.dropLast() }
+        guard !t.isEmpty, t.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int64(t) else { return nil }
+        let (value, overflow) = n.multipliedReportingOverflow(by: unit)
+        return overflow ? nil : value
+    }
+
+    /// A size for people: `64 MiB`, `512 KiB`, else bytes.
+    public static func describe(_ bytes: Int64) -> String {
+        for (unit, name) in [(Int64(1) << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] where bytes >= unit && bytes % unit == 0 {
+            return "\(bytes / unit) \(name)"
+        }
+        return "\(bytes) bytes"
+    }
+}

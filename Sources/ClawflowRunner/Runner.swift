@@ -30,10 +30,19 @@ public struct Runner: Sendable {
         public var queue: String
         /// Higher starts first; 0 by default.
         public var priority: Int64
-        /// A placement in `queue` with `priority`.
-        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0) {
+        /// How many times a failed or timed-out run goes back to wait for its turn again.
+        public var retries: Int64
+        /// How long it waits then, in seconds.
+        public var retryDelaySeconds: Int64
+        /// The flows that must have succeeded before it starts.
+        public var after: [String]
+        /// A placement in `queue` with `priority`, after the flows `after`, run again up to `retries` times.
+        public init(queue: String = Layout.defaultQueue, priority: Int64 = 0, retries: Int64 = 0, retryDelaySeconds: Int64 = 0, after: [String] = []) {
             self.queue = queue
             self.priority = priority
+            self.retries = retries
+            self.retryDelaySeconds = retryDelaySeconds
+            self.after = after
         }
     }
 
@@ -42,10 +51,10 @@ public struct Runner: Sendable {
     /// `run -- CMD`: a mirrored flow with one `cli` task, put in its queue and started at
     /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
     /// thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         task.environment = Runner.currentEnvironment()
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
         return try enqueue(flow, first: task, placement: placement)
@@ -54,10 +63,10 @@ public struct Runner: Sendable {
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// The whole sequence holds one slot of its queue. May fork, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, at: now)
+        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         first.environment = Runner.currentEnvironment()
         var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
         flow[.steps] = .array(steps.enumerated().map { index, command in
@@ -76,6 +85,11 @@ public struct Runner: Sendable {
         var flow = draft
         flow.queue = placement.queue
         flow.priority = placement.priority
+        flow.after = placement.after
+        if placement.retries > 0 {
+            flow.retriesLeft = placement.retries
+            flow.retryDelaySeconds = placement.retryDelaySeconds
+        }
         let queue = try spool.lockQueue(placement.queue)
         _ = try queue.enqueue(flow, tasks: [first], source: "runner")
         let jobs = try queue.handOff(start: start)
@@ -114,13 +128,21 @@ public struct Runner: Sendable {
             throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
         }
         let commands = change.orderedTasks.filter(\.isCommand)
-        guard let last = commands.last, let argv = last.command, !argv.isEmpty else {
-            throw SpoolError(.notManaged, "Flow \(id) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
-        }
+        guard let last = commands.last, last.command?.isEmpty == false else { throw Runner.noCommand(id) }
         guard flow.status != .succeeded else {
             throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
         }
-        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+        return try requeue(&change, queue: queue, after: last)
+    }
+
+    /// Within a write of the flow: adds the task that runs its job again after `last` (its
+    /// last command task) and puts the flow back to `queued` (`retry`, and a supervisor's
+    /// automatic retry). The new task's id.
+    func requeue(_ change: inout FlowChange, queue: String, after last: TaskRecord) throws(SpoolError) -> String {
+        let flow = change.flow
+        let id = flow.flowId
+        guard let argv = last.command, !argv.isEmpty else { throw Runner.noCommand(id) }
+        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
         task.environment = last.environment
         var next = flow
         var from = last.taskId
@@ -134,7 +156,7 @@ public struct Runner: Sendable {
                 throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
             }
             if let t = step["taskId"]?.stringValue { from = t }
-            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, at: change.now)
+            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
             task.environment = last.environment
             step["taskId"] = .string(task.taskId)
             steps[index] = .object(step)
@@ -155,6 +177,11 @@ public struct Runner: Sendable {
         change.tasks[task.taskId] = task
         change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
         return task.taskId
+    }
+
+    /// The refusal to run again a flow whose tasks other programs report.
+    static func noCommand(_ flowId: String) -> SpoolError {
+        SpoolError(.notManaged, "Flow \(flowId) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
     }
 
     /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
@@ -227,8 +254,9 @@ public struct Runner: Sendable {
         return out
     }
 
-    /// A queued `cli` task record for `argv`.
-    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, at now: Timestamp) -> TaskRecord {
+    /// A queued `cli` task record for `argv`; its log is kept under `logLimit` bytes
+    /// (`LogCut.defaultLimit` when nil), recorded in the task.
+    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, logLimit: Int64?, at now: Timestamp) -> TaskRecord {
         let taskId = Spool.newId(at: now)
         var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
         task[.command] = .array(argv.map(JSON.string))
@@ -236,12 +264,13 @@ public struct Runner: Sendable {
         task.task = isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " ")
         task.cwd = cwd
         task.timeoutSeconds = timeoutSeconds
+        task.logLimit = logLimit ?? LogCut.defaultLimit
         task.logPath = spool.taskLogPath(flowId: flowId, taskId: taskId).string
         return task
     }
 
-    /// A word as a shell would need it quoted (for the `task` text only).
-    static func shellWord(_ word: String) -> String {
+    /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
+    public static func shellWord(_ word: String) -> String {
         let plain = !word.isEmpty && word.utf8.allSatisfy { b in
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
         }

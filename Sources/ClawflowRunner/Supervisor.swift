@@ -32,8 +32,15 @@ public struct Supervisor: Sendable {
         var code: Int32 = 1
         if let spool = try? Spool.openExisting(at: spoolRoot) {
             do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
-            // Its slot is free now: the next waiting job of its queue starts (no watcher needed).
-            if let queue = (try? spool.flow(flowId))?.flow.queue { _ = try? Runner(spool: spool).handOff(queue: queue) }
+            // Its slot is free now: the next waiting job of its queue starts, and jobs of any
+            // queue that run after this flow start or are cancelled (no watcher needed). A
+            // member of a shared spool's group hands on the slots of its own queue only.
+            let runner = Runner(spool: spool)
+            if spool.isOwnedByCaller {
+                runner.handOffWaiting()
+            } else if let queue = (try? spool.flow(flowId))?.flow.queue {
+                _ = try? runner.handOff(queue: queue)
+            }
         }
         _exit(code)
     }
@@ -47,6 +54,12 @@ public struct Supervisor: Sendable {
             let snap: FlowSnapshot
             do { snap = try spool.flow(flowId) } catch { throw error }
             if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.pid == nil }) {
+                // A retry after a failed or timed-out run waits --retry-delay first.
+                let previous = snap.tasks.last { $0.isCommand && $0.taskId != task.taskId }
+                if snap.flow.retryDelaySeconds > 0, let previous, [.failed, .timedOut].contains(previous.status) {
+                    waitBeforeRetry(task.taskId, seconds: snap.flow.retryDelaySeconds)
+                    if (try? spool.task(flowId: flowId, taskId: task.taskId))?.status != .queued { continue }
+                }
                 try runTask(task, supervisor: me)
                 continue
             }
@@ -83,7 +96,8 @@ public struct Supervisor: Sendable {
         guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
         let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
         var task = Runner(spool: spool).commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
-                                                    cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds, at: change.now)
+                                                    cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds,
+                                                    logLimit: previous?.logLimit, at: change.now)
         task.environment = previous?.environment
         task.supervisorPid = Int64(me.pid)
         task.supervisorStartTime = me.startTime
@@ -95,27 +109,60 @@ public struct Supervisor: Sendable {
         return true
     }
 
+    /// Sleeps `seconds`, looking every second whether the task is still queued (a cancel
+    /// ends the wait).
+    func waitBeforeRetry(_ taskId: String, seconds: Int64) {
+        let end = monotonicSeconds() + Double(seconds)
+        while monotonicSeconds() < end {
+            usleep(UInt32(min(1.0, max(0, end - monotonicSeconds())) * 1_000_000))
+            guard let task = try? spool.task(flowId: flowId, taskId: taskId), task.status == .queued, task.cancelRequestedAt == nil else { return }
+        }
+    }
+
+    /// Within the write that records a failed or timed-out run of a flow with retries left
+    /// (`run --retries`): the run again, as `clawflow retry` makes it (a new task, the flow
+    /// back to `queued`, an event `retry`), one retry fewer left, the new task naming this
+    /// supervisor, which keeps the job's slot and runs it.
+    func queueAutomaticRetry(_ change: inout FlowChange, after task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
+        let id = try Runner(spool: spool).requeue(&change, queue: change.flow.queue ?? Layout.defaultQueue, after: task)
+        change.flow.retriesLeft -= 1
+        change.tasks[id]?.supervisorPid = Int64(me.pid)
+        change.tasks[id]?.supervisorStartTime = me.startTime
+    }
+
     /// Starts one command, records it running, waits, records its end.
     func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
         let taskId = task.taskId
         let argv = task[.command]?.arrayValue?.compactMap(\.stringValue) ?? []
         let logPath = FilePath(task.logPath ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
-        let log: FileDescriptor
+        var log: TaskLog
         do {
-            log = try FileDescriptor.open(logPath, .writeOnly, options: [.create, .append, .noFollow, .closeOnExec, .nonBlocking], permissions: [.ownerReadWrite])
+            log = try TaskLog(path: logPath, limit: task.logLimit ?? LogCut.defaultLimit)
         } catch {
             try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]))
             return
         }
-        defer { try? log.close() }
         // The log's name becomes durable with the task file's next flush of tasks/; its inode
         // too, except where metadata is not ordered (ext4 without a journal), where a power
         // cut could otherwise keep the name naming an inode reused by another file.
-        if !MetadataOrdering.isOrdered(log) { try? log.synchronize() }
+        if !MetadataOrdering.isOrdered(log.fd) { try? log.fd.synchronize() }
         guard !argv.isEmpty else {
             try record(taskId, TaskUpdate(status: .failed, [.error: .string("the task has no command")]))
             return
         }
+        // The command writes into a pipe that this supervisor relays into the log, so that it
+        // can cut the log at its limit (`TaskLog`) while the command writes on.
+        var ends: [Int32] = [-1, -1]
+        // (pipe2 is hidden from Swift; this process starts no other program meanwhile.)
+        guard pipe(&ends) == 0, fcntl(ends[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0 else {
+            let error = Errno(rawValue: errno)
+            for end in ends where end >= 0 { close(end) }
+            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
+            return
+        }
+        let output = FileDescriptor(rawValue: ends[1])
+        var relay = OutputRelay(FileDescriptor(rawValue: ends[0]))
+        defer { relay.close() }
         // Held before its exec until `running` (with its pid) is durable: a supervisor that
         // dies before that leaves no command running untracked.
         let held: HeldCommand
@@ -125,8 +172,12 @@ public struct Supervisor: Sendable {
         // The program is looked up in the PATH it was run with, whoever started its supervisor.
         if let path = task.environment?["PATH"] { setenv("PATH", path, 1) }
         let ids = ["CLAWFLOW_FLOW_ID": flowId, "CLAWFLOW_TASK_ID": taskId, "CLAWFLOW_SPOOL": root.string]
-        do { held = try HeldCommand(argv, output: log, cwd: task.cwd, environment: task.environment, setting: ids) } catch {
-            try recordNotStarted(taskId, argv: argv, error: error, log: log)
+        do {
+            held = try HeldCommand(argv, output: output, cwd: task.cwd, environment: task.environment, setting: ids)
+            output.closeQuietly() // the command's copies are its only writers: their end is the relay's EOF
+        } catch {
+            output.closeQuietly()
+            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
             return
         }
         let pid = held.pid
@@ -149,7 +200,7 @@ public struct Supervisor: Sendable {
         if let error = held.start() {
             var status: Int32 = 0
             _ = valueOrErrno { waitpid(pid, &status, 0) }
-            try recordNotStarted(taskId, argv: argv, error: error, log: log)
+            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
             return
         }
 
@@ -160,12 +211,10 @@ public struct Supervisor: Sendable {
         while status == nil {
             var wait: Int32 = 1000
             if let deadline, !timedOut { wait = Int32(max(0, min(1000, (deadline - monotonicSeconds()) * 1000))) }
-            if pidfd >= 0 {
-                var p = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
-                _ = poll(&p, 1, wait)
-            } else {
-                usleep(UInt32(min(wait, 50)) * 1000)
-            }
+            // Without a pidfd (old kernels) the exit is looked for every 50 ms.
+            var fds = [pollfd(fd: relay.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            _ = poll(&fds, 2, pidfd >= 0 ? wait : min(wait, 50))
+            relay.pass(into: &log)
             status = reapChildren(main: pid)
             if status == nil, let deadline, !timedOut, monotonicSeconds() >= deadline {
                 timedOut = true
@@ -175,6 +224,9 @@ public struct Supervisor: Sendable {
         // A timed-out or cancelled command takes its whole group with it.
         let cancelled = (try? spool.task(flowId: flowId, taskId: taskId))?.cancelRequestedAt != nil
         if timedOut || cancelled { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
+        // What the command wrote before it exited is in the pipe; a process it left running
+        // gets EPIPE (or SIGPIPE) when it writes after this.
+        relay.pass(into: &log)
         // The same write queues a sequence's next step when this one succeeded: there is no
         // moment in which the flow has no active task naming this supervisor and still more to run.
         try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
@@ -182,9 +234,9 @@ public struct Supervisor: Sendable {
 
     /// Records that the command could not be started (not found, not executable, no such
     /// working directory), with the reason in the task and in its log.
-    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: FileDescriptor) throws(SpoolError) {
+    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: inout TaskLog) throws(SpoolError) {
         let message = "could not start \(sanitized(argv[0])): \(error.description)"
-        _ = try? log.writeAll(Array("clawflow: \(message)\n".utf8))
+        log.append(line: "clawflow: \(message)")
         try record(taskId, TaskUpdate(status: .failed, [.error: .string(message), .exitCode: .int(127)]))
     }
 
@@ -220,11 +272,49 @@ public struct Supervisor: Sendable {
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
+                if let supervisor, [.failed, .timedOut].contains(task.status), change.flow.retriesLeft > 0,
+                   change.flow.cancelRequestedAt == nil, task.cancelRequestedAt == nil {
+                    try queueAutomaticRetry(&change, after: task, supervisor: supervisor)
+                }
                 return task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil
             }.result
         } catch {
             throw error
         }
+    }
+}
+
+/// The supervisor's end of the pipe a command writes its output into.
+struct OutputRelay {
+    /// The read end (-1 once it reached its end or was closed).
+    private(set) var fd: Int32
+
+    init(_ end: FileDescriptor) {
+        fd = end.rawValue
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Passes everything readable now into `log`; at the end of the output (every writer
+    /// gone), closes the pipe.
+    mutating func pass(into log: inout TaskLog) {
+        guard fd >= 0 else { return }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                buffer.withUnsafeBytes { log.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                continue
+            }
+            if n < 0, errno == EINTR { continue }
+            if n == 0 { close() }
+            return
+        }
+    }
+
+    /// Closes the read end.
+    mutating func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
     }
 }
 

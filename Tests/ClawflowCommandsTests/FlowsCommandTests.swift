@@ -14,7 +14,7 @@ struct FlowsListTests {
         #expect(r.stderr == "")
     }
 
-    @Test("the table lists flows newest first with mode, status, revision, controller, task counts and goal")
+    @Test("the table lists flows newest first with mode, status, revision, controller, owner, queue, task counts, duration, exit status and goal")
     func table() {
         let spool = TemporarySpool()
         let managed = spool.createFlow(owner: "alice", goal: "nightly report", controller: "scheduler")
@@ -26,7 +26,7 @@ struct FlowsListTests {
         #expect(out.count == 4)
         guard out.count == 4 else { return }
         #expect(out[0] == "2 flows: 2 active (1 queued, 1 running), 0 finished")
-        #expect(out[1].split(separator: " ", omittingEmptySubsequences: true) == ["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "TASKS", "GOAL"])
+        #expect(out[1].split(separator: " ", omittingEmptySubsequences: true) == ["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"])
         let newest = out[2].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         let oldest = out[3].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         #expect(mirrored.flow.hasPrefix(newest[0]))

@@ -5,13 +5,6 @@ import Testing
 
 @Suite("clawflow retry: an ended command job runs again", .serialized)
 struct RetryCommandTests {
-    func run(_ tmp: TemporarySpool, _ args: [String]) -> (flow: String, task: String) {
-        let r = tmp.run(["run"] + args)
-        #expect(r.status == 0, "run \(args): \(r.stderr)")
-        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-        return (parts.first ?? "", parts.last ?? "")
-    }
-
     @Test("a failed job runs again as a new task of the same flow, with its argv, cwd and environment; the old task and its log stay")
     func retriesFailedJob() throws {
         let tmp = TemporarySpool()
@@ -38,7 +31,7 @@ struct RetryCommandTests {
     func retriesSequenceFromFailedStep() {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/out", gate = tmp.parent + "/gate"
-        let seq = run(tmp, ["--owner", "seq", "--goal", "three steps", "--step", "echo one >> \(out)",
+        let seq = tmp.startJob(["--owner", "seq", "--goal", "three steps", "--step", "echo one >> \(out)",
                             "--step", "echo two >> \(out); test -e \(gate)", "--step", "echo three >> \(out)"])
         #expect(tmp.run(["wait", seq.flow]).status == 1)
         FileManager.default.createFile(atPath: gate, contents: nil)
@@ -52,14 +45,14 @@ struct RetryCommandTests {
     @Test("a cancelled job can be retried; an active job, a succeeded one and an external task are refused")
     func refusals() {
         let tmp = TemporarySpool()
-        let slow = run(tmp, ["--owner", "slow", "--", "sleep", "30"])
+        let slow = tmp.startJob(["--owner", "slow", "--", "sleep", "30"])
         let active = tmp.run(["retry", "slow"])
         #expect(active.status == 1 && active.stderr.contains("still"))
         #expect(tmp.run(["flows", "cancel", slow.flow]).status == 0)
         #expect(tmp.run(["retry", slow.task]).status == 0, "a task id names its flow")
         #expect(tmp.json(["flows", "show", slow.flow])["status"] as? String != "cancelled")
         #expect(tmp.run(["flows", "cancel", slow.flow]).status == 0)
-        let done = run(tmp, ["--owner", "done", "--", "true"])
+        let done = tmp.startJob(["--owner", "done", "--", "true"])
         #expect(tmp.run(["wait", done.flow]).status == 0)
         let succeeded = tmp.run(["retry", "done"])
         #expect(succeeded.status == 1 && succeeded.stderr.contains("succeeded"))

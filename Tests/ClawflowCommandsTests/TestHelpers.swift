@@ -74,6 +74,15 @@ extension TemporarySpool {
         return (r, Date().timeIntervalSince(start))
     }
 
+    /// `clawflow run ARGS` (which must succeed); returns the flow id and task id it printed.
+    @discardableResult
+    func startJob(_ args: [String], sourceLocation: SourceLocation = #_sourceLocation) -> (flow: String, task: String) {
+        let r = run(["run"] + args)
+        #expect(r.status == 0, "run \(args): \(r.stderr)", sourceLocation: sourceLocation)
+        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        return (parts.first ?? "", parts.last ?? "")
+    }
+
     /// Adds a task in a new mirrored flow; returns the task id and its flow id.
     @discardableResult
     func addTask(owner: String, runtime: String = "cron", status: String = "queued", _ extra: [String] = [],

@@ -5,18 +5,11 @@ import Testing
 
 @Suite("clawflow wait and logs --follow: exit with the outcome", .serialized)
 struct WaitCommandTests {
-    func run(_ tmp: TemporarySpool, _ args: [String]) -> (flow: String, task: String) {
-        let r = tmp.run(["run"] + args)
-        #expect(r.status == 0, "run \(args): \(r.stderr)")
-        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-        return (parts.first ?? "", parts.last ?? "")
-    }
-
     @Test("wait blocks until the flows end and exits 0 when all succeeded, 1 when one did not")
     func waitsForAll() {
         let tmp = TemporarySpool()
-        let ok = run(tmp, ["--owner", "ok", "--", "sh", "-c", "sleep 0.3"])
-        let bad = run(tmp, ["--owner", "bad", "--", "sh", "-c", "sleep 0.2; exit 3"])
+        let ok = tmp.startJob(["--owner", "ok", "--", "sh", "-c", "sleep 0.3"])
+        let bad = tmp.startJob(["--owner", "bad", "--", "sh", "-c", "sleep 0.2; exit 3"])
         let both = tmp.run(["wait", ok.flow, "bad"])
         #expect(both.status == 1, "\(both.stdout) \(both.stderr)")
         #expect(both.stdout == "\(ok.flow) succeeded\n\(bad.flow) failed\n")
@@ -31,11 +24,11 @@ struct WaitCommandTests {
     @Test("wait on an already-finished flow returns at once; --exit-status gives the command's exit code or 128+signal")
     func exitStatus() {
         let tmp = TemporarySpool()
-        let three = run(tmp, ["--owner", "three", "--", "sh", "-c", "exit 3"])
+        let three = tmp.startJob(["--owner", "three", "--", "sh", "-c", "exit 3"])
         #expect(tmp.run(["wait", three.flow]).status == 1)
         #expect(tmp.run(["wait", three.flow, "--exit-status"]).status == 3)
         #expect(tmp.run(["wait", three.flow, "--exit-status", "--poll"]).status == 3)
-        _ = run(tmp, ["--owner", "killed", "--", "sh", "-c", "kill -9 $$"])
+        _ = tmp.startJob(["--owner", "killed", "--", "sh", "-c", "kill -9 $$"])
         #expect(tmp.run(["wait", "killed", "--exit-status"]).status == 128 + 9)
         let ext = tmp.run(["tasks", "add", "--owner", "ext", "--runtime", "cron", "--status", "succeeded"])
         #expect(ext.status == 0)
@@ -49,7 +42,7 @@ struct WaitCommandTests {
     @Test("wait --timeout exits 124 while the flow still runs; --poll waits the same way; a cancel wakes it")
     func timeoutPollAndCancel() {
         let tmp = TemporarySpool()
-        let slow = run(tmp, ["--owner", "slow", "--", "sleep", "30"])
+        let slow = tmp.startJob(["--owner", "slow", "--", "sleep", "30"])
         let timedOut = tmp.run(["wait", "slow", "--timeout", "1"])
         #expect(timedOut.status == 124 && timedOut.stderr.contains("Timed out"))
         let json = tmp.json(["wait", "slow", "--timeout", "1", "--poll"])
@@ -63,10 +56,10 @@ struct WaitCommandTests {
     @Test("logs --follow exits 0 when the task succeeded and 1 when it did not")
     func logsFollowExit() {
         let tmp = TemporarySpool()
-        let ok = run(tmp, ["--owner", "ok", "--", "sh", "-c", "echo fine"])
+        let ok = tmp.startJob(["--owner", "ok", "--", "sh", "-c", "echo fine"])
         let followed = tmp.run(["logs", ok.task, "--follow"])
         #expect(followed.status == 0 && followed.stdout == "fine\n")
-        let bad = run(tmp, ["--owner", "bad", "--", "sh", "-c", "echo broken; exit 2"])
+        let bad = tmp.startJob(["--owner", "bad", "--", "sh", "-c", "echo broken; exit 2"])
         let failed = tmp.run(["logs", bad.task, "--follow"])
         #expect(failed.status == 1 && failed.stdout == "broken\n")
         #expect(tmp.run(["logs", bad.task]).status == 0, "without --follow the outcome does not set the status")

@@ -144,6 +144,18 @@ public final class LockedQueue {
         for id in jobs.waiting {
             guard let snap = try live(id, entry: nil, in: waitingFD) else { continue }
             let entry = Layout.waitingEntry(flowId: id, priority: snap.flow.priority)
+            // A job run --after other flows waits, without a slot, until they all succeeded;
+            // when one ended otherwise it is cancelled (and its entry goes).
+            switch spool.dependencies(of: snap.flow) {
+            case .met: break
+            case .pending:
+                waiting.append(id)
+                continue
+            case .failed(let summary):
+                try spool.cancelUnmet(id, summary: summary)
+                try? waitingFD.removeAt(entry)
+                continue
+            }
             if let limit, running.count >= limit, LockedQueue.needsStart(snap) {
                 waiting.append(id)
                 continue
@@ -192,7 +204,47 @@ public final class LockedQueue {
     }
 }
 
+/// Where the flows a job runs after (`run --after`) stand.
+public enum Dependencies: Sendable, Equatable {
+    /// Every one succeeded (or there are none).
+    case met
+    /// These have not ended yet.
+    case pending([String])
+    /// One ended without succeeding: why the job will not run.
+    case failed(String)
+}
+
 extension Spool {
+    /// Where the flows `flow` runs after stand now (each read settled). A flow that no longer
+    /// exists counts as not succeeded.
+    public func dependencies(of flow: FlowRecord) -> Dependencies {
+        var pending: [String] = []
+        for id in flow.after {
+            guard let other = try? self.flow(id).flow else { return .failed("flow \(id), which it runs after, does not exist") }
+            if other.status == .succeeded { continue }
+            if other.isTerminal { return .failed("flow \(id), which it runs after, ended \(other.status.rawValue)") }
+            pending.append(id)
+        }
+        return pending.isEmpty ? .met : .pending(pending)
+    }
+
+    /// Cancels a job that waited for a flow that did not succeed, in one write: the cancel
+    /// request, its active tasks `cancelled` with `summary` as their error, and `summary` as
+    /// the flow's `blockedSummary`.
+    func cancelUnmet(_ flowId: String, summary: String) throws(SpoolError) {
+        _ = try mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) in
+            guard !change.flow.isTerminal else { return }
+            if change.flow.cancelRequestedAt == nil { change.flow.cancelRequestedAt = change.now }
+            change.flow.isCancelRequestOnly = false
+            change.flow.blockedSummary = "not run: " + summary
+            for var task in change.tasks.values where task.status.isActive {
+                if task.cancelRequestedAt == nil { task.cancelRequestedAt = change.now }
+                _ = Rules.apply(TaskUpdate(status: .cancelled, [.error: .string("not run: " + summary)]), to: &task, at: change.now)
+                change.tasks[task.taskId] = task
+            }
+        }
+    }
+
     /// Opens queue `name` (making its directories, durably, on first use) and locks it; the
     /// lock is held until the returned value is released. Take it before any flow or spool
     /// lock (a transaction's), never while holding one.
