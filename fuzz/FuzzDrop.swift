@@ -17,7 +17,9 @@ public func fuzzDrop(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     do {
         let drop = try Drop(object)
         if case .task(let task) = drop.kind {
-            var record = TaskRecord(taskId: "00000000-0000-4000-8000-000000000000", flowId: "00000000-0000-4000-8000-000000000001", ownerKey: task.ownerKey ?? "o", runtime: task.newTask.runtime, status: task.newTask.status, at: Timestamp(milliseconds: 0))
+            var record = TaskRecord(
+                taskId: "00000000-0000-4000-8000-000000000000", flowId: "00000000-0000-4000-8000-000000000001", ownerKey: task.ownerKey ?? "o",
+                runtime: task.newTask.runtime, status: task.newTask.status, at: Timestamp(milliseconds: 0))
             for (k, v) in task.newTask.fields where !v.isNull { record.fields[k] = v }
             precondition((try? TaskRecord(validating: record.fields)) != nil, "a valid task drop made an invalid record")
         }

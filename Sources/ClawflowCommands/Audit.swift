@@ -4,17 +4,27 @@ import ClawflowSpool
 
 /// Thresholds of audit and maintenance, as options.
 struct ThresholdOptions: ParsableArguments {
-    @Option(name: .customLong("stale-running"), parsing: .unconditional, help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
+    @Option(
+        name: .customLong("stale-running"), parsing: .unconditional,
+        help: ArgumentHelp("A running flow not advanced for this long is stale_running.", valueName: "duration"))
     var flowRunning = "30m"
-    @Option(name: .customLong("stale-waiting"), parsing: .unconditional, help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
+    @Option(
+        name: .customLong("stale-waiting"), parsing: .unconditional,
+        help: ArgumentHelp("A waiting flow not advanced for this long is stale_waiting.", valueName: "duration"))
     var flowWaiting = "30m"
-    @Option(name: .customLong("stale-blocked"), parsing: .unconditional, help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
+    @Option(
+        name: .customLong("stale-blocked"), parsing: .unconditional,
+        help: ArgumentHelp("A blocked flow without endedAt not advanced for this long is stale_blocked.", valueName: "duration"))
     var flowBlocked = "30m"
-    @Option(name: .customLong("cancel-stuck"), parsing: .unconditional, help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
+    @Option(
+        name: .customLong("cancel-stuck"), parsing: .unconditional,
+        help: ArgumentHelp("A cancel request not finalised this long after it was made is cancel_stuck.", valueName: "duration"))
     var cancelStuck = "5m"
     @Option(name: .customLong("stale-queued"), parsing: .unconditional, help: ArgumentHelp("A task queued this long is stale_queued.", valueName: "duration"))
     var taskQueued = "10m"
-    @Option(name: .customLong("task-stale-running"), parsing: .unconditional, help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
+    @Option(
+        name: .customLong("task-stale-running"), parsing: .unconditional,
+        help: ArgumentHelp("A running task without a report for this long is stale_running.", valueName: "duration"))
     var taskRunning = "30m"
 
     func thresholds() throws(SpoolError) -> AuditThresholds {
@@ -35,19 +45,19 @@ struct Audit: SpoolCommand {
         commandName: "audit",
         abstract: "Report stale, stuck, missing and inconsistent flows, tasks and spool files; exit 1 when there are findings.",
         discussion: """
-        Flows: stale_running (error), stale_waiting, stale_blocked, cancel_stuck (error), \
-        missing_linked_tasks (error), blocked_task_missing (error), inconsistent_timestamps. \
-        Tasks: stale_queued, stale_running, lost, inconsistent_timestamps. Spool: \
-        unparseable_record (error), stray_temp_file, bad_owner_link (error), rejected_drops. \
-        Errors come first, then the oldest. The last line says what helps: clawflow \
-        maintenance --apply for what it repairs, clawflow fsck for owner links and \
-        unreadable records.
+            Flows: stale_running (error), stale_waiting, stale_blocked, cancel_stuck (error), \
+            missing_linked_tasks (error), blocked_task_missing (error), inconsistent_timestamps. \
+            Tasks: stale_queued, stale_running, lost, inconsistent_timestamps. Spool: \
+            unparseable_record (error), stray_temp_file, bad_owner_link (error), rejected_drops. \
+            Errors come first, then the oldest. The last line says what helps: clawflow \
+            maintenance --apply for what it repairs, clawflow fsck for owner links and \
+            unreadable records.
 
-        Examples:
-          clawflow audit
-          clawflow audit --severity error --json
-          clawflow audit --code stale_running --stale-running 2h
-        """
+            Examples:
+              clawflow audit
+              clawflow audit --severity error --json
+              clawflow audit --code stale_running --stale-running 2h
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -63,7 +73,9 @@ struct Audit: SpoolCommand {
         let thresholds = try limits.thresholds()
         var wanted: AuditSeverity?
         if let severity {
-            guard let s = AuditSeverity(rawValue: severity.text) else { throw Parse.usage("Unknown severity \"\(sanitized(severity.text))\"; use warn or error.") }
+            guard let s = AuditSeverity(rawValue: severity.text) else {
+                throw Parse.usage("Unknown severity \"\(sanitized(severity.text))\"; use warn or error.")
+            }
             wanted = s
         }
         var findings: [AuditFinding] = []
@@ -74,17 +86,21 @@ struct Audit: SpoolCommand {
         if let code { findings = findings.filter { $0.code == code } }
         let errors = findings.filter { $0.severity == .error }.count
         if out.json {
-            out.emit(.object(JSONObject([
-                "summary": .object(JSONObject(["errors": .int(Int64(errors)), "warnings": .int(Int64(findings.count - errors))])),
-                "findings": .array(findings.map(Audit.json)),
-            ])))
+            out.emit(
+                .object(
+                    JSONObject([
+                        "summary": .object(JSONObject(["errors": .int(Int64(errors)), "warnings": .int(Int64(findings.count - errors))])),
+                        "findings": .array(findings.map(Audit.json)),
+                    ])))
         } else if findings.isEmpty {
             out.print("No findings.")
         } else {
             out.print("\(errors) error(s), \(findings.count - errors) warning(s).")
-            out.table(["SEVERITY", "CODE", "KIND", "ID", "AGE", "MESSAGE"], findings.map { f in
-                [f.severity.rawValue, f.code, f.kind, Render.cell(f.id, max: 36), DurationText.describe(f.ageSeconds), sanitized(f.message)]
-            })
+            out.table(
+                ["SEVERITY", "CODE", "KIND", "ID", "AGE", "MESSAGE"],
+                findings.map { f in
+                    [f.severity.rawValue, f.code, f.kind, Render.cell(f.id, max: 36), DurationText.describe(f.ageSeconds), sanitized(f.message)]
+                })
         }
         if !findings.isEmpty {
             throw SpoolError(.invalidRecord, "audit found \(findings.count) finding(s)" + Audit.hints(findings).map { "; " + $0 }.joined() + ".")
@@ -99,7 +115,10 @@ struct Audit: SpoolCommand {
         func any(_ codes: String...) -> Bool { codes.contains { found.contains($0) } }
         var hints: [String] = []
         // finalise_cancel, fail_blocked_missing, end_orphaned, fix_timestamps, sweep_temp, cap_rejected.
-        if any("flow:cancel_stuck", "flow:blocked_task_missing", "flow:stale_running", "flow:inconsistent_timestamps", "spool:stray_temp_file", "spool:rejected_drops") {
+        if any(
+            "flow:cancel_stuck", "flow:blocked_task_missing", "flow:stale_running", "flow:inconsistent_timestamps", "spool:stray_temp_file",
+            "spool:rejected_drops")
+        {
             hints.append("clawflow maintenance previews the repairs, maintenance --apply makes them")
         }
         if any("task:stale_running", "task:stale_queued") {
@@ -111,9 +130,10 @@ struct Audit: SpoolCommand {
     }
 
     static func json(_ f: AuditFinding) -> JSON {
-        .object(JSONObject([
-            "severity": .string(f.severity.rawValue), "code": .string(f.code), "kind": .string(f.kind), "id": .string(f.id),
-            "path": .string(f.path), "message": .string(f.message), "ageSeconds": .int(f.ageSeconds),
-        ]))
+        .object(
+            JSONObject([
+                "severity": .string(f.severity.rawValue), "code": .string(f.code), "kind": .string(f.kind), "id": .string(f.id),
+                "path": .string(f.path), "message": .string(f.message), "ageSeconds": .int(f.ageSeconds),
+            ]))
     }
 }

@@ -13,20 +13,23 @@ public struct Clawflow: ParsableCommand {
         commandName: "clawflow",
         abstract: "Keep a ledger of background work (tasks grouped into flows) as a spool on the filesystem.",
         discussion: """
-        A flow groups the task runs of one job and keeps one owner key. Every flow is a \
-        directory under <spool>/flows with a manifest.json and one file per task, so the \
-        spool can be read with ls, cat and jq.
+            A flow groups the task runs of one job and keeps one owner key. Every flow is a \
+            directory under <spool>/flows with a manifest.json and one file per task, so the \
+            spool can be read with ls, cat and jq.
 
-        Examples:
-          clawflow tasks add --owner session-1 --runtime cron --label nightly
-          clawflow flows list
-          clawflow flows show session-1
-          clawflow flows cancel session-1
+            Examples:
+              clawflow tasks add --owner session-1 --runtime cron --label nightly
+              clawflow flows list
+              clawflow flows show session-1
+              clawflow flows cancel session-1
 
-        Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
-        """,
+            Exit codes: 0 success, 1 the operation failed or was refused, 64 usage error.
+            """,
         version: "0.1.0",
-        subcommands: [Flows.self, Tasks.self, Run.self, Wait.self, Retry.self, QueueCommand.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self, IngestCommand.self, Watch.self, Init.self, Fsck.self]
+        subcommands: [
+            Flows.self, Tasks.self, Run.self, Wait.self, Retry.self, QueueCommand.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self,
+            IngestCommand.self, Watch.self, Init.self, Fsck.self,
+        ]
     )
 
     /// Options accepted before the command name too.
@@ -73,13 +76,16 @@ extension Clawflow {
             commandName: "flows",
             abstract: "List, show, cancel and create flows (whole jobs).",
             discussion: """
-            A lookup token is a flow id, an owner key (its newest live flow, else its newest), \
-            or a unique flow-id prefix of at least 8 characters.
+                A lookup token is a flow id, an owner key (its newest live flow, else its newest), \
+                or a unique flow-id prefix of at least 8 characters.
 
-            Example:
-              clawflow flows show session-1
-            """,
-            subcommands: [FlowsList.self, FlowsShow.self, FlowsCancel.self, FlowsCreate.self, FlowsSetWaiting.self, FlowsResume.self, FlowsFinish.self, FlowsFail.self, FlowsRequestCancel.self]
+                Example:
+                  clawflow flows show session-1
+                """,
+            subcommands: [
+                FlowsList.self, FlowsShow.self, FlowsCancel.self, FlowsCreate.self, FlowsSetWaiting.self, FlowsResume.self, FlowsFinish.self, FlowsFail.self,
+                FlowsRequestCancel.self,
+            ]
         )
     }
 
@@ -89,11 +95,11 @@ extension Clawflow {
             commandName: "tasks",
             abstract: "Add, update, list, show and cancel tasks (single runs).",
             discussion: """
-            A task lookup is a task id, a unique prefix of at least 8 characters, or a run id.
+                A task lookup is a task id, a unique prefix of at least 8 characters, or a run id.
 
-            Example:
-              clawflow tasks add --owner session-1 --runtime cron --label nightly
-            """,
+                Example:
+                  clawflow tasks add --owner session-1 --runtime cron --label nightly
+                """,
             subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self]
         )
     }

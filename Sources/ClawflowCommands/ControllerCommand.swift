@@ -7,13 +7,16 @@ struct ControllerOptions: ParsableArguments {
     @Argument(help: ArgumentHelp("The managed flow (id, owner key or unique id prefix).", valueName: "flow"))
     var flow: String
 
-    @Option(name: .customLong("expect-revision"), help: ArgumentHelp("The flow revision this change is based on; a stale one changes nothing (revision_conflict).", valueName: "n"))
+    @Option(
+        name: .customLong("expect-revision"),
+        help: ArgumentHelp("The flow revision this change is based on; a stale one changes nothing (revision_conflict).", valueName: "n"))
     var expectRevision: Int64
 
     @Option(help: ArgumentHelp("Set the flow's currentStep in the same write.", valueName: "name"))
     var step: String?
 
-    @Option(name: .customLong("state-json"), help: ArgumentHelp("Store the controller's state (any JSON; null clears it) in the same write.", valueName: "json"))
+    @Option(
+        name: .customLong("state-json"), help: ArgumentHelp("Store the controller's state (any JSON; null clears it) in the same write.", valueName: "json"))
     var stateJson: String?
 }
 
@@ -41,7 +44,10 @@ extension ControllerCommand {
             }
             throw error
         }
-        if out.json { out.emit(Render.flow(snap)); return }
+        if out.json {
+            out.emit(Render.flow(snap))
+            return
+        }
         out.print("Flow \(snap.flow.flowId) is now \(out.status(snap.flow.status.rawValue)) (revision \(snap.flow.revision)).")
     }
 }
@@ -52,10 +58,10 @@ struct FlowsSetWaiting: ControllerCommand {
         commandName: "set-waiting",
         abstract: "Mark a managed flow waiting, or blocked (resumable) with --blocked-task/--blocked-summary.",
         discussion: """
-        Example:
-          clawflow flows set-waiting 0196f3a2-7c41-7d2e --expect-revision 3 \\
-              --wait-json '{"until":"approval"}'
-        """
+            Example:
+              clawflow flows set-waiting 0196f3a2-7c41-7d2e --expect-revision 3 \\
+                  --wait-json '{"until":"approval"}'
+            """
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var control: ControllerOptions
@@ -70,9 +76,10 @@ struct FlowsSetWaiting: ControllerCommand {
     var blockedSummary: String?
 
     func transition() throws(SpoolError) -> ControllerTransition {
-        .wait(waitJson: try waitJson.map { (j) throws(SpoolError) in try Parse.json(j, option: "--wait-json") },
-              blockedTaskId: try blockedTask.map { (t) throws(SpoolError) in try Parse.taskId(t) },
-              blockedSummary: try blockedSummary.map { (s) throws(SpoolError) in try Parse.text(s, option: "--blocked-summary") })
+        .wait(
+            waitJson: try waitJson.map { (j) throws(SpoolError) in try Parse.json(j, option: "--wait-json") },
+            blockedTaskId: try blockedTask.map { (t) throws(SpoolError) in try Parse.taskId(t) },
+            blockedSummary: try blockedSummary.map { (s) throws(SpoolError) in try Parse.text(s, option: "--blocked-summary") })
     }
 }
 
@@ -124,14 +131,14 @@ struct FlowsRequestCancel: ControllerCommand {
         commandName: "request-cancel",
         abstract: "Record a sticky cancel request on a managed flow; its controller finishes the job.",
         discussion: """
-        Records the request only: the status stays as it is, even when no task is active, \
-        and new task links are refused from then on. The controller then ends the flow \
-        (flows finish, flows fail or flows cancel). A request still open 5 minutes later \
-        with no task active is cancel_stuck for audit, and maintenance --apply cancels it.
+            Records the request only: the status stays as it is, even when no task is active, \
+            and new task links are refused from then on. The controller then ends the flow \
+            (flows finish, flows fail or flows cancel). A request still open 5 minutes later \
+            with no task active is cancel_stuck for audit, and maintenance --apply cancels it.
 
-        Example:
-          clawflow flows request-cancel 0196f3a2-7c41-7d2e --expect-revision 2
-        """
+            Example:
+              clawflow flows request-cancel 0196f3a2-7c41-7d2e --expect-revision 2
+            """
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var control: ControllerOptions

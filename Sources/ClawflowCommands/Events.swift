@@ -13,19 +13,19 @@ struct Events: SpoolCommand {
         commandName: "events",
         abstract: "Print the event history of every flow, or of one, and follow new events.",
         discussion: """
-        Events come from each flow's events.jsonl, merged in time order (then by flow id and \
-        line). With --follow the command then keeps printing events as they are appended, \
-        across all flows (or the one flow) and including flows created later, until SIGINT \
-        or SIGTERM (exit 0). With --json every event is one line (JSON Lines): the stored \
-        event plus "flowId". A line that is not a JSON object is reported on stderr with its \
-        file and line number and skipped (exit 1 at the end, unless following); a last line \
-        still being written is left until it is complete.
+            Events come from each flow's events.jsonl, merged in time order (then by flow id and \
+            line). With --follow the command then keeps printing events as they are appended, \
+            across all flows (or the one flow) and including flows created later, until SIGINT \
+            or SIGTERM (exit 0). With --json every event is one line (JSON Lines): the stored \
+            event plus "flowId". A line that is not a JSON object is reported on stderr with its \
+            file and line number and skipped (exit 1 at the end, unless following); a last line \
+            still being written is left until it is complete.
 
-        Examples:
-          clawflow events
-          clawflow events --flow session-1
-          clawflow events --follow --json | jq -c 'select(.event == "status")'
-        """
+            Examples:
+              clawflow events
+              clawflow events --flow session-1
+              clawflow events --follow --json | jq -c 'select(.event == "status")'
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -121,7 +121,9 @@ struct Events: SpoolCommand {
                 var cursor = cursors[id] ?? Cursor()
                 if size == cursor.checkedSize { continue }
                 if size < cursor.offset {
-                    out.warn("\(spool.eventLogPath(id)) is now shorter than the \(cursor.offset) bytes already printed (it was replaced); printing it again from the start.")
+                    out.warn(
+                        "\(spool.eventLogPath(id)) is now shorter than the \(cursor.offset) bytes already printed (it was replaced); printing it again from the start."
+                    )
                     cursor = Cursor()
                 }
                 _ = read(spool, id, &cursor, into: &fresh, out)

@@ -8,24 +8,24 @@ struct FlowsCancel: SpoolCommand {
         commandName: "cancel",
         abstract: "Cancel a flow and every active task in it.",
         discussion: """
-        Records a sticky cancelRequestedAt on the flow and asks every active task to stop \
-        (an external task sees cancelRequestedAt in its task file; a command started with \
-        clawflow run gets SIGTERM to its process group, SIGKILL after --grace, and the command \
-        waits until no process of the group is left). When no task is active \
-        the flow becomes cancelled and the command exits 0. While an external task is still \
-        active it exits 1 with "One or more child tasks are still active."; the flow is \
-        finalised as soon as the last task settles.
+            Records a sticky cancelRequestedAt on the flow and asks every active task to stop \
+            (an external task sees cancelRequestedAt in its task file; a command started with \
+            clawflow run gets SIGTERM to its process group, SIGKILL after --grace, and the command \
+            waits until no process of the group is left). When no task is active \
+            the flow becomes cancelled and the command exits 0. While an external task is still \
+            active it exits 1 with "One or more child tasks are still active."; the flow is \
+            finalised as soon as the last task settles.
 
-        With --all the lookup is an owner key and every live flow of that owner is cancelled: \
-        its queued jobs first (so that no slot freed by its running ones goes to them), then \
-        the rest, newest first; one line each (--json: {"count", "flows"}). It exits 0 when \
-        the owner has no live flow, and 1 when a task of any of them is still active.
+            With --all the lookup is an owner key and every live flow of that owner is cancelled: \
+            its queued jobs first (so that no slot freed by its running ones goes to them), then \
+            the rest, newest first; one line each (--json: {"count", "flows"}). It exits 0 when \
+            the owner has no live flow, and 1 when a task of any of them is still active.
 
-        Examples:
-          clawflow flows cancel session-1
-          clawflow flows cancel batch --all
-          clawflow flows cancel 0196f3a2-7c41-7d2e --json
-        """
+            Examples:
+              clawflow flows cancel session-1
+              clawflow flows cancel batch --all
+              clawflow flows cancel 0196f3a2-7c41-7d2e --json
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -67,7 +67,9 @@ struct FlowsCancel: SpoolCommand {
             out.print("Cancelled \(snap.flow.flowId) (\(snap.flow.syncMode.rawValue)) with status \(out.status(snap.flow.status.rawValue)).")
         case .stillActive(let snap):
             let active = snap.tasks.filter { $0.status.isActive }.map(\.taskId)
-            out.print("Cancel requested for \(snap.flow.flowId) (\(snap.flow.syncMode.rawValue)); waiting for \(active.count) active task(s): \(active.joined(separator: ", ")).")
+            out.print(
+                "Cancel requested for \(snap.flow.flowId) (\(snap.flow.syncMode.rawValue)); waiting for \(active.count) active task(s): \(active.joined(separator: ", "))."
+            )
         }
     }
 
@@ -82,7 +84,7 @@ struct FlowsCancel: SpoolCommand {
         for flow in order {
             do {
                 outcomes.append(try spool.cancel(flowId: flow.flowId, grace: grace, source: "cli"))
-            } catch where error.code == .alreadyTerminal {
+            } catch  where error.code == .alreadyTerminal {
                 continue
             }
         }

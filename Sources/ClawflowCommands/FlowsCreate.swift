@@ -8,13 +8,13 @@ struct FlowsCreate: SpoolCommand {
         commandName: "create",
         abstract: "Create a managed flow for an external controller; prints its id.",
         discussion: """
-        The flow starts queued (running with --running) at revision 0. Its controller links \
-        tasks to it with `clawflow tasks add <flow>` and drives its status itself.
+            The flow starts queued (running with --running) at revision 0. Its controller links \
+            tasks to it with `clawflow tasks add <flow>` and drives its status itself.
 
-        Example:
-          clawflow flows create --owner session-1 --goal "nightly report" \\
-              --controller my-scheduler --running
-        """
+            Example:
+              clawflow flows create --owner session-1 --goal "nightly report" \\
+                  --controller my-scheduler --running
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -43,7 +43,8 @@ struct FlowsCreate: SpoolCommand {
         let controllerId = controller.trimmingWhitespace()
         guard !controllerId.isEmpty else { throw Parse.usage("--controller must not be empty.") }
         let state = try stateJson.map { (s) throws(SpoolError) in try Parse.json(s, option: "--state-json") }
-        let snap = try writeSpool().createManagedFlow(ownerKey: key, goal: goalText, controllerId: controllerId, running: running, step: step, stateJson: state, source: "cli")
+        let snap = try writeSpool().createManagedFlow(
+            ownerKey: key, goal: goalText, controllerId: controllerId, running: running, step: step, stateJson: state, source: "cli")
         if out.json { out.emit(Render.flow(snap)) } else { out.print(snap.flow.flowId) }
     }
 }

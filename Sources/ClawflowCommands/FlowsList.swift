@@ -8,19 +8,19 @@ struct FlowsList: SpoolCommand {
         commandName: "list",
         abstract: "List flows, newest first, with a summary of the work in flight.",
         discussion: """
-        The table shows each flow's id (shortest unique prefix), mode, status, revision, \
-        controller, owner key, queue, tasks (active/total), duration (from its first task's \
-        start to its end, or until now), the exit status of a command job's newest command \
-        task (its exit code, or the signal that ended it) and goal. --limit N lists only the \
-        newest N flows; the summary line still counts every flow that matches. A flow whose \
-        manifest cannot be read is reported on stderr and the rest are still listed (exit 1).
+            The table shows each flow's id (shortest unique prefix), mode, status, revision, \
+            controller, owner key, queue, tasks (active/total), duration (from its first task's \
+            start to its end, or until now), the exit status of a command job's newest command \
+            task (its exit code, or the signal that ended it) and goal. --limit N lists only the \
+            newest N flows; the summary line still counts every flow that matches. A flow whose \
+            manifest cannot be read is reported on stderr and the rest are still listed (exit 1).
 
-        Examples:
-          clawflow flows list
-          clawflow flows list --status running --owner session-1
-          clawflow flows list --limit 10
-          clawflow flows list --json | jq '.flows[].flowId'
-        """
+            Examples:
+              clawflow flows list
+              clawflow flows list --status running --owner session-1
+              clawflow flows list --limit 10
+              clawflow flows list --json | jq '.flows[].flowId'
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -87,22 +87,25 @@ struct FlowsList: SpoolCommand {
         } else {
             out.print(summaryLine(pressure))
             if !shown.isEmpty {
-                out.table(["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"], shown.map { item in
-                    let f = item.flow!, summary = item.summary!
-                    return [
-                        Identifier.shortestUniquePrefix(of: f.flowId, among: allIds),
-                        Render.mode(f.syncMode),
-                        out.status(f.status.rawValue) + (f.cancelRequestedAt != nil && !f.isTerminal ? "*" : ""),
-                        String(f.revision),
-                        Render.cell(f.controllerId, max: 24),
-                        Render.cell(f.ownerKey, max: 24),
-                        Render.cell(f.queue, max: 16),
-                        "\(summary.active) active/\(summary.total) total",
-                        item.started.map { DurationText.describe((f.isTerminal ? f.endedAt ?? now : now).seconds(since: $0)) } ?? "-",
-                        item.exit ?? "-",
-                        Render.cell(f.goal),
-                    ]
-                })
+                out.table(
+                    ["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"],
+                    shown.map { item in
+                        let f = item.flow!
+                        let summary = item.summary!
+                        return [
+                            Identifier.shortestUniquePrefix(of: f.flowId, among: allIds),
+                            Render.mode(f.syncMode),
+                            out.status(f.status.rawValue) + (f.cancelRequestedAt != nil && !f.isTerminal ? "*" : ""),
+                            String(f.revision),
+                            Render.cell(f.controllerId, max: 24),
+                            Render.cell(f.ownerKey, max: 24),
+                            Render.cell(f.queue, max: 16),
+                            "\(summary.active) active/\(summary.total) total",
+                            item.started.map { DurationText.describe((f.isTerminal ? f.endedAt ?? now : now).seconds(since: $0)) } ?? "-",
+                            item.exit ?? "-",
+                            Render.cell(f.goal),
+                        ]
+                    })
             }
         }
         for failure in failures { out.warn(sanitized(failure.message)) }

@@ -8,16 +8,16 @@ struct FlowsShow: SpoolCommand {
         commandName: "show",
         abstract: "Show one flow and its linked tasks.",
         discussion: """
-        The lookup is a flow id, an owner key (its newest live flow, else its newest), or a \
-        unique flow-id prefix of at least 8 characters. For a sequence (run --step), the steps \
-        not started yet follow its tasks. A job that waits in its queue says what for: the \
-        flows it runs after (run --after) that have not succeeded yet, or a slot (--json: \
-        waitingFor, {"flows": [...]} or {"queue": name}).
+            The lookup is a flow id, an owner key (its newest live flow, else its newest), or a \
+            unique flow-id prefix of at least 8 characters. For a sequence (run --step), the steps \
+            not started yet follow its tasks. A job that waits in its queue says what for: the \
+            flows it runs after (run --after) that have not succeeded yet, or a slot (--json: \
+            waitingFor, {"flows": [...]} or {"queue": name}).
 
-        Examples:
-          clawflow flows show session-1
-          clawflow flows show 0196f3a2-7c41 --json | jq .taskSummary
-        """
+            Examples:
+              clawflow flows show session-1
+              clawflow flows show 0196f3a2-7c41 --json | jq .taskSummary
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -77,7 +77,10 @@ enum FlowText {
             ("Blocked task", f.blockedTaskId),
             ("Waiting for", waitingFor),
             ("Blocked summary", f.blockedSummary.map(sanitized)),
-            ("Retries left", f.retriesLeft > 0 ? String(f.retriesLeft) + (f.retryDelaySeconds > 0 ? ", each after \(DurationText.describe(f.retryDelaySeconds))" : "") : nil),
+            (
+                "Retries left",
+                f.retriesLeft > 0 ? String(f.retriesLeft) + (f.retryDelaySeconds > 0 ? ", each after \(DurationText.describe(f.retryDelaySeconds))" : "") : nil
+            ),
         ]
         if let state = f[.stateJson], !state.isNull { rows.append(("State", sanitized(state.compact()))) }
         if let wait = f[.waitJson], !wait.isNull { rows.append(("Wait", sanitized(wait.compact()))) }
@@ -88,22 +91,26 @@ enum FlowText {
         if snap.tasks.isEmpty {
             out.print("  (none)")
         } else {
-            out.table(["TASK", "RUNTIME", "STATUS", "LABEL", "SUMMARY"], snap.tasks.map { t in
-                [
-                    t.taskId, Render.cell(t.runtime, max: 16),
-                    out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
-                    Render.cell(t.label ?? t.task, max: 32),
-                    Render.cell(t.terminalSummary ?? t.progressSummary ?? t.error, max: 40),
-                ]
-            })
+            out.table(
+                ["TASK", "RUNTIME", "STATUS", "LABEL", "SUMMARY"],
+                snap.tasks.map { t in
+                    [
+                        t.taskId, Render.cell(t.runtime, max: 16),
+                        out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
+                        Render.cell(t.label ?? t.task, max: 32),
+                        Render.cell(t.terminalSummary ?? t.progressSummary ?? t.error, max: 40),
+                    ]
+                })
         }
         let pending = (f.steps ?? []).compactMap(\.objectValue).filter { $0["taskId"]?.stringValue == nil }
         if !pending.isEmpty {
             out.print("")
             out.print(out.bold("Steps not started") + " (\(pending.count))")
-            out.table(["STEP", "COMMAND"], pending.map { step in
-                [Render.cell(step["name"]?.stringValue, max: 32), Render.cell(step["command"]?.stringValue, max: 64)]
-            })
+            out.table(
+                ["STEP", "COMMAND"],
+                pending.map { step in
+                    [Render.cell(step["name"]?.stringValue, max: 32), Render.cell(step["command"]?.stringValue, max: 64)]
+                })
         }
     }
 }

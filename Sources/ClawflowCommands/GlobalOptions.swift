@@ -8,7 +8,8 @@ import SystemPackage
 /// Options every command takes: where the spool is, and whether to print JSON.
 public struct GlobalOptions: ParsableArguments, Sendable {
     /// The spool directory.
-    @Option(name: .long, help: ArgumentHelp("The spool directory (default: $CLAWFLOW_SPOOL, else ${XDG_STATE_HOME:-~/.local/state}/clawflow).", valueName: "dir"))
+    @Option(
+        name: .long, help: ArgumentHelp("The spool directory (default: $CLAWFLOW_SPOOL, else ${XDG_STATE_HOME:-~/.local/state}/clawflow).", valueName: "dir"))
     public var spool: String?
 
     /// Print one JSON document instead of text.
@@ -111,7 +112,9 @@ enum Parse {
     /// A runtime name; `cli` only when `reported` is false (a filter, not a program's report).
     static func runtime(_ raw: String, reported: Bool = true) throws(SpoolError) -> String {
         guard RuntimeName.isValid(raw) else { throw usage("Invalid runtime \"\(sanitized(raw))\"; it must match [a-z0-9_-]{1,32}.") }
-        guard !reported || raw != "cli" else { throw usage("The runtime cli is reserved for commands clawflow runs itself; name the program that reports this task instead.") }
+        guard !reported || raw != "cli" else {
+            throw usage("The runtime cli is reserved for commands clawflow runs itself; name the program that reports this task instead.")
+        }
         return raw
     }
 
@@ -130,7 +133,8 @@ enum Parse {
         guard let seconds = DurationText.seconds(raw) else {
             let text = raw.trimmingWhitespace()
             if text.hasPrefix("-"), DurationText.seconds(String(text.dropFirst())) != nil {
-                throw usage("Invalid duration \"\(sanitized(raw))\" for \(option): it is negative; use 0 or more seconds, or a number with s, m, h, d (30s, 10m).")
+                throw usage(
+                    "Invalid duration \"\(sanitized(raw))\" for \(option): it is negative; use 0 or more seconds, or a number with s, m, h, d (30s, 10m).")
             }
             throw usage("Invalid duration \"\(sanitized(raw))\" for \(option); use seconds or a number with s, m, h, d (30s, 10m).")
         }

@@ -8,16 +8,16 @@ struct IngestCommand: SpoolCommand {
         commandName: "ingest",
         abstract: "Apply the drops waiting in incoming/new once, then exit.",
         discussion: """
-        Each drop is applied exactly once through the normal write path and deleted; a \
-        drop that cannot be accepted is moved to rejected/ with a .reason file. Exits 0 \
-        even when it rejected drops, and says how many.
+            Each drop is applied exactly once through the normal write path and deleted; a \
+            drop that cannot be accepted is moved to rejected/ with a .reason file. Exits 0 \
+            even when it rejected drops, and says how many.
 
-        Example (another program reports a task):
-          printf '{"kind":"task","ownerKey":"s1","runtime":"cron","label":"backup"}' \\
-              > "$SPOOL/incoming/tmp/job-1.json"
-          mv "$SPOOL/incoming/tmp/job-1.json" "$SPOOL/incoming/new/"
-          clawflow ingest
-        """
+            Example (another program reports a task):
+              printf '{"kind":"task","ownerKey":"s1","runtime":"cron","label":"backup"}' \\
+                  > "$SPOOL/incoming/tmp/job-1.json"
+              mv "$SPOOL/incoming/tmp/job-1.json" "$SPOOL/incoming/new/"
+              clawflow ingest
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -28,12 +28,20 @@ struct IngestCommand: SpoolCommand {
         var existing = try existingSpoolForWriting()
         if existing == nil, Spool.dropsWaiting(at: global.spoolPath) { existing = try writeSpool() }
         guard let spool = existing else {
-            if out.json { out.emit(.object(["applied": .int(0), "repeats": .int(0), "rejected": .int(0), "waiting": .int(0), "recovered": .int(0)])) } else { out.print("Nothing to ingest: there is no spool at \(global.spoolPath).") }
+            if out.json {
+                out.emit(.object(["applied": .int(0), "repeats": .int(0), "rejected": .int(0), "waiting": .int(0), "recovered": .int(0)]))
+            } else {
+                out.print("Nothing to ingest: there is no spool at \(global.spoolPath).")
+            }
             return
         }
         let r = try spool.ingest()
         if out.json {
-            out.emit(.object(["applied": .int(r.applied), "repeats": .int(r.repeats), "rejected": .int(r.rejected), "waiting": .int(r.waiting), "recovered": .int(r.recovered)]))
+            out.emit(
+                .object([
+                    "applied": .int(r.applied), "repeats": .int(r.repeats), "rejected": .int(r.rejected), "waiting": .int(r.waiting),
+                    "recovered": .int(r.recovered),
+                ]))
         } else {
             var line = "Applied \(r.applied) drop\(r.applied == 1 ? "" : "s")"
             if r.recovered > 0 { line += " (\(r.recovered) left claimed by an interrupted pass)" }

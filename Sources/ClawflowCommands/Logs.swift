@@ -10,16 +10,16 @@ struct Logs: SpoolCommand {
         commandName: "logs",
         abstract: "Print a command task's output (stdout and stderr); --follow until it ends, exiting 0 when it succeeded, else 1.",
         discussion: """
-        With --json the output is one object: flowId, logPath, output (the log as UTF-8, \
-        invalid bytes replaced), status and taskId. With --follow --json it is JSON Lines: \
-        {"output": ...} for each piece of output as it arrives, then a last line with \
-        flowId, logPath, status (the task's final one) and taskId.
+            With --json the output is one object: flowId, logPath, output (the log as UTF-8, \
+            invalid bytes replaced), status and taskId. With --follow --json it is JSON Lines: \
+            {"output": ...} for each piece of output as it arrives, then a last line with \
+            flowId, logPath, status (the task's final one) and taskId.
 
-        Examples:
-          clawflow logs 0196f3a2-7c41-7d2e
-          clawflow logs 0196f3a2-7c41-7d2e --follow
-          clawflow logs 0196f3a2-7c41-7d2e --json | jq -r .output
-        """
+            Examples:
+              clawflow logs 0196f3a2-7c41-7d2e
+              clawflow logs 0196f3a2-7c41-7d2e --follow
+              clawflow logs 0196f3a2-7c41-7d2e --json | jq -r .output
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -51,7 +51,9 @@ struct Logs: SpoolCommand {
         let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
         let record = try spool.task(flowId: flowId, taskId: taskId)
         guard record.isCommand, let logPath = record.logPath else {
-            throw SpoolError(.notFound, "Task \(taskId) is a \(sanitized(record.runtime)) task reported by another program; only commands started with clawflow run have logs.")
+            throw SpoolError(
+                .notFound,
+                "Task \(taskId) is a \(sanitized(record.runtime)) task reported by another program; only commands started with clawflow run have logs.")
         }
         let path = FilePath(logPath)
         /// The task's status as of now (a command whose supervisor is gone is recorded lost first).
@@ -118,7 +120,10 @@ enum UTF8Text {
         var i = bytes.count - 1
         while i >= 0, i >= bytes.count - 4 {
             let byte = bytes[i]
-            if byte & 0xC0 == 0x80 { i -= 1; continue }
+            if byte & 0xC0 == 0x80 {
+                i -= 1
+                continue
+            }
             let length = byte & 0xE0 == 0xC0 ? 2 : byte & 0xF0 == 0xE0 ? 3 : byte & 0xF8 == 0xF0 ? 4 : 1
             return bytes.count - i < length ? i : bytes.count
         }

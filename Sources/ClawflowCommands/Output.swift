@@ -107,13 +107,14 @@ struct Output: Sendable {
     /// Colours a status word when colour is on.
     func status(_ word: String) -> String {
         guard color else { return word }
-        let code = switch word {
-        case "succeeded": "32"
-        case "failed", "lost", "timed_out": "31"
-        case "running", "waiting", "blocked": "33"
-        case "cancelled": "2"
-        default: "36"
-        }
+        let code =
+            switch word {
+            case "succeeded": "32"
+            case "failed", "lost", "timed_out": "31"
+            case "running", "waiting", "blocked": "33"
+            case "cancelled": "2"
+            default: "36"
+            }
         return "\u{1B}[\(code)m\(word)\u{1B}[0m"
     }
 
@@ -140,10 +141,17 @@ struct Output: Sendable {
     }
 
     private func visibleWidth(_ s: String) -> Int {
-        var n = 0, inEscape = false
+        var n = 0
+        var inEscape = false
         for ch in s {
-            if ch == "\u{1B}" { inEscape = true; continue }
-            if inEscape { if ch == "m" { inEscape = false }; continue }
+            if ch == "\u{1B}" {
+                inEscape = true
+                continue
+            }
+            if inEscape {
+                if ch == "m" { inEscape = false }
+                continue
+            }
             n += 1
         }
         return n

@@ -9,16 +9,16 @@ struct QueueCommand: ParsableCommand {
         commandName: "queue",
         abstract: "Set, list and show the queues jobs wait in for a slot.",
         discussion: """
-        Every job `clawflow run` starts waits in a queue (--queue; without it, the one named default) until one \
-        of the queue's slots is free; jobs start by priority (higher first), then in order of \
-        arrival. A queue never set has no slot limit. A finishing job, a cancel or any later \
-        clawflow command hands a freed slot on; no watcher is needed.
+            Every job `clawflow run` starts waits in a queue (--queue; without it, the one named default) until one \
+            of the queue's slots is free; jobs start by priority (higher first), then in order of \
+            arrival. A queue never set has no slot limit. A finishing job, a cancel or any later \
+            clawflow command hands a freed slot on; no watcher is needed.
 
-        Examples:
-          clawflow queue set default --slots 1      # one job at a time, as nq
-          clawflow queue set gpu --slots 2
-          clawflow queue show gpu
-        """,
+            Examples:
+              clawflow queue set default --slots 1      # one job at a time, as nq
+              clawflow queue set gpu --slots 2
+              clawflow queue show gpu
+            """,
         subcommands: [QueueSet.self, QueueList.self, QueueShow.self]
     )
 }
@@ -29,12 +29,12 @@ struct QueueSet: SpoolCommand {
         commandName: "set",
         abstract: "Set how many of a queue's jobs run at once (changeable while they run).",
         discussion: """
-        More slots start waiting jobs at once; fewer let running jobs finish and start no \
-        new one until the queue is below its slots. --slots 0 removes the limit.
+            More slots start waiting jobs at once; fewer let running jobs finish and start no \
+            new one until the queue is below its slots. --slots 0 removes the limit.
 
-        Example:
-          clawflow queue set default --slots 4
-        """
+            Example:
+              clawflow queue set default --slots 4
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -69,9 +69,9 @@ struct QueueList: SpoolCommand {
         commandName: "list",
         abstract: "List the queues: slots, running and queued jobs.",
         discussion: """
-        Example:
-          clawflow queue list --json | jq '.queues[] | select(.queued > 0)'
-        """
+            Example:
+              clawflow queue list --json | jq '.queues[] | select(.queued > 0)'
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -91,9 +91,11 @@ struct QueueList: SpoolCommand {
             out.emit(.object(JSONObject(["count": .int(Int64(rows.count)), "queues": .array(rows.map { QueueView.json($0.0, jobs: $0.1, details: nil) })])))
             return
         }
-        out.table(["QUEUE", "SLOTS", "RUNNING", "QUEUED"], rows.map { settings, jobs in
-            [settings.name, settings.slots.map(String.init) ?? "unlimited", String(jobs.running.count), String(jobs.waiting.count)]
-        })
+        out.table(
+            ["QUEUE", "SLOTS", "RUNNING", "QUEUED"],
+            rows.map { settings, jobs in
+                [settings.name, settings.slots.map(String.init) ?? "unlimited", String(jobs.running.count), String(jobs.waiting.count)]
+            })
     }
 }
 
@@ -103,9 +105,9 @@ struct QueueShow: SpoolCommand {
         commandName: "show",
         abstract: "Show a queue: its running jobs, then its queued jobs in the order they will start.",
         discussion: """
-        Example:
-          clawflow queue show default
-        """
+            Example:
+              clawflow queue show default
+            """
     )
 
     @OptionGroup var global: GlobalOptions

@@ -10,49 +10,49 @@ struct Run: SpoolCommand {
         commandName: "run",
         abstract: "Run a command detached as a one-task flow, or steps one after another as a sequence.",
         discussion: """
-        The command runs in its own session and process group, with stdin from /dev/null and \
-        stdout and stderr appended to the task's log (clawflow logs <task>); run prints the \
-        flow id and the task id and returns at once. A supervisor process records the task \
-        running, then succeeded (exit 0), failed (exit code or signal) or timed_out (after \
-        --timeout the whole process group is ended). No watcher is needed.
+            The command runs in its own session and process group, with stdin from /dev/null and \
+            stdout and stderr appended to the task's log (clawflow logs <task>); run prints the \
+            flow id and the task id and returns at once. A supervisor process records the task \
+            running, then succeeded (exit 0), failed (exit code or signal) or timed_out (after \
+            --timeout the whole process group is ended). No watcher is needed.
 
-        Every job waits in a queue (--queue; without it, the one named default) for a free slot: while the \
-        queue's jobs hold all of its slots (clawflow queue set NAME --slots N) it is recorded \
-        queued and starts, by --priority (higher first) then arrival, the moment a slot frees. \
-        A queue never given slots has no limit.
+            Every job waits in a queue (--queue; without it, the one named default) for a free slot: while the \
+            queue's jobs hold all of its slots (clawflow queue set NAME --slots N) it is recorded \
+            queued and starts, by --priority (higher first) then arrival, the moment a slot frees. \
+            A queue never given slots has no limit.
 
-        Without --owner the job's owner key is user:<login name> (the name of the effective \
-        user id, or user:<uid> when it has none), so that one person's jobs share a key as \
-        pueue's default group does.
+            Without --owner the job's owner key is user:<login name> (the name of the effective \
+            user id, or user:<uid> when it has none), so that one person's jobs share a key as \
+            pueue's default group does.
 
-        On a terminal run prints one line saying what it did, with the commands that follow \
-        the job; piped, it prints the flow id and the task id only.
+            On a terminal run prints one line saying what it did, with the commands that follow \
+            the job; piped, it prints the flow id and the task id only.
 
-        The log keeps at most --log-limit bytes (default 64M): when the output passes it, the \
-        newest half is kept behind a line saying how many bytes were dropped.
+            The log keeps at most --log-limit bytes (default 64M): when the output passes it, the \
+            newest half is kept behind a line saying how many bytes were dropped.
 
-        With --after LOOKUP... (flow ids, owner keys or id prefixes) the job waits, holding no \
-        slot, until every one of those flows has succeeded; when one fails, is cancelled or \
-        is lost, the job ends cancelled without running, its summary naming that flow.
+            With --after LOOKUP... (flow ids, owner keys or id prefixes) the job waits, holding no \
+            slot, until every one of those flows has succeeded; when one fails, is cancelled or \
+            is lost, the job ends cancelled without running, its summary naming that flow.
 
-        With --retries N a run that failed or timed out runs again, up to N times, after \
-        --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
-        retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
-        whose supervisor died (lost): clawflow retry runs those again.
+            With --retries N a run that failed or timed out runs again, up to N times, after \
+            --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
+            retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
+            whose supervisor died (lost): clawflow retry runs those again.
 
-        With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
-        after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
-        no later step starts.
+            With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
+            after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
+            no later step starts.
 
-        Examples:
-          clawflow run --owner session-1 -- make -C ~/src/app test
-          clawflow run --owner nightly --goal "build and ship" \\
-              --step "make" --step "make install"
-          clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
-          clawflow run --owner batch --queue gpu --priority 5 -- ./train.sh
-          clawflow run --retries 3 --retry-delay 30s -- ./fetch.sh
-          clawflow run --owner deploy --after build test -- ./deploy.sh
-        """
+            Examples:
+              clawflow run --owner session-1 -- make -C ~/src/app test
+              clawflow run --owner nightly --goal "build and ship" \\
+                  --step "make" --step "make install"
+              clawflow run --owner session-1 --timeout 10m --cwd /srv/data -- ./import.sh
+              clawflow run --owner batch --queue gpu --priority 5 -- ./train.sh
+              clawflow run --retries 3 --retry-delay 30s -- ./fetch.sh
+              clawflow run --owner deploy --after build test -- ./deploy.sh
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -81,7 +81,9 @@ struct Run: SpoolCommand {
     @Option(help: ArgumentHelp("Start before the queue's jobs of lower priority (-9999...9999).", valueName: "n"))
     var priority: Int64 = 0
 
-    @Option(parsing: .upToNextOption, help: ArgumentHelp("Start only after these flows have all succeeded (flow ids, owner keys, id prefixes).", valueName: "lookup"))
+    @Option(
+        parsing: .upToNextOption,
+        help: ArgumentHelp("Start only after these flows have all succeeded (flow ids, owner keys, id prefixes).", valueName: "lookup"))
     var after: [String] = []
 
     @Option(help: ArgumentHelp("Run a failed or timed-out command again, up to N times (0-100).", valueName: "n"))
@@ -111,7 +113,9 @@ struct Run: SpoolCommand {
         let directory = try workingDirectory()
         let queueName = queue ?? Layout.defaultQueue
         _ = try Parse.queueName(queueName)
-        guard Layout.priorityRange.contains(priority) else { throw Parse.usage("--priority must be between \(Layout.priorityRange.lowerBound) and \(Layout.priorityRange.upperBound).") }
+        guard Layout.priorityRange.contains(priority) else {
+            throw Parse.usage("--priority must be between \(Layout.priorityRange.lowerBound) and \(Layout.priorityRange.upperBound).")
+        }
         guard (0...100).contains(retries) else { throw Parse.usage("--retries must be between 0 and 100.") }
         let delay = try retryDelay.map { (d) throws(SpoolError) in try Parse.duration(d, option: "--retry-delay") } ?? 0
         guard retryDelay == nil || retries > 0 else { throw Parse.usage("--retry-delay needs --retries.") }
@@ -130,10 +134,14 @@ struct Run: SpoolCommand {
                 guard command.isEmpty else { throw Parse.usage("Give either --step commands or one command after --, not both.") }
                 guard let goalText else { throw Parse.usage("A sequence needs --goal.") }
                 for step in steps where step.trimmingWhitespace().isEmpty { throw Parse.usage("A --step command may not be empty.") }
-                started = try Runner(spool: try writeSpool()).runSequence(ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, placement: placement)
+                started = try Runner(spool: try writeSpool()).runSequence(
+                    ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, placement: placement)
             } else {
-                guard !command.isEmpty else { throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.") }
-                started = try Runner(spool: try writeSpool()).run(ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, command: command, placement: placement)
+                guard !command.isEmpty else {
+                    throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.")
+                }
+                started = try Runner(spool: try writeSpool()).run(
+                    ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, command: command, placement: placement)
             }
         } catch let error as SpoolError {
             throw error
@@ -144,8 +152,9 @@ struct Run: SpoolCommand {
             out.emit(.object(JSONObject(["flowId": .string(started.flowId), "taskId": .string(started.taskId)])))
         } else if isatty(1) == 1 {
             let spoolOption = global.spool.map { " --spool " + sanitized(Runner.shellWord($0)) } ?? ""
-            out.print((started.started ? "Started" : "Queued") + " flow \(started.flowId) (task \(started.taskId)) for \(sanitized(key)) in queue \(queueName)"
-                + "; follow with clawflow\(spoolOption) logs --follow \(started.taskId), or clawflow\(spoolOption) wait \(started.flowId)")
+            out.print(
+                (started.started ? "Started" : "Queued") + " flow \(started.flowId) (task \(started.taskId)) for \(sanitized(key)) in queue \(queueName)"
+                    + "; follow with clawflow\(spoolOption) logs --follow \(started.taskId), or clawflow\(spoolOption) wait \(started.flowId)")
         } else {
             out.print("\(started.flowId) \(started.taskId)")
         }
@@ -155,7 +164,8 @@ struct Run: SpoolCommand {
     /// name, or its uid when the password database has no name for it.
     static func defaultOwner() -> String {
         let uid = geteuid()
-        var entry = passwd(), found: UnsafeMutablePointer<passwd>?
+        var entry = passwd()
+        var found: UnsafeMutablePointer<passwd>?
         var buffer = [CChar](repeating: 0, count: 4096)
         if getpwuid_r(uid, &entry, &buffer, buffer.count, &found) == 0, found != nil, let name = entry.pw_name {
             let text = String(cString: name)

@@ -8,16 +8,16 @@ struct TasksAdd: SpoolCommand {
         commandName: "add",
         abstract: "Add a task: link it to a flow, or start a new one-task flow for it; prints the task id.",
         discussion: """
-        With a flow lookup the task is linked to that flow (refused when the flow is \
-        finished, cancel-requested, mirrored, or owned by another key). Without one, --owner \
-        is required and a new one-task (mirrored) flow is created whose status follows the task.
+            With a flow lookup the task is linked to that flow (refused when the flow is \
+            finished, cancel-requested, mirrored, or owned by another key). Without one, --owner \
+            is required and a new one-task (mirrored) flow is created whose status follows the task.
 
-        Examples:
-          clawflow tasks add --owner session-1 --runtime cron --label nightly \\
-              --status running
-          clawflow tasks add 0196f3a2-7c41-7d2e --runtime subagent \\
-              --label "step 2" --run-id run-42
-        """
+            Examples:
+              clawflow tasks add --owner session-1 --runtime cron --label nightly \\
+                  --status running
+              clawflow tasks add 0196f3a2-7c41-7d2e --runtime subagent \\
+                  --label "step 2" --run-id run-42
+            """
     )
 
     @OptionGroup var global: GlobalOptions

@@ -8,14 +8,14 @@ struct TasksCancel: SpoolCommand {
         commandName: "cancel",
         abstract: "Ask one task to stop.",
         discussion: """
-        For a task reported by another program, records cancelRequestedAt in its task file \
-        (its runner sees it and answers with its final status) and exits 1 until it does. A \
-        command started with clawflow run gets SIGTERM to its process group, SIGKILL after \
-        --grace, and is recorded cancelled (a sequence then stops: its flow fails).
+            For a task reported by another program, records cancelRequestedAt in its task file \
+            (its runner sees it and answers with its final status) and exits 1 until it does. A \
+            command started with clawflow run gets SIGTERM to its process group, SIGKILL after \
+            --grace, and is recorded cancelled (a sequence then stops: its flow fails).
 
-        Example:
-          clawflow tasks cancel run-42
-        """
+            Example:
+              clawflow tasks cancel run-42
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -33,7 +33,11 @@ struct TasksCancel: SpoolCommand {
         let outcome = try spool.cancel(flowId: flowId, taskId: taskId, grace: Double(graceSeconds), source: "cli")
         guard let record = outcome.snapshot.task(taskId) else { throw SpoolError.taskNotFound(taskId) }
         if record.isCommand {
-            if out.json { out.emit(.object(record.fields)) } else { out.print("Cancelled task \(taskId) (cli) with status \(out.status(record.status.rawValue)).") }
+            if out.json {
+                out.emit(.object(record.fields))
+            } else {
+                out.print("Cancelled task \(taskId) (cli) with status \(out.status(record.status.rawValue)).")
+            }
             return
         }
         if !out.json {

@@ -8,16 +8,16 @@ struct TasksList: SpoolCommand {
         commandName: "list",
         abstract: "List tasks across all flows, newest first.",
         discussion: """
-        --owner, --flow, --runtime and --queue keep only the tasks of that owner key, of that \
-        flow (a flow lookup: id, owner key or id prefix), reported by that runtime (cli for \
-        commands clawflow runs), or of jobs in that queue; given together, a task must match \
-        them all.
+            --owner, --flow, --runtime and --queue keep only the tasks of that owner key, of that \
+            flow (a flow lookup: id, owner key or id prefix), reported by that runtime (cli for \
+            commands clawflow runs), or of jobs in that queue; given together, a task must match \
+            them all.
 
-        Examples:
-          clawflow tasks list --status running
-          clawflow tasks list --queue default --runtime cli
-          clawflow tasks list --json | jq '.tasks[] | select(.runtime == "cron")'
-        """
+            Examples:
+              clawflow tasks list --status running
+              clawflow tasks list --queue default --runtime cli
+              clawflow tasks list --json | jq '.tasks[] | select(.runtime == "cron")'
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -74,16 +74,18 @@ struct TasksList: SpoolCommand {
         } else if tasks.isEmpty {
             out.print("No tasks.")
         } else {
-            out.table(["TASK", "FLOW", "RUNTIME", "STATUS", "OWNER", "LABEL"], tasks.map { t in
-                [
-                    Identifier.shortestUniquePrefix(of: t.taskId, among: allIds),
-                    t.parentFlowId,
-                    Render.cell(t.runtime, max: 16),
-                    out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
-                    Render.cell(t.ownerKey, max: 24),
-                    Render.cell(t.label ?? t.task, max: 40),
-                ]
-            })
+            out.table(
+                ["TASK", "FLOW", "RUNTIME", "STATUS", "OWNER", "LABEL"],
+                tasks.map { t in
+                    [
+                        Identifier.shortestUniquePrefix(of: t.taskId, among: allIds),
+                        t.parentFlowId,
+                        Render.cell(t.runtime, max: 16),
+                        out.status(t.status.rawValue) + (t.cancelRequestedAt != nil && t.status.isActive ? "*" : ""),
+                        Render.cell(t.ownerKey, max: 24),
+                        Render.cell(t.label ?? t.task, max: 40),
+                    ]
+                })
         }
         for f in failures { out.warn(sanitized(f)) }
         if !failures.isEmpty {

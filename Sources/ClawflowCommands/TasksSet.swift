@@ -8,17 +8,17 @@ struct TasksSet: SpoolCommand {
         commandName: "set",
         abstract: "Report a state change of a task; its flow follows the rules.",
         discussion: """
-        Once a task is final it stays final: only succeeded may later become failed, \
-        timed_out or cancelled. A report on a final task is ignored, recorded in the flow's \
-        events.jsonl, and the command exits 1 saying the task is already final.
+            Once a task is final it stays final: only succeeded may later become failed, \
+            timed_out or cancelled. A report on a final task is ignored, recorded in the flow's \
+            events.jsonl, and the command exits 1 saying the task is already final.
 
-        Examples:
-          clawflow tasks set run-42 --status running --progress "fetching"
-          clawflow tasks set 0196f3a2-9b10-7c11 --status succeeded \\
-              --summary "3 files written"
-          clawflow tasks set run-42 --status succeeded --outcome blocked \\
-              --summary "needs a login"
-        """
+            Examples:
+              clawflow tasks set run-42 --status running --progress "fetching"
+              clawflow tasks set 0196f3a2-9b10-7c11 --status succeeded \\
+                  --summary "3 files written"
+              clawflow tasks set run-42 --status succeeded --outcome blocked \\
+                  --summary "needs a login"
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -61,9 +61,12 @@ struct TasksSet: SpoolCommand {
         let (outcomeResult, snap) = try spool.updateTask(flowId: flowId, taskId: taskId, update: update, source: "cli")
         let record = snap.tasks.first { $0.taskId == taskId }!
         if case .ignored = outcomeResult {
-            throw SpoolError(.alreadyTerminal, "Task \(taskId) is already \(record.status.rawValue); the report was ignored and logged.", current: .object(record.fields))
+            throw SpoolError(
+                .alreadyTerminal, "Task \(taskId) is already \(record.status.rawValue); the report was ignored and logged.", current: .object(record.fields))
         }
-        if out.json { out.emit(.object(record.fields)) } else {
+        if out.json {
+            out.emit(.object(record.fields))
+        } else {
             out.print("Task \(taskId) is \(out.status(record.status.rawValue)); flow \(snap.flow.flowId) is \(out.status(snap.flow.status.rawValue)).")
         }
     }

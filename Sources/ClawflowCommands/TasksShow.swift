@@ -8,10 +8,10 @@ struct TasksShow: SpoolCommand {
         commandName: "show",
         abstract: "Show one task.",
         discussion: """
-        Examples:
-          clawflow tasks show run-42
-          clawflow tasks show 0196f3a2-9b10 --json | jq .status
-        """
+            Examples:
+              clawflow tasks show run-42
+              clawflow tasks show 0196f3a2-9b10 --json | jq .status
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -23,11 +23,16 @@ struct TasksShow: SpoolCommand {
         guard let spool = try readSpool() else { throw SpoolError.taskNotFound(task) }
         let (flowId, taskId) = try spool.resolveTaskOrFlow(task)
         let record = try spool.task(flowId: flowId, taskId: taskId)
-        if out.json { out.emit(.object(record.fields)); return }
+        if out.json {
+            out.emit(.object(record.fields))
+            return
+        }
         out.print(out.bold("Task \(record.taskId)") + "  " + out.status(record.status.rawValue))
-        let order = ["parentFlowId", "ownerKey", "runtime", "label", "task", "runId", "childSessionKey", "notifyPolicy",
-                     "progressSummary", "terminalSummary", "terminalOutcome", "error", "exitCode", "createdAt", "startedAt",
-                     "lastEventAt", "endedAt", "cancelRequestedAt"]
+        let order = [
+            "parentFlowId", "ownerKey", "runtime", "label", "task", "runId", "childSessionKey", "notifyPolicy",
+            "progressSummary", "terminalSummary", "terminalOutcome", "error", "exitCode", "createdAt", "startedAt",
+            "lastEventAt", "endedAt", "cancelRequestedAt",
+        ]
         let known = Set(order + ["taskId", "status", "schema", "environment"])
         let rows0 = (order + record.fields.keys.filter { !known.contains($0) }.sorted()).compactMap { key -> (String, String)? in
             guard let value = record.fields[key], !value.isNull else { return nil }

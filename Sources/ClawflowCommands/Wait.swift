@@ -10,20 +10,20 @@ struct Wait: SpoolCommand {
         commandName: "wait",
         abstract: "Wait until flows have ended; exit 0 when all succeeded, else 1.",
         discussion: """
-        Each lookup is a flow id, an owner key, a unique flow-id prefix, or a task id or run \
-        id (its flow). wait sleeps on inotify (and on the supervisors' pidfds, so a \
-        supervisor that dies wakes it); with --poll, or where inotify is unavailable, it \
-        re-reads the flows ten times a second instead. Prints one line per flow (its id \
-        and final status), or with --json {"flows": [flow + "tasks"], "timedOut": bool}.
+            Each lookup is a flow id, an owner key, a unique flow-id prefix, or a task id or run \
+            id (its flow). wait sleeps on inotify (and on the supervisors' pidfds, so a \
+            supervisor that dies wakes it); with --poll, or where inotify is unavailable, it \
+            re-reads the flows ten times a second instead. Prints one line per flow (its id \
+            and final status), or with --json {"flows": [flow + "tasks"], "timedOut": bool}.
 
-        Exit codes: 0 every flow succeeded; 1 one did not (failed, cancelled, lost, ended \
-        blocked); with --exit-status, the exit code of the one command task (128+N when a \
-        signal N ended it); 124 --timeout passed first; 64 usage error.
+            Exit codes: 0 every flow succeeded; 1 one did not (failed, cancelled, lost, ended \
+            blocked); with --exit-status, the exit code of the one command task (128+N when a \
+            signal N ended it); 124 --timeout passed first; 64 usage error.
 
-        Examples:
-          clawflow run --owner build -- make && clawflow wait build
-          clawflow wait "$flow" --exit-status --timeout 10m
-        """
+            Examples:
+              clawflow run --owner build -- make && clawflow wait build
+              clawflow wait "$flow" --exit-status --timeout 10m
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -63,8 +63,8 @@ struct Wait: SpoolCommand {
         var ids: [String] = []
         for lookup in lookups {
             let id: String
-            do { id = try spool.resolveFlow(lookup) } catch where error.code == .notFound {
-                do { id = try spool.resolveTask(lookup).flowId } catch where error.code == .notFound { throw SpoolError.flowNotFound(lookup) }
+            do { id = try spool.resolveFlow(lookup) } catch  where error.code == .notFound {
+                do { id = try spool.resolveTask(lookup).flowId } catch  where error.code == .notFound { throw SpoolError.flowNotFound(lookup) }
             }
             if !ids.contains(id) { ids.append(id) }
         }
@@ -167,7 +167,9 @@ final class FlowSleeper {
         if pending.contains(where: { p in
             guard let now = try? spool.flow(p.flow.flowId) else { return true }
             return now.flow != p.flow || now.tasks != p.tasks
-        }) { return }
+        }) {
+            return
+        }
         _ = Glibc.poll(&fds, nfds_t(fds.count), remaining)
         var buffer = [UInt8](repeating: 0, count: 4096)
         while read(inotify, &buffer, buffer.count) > 0 {}

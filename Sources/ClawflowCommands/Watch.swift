@@ -13,18 +13,18 @@ struct Watch: ParsableCommand {
         commandName: "watch",
         abstract: "Apply drops and re-derive flows the moment files change (inotify), until stopped.",
         discussion: """
-        Watches incoming/new and the tasks/ directory of every unfinished flow with inotify \
-        (libinotifytools), applies each drop as it arrives, and re-derives a flow whose task \
-        files another process changed. On NFS, CIFS, FUSE or CephFS, where inotify does not \
-        see other machines' writes, and with --poll, it scans the spool every few seconds \
-        instead. One watcher per spool: a second one exits 1 naming the first one's pid. \
-        SIGINT or SIGTERM stop it within a second, exit 0. Logs go to stderr.
+            Watches incoming/new and the tasks/ directory of every unfinished flow with inotify \
+            (libinotifytools), applies each drop as it arrives, and re-derives a flow whose task \
+            files another process changed. On NFS, CIFS, FUSE or CephFS, where inotify does not \
+            see other machines' writes, and with --poll, it scans the spool every few seconds \
+            instead. One watcher per spool: a second one exits 1 naming the first one's pid. \
+            SIGINT or SIGTERM stop it within a second, exit 0. Logs go to stderr.
 
-        Examples:
-          clawflow watch
-          clawflow watch --once --log-level debug
-          clawflow watch --poll 5s
-        """
+            Examples:
+              clawflow watch
+              clawflow watch --once --log-level debug
+              clawflow watch --poll 5s
+            """
     )
 
     @OptionGroup var global: GlobalOptions
@@ -32,13 +32,16 @@ struct Watch: ParsableCommand {
     @Flag(help: "Scan the spool once, react, and exit.")
     var once = false
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Scan the spool this often instead of using inotify (e.g. 5, 2s, 1m; 1 s to 1d).", valueName: "duration"))
+    @Option(
+        parsing: .unconditional, help: ArgumentHelp("Scan the spool this often instead of using inotify (e.g. 5, 2s, 1m; 1 s to 1d).", valueName: "duration"))
     var poll: String?
 
     @Option(name: .customLong("log-level"), help: ArgumentHelp("How much to log.", valueName: "level"))
     var logLevel = Word<Logger.Level>(argument: "info")
 
-    @Option(name: .customLong("maintenance-interval"), parsing: .unconditional, help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
+    @Option(
+        name: .customLong("maintenance-interval"), parsing: .unconditional,
+        help: ArgumentHelp("Run maintenance --apply this often (e.g. 5m, 1h; 0 turns it off).", valueName: "duration"))
     var maintenanceInterval = "5m"
 
     /// The longest --poll interval: a day.
@@ -53,7 +56,9 @@ struct Watch: ParsableCommand {
                 throw ValidationError("--poll must be from 1 s to 1d (86400 s), e.g. 5, 2s or 1m; \"\(sanitized(poll))\" is \(seconds) s.")
             }
         }
-        if Logger.Level(rawValue: logLevel.text) == nil { throw ValidationError("Unknown --log-level \"\(logLevel.text)\"; use trace, debug, info, notice, warning, error or critical.") }
+        if Logger.Level(rawValue: logLevel.text) == nil {
+            throw ValidationError("Unknown --log-level \"\(logLevel.text)\"; use trace, debug, info, notice, warning, error or critical.")
+        }
     }
 
     /// The root command is synchronous (see `Clawflow`); the watcher runs on Swift's
@@ -89,7 +94,9 @@ struct Watch: ParsableCommand {
             let interval = DurationText.seconds(maintenanceInterval) ?? 300
             let watcher = Watcher(root: root, logger: logger, maintenanceInterval: interval > 0 ? Double(interval) : nil)
             var mode: Watcher.Mode
-            if let poll { mode = .poll(seconds: Double(DurationText.seconds(poll) ?? 2)) } else {
+            if let poll {
+                mode = .poll(seconds: Double(DurationText.seconds(poll) ?? 2))
+            } else {
                 let auto = Watcher.automaticMode(for: root)
                 mode = auto.mode
                 if let fs = auto.filesystem { logger.notice("\(root) is on \(fs), where inotify misses other machines' writes: polling every 2 s") }

@@ -75,7 +75,10 @@ public enum AuditRules {
     /// Findings about `flow` and `tasks` at `now`. `isLive` says whether an active command
     /// task's supervisor still runs (such a task is not stale however long it runs);
     /// `manifest` is the path of the flow's manifest, `taskPath` that of a task's file.
-    public static func findings(flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, manifest: String, taskPath: (String) -> String, isLive: (TaskRecord) -> Bool = { _ in false }) -> [AuditFinding] {
+    public static func findings(
+        flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, manifest: String, taskPath: (String) -> String,
+        isLive: (TaskRecord) -> Bool = { _ in false }
+    ) -> [AuditFinding] {
         var out: [AuditFinding] = []
         let id = flow.flowId
         func age(_ ts: Timestamp?) -> Int64 { ts.map { (now.milliseconds - $0.milliseconds) / 1000 } ?? 0 }
@@ -97,18 +100,24 @@ public enum AuditRules {
             default: break
             }
             if let requested = flow.cancelRequestedAt, !active, age(requested) >= t.cancelStuck {
-                flowFinding(.error, "cancel_stuck", "flow \(id) had a cancel request \(DurationText.describe(age(requested))) ago, has no active task, and is still \(flow.status.rawValue)", age(requested))
+                flowFinding(
+                    .error, "cancel_stuck",
+                    "flow \(id) had a cancel request \(DurationText.describe(age(requested))) ago, has no active task, and is still \(flow.status.rawValue)",
+                    age(requested))
             }
         }
         let byId = Set(tasks.map(\.taskId))
         let missingSteps = (flow.steps ?? []).compactMap { $0.objectValue?["taskId"]?.stringValue }.filter { !byId.contains($0) }
         if !missingSteps.isEmpty {
-            flowFinding(.error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/", sinceUpdate)
+            flowFinding(
+                .error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/", sinceUpdate)
         }
         if let blocked = flow.blockedTaskId, !byId.contains(blocked) {
             flowFinding(.error, "blocked_task_missing", "flow \(id) is blocked on task \(blocked), which is not linked to it", sinceUpdate)
         }
-        if let problem = timestampProblem(created: flow.createdAt, started: nil, updated: updated, ended: flow.endedAt, terminal: flow.isTerminal, updatedAfterEndIsWrong: true) {
+        if let problem = timestampProblem(
+            created: flow.createdAt, started: nil, updated: updated, ended: flow.endedAt, terminal: flow.isTerminal, updatedAfterEndIsWrong: true)
+        {
             flowFinding(.warn, "inconsistent_timestamps", "flow \(id): \(problem)", sinceUpdate)
         }
 
@@ -122,12 +131,17 @@ public enum AuditRules {
             case .queued where age(task.createdAt) >= t.taskQueued:
                 taskFinding(.warn, "stale_queued", "task \(task.taskId) has been queued for \(DurationText.describe(age(task.createdAt)))", age(task.createdAt))
             case .running where age(lastReport) >= t.taskRunning && !isLive(task):
-                taskFinding(.warn, "stale_running", "task \(task.taskId) (\(task.runtime)) has been running without a report for \(DurationText.describe(age(lastReport)))", age(lastReport))
+                taskFinding(
+                    .warn, "stale_running",
+                    "task \(task.taskId) (\(task.runtime)) has been running without a report for \(DurationText.describe(age(lastReport)))", age(lastReport))
             case .lost:
                 taskFinding(.warn, "lost", "task \(task.taskId) (\(task.runtime)) was lost: \(task.error ?? "its process vanished")", age(task.endedAt))
             default: break
             }
-            if let problem = timestampProblem(created: task.createdAt, started: task.startedAt, updated: nil, ended: task.endedAt, terminal: task.status.isTerminal, updatedAfterEndIsWrong: false) {
+            if let problem = timestampProblem(
+                created: task.createdAt, started: task.startedAt, updated: nil, ended: task.endedAt, terminal: task.status.isTerminal,
+                updatedAfterEndIsWrong: false)
+            {
                 taskFinding(.warn, "inconsistent_timestamps", "task \(task.taskId): \(problem)", age(lastReport))
             }
         }
@@ -135,7 +149,9 @@ public enum AuditRules {
     }
 
     /// What contradicts itself among a record's timestamps, or nil.
-    static func timestampProblem(created: Timestamp, started: Timestamp?, updated: Timestamp?, ended: Timestamp?, terminal: Bool, updatedAfterEndIsWrong: Bool) -> String? {
+    static func timestampProblem(created: Timestamp, started: Timestamp?, updated: Timestamp?, ended: Timestamp?, terminal: Bool, updatedAfterEndIsWrong: Bool)
+        -> String?
+    {
         if let started, started < created { return "startedAt \(started) is before createdAt \(created)" }
         if let updated, updated < created { return "updatedAt \(updated) is before createdAt \(created)" }
         if let ended, ended < created { return "endedAt \(ended) is before createdAt \(created)" }

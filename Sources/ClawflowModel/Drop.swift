@@ -104,7 +104,9 @@ public struct Drop: Sendable {
     /// Validates a drop's JSON object.
     public init(_ object: JSONObject) throws(DropRejection) {
         func bad(_ message: String) -> DropRejection { DropRejection(code: "bad_fields", message: message) }
-        guard let kindValue = object["kind"] else { throw DropRejection(code: "unknown_kind", message: "the drop has no \"kind\"; use \"task\" or \"task-update\"") }
+        guard let kindValue = object["kind"] else {
+            throw DropRejection(code: "unknown_kind", message: "the drop has no \"kind\"; use \"task\" or \"task-update\"")
+        }
         guard let kind = kindValue.stringValue else { throw bad("\"kind\" must be a string") }
         for key in object.keys where Drop.reservedFields.contains(key) {
             throw bad("\"\(key)\" is written by clawflow itself and may not be set by a drop")
@@ -131,7 +133,9 @@ public struct Drop: Sendable {
         for (key, value) in object where !["kind", "status", "ownerKey", "parentFlowId", "taskId", "runtime"].contains(key) && !value.isNull {
             extra[key] = value
         }
-        var trial = TaskRecord(taskId: "00000000-0000-4000-8000-000000000000", flowId: "00000000-0000-4000-8000-000000000000", ownerKey: "o", runtime: "x", status: status ?? .queued, at: Timestamp(milliseconds: 0))
+        var trial = TaskRecord(
+            taskId: "00000000-0000-4000-8000-000000000000", flowId: "00000000-0000-4000-8000-000000000000", ownerKey: "o", runtime: "x",
+            status: status ?? .queued, at: Timestamp(milliseconds: 0))
         for (k, v) in extra { trial.fields[k] = v }
         do { _ = try TaskRecord(validating: trial.fields) } catch { throw bad(error.description) }
 
@@ -148,8 +152,10 @@ public struct Drop: Sendable {
             guard RuntimeName.isValid(runtime), runtime != "cli" else {
                 throw bad("\"runtime\" must match [a-z0-9_-]{1,32} and not be cli (reserved for commands clawflow runs)")
             }
-            self.kind = .task(NewTaskDrop(ownerKey: ownerKey, parentFlowId: parentFlowId, taskId: taskId,
-                                          newTask: NewTask(runtime: runtime, status: status ?? .queued, fields: extra)))
+            self.kind = .task(
+                NewTaskDrop(
+                    ownerKey: ownerKey, parentFlowId: parentFlowId, taskId: taskId,
+                    newTask: NewTask(runtime: runtime, status: status ?? .queued, fields: extra)))
         case "task-update":
             let taskId = try optionalId("taskId")
             let runId = try optionalString("runId")

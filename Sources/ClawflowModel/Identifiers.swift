@@ -61,7 +61,8 @@ public enum Identifier {
     }
 
     static func lowerBound(_ sorted: [String], _ key: String) -> Int {
-        var lo = 0, hi = sorted.count
+        var lo = 0
+        var hi = sorted.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if sorted[mid] < key { lo = mid + 1 } else { hi = mid }
@@ -103,7 +104,8 @@ public enum OwnerKey {
         let hex = Array("0123456789ABCDEF".utf8)
         var out: [UInt8] = []
         for (i, b) in key.utf8.enumerated() {
-            let plain = (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
+            let plain =
+                (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39)
                 || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: ":")
                 || b == UInt8(ascii: "@") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-")
             let leadingDotOrDash = i == 0 && (b == UInt8(ascii: ".") || b == UInt8(ascii: "-"))

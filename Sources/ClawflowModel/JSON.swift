@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A JSON value that round-trips exactly: numbers keep their literal text, objects keep
@@ -69,7 +69,10 @@ extension JSON {
         case .number(let n): out.append(contentsOf: n.utf8)
         case .string(let s): JSON.writeString(s, into: &out)
         case .array(let items):
-            if items.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            if items.isEmpty {
+                out.append(contentsOf: "[]".utf8)
+                return
+            }
             out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
@@ -79,7 +82,10 @@ extension JSON {
             if pretty { JSON.newline(&out, indent) }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
-            if members.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            if members.isEmpty {
+                out.append(contentsOf: "{}".utf8)
+                return
+            }
             out.append(UInt8(ascii: "{"))
             for i in 0..<members.count {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
@@ -110,7 +116,10 @@ extension JSON {
 
     private static func newline(_ out: inout [UInt8], _ indent: Int) {
         out.append(UInt8(ascii: "\n"))
-        for _ in 0..<indent { out.append(UInt8(ascii: " ")); out.append(UInt8(ascii: " ")) }
+        for _ in 0..<indent {
+            out.append(UInt8(ascii: " "))
+            out.append(UInt8(ascii: " "))
+        }
     }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
@@ -215,9 +224,15 @@ extension JSON {
             case UInt8(ascii: "{"): return try object(depth: depth)
             case UInt8(ascii: "["): return try array(depth: depth)
             case UInt8(ascii: "\""): return .string(try string())
-            case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-            case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-            case UInt8(ascii: "n"): try literal("null"); return .null
+            case UInt8(ascii: "t"):
+                try literal("true")
+                return .bool(true)
+            case UInt8(ascii: "f"):
+                try literal("false")
+                return .bool(false)
+            case UInt8(ascii: "n"):
+                try literal("null")
+                return .null
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
             default: throw fail("unexpected character")
             }
@@ -235,7 +250,10 @@ extension JSON {
             index += 1
             var members: [(String, JSON)] = []
             skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(JSONObject()) }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+                index += 1
+                return .object(JSONObject())
+            }
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
@@ -247,7 +265,10 @@ extension JSON {
                 members.append((key, try value(depth: depth + 1)))
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end of input") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
                 if bytes[index] == UInt8(ascii: "}") {
                     index += 1
                     var duplicate: String?
@@ -265,14 +286,23 @@ extension JSON {
             index += 1
             var items: [JSON] = []
             skipWhitespace()
-            if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+                index += 1
+                return .array(items)
+            }
             while true {
                 skipWhitespace()
                 items.append(try value(depth: depth + 1))
                 skipWhitespace()
                 guard index < bytes.count else { throw fail("unexpected end of input") }
-                if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
-                if bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
+                if bytes[index] == UInt8(ascii: ",") {
+                    index += 1
+                    continue
+                }
+                if bytes[index] == UInt8(ascii: "]") {
+                    index += 1
+                    return .array(items)
+                }
                 throw fail("expected ',' or ']'")
             }
         }
@@ -332,7 +362,11 @@ extension JSON {
                     }
                 }
                 if b < 0x20 { throw fail("control character in string") }
-                if b != UInt8(ascii: "\\") { out.append(b); index += 1; continue }
+                if b != UInt8(ascii: "\\") {
+                    out.append(b)
+                    index += 1
+                    continue
+                }
                 index += 1
                 guard index < bytes.count else { throw fail("unexpected end of input") }
                 let e = bytes[index]

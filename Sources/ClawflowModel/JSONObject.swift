@@ -7,7 +7,10 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     public private(set) var values: [JSON]
 
     /// An empty object.
-    public init() { keys = []; values = [] }
+    public init() {
+        keys = []
+        values = []
+    }
 
     /// An object with the members of a dictionary.
     public init(_ dictionary: [String: JSON]) {
@@ -48,7 +51,8 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 
     /// The position of `key`, or where it would go.
     private func search(_ key: String) -> (index: Int, found: Bool) {
-        var lo = 0, hi = keys.count
+        var lo = 0
+        var hi = keys.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if keys[mid] == key { return (mid, true) }
@@ -67,8 +71,12 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
             let (i, found) = search(key)
             switch (found, newValue) {
             case (true, .some(let v)): values[i] = v
-            case (true, .none): keys.remove(at: i); values.remove(at: i)
-            case (false, .some(let v)): keys.insert(key, at: i); values.insert(v, at: i)
+            case (true, .none):
+                keys.remove(at: i)
+                values.remove(at: i)
+            case (false, .some(let v)):
+                keys.insert(key, at: i)
+                values.insert(v, at: i)
             case (false, .none): break
             }
         }

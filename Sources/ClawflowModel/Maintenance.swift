@@ -67,7 +67,12 @@ public enum MaintenanceRules {
             return [(.finaliseCancel, "\(whose) \(DurationText.describe(age(flow.cancelRequestedAt))) ago and no task is active")]
         }
         if let blocked = flow.blockedTaskId, !tasks.contains(where: { $0.taskId == blocked }) {
-            return [(.failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"), "blockedTaskId \(blocked) is missing")]
+            return [
+                (
+                    .failBlockedMissing(summary: "blocked on task \(blocked), which is not linked to the flow (maintenance)"),
+                    "blockedTaskId \(blocked) is missing"
+                )
+            ]
         }
         if let lostAfter = policy.lostAfter {
             let silent = active.filter { !$0.isCommand && silence(of: $0, now: now) >= lostAfter }
@@ -79,10 +84,23 @@ public enum MaintenanceRules {
         let sinceUpdate = age(flow.updatedAt ?? flow.createdAt)
         if flow.syncMode == .managed, flow.status == .running, sinceUpdate >= policy.thresholds.flowRunning, !tasks.isEmpty, active.isEmpty {
             if let failed = tasks.first(where: { $0.status == .failed || $0.status == .timedOut }) {
-                return [(.endOrphaned(.failed, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); task \(failed.taskId) \(Rules.endText(of: failed)) (maintenance)"), "stale running, every task ended, one failed")]
+                return [
+                    (
+                        .endOrphaned(
+                            .failed,
+                            summary:
+                                "no controller advanced it for \(DurationText.describe(sinceUpdate)); task \(failed.taskId) \(Rules.endText(of: failed)) (maintenance)"
+                        ), "stale running, every task ended, one failed"
+                    )
+                ]
             }
             if tasks.contains(where: { $0.status == .lost }) {
-                return [(.endOrphaned(.lost, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); its tasks were lost (maintenance)"), "stale running, every task ended, tasks lost")]
+                return [
+                    (
+                        .endOrphaned(.lost, summary: "no controller advanced it for \(DurationText.describe(sinceUpdate)); its tasks were lost (maintenance)"),
+                        "stale running, every task ended, tasks lost"
+                    )
+                ]
             }
         }
         return []
@@ -100,7 +118,8 @@ public enum MaintenanceRules {
     }
 
     /// Applies a status-changing action to the records (the spool writes them).
-    public static func apply(_ action: MaintenanceAction, flow: inout FlowRecord, tasks: inout [String: TaskRecord], now: Timestamp, policy: MaintenancePolicy) {
+    public static func apply(_ action: MaintenanceAction, flow: inout FlowRecord, tasks: inout [String: TaskRecord], now: Timestamp, policy: MaintenancePolicy)
+    {
         switch action {
         case .finaliseCancel:
             flow.isCancelRequestOnly = false  // reconcile then finalises the cancel
@@ -115,7 +134,8 @@ public enum MaintenanceRules {
                 guard var task = tasks[id] else { continue }
                 let threshold = policy.lostAfter.map { " \(DurationText.describe($0))" } ?? ""
                 let silent = DurationText.describe(silence(of: task, now: now))
-                _ = Rules.apply(TaskUpdate(status: .lost, [.error: .string("no report for \(silent) (maintenance --lost-after\(threshold))")]), to: &task, at: now)
+                _ = Rules.apply(
+                    TaskUpdate(status: .lost, [.error: .string("no report for \(silent) (maintenance --lost-after\(threshold))")]), to: &task, at: now)
                 tasks[id] = task
             }
         case .failBlockedMissing(let summary):

@@ -5,7 +5,10 @@ public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What was wrong.
     public var reason: String
     /// Creates an error.
-    public init(field: String?, reason: String) { self.field = field; self.reason = reason }
+    public init(field: String?, reason: String) {
+        self.field = field
+        self.reason = reason
+    }
     /// "field: reason" or the reason alone.
     public var description: String { field.map { "field \"\($0)\": \(reason)" } ?? reason }
 }
@@ -230,9 +233,15 @@ extension Record {
     /// When the record was created.
     public var createdAt: Timestamp { timestamp(.createdAt)! }
     /// When it ended, if it did.
-    public var endedAt: Timestamp? { get { timestamp(.endedAt) } set { setTimestamp(.endedAt, newValue) } }
+    public var endedAt: Timestamp? {
+        get { timestamp(.endedAt) }
+        set { setTimestamp(.endedAt, newValue) }
+    }
     /// When a cancel was asked for (sticky).
-    public var cancelRequestedAt: Timestamp? { get { timestamp(.cancelRequestedAt) } set { setTimestamp(.cancelRequestedAt, newValue) } }
+    public var cancelRequestedAt: Timestamp? {
+        get { timestamp(.cancelRequestedAt) }
+        set { setTimestamp(.cancelRequestedAt, newValue) }
+    }
 
     /// The record as pretty-printed JSON text with sorted keys and a final newline.
     public func fileText() -> String { JSON.object(fields).pretty() + "\n" }
@@ -319,58 +328,130 @@ public struct TaskRecord: Record {
         set { setString(.status, newValue.rawValue) }
     }
     /// A short label.
-    public var label: String? { get { string(.label) } set { setString(.label, newValue) } }
+    public var label: String? {
+        get { string(.label) }
+        set { setString(.label, newValue) }
+    }
     /// What the task does (for a command, its command line).
-    public var task: String? { get { string(.task) } set { setString(.task, newValue) } }
+    public var task: String? {
+        get { string(.task) }
+        set { setString(.task, newValue) }
+    }
     /// The run id, if the reporter gave one.
-    public var runId: String? { get { string(.runId) } set { setString(.runId, newValue) } }
+    public var runId: String? {
+        get { string(.runId) }
+        set { setString(.runId, newValue) }
+    }
     /// The reporter's child session.
-    public var childSessionKey: String? { get { string(.childSessionKey) } set { setString(.childSessionKey, newValue) } }
+    public var childSessionKey: String? {
+        get { string(.childSessionKey) }
+        set { setString(.childSessionKey, newValue) }
+    }
     /// The latest progress report.
-    public var progressSummary: String? { get { string(.progressSummary) } set { setString(.progressSummary, newValue) } }
+    public var progressSummary: String? {
+        get { string(.progressSummary) }
+        set { setString(.progressSummary, newValue) }
+    }
     /// How the run ended, in the reporter's words.
-    public var terminalSummary: String? { get { string(.terminalSummary) } set { setString(.terminalSummary, newValue) } }
+    public var terminalSummary: String? {
+        get { string(.terminalSummary) }
+        set { setString(.terminalSummary, newValue) }
+    }
     /// `blocked` when a run that succeeded ended blocked.
-    public var terminalOutcome: String? { get { string(.terminalOutcome) } set { setString(.terminalOutcome, newValue) } }
+    public var terminalOutcome: String? {
+        get { string(.terminalOutcome) }
+        set { setString(.terminalOutcome, newValue) }
+    }
     /// What went wrong.
-    public var error: String? { get { string(.error) } set { setString(.error, newValue) } }
+    public var error: String? {
+        get { string(.error) }
+        set { setString(.error, newValue) }
+    }
     /// A command's exit code.
-    public var exitCode: Int64? { get { integer(.exitCode) } set { setInteger(.exitCode, newValue) } }
+    public var exitCode: Int64? {
+        get { integer(.exitCode) }
+        set { setInteger(.exitCode, newValue) }
+    }
     /// The signal that ended a command (`SIGKILL`, ...).
-    public var signal: String? { get { string(.signal) } set { setString(.signal, newValue) } }
+    public var signal: String? {
+        get { string(.signal) }
+        set { setString(.signal, newValue) }
+    }
     /// The user whose drops own the task (a member of a shared spool's group).
-    public var dropUid: Int64? { get { integer(.dropUid) } set { setInteger(.dropUid, newValue) } }
+    public var dropUid: Int64? {
+        get { integer(.dropUid) }
+        set { setInteger(.dropUid, newValue) }
+    }
     /// The name of the last drop applied to the task.
-    public var lastDrop: String? { get { string(.lastDrop) } set { setString(.lastDrop, newValue) } }
+    public var lastDrop: String? {
+        get { string(.lastDrop) }
+        set { setString(.lastDrop, newValue) }
+    }
     /// When it started running.
-    public var startedAt: Timestamp? { get { timestamp(.startedAt) } set { setTimestamp(.startedAt, newValue) } }
+    public var startedAt: Timestamp? {
+        get { timestamp(.startedAt) }
+        set { setTimestamp(.startedAt, newValue) }
+    }
     /// When it was last reported on.
-    public var lastEventAt: Timestamp? { get { timestamp(.lastEventAt) } set { setTimestamp(.lastEventAt, newValue) } }
+    public var lastEventAt: Timestamp? {
+        get { timestamp(.lastEventAt) }
+        set { setTimestamp(.lastEventAt, newValue) }
+    }
     /// A command task's argv.
     public var command: [String]? {
         get { self[.command]?.arrayValue?.compactMap(\.stringValue) }
         set { self[.command] = newValue.map { .array($0.map(JSON.string)) } }
     }
     /// A command task's working directory.
-    public var cwd: String? { get { string(.cwd) } set { setString(.cwd, newValue) } }
+    public var cwd: String? {
+        get { string(.cwd) }
+        set { setString(.cwd, newValue) }
+    }
     /// A command task's time limit in seconds.
-    public var timeoutSeconds: Int64? { get { integer(.timeoutSeconds) } set { setInteger(.timeoutSeconds, newValue) } }
+    public var timeoutSeconds: Int64? {
+        get { integer(.timeoutSeconds) }
+        set { setInteger(.timeoutSeconds, newValue) }
+    }
     /// A command's pid.
-    public var pid: Int64? { get { integer(.pid) } set { setInteger(.pid, newValue) } }
+    public var pid: Int64? {
+        get { integer(.pid) }
+        set { setInteger(.pid, newValue) }
+    }
     /// A command's process group.
-    public var pgid: Int64? { get { integer(.pgid) } set { setInteger(.pgid, newValue) } }
+    public var pgid: Int64? {
+        get { integer(.pgid) }
+        set { setInteger(.pgid, newValue) }
+    }
     /// A command's start time (field 22 of /proc/<pid>/stat).
-    public var procStartTime: Int64? { get { integer(.procStartTime) } set { setInteger(.procStartTime, newValue) } }
+    public var procStartTime: Int64? {
+        get { integer(.procStartTime) }
+        set { setInteger(.procStartTime, newValue) }
+    }
     /// The pid of the supervisor that runs a command task.
-    public var supervisorPid: Int64? { get { integer(.supervisorPid) } set { setInteger(.supervisorPid, newValue) } }
+    public var supervisorPid: Int64? {
+        get { integer(.supervisorPid) }
+        set { setInteger(.supervisorPid, newValue) }
+    }
     /// The supervisor's start time.
-    public var supervisorStartTime: Int64? { get { integer(.supervisorStartTime) } set { setInteger(.supervisorStartTime, newValue) } }
+    public var supervisorStartTime: Int64? {
+        get { integer(.supervisorStartTime) }
+        set { setInteger(.supervisorStartTime, newValue) }
+    }
     /// A command's output log (absolute).
-    public var logPath: String? { get { string(.logPath) } set { setString(.logPath, newValue) } }
+    public var logPath: String? {
+        get { string(.logPath) }
+        set { setString(.logPath, newValue) }
+    }
     /// The size in bytes its supervisor keeps a command's log under (spool-layout.md, "Task logs").
-    public var logLimit: Int64? { get { integer(.logLimit) } set { setInteger(.logLimit, newValue) } }
+    public var logLimit: Int64? {
+        get { integer(.logLimit) }
+        set { setInteger(.logLimit, newValue) }
+    }
     /// The flow's revision when the task was last written.
-    public var flowRevision: Int64? { get { integer(.flowRevision) } set { setInteger(.flowRevision, newValue) } }
+    public var flowRevision: Int64? {
+        get { integer(.flowRevision) }
+        set { setInteger(.flowRevision, newValue) }
+    }
     /// The environment a command task runs with (`NAME`: value), when it was recorded.
     public var environment: [String: String]? {
         get { self[.environment]?.objectValue.map { o in Dictionary(uniqueKeysWithValues: zip(o.keys, o.values.map { $0.stringValue ?? "" })) } }
@@ -387,9 +468,10 @@ public enum RuntimeName {
     /// True when `name` matches `[a-z0-9_-]{1,32}`.
     public static func isValid(_ name: String) -> Bool {
         let u = name.utf8
-        return (1...32).contains(u.count) && u.allSatisfy {
-            ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
-        }
+        return (1...32).contains(u.count)
+            && u.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+            }
     }
 }
 
@@ -451,34 +533,70 @@ public struct FlowRecord: Record {
         set { setString(.status, newValue.rawValue) }
     }
     /// What the job is for.
-    public var goal: String? { get { string(.goal) } set { setString(.goal, newValue) } }
+    public var goal: String? {
+        get { string(.goal) }
+        set { setString(.goal, newValue) }
+    }
     /// The step a controller (or a sequence) is at.
-    public var currentStep: String? { get { string(.currentStep) } set { setString(.currentStep, newValue) } }
+    public var currentStep: String? {
+        get { string(.currentStep) }
+        set { setString(.currentStep, newValue) }
+    }
     /// The task the flow is blocked on.
-    public var blockedTaskId: String? { get { string(.blockedTaskId) } set { setString(.blockedTaskId, newValue) } }
+    public var blockedTaskId: String? {
+        get { string(.blockedTaskId) }
+        set { setString(.blockedTaskId, newValue) }
+    }
     /// Why the flow is blocked (or how it failed).
-    public var blockedSummary: String? { get { string(.blockedSummary) } set { setString(.blockedSummary, newValue) } }
+    public var blockedSummary: String? {
+        get { string(.blockedSummary) }
+        set { setString(.blockedSummary, newValue) }
+    }
     /// The controller's state (always present; null when empty).
-    public var stateJson: JSON { get { self[.stateJson] ?? .null } set { self[.stateJson] = newValue } }
+    public var stateJson: JSON {
+        get { self[.stateJson] ?? .null }
+        set { self[.stateJson] = newValue }
+    }
     /// What a waiting flow waits for (always present; null when empty).
-    public var waitJson: JSON { get { self[.waitJson] ?? .null } set { self[.waitJson] = newValue } }
+    public var waitJson: JSON {
+        get { self[.waitJson] ?? .null }
+        set { self[.waitJson] = newValue }
+    }
     /// A sequence's steps (`name`, `command`, and the `taskId` of a step that was started).
-    public var steps: [JSON]? { get { self[.steps]?.arrayValue } set { self[.steps] = newValue.map(JSON.array) } }
+    public var steps: [JSON]? {
+        get { self[.steps]?.arrayValue }
+        set { self[.steps] = newValue.map(JSON.array) }
+    }
     /// The queue a command flow waits in for a slot (`clawflow run --queue`).
-    public var queue: String? { get { string(.queue) } set { setString(.queue, newValue) } }
+    public var queue: String? {
+        get { string(.queue) }
+        set { setString(.queue, newValue) }
+    }
     /// Its priority in the queue (higher starts first; 0 when absent).
-    public var priority: Int64 { get { integer(.priority) ?? 0 } set { setInteger(.priority, newValue == 0 ? nil : newValue) } }
+    public var priority: Int64 {
+        get { integer(.priority) ?? 0 }
+        set { setInteger(.priority, newValue == 0 ? nil : newValue) }
+    }
     /// How many more times a failed or timed-out command job runs again by itself (`run --retries`; 0 when absent).
-    public var retriesLeft: Int64 { get { integer(.retriesLeft) ?? 0 } set { setInteger(.retriesLeft, newValue) } }
+    public var retriesLeft: Int64 {
+        get { integer(.retriesLeft) ?? 0 }
+        set { setInteger(.retriesLeft, newValue) }
+    }
     /// Seconds its supervisor waits before such a retry (`run --retry-delay`; 0 when absent).
-    public var retryDelaySeconds: Int64 { get { integer(.retryDelaySeconds) ?? 0 } set { setInteger(.retryDelaySeconds, newValue == 0 ? nil : newValue) } }
+    public var retryDelaySeconds: Int64 {
+        get { integer(.retryDelaySeconds) ?? 0 }
+        set { setInteger(.retryDelaySeconds, newValue == 0 ? nil : newValue) }
+    }
     /// The ids of the flows that must have succeeded before this job starts (`run --after`).
     public var after: [String] {
         get { self[.after]?.arrayValue?.compactMap(\.stringValue) ?? [] }
         set { self[.after] = newValue.isEmpty ? nil : .array(newValue.map(JSON.string)) }
     }
     /// When the manifest was last written.
-    public var updatedAt: Timestamp? { get { timestamp(.updatedAt) } set { setTimestamp(.updatedAt, newValue) } }
+    public var updatedAt: Timestamp? {
+        get { timestamp(.updatedAt) }
+        set { setTimestamp(.updatedAt, newValue) }
+    }
     /// The cancel request came from the controller's `request-cancel`: the controller ends the
     /// flow, no task settling does (spool-layout.md, "Controller commands").
     public var isCancelRequestOnly: Bool {

@@ -85,9 +85,9 @@ public enum Rules {
             // Terminal is final, except that a mirrored flow that succeeded follows its task
             // when that later fails, times out or is cancelled (precedence, spool-layout.md).
             guard flow.syncMode == .taskMirrored, flow.status == .succeeded || flow.status == .blocked,
-                  flow.cancelRequestedAt == nil,
-                  let task = tasks.max(by: { $0.createdAt < $1.createdAt }),
-                  [.failed, .timedOut, .cancelled].contains(task.status)
+                flow.cancelRequestedAt == nil,
+                let task = tasks.max(by: { $0.createdAt < $1.createdAt }),
+                [.failed, .timedOut, .cancelled].contains(task.status)
             else { return next }
             next.status = mirroredStatus(of: task)
             next.blockedTaskId = nil
@@ -194,7 +194,9 @@ public enum Rules {
 
     /// Whether the owner-key lookup picks flow `a` over flow `b`: a non-terminal flow over a
     /// terminal one, else the newer (`createdAt`, then id).
-    public static func ownerPickPrefers(_ a: (id: String, createdAt: Timestamp, isTerminal: Bool), over b: (id: String, createdAt: Timestamp, isTerminal: Bool)) -> Bool {
+    public static func ownerPickPrefers(_ a: (id: String, createdAt: Timestamp, isTerminal: Bool), over b: (id: String, createdAt: Timestamp, isTerminal: Bool))
+        -> Bool
+    {
         if a.isTerminal != b.isTerminal { return !a.isTerminal }
         return a.createdAt != b.createdAt ? a.createdAt > b.createdAt : a.id > b.id
     }
@@ -207,10 +209,15 @@ public enum Rules {
     }
 
     /// The events (spool-layout.md, "Event log") that describe the change from `before` to `after`.
-    public static func events(flowBefore: FlowRecord?, flowAfter: FlowRecord, tasksBefore: [String: TaskRecord], tasksAfter: [String: TaskRecord]) -> [[String: JSON]] {
+    public static func events(flowBefore: FlowRecord?, flowAfter: FlowRecord, tasksBefore: [String: TaskRecord], tasksAfter: [String: TaskRecord]) -> [[String:
+        JSON]]
+    {
         var out: [[String: JSON]] = []
         if flowBefore == nil {
-            out.append(["event": "created", "syncMode": .string(flowAfter.syncMode.rawValue), "status": .string(flowAfter.status.rawValue), "ownerKey": .string(flowAfter.ownerKey)])
+            out.append([
+                "event": "created", "syncMode": .string(flowAfter.syncMode.rawValue), "status": .string(flowAfter.status.rawValue),
+                "ownerKey": .string(flowAfter.ownerKey),
+            ])
         }
         for id in tasksAfter.keys.sorted() {
             let after = tasksAfter[id]!
@@ -230,7 +237,9 @@ public enum Rules {
                 out.append(["event": "cancel"])
             }
             if before.status != flowAfter.status {
-                out.append(["event": "status", "from": .string(before.status.rawValue), "to": .string(flowAfter.status.rawValue), "revision": .int(flowAfter.revision)])
+                out.append([
+                    "event": "status", "from": .string(before.status.rawValue), "to": .string(flowAfter.status.rawValue), "revision": .int(flowAfter.revision),
+                ])
             }
         }
         return out
@@ -289,7 +298,9 @@ public struct Pressure: Sendable, Equatable {
         for f in flows {
             total += 1
             byStatus[f.status, default: 0] += 1
-            if f.isTerminal { terminal += 1 } else {
+            if f.isTerminal {
+                terminal += 1
+            } else {
                 active += 1
                 liveByStatus[f.status, default: 0] += 1
                 if f.cancelRequestedAt != nil { cancelRequested += 1 }

@@ -21,9 +21,15 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         let ms = milliseconds
         var days = ms / 86_400_000
         var rem = ms % 86_400_000
-        if rem < 0 { rem += 86_400_000; days -= 1 }
+        if rem < 0 {
+            rem += 86_400_000
+            days -= 1
+        }
         let (y, m, d) = Timestamp.civil(fromDays: days)
-        let h = rem / 3_600_000, mi = rem / 60_000 % 60, s = rem / 1000 % 60, milli = rem % 1000
+        let h = rem / 3_600_000
+        let mi = rem / 60_000 % 60
+        let s = rem / 1000 % 60
+        let milli = rem % 1000
         return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(h, 2)):\(pad(mi, 2)):\(pad(s, 2)).\(pad(milli, 3))Z"
     }
 
@@ -50,9 +56,9 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         }
         func at(_ i: Int, _ c: Character) -> Bool { i < b.count && b[i] == c.asciiValue! }
         guard let y = num(0, 4), at(4, "-"), let mo = num(5, 2), at(7, "-"), let d = num(8, 2),
-              at(10, "T") || at(10, "t"), let h = num(11, 2), at(13, ":"), let mi = num(14, 2),
-              at(16, ":"), let s = num(17, 2),
-              (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
+            at(10, "T") || at(10, "t"), let h = num(11, 2), at(13, ":"), let mi = num(14, 2),
+            at(16, ":"), let s = num(17, 2),
+            (1...12).contains(mo), (1...31).contains(d), h < 24, mi < 60, s < 61
         else { return nil }
         var i = 19
         var milli: Int64 = 0
@@ -61,7 +67,8 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             var digits = 0
             while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
                 if digits < 3 { milli = milli * 10 + Int64(b[i] - 0x30) }
-                digits += 1; i += 1
+                digits += 1
+                i += 1
             }
             guard digits > 0 else { return nil }
             if digits < 3 { for _ in digits..<3 { milli *= 10 } }  // a range 4..<3 would trap

@@ -30,7 +30,9 @@ struct HeldCommand: ~Copyable {
         var release: Int32 = -1
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { for p in cArgs { free(p) } }
-        let entries = environment.map { env in env.merging(setting) { _, set in set }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } } ?? HeldCommand.environment(setting)
+        let entries =
+            environment.map { env in env.merging(setting) { _, set in set }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" } }
+            ?? HeldCommand.environment(setting)
         let cEnv = entries.map { strdup($0) } + [nil]
         defer { for p in cEnv { free(p) } }
         let rc: Int32 = cArgs.withUnsafeBufferPointer { args in

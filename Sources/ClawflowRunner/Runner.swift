@@ -51,7 +51,9 @@ public struct Runner: Sendable {
     /// `run -- CMD`: a mirrored flow with one `cli` task, put in its queue and started at
     /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
     /// thread is at work.
-    public func run(ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func run(
+        ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()
+    ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
@@ -63,17 +65,22 @@ public struct Runner: Sendable {
     /// `run --step CMD ...`: a managed flow (controller `clawflow/sequence`) whose steps run
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// The whole sequence holds one slot of its queue. May fork, as `run` does.
-    public func runSequence(ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()) throws(SpoolError) -> Started {
+    public func runSequence(
+        ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()
+    ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var first = commandTask(flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
+        var first = commandTask(
+            flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         first.environment = Runner.currentEnvironment()
-        var flow = FlowRecord(flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
-        flow[.steps] = .array(steps.enumerated().map { index, command in
-            var step: [String: JSON] = ["name": .string("step \(index + 1)"), "command": .string(command)]
-            if index == 0 { step["taskId"] = .string(first.taskId) }
-            return .object(JSONObject(step))
-        })
+        var flow = FlowRecord(
+            flowId: flowId, syncMode: .managed, ownerKey: ownerKey, controllerId: Rules.sequenceController, status: .queued, goal: goal, at: now)
+        flow[.steps] = .array(
+            steps.enumerated().map { index, command in
+                var step: [String: JSON] = ["name": .string("step \(index + 1)"), "command": .string(command)]
+                if index == 0 { step["taskId"] = .string(first.taskId) }
+                return .object(JSONObject(step))
+            })
         flow.currentStep = "step 1"
         return try enqueue(flow, first: first, placement: placement)
     }
@@ -142,26 +149,33 @@ public struct Runner: Sendable {
         let flow = change.flow
         let id = flow.flowId
         guard let argv = last.command, !argv.isEmpty else { throw Runner.noCommand(id) }
-        var task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
+        var task = commandTask(
+            flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
         task.environment = last.environment
         var next = flow
         var from = last.taskId
         if flow.controllerId == Rules.sequenceController, var steps = flow.steps {
             // From the first step that did not succeed (the failed one, or one never started).
-            let index = steps.firstIndex { step in
-                guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
-                return done.status != .succeeded
-            } ?? steps.count - 1
+            let index =
+                steps.firstIndex { step in
+                    guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
+                    return done.status != .succeeded
+                } ?? steps.count - 1
             guard var step = steps[index].objectValue, let command = step["command"]?.stringValue else {
                 throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
             }
             if let t = step["taskId"]?.stringValue { from = t }
-            task = commandTask(flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
+            task = commandTask(
+                flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds,
+                logLimit: last.logLimit, at: change.now)
             task.environment = last.environment
             step["taskId"] = .string(task.taskId)
             steps[index] = .object(step)
             for later in steps.indices where later > index {
-                if var o = steps[later].objectValue { o["taskId"] = nil; steps[later] = .object(o) }
+                if var o = steps[later].objectValue {
+                    o["taskId"] = nil
+                    steps[later] = .object(o)
+                }
             }
             next.steps = steps
             next.currentStep = step["name"]?.stringValue
@@ -221,7 +235,7 @@ public struct Runner: Sendable {
         do {
             taken = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-                      var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
+                    var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
                 else { return false }
                 task.supervisorPid = Int64(identity.pid)
                 task.supervisorStartTime = identity.startTime
@@ -229,7 +243,7 @@ public struct Runner: Sendable {
                 return true
             }.result
         } catch {
-            close(release) // the child exits without running anything
+            close(release)  // the child exits without running anything
             throw error
         }
         guard taken else {
@@ -237,7 +251,7 @@ public struct Runner: Sendable {
             return
         }
         if clawflow_release(release, 0) != 0 {
-            _ = try? spool.flow(flowId) // it died before its release: a read lets the job wait again
+            _ = try? spool.flow(flowId)  // it died before its release: a read lets the job wait again
         }
     }
 
@@ -271,9 +285,11 @@ public struct Runner: Sendable {
 
     /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
     public static func shellWord(_ word: String) -> String {
-        let plain = !word.isEmpty && word.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
-        }
+        let plain =
+            !word.isEmpty
+            && word.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
+            }
         return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
     }
 }

@@ -31,7 +31,10 @@ public struct Supervisor: Sendable {
     static func runDetached(spoolRoot: FilePath, flowId: String) -> Never {
         var code: Int32 = 1
         if let spool = try? Spool.openExisting(at: spoolRoot) {
-            do { try Supervisor(spool: spool, flowId: flowId).run(); code = 0 } catch {}
+            do {
+                try Supervisor(spool: spool, flowId: flowId).run()
+                code = 0
+            } catch {}
             // Its slot is free now: the next waiting job of its queue starts, and jobs of any
             // queue that run after this flow start or are cancelled (no watcher needed). A
             // member of a shared spool's group hands on the slots of its own queue only.
@@ -87,7 +90,8 @@ public struct Supervisor: Sendable {
     /// supervisor) and names it in `steps` and `currentStep`. Whether it added one.
     func queueNextStep(_ change: inout FlowChange, supervisor me: ProcessIdentity) -> Bool {
         guard change.flow.controllerId == Rules.sequenceController, !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-              var steps = change.flow[.steps]?.arrayValue else { return false }
+            var steps = change.flow[.steps]?.arrayValue
+        else { return false }
         guard let index = steps.firstIndex(where: { $0.objectValue?["taskId"] == nil }) else { return false }
         let tasks = change.tasks
         let done = steps[..<index].allSatisfy { step in
@@ -95,9 +99,10 @@ public struct Supervisor: Sendable {
         }
         guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
         let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
-        var task = Runner(spool: spool).commandTask(flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
-                                                    cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds,
-                                                    logLimit: previous?.logLimit, at: change.now)
+        var task = Runner(spool: spool).commandTask(
+            flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
+            cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds,
+            logLimit: previous?.logLimit, at: change.now)
         task.environment = previous?.environment
         task.supervisorPid = Int64(me.pid)
         task.supervisorStartTime = me.startTime
@@ -174,7 +179,7 @@ public struct Supervisor: Sendable {
         let ids = ["CLAWFLOW_FLOW_ID": flowId, "CLAWFLOW_TASK_ID": taskId, "CLAWFLOW_SPOOL": root.string]
         do {
             held = try HeldCommand(argv, output: output, cwd: task.cwd, environment: task.environment, setting: ids)
-            output.closeQuietly() // the command's copies are its only writers: their end is the relay's EOF
+            output.closeQuietly()  // the command's copies are its only writers: their end is the relay's EOF
         } catch {
             output.closeQuietly()
             try recordNotStarted(taskId, argv: argv, error: error, log: &log)
@@ -184,10 +189,12 @@ public struct Supervisor: Sendable {
         let pidfd = clawflow_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
         let start = ProcStat(pid: pid)?.startTime ?? 0
-        let running = TaskUpdate(status: .running, [
-            .pid: .int(Int64(pid)), .pgid: .int(Int64(pid)), .procStartTime: .int(start),
-            .supervisorPid: .int(Int64(me.pid)), .supervisorStartTime: .int(me.startTime),
-        ])
+        let running = TaskUpdate(
+            status: .running,
+            [
+                .pid: .int(Int64(pid)), .pgid: .int(Int64(pid)), .procStartTime: .int(start),
+                .supervisorPid: .int(Int64(me.pid)), .supervisorStartTime: .int(me.startTime),
+            ])
         if try record(taskId, running) {
             // Cancelled (or ended by someone else) before its exec: the held child is let go
             // unreleased and exits without running anything.
@@ -273,7 +280,8 @@ public struct Supervisor: Sendable {
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
                 if let supervisor, [.failed, .timedOut].contains(task.status), change.flow.retriesLeft > 0,
-                   change.flow.cancelRequestedAt == nil, task.cancelRequestedAt == nil {
+                    change.flow.cancelRequestedAt == nil, task.cancelRequestedAt == nil
+                {
                     try queueAutomaticRetry(&change, after: task, supervisor: supervisor)
                 }
                 return task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil

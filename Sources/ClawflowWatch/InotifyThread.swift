@@ -92,11 +92,13 @@ public final class InotifyThread: Sendable {
         }
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<InotifyThread>.fromOpaque(raw!).takeRetainedValue()
-            me.main()
-            return nil
-        }, box.toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let me = Unmanaged<InotifyThread>.fromOpaque(raw!).takeRetainedValue()
+                me.main()
+                return nil
+            }, box.toOpaque())
         if rc != 0 {
             box.release()
             InotifyThread.inUse.store(false, ordering: .releasing)
@@ -188,10 +190,14 @@ public final class InotifyThread: Sendable {
                 continue
             }
             guard let directory = paths[wd] else { continue }
-            if mask.contains(.ignored) { paths[wd] = nil; continue }
+            if mask.contains(.ignored) {
+                paths[wd] = nil
+                continue
+            }
             if directory == wakeDirectory { continue }
             if let auto = autoWatch, directory == auto.parent, mask.contains(.isDirectory),
-               !mask.intersection([.create, .movedTo]).isEmpty, !name.hasPrefix(".") {
+                !mask.intersection([.create, .movedTo]).isEmpty, !name.hasPrefix(".")
+            {
                 addWatch(directory + "/" + name + "/" + auto.child, auto.mask, &paths)
             }
             continuation.yield(WatchEvent(directory: directory, name: name, mask: mask, cookie: cookie))
@@ -210,7 +216,10 @@ public final class InotifyThread: Sendable {
         let freed = FileDescriptorGuard.freeLowDescriptor()
         guard inotifytools_initialize() != 0 else {
             let e = inotifytools_error()
-            return WatchError(.inotify, "Could not initialise inotify (errno \(e): \(String(cString: strerror(e)))). Check /proc/sys/fs/inotify/max_user_instances, or run clawflow watch --poll 2.")
+            return WatchError(
+                .inotify,
+                "Could not initialise inotify (errno \(e): \(String(cString: strerror(e)))). Check /proc/sys/fs/inotify/max_user_instances, or run clawflow watch --poll 2."
+            )
         }
         guard let fd = FileDescriptorGuard.findInotifyDescriptor() else {
             return WatchError(.inotify, "Could not find libinotifytools' inotify descriptor under /proc/self/fd.")
@@ -218,7 +227,10 @@ public final class InotifyThread: Sendable {
         _ = freed
         state.withLock { $0.inotifyDescriptor = fd }
         if fd >= 1024 {
-            return WatchError(.inotify, "The inotify descriptor is \(fd), at or above FD_SETSIZE (1024), where libinotifytools' select() would abort. Start the watcher with fewer open files.")
+            return WatchError(
+                .inotify,
+                "The inotify descriptor is \(fd), at or above FD_SETSIZE (1024), where libinotifytools' select() would abort. Start the watcher with fewer open files."
+            )
         }
         let flags = fcntl(fd, F_GETFD)
         _ = fcntl(fd, F_SETFD, flags | FD_CLOEXEC)

@@ -1,6 +1,6 @@
+import CSystemShims
 import ClawflowModel
 import ClawflowSpool
-import CSystemShims
 import Dispatch
 import Glibc
 import Logging

@@ -38,7 +38,9 @@ struct AuditMaintenanceCommandTests {
         let audit = tmp.run(["audit"])
         #expect(audit.status == 1)
         let row = lines(audit.stdout).first { $0.contains("unparseable_record") } ?? ""
-        #expect(row.split(separator: " ", omittingEmptySubsequences: true).map(String.init).prefix(4) == ["error", "unparseable_record", "spool", t.flow], "\(audit.stdout)")
+        #expect(
+            row.split(separator: " ", omittingEmptySubsequences: true).map(String.init).prefix(4) == ["error", "unparseable_record", "spool", t.flow],
+            "\(audit.stdout)")
         let finding = (tmp.json(["audit"])["findings"] as? [[String: Any]])?.first
         #expect(finding?["code"] as? String == "unparseable_record" && finding?["id"] as? String == t.flow && finding?["path"] as? String == manifest)
         let fsck = tmp.json(["fsck"])["findings"] as? [[String: Any]] ?? []

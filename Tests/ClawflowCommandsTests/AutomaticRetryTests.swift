@@ -46,7 +46,9 @@ struct AutomaticRetryTests {
         let tmp = TemporarySpool()
         let slow = tmp.startJob(["--owner", "slow", "--retries", "1", "--timeout", "1", "--", "sleep", "30"])
         let mark = tmp.parent + "/step"
-        let seq = tmp.startJob(["--owner", "seq", "--goal", "g", "--retries", "1", "--step", "true", "--step", "test -e \(mark) || { touch \(mark); exit 1; }", "--step", "true"])
+        let seq = tmp.startJob([
+            "--owner", "seq", "--goal", "g", "--retries", "1", "--step", "true", "--step", "test -e \(mark) || { touch \(mark); exit 1; }", "--step", "true",
+        ])
         #expect(tmp.run(["wait", slow.flow]).status == 1)
         #expect((tmp.json(["flows", "show", slow.flow])["tasks"] as? [[String: Any]])?.map { $0["status"] as? String } == ["timed_out", "timed_out"])
         #expect(tmp.run(["wait", seq.flow]).status == 0)
@@ -60,7 +62,9 @@ struct AutomaticRetryTests {
         let tmp = TemporarySpool()
         let count = tmp.parent + "/count"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
-        let job = tmp.startJob(["--owner", "later", "--queue", "one", "--retries", "1", "--retry-delay", "1h", "--", "sh", "-c", "echo run >> \(count); exit 1"])
+        let job = tmp.startJob([
+            "--owner", "later", "--queue", "one", "--retries", "1", "--retry-delay", "1h", "--", "sh", "-c", "echo run >> \(count); exit 1",
+        ])
         let other = tmp.startJob(["--owner", "other", "--queue", "one", "--", "true"])
         let waiting = waitForFlow(tmp, job.flow) { tasksOf($0).count == 2 }
         #expect(waiting["status"] as? String == "queued")

@@ -12,7 +12,9 @@ struct ControllerCommandTests {
     func lifecycle() {
         let tmp = TemporarySpool()
         let flow = managed(tmp)
-        let waited = tmp.json(["flows", "set-waiting", flow, "--expect-revision", "0", "--wait-json", #"{"until":"approval"}"#, "--step", "review", "--state-json", #"{"n":1}"#])
+        let waited = tmp.json([
+            "flows", "set-waiting", flow, "--expect-revision", "0", "--wait-json", #"{"until":"approval"}"#, "--step", "review", "--state-json", #"{"n":1}"#,
+        ])
         #expect(waited["status"] as? String == "waiting")
         #expect(waited["revision"] as? Int == 1)
         #expect((waited["waitJson"] as? [String: Any])?["until"] as? String == "approval")
@@ -26,7 +28,9 @@ struct ControllerCommandTests {
         #expect((m["stateJson"] as? [String: Any])?["n"] as? Int == 1, "absent --state-json keeps the state")
 
         let task = tmp.linkTask(to: flow, status: "running")
-        let blocked = tmp.json(["flows", "set-waiting", flow, "--expect-revision", "2", "--blocked-task", task, "--blocked-summary", "needs a human", "--state-json", "null"])
+        let blocked = tmp.json([
+            "flows", "set-waiting", flow, "--expect-revision", "2", "--blocked-task", task, "--blocked-summary", "needs a human", "--state-json", "null",
+        ])
         #expect(blocked["status"] as? String == "blocked")
         #expect(blocked["endedAt"] == nil, "a blocked managed flow stays resumable")
         #expect(blocked["blockedTaskId"] as? String == task)

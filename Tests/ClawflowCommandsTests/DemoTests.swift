@@ -22,7 +22,10 @@ struct DemoTests {
         let tasks = jsonObject(Clawflow.run(["--spool", spool, "tasks", "list", "--json"]).stdout)?["tasks"] as? [[String: Any]] ?? []
         #expect(!tasks.contains { ["queued", "running"].contains($0["status"] as? String) }, "no task is left queued or running")
         // Thirty minutes later nothing would be stale: audit with a zero threshold finds nothing.
-        let audit = Clawflow.run(["--spool", spool, "audit", "--stale-running", "0s", "--task-stale-running", "0s", "--stale-queued", "0s", "--stale-waiting", "0s", "--stale-blocked", "0s", "--cancel-stuck", "0s"])
+        let audit = Clawflow.run([
+            "--spool", spool, "audit", "--stale-running", "0s", "--task-stale-running", "0s", "--stale-queued", "0s", "--stale-waiting", "0s",
+            "--stale-blocked", "0s", "--cancel-stuck", "0s",
+        ])
         #expect(audit.status == 0, "\(audit.stdout)\(audit.stderr)")
     }
 }

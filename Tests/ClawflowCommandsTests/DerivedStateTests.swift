@@ -14,7 +14,8 @@ struct SpecLayoutSpool {
 
     init(without: [String] = []) {
         let fm = FileManager.default
-        let now = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        let now = ISO8601DateFormatter.string(
+            from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
         for dir in ["flows/\(Self.aliceFlow)/tasks", "flows/\(Self.bobFlow)/tasks", "owners", "incoming/tmp", "incoming/new", "rejected", "tmp", "run"] {
             try? fm.createDirectory(atPath: tmp.file(dir), withIntermediateDirectories: true)
         }
@@ -22,18 +23,24 @@ struct SpecLayoutSpool {
             #expect(fm.createFile(atPath: tmp.file(relative), contents: Data(text.utf8)), "writing \(relative)")
         }
         write("VERSION", "clawflow-spool 1\n")
-        write("flows/\(Self.aliceFlow)/manifest.json", """
+        write(
+            "flows/\(Self.aliceFlow)/manifest.json",
+            """
             {"schema": 1, "flowId": "\(Self.aliceFlow)", "syncMode": "task_mirrored", "ownerKey": "alice", "revision": 0,
              "status": "running", "notifyPolicy": "done_only", "stateJson": null, "waitJson": null,
              "createdAt": "\(now)", "updatedAt": "\(now)"}
 
             """)
-        write("flows/\(Self.aliceFlow)/tasks/\(Self.aliceTask).json", """
+        write(
+            "flows/\(Self.aliceFlow)/tasks/\(Self.aliceTask).json",
+            """
             {"schema": 1, "taskId": "\(Self.aliceTask)", "parentFlowId": "\(Self.aliceFlow)", "ownerKey": "alice",
              "runtime": "cron", "status": "running", "runId": "r-1", "createdAt": "\(now)", "lastEventAt": "\(now)", "startedAt": "\(now)"}
 
             """)
-        write("flows/\(Self.bobFlow)/manifest.json", """
+        write(
+            "flows/\(Self.bobFlow)/manifest.json",
+            """
             {"schema": 1, "flowId": "\(Self.bobFlow)", "syncMode": "managed", "controllerId": "sched", "ownerKey": "bob",
              "revision": 0, "status": "running", "stateJson": null, "waitJson": null, "createdAt": "\(now)", "updatedAt": "\(now)"}
 
@@ -100,9 +107,14 @@ struct DerivedStateTests {
         #expect(notes.contains("missing_derived"), "fsck notes the missing indexes: \(before.stdout)")
         spool.tmp.value(["tasks", "set", "r-1", "--progress", "half way", "--status", "running"])
         let fm = FileManager.default
-        #expect(try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/tasks/\(SpecLayoutSpool.aliceTask)")) == "../../flows/\(SpecLayoutSpool.aliceFlow)")
-        #expect(try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/owners/bob/\(SpecLayoutSpool.bobFlow)")) == "../../../flows/\(SpecLayoutSpool.bobFlow)")
-        #expect(try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/runs/r-1/\(SpecLayoutSpool.aliceTask)")) == "../../../flows/\(SpecLayoutSpool.aliceFlow)")
+        #expect(
+            try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/tasks/\(SpecLayoutSpool.aliceTask)")) == "../../flows/\(SpecLayoutSpool.aliceFlow)")
+        #expect(
+            try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/owners/bob/\(SpecLayoutSpool.bobFlow)"))
+                == "../../../flows/\(SpecLayoutSpool.bobFlow)")
+        #expect(
+            try fm.destinationOfSymbolicLink(atPath: spool.tmp.file("index/runs/r-1/\(SpecLayoutSpool.aliceTask)"))
+                == "../../../flows/\(SpecLayoutSpool.aliceFlow)")
         #expect(fm.fileExists(atPath: spool.tmp.file("index/runs/.complete")))
         #expect(fm.fileExists(atPath: spool.tmp.file("incoming/claimed")) && fm.fileExists(atPath: spool.tmp.file("incoming/applied")))
         let after = spool.tmp.run(["fsck", "--json"])
@@ -113,14 +125,19 @@ struct DerivedStateTests {
         #expect(((try? fm.contentsOfDirectory(atPath: spool.tmp.file("index"))) ?? []).sorted() == ["owners", "runs", "tasks"])
     }
 
-    @Test("deleting index/, owners/, run/ or the drop box's own directories by hand breaks no command", arguments: ["index", "owners", "run", "incoming/claimed", "incoming/applied", "tmp", "index/tasks"])
+    @Test(
+        "deleting index/, owners/, run/ or the drop box's own directories by hand breaks no command",
+        arguments: ["index", "owners", "run", "incoming/claimed", "incoming/applied", "tmp", "index/tasks"])
     func deletedByHand(_ removed: String) throws {
         let tmp = TemporarySpool()
         let a = tmp.addTask(owner: "alice", status: "running", ["--run-id", "nightly"])
         tmp.createFlow(owner: "alice")
         try FileManager.default.removeItem(atPath: tmp.file(removed))
         // Reads resolve by owner key, task id, prefix and run id without it, and say nothing is wrong.
-        for lookup in [["flows", "show", a.flow], ["tasks", "show", "nightly"], ["tasks", "show", a.task], ["tasks", "show", String(a.task.prefix(27))], ["flows", "list", "--owner", "alice"]] {
+        for lookup in [
+            ["flows", "show", a.flow], ["tasks", "show", "nightly"], ["tasks", "show", a.task], ["tasks", "show", String(a.task.prefix(27))],
+            ["flows", "list", "--owner", "alice"],
+        ] {
             let r = tmp.run(lookup)
             #expect(r.status == 0 && r.stderr.isEmpty, "\(lookup) with \(removed) deleted: \(r.status) \(r.stderr)")
         }

@@ -20,7 +20,13 @@ struct UsageErrorTests {
         ("unknown task status in tasks set", ["tasks", "set", "R", "--status", "finished"], "Unknown task status \"finished\""),
         ("unknown task status in tasks add", ["tasks", "add", "--owner", "b", "--runtime", "cron", "--status", "RUNNING"], "Unknown task status \"RUNNING\""),
         ("bad JSON", ["flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json", "{\"a\":}"], "--state-json is not valid JSON"),
-        ("JSON nested past what a record holds", ["flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json", String(repeating: "[", count: 512) + "1" + String(repeating: "]", count: 512)], "--state-json nests values deeper than a record can hold"),
+        (
+            "JSON nested past what a record holds",
+            [
+                "flows", "create", "--owner", "b", "--goal", "g", "--controller", "c", "--state-json",
+                String(repeating: "[", count: 512) + "1" + String(repeating: "]", count: 512),
+            ], "--state-json nests values deeper than a record can hold"
+        ),
         ("blank owner key", ["flows", "create", "--owner", "   ", "--goal", "g", "--controller", "c"], "Invalid owner key: owner key is empty."),
         ("blank owner key in tasks add", ["tasks", "add", "--owner", "   ", "--runtime", "cron"], "Invalid owner key: owner key is empty."),
         ("owner key with a control character", ["tasks", "add", "--owner", "a\u{1}b", "--runtime", "cron"], "owner key contains a NUL or control character"),
@@ -34,8 +40,9 @@ struct UsageErrorTests {
         ("no flow and no owner", ["tasks", "add", "--runtime", "cron"], "Give a flow to link the task to, or --owner"),
     ]
 
-    @Test("clawflow's own validation: exit 64, one diagnostic line on stderr, nothing on stdout, nothing written",
-          arguments: validationCases.map(\.name))
+    @Test(
+        "clawflow's own validation: exit 64, one diagnostic line on stderr, nothing on stdout, nothing written",
+        arguments: validationCases.map(\.name))
     func validation(name: String) {
         let c = Self.validationCases.first { $0.name == name }!
         let spool = TemporarySpool()
@@ -53,8 +60,9 @@ struct UsageErrorTests {
         #expect(spool.events(t.flow).count == eventsBefore)
     }
 
-    @Test("clawflow's own validation under --json: {\"ok\": false, \"error\": {\"code\": \"usage\", ...}} on stdout",
-          arguments: validationCases.map(\.name))
+    @Test(
+        "clawflow's own validation under --json: {\"ok\": false, \"error\": {\"code\": \"usage\", ...}} on stdout",
+        arguments: validationCases.map(\.name))
     func validationJSON(name: String) {
         let c = Self.validationCases.first { $0.name == name }!
         let spool = TemporarySpool()
@@ -69,13 +77,14 @@ struct UsageErrorTests {
         #expect(errorField(doc, "message")?.contains(c.stderr) == true)
     }
 
-    @Test("argument-parser errors (unknown option, missing value, unknown subcommand) exit 64 with usage text on stderr",
-          arguments: [
-              ["flows", "list", "--bogus"], ["flows", "show"], ["flows", "cancel", "x", "--grace"],
-              ["flows", "create", "--owner", "a", "--goal", "g"], ["tasks", "add", "--owner", "a"],
-              ["tasks", "set", "x"], ["tasks", "list", "--verbose"], ["tasks", "frobnicate"],
-              ["flows", "show", "a", "b"], ["init", "--force"], ["fsck", "--fix"], ["bogus"],
-          ])
+    @Test(
+        "argument-parser errors (unknown option, missing value, unknown subcommand) exit 64 with usage text on stderr",
+        arguments: [
+            ["flows", "list", "--bogus"], ["flows", "show"], ["flows", "cancel", "x", "--grace"],
+            ["flows", "create", "--owner", "a", "--goal", "g"], ["tasks", "add", "--owner", "a"],
+            ["tasks", "set", "x"], ["tasks", "list", "--verbose"], ["tasks", "frobnicate"],
+            ["flows", "show", "a", "b"], ["init", "--force"], ["fsck", "--fix"], ["bogus"],
+        ])
     func parseErrors(arguments: [String]) {
         let spool = TemporarySpool()
         let r = spool.run(arguments)
@@ -99,8 +108,9 @@ struct ParseErrorJSONTests {
         ("unknown subcommand", ["tasks", "frobnicate"], "Unexpected argument 'frobnicate'"),
     ]
 
-    @Test("with --json anywhere before --: the usage error object on stdout, nothing on stderr, exit 64",
-          arguments: cases.map(\.name))
+    @Test(
+        "with --json anywhere before --: the usage error object on stdout, nothing on stderr, exit 64",
+        arguments: cases.map(\.name))
     func json(name: String) {
         let c = Self.cases.first { $0.name == name }!
         let spool = TemporarySpool()
@@ -119,8 +129,9 @@ struct ParseErrorJSONTests {
         #expect(!spool.exists)
     }
 
-    @Test("without --json: argument-parser's own text on stderr (Error: and the usage), nothing on stdout, exit 64",
-          arguments: cases.map(\.name))
+    @Test(
+        "without --json: argument-parser's own text on stderr (Error: and the usage), nothing on stdout, exit 64",
+        arguments: cases.map(\.name))
     func text(name: String) {
         let c = Self.cases.first { $0.name == name }!
         let spool = TemporarySpool()
@@ -141,7 +152,8 @@ struct ParseErrorJSONTests {
         #expect(r.stderr.hasPrefix("Error: Unknown option '--bogus'"))
     }
 
-    @Test("help and --version print as before, with or without --json", arguments: [["--help"], ["--version"], ["flows", "list", "--help"], ["help", "tasks"]])
+    @Test(
+        "help and --version print as before, with or without --json", arguments: [["--help"], ["--version"], ["flows", "list", "--help"], ["help", "tasks"]])
     func cleanExits(arguments: [String]) {
         let plain = Clawflow.run(arguments)
         let json = Clawflow.run(arguments + ["--json"])
@@ -174,8 +186,9 @@ struct DurationOptionTests {
         ("--maintenance-interval", ["watch", "--maintenance-interval", "-5"]),
     ]
 
-    @Test("a negative duration is refused as negative (exit 64), not as a missing value",
-          arguments: negative.map { $0.arguments.joined(separator: " ") })
+    @Test(
+        "a negative duration is refused as negative (exit 64), not as a missing value",
+        arguments: negative.map { $0.arguments.joined(separator: " ") })
     func negativeValue(command: String) {
         let c = Self.negative.first { $0.arguments.joined(separator: " ") == command }!
         let spool = TemporarySpool()
@@ -212,8 +225,9 @@ struct DurationOptionTests {
 
 @Suite("--json error objects")
 struct JSONErrorTests {
-    @Test("not_found, ambiguous, already_terminal, still_active and link_refused print {\"ok\": false, \"error\": {code, message}} with exit 1",
-          arguments: ["not_found", "ambiguous", "already_terminal", "still_active", "link_refused"])
+    @Test(
+        "not_found, ambiguous, already_terminal, still_active and link_refused print {\"ok\": false, \"error\": {code, message}} with exit 1",
+        arguments: ["not_found", "ambiguous", "already_terminal", "still_active", "link_refused"])
     func codes(code: String) {
         let spool = TemporarySpool()
         var arguments: [String]
@@ -278,10 +292,11 @@ struct HelpTests {
     }
 
     /// Every command, for the checks of their help screens.
-    static let everyCommand: [[String]] = allCommands + [
-        ["flows", "set-waiting"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
-        ["run"], ["logs"], ["audit"], ["maintenance"], ["events"], ["ingest"], ["watch"],
-    ]
+    static let everyCommand: [[String]] =
+        allCommands + [
+            ["flows", "set-waiting"], ["flows", "resume"], ["flows", "finish"], ["flows", "fail"], ["flows", "request-cancel"],
+            ["run"], ["logs"], ["audit"], ["maintenance"], ["events"], ["ingest"], ["watch"],
+        ]
 
     @Test("the examples in every help screen fit 80 columns: no example line is wrapped", arguments: everyCommand)
     func examplesFit(command: [String]) {
@@ -290,8 +305,14 @@ struct HelpTests {
         var inExamples = false
         var seen = 0
         for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("Example") { inExamples = true; continue }
-            if line.isEmpty { inExamples = false; continue }
+            if line.hasPrefix("Example") {
+                inExamples = true
+                continue
+            }
+            if line.isEmpty {
+                inExamples = false
+                continue
+            }
             guard inExamples else { continue }
             seen += 1
             #expect(line.hasPrefix("  ") && line.count <= 80, "a wrapped example line in clawflow \(command.joined(separator: " ")) --help: \(line)")
@@ -305,10 +326,14 @@ struct HelpTests {
         for line in r.stdout.split(separator: "\n") {
             #expect(line.ranges(of: "default").count <= 1, "clawflow \(command.joined(separator: " ")) --help: \(line)")
         }
-        if command == ["tasks", "add"] { #expect(r.stdout.contains("Initial status. (values: queued, running, succeeded, failed, timed_out, cancelled, lost; default: queued)")) }
+        if command == ["tasks", "add"] {
+            #expect(r.stdout.contains("Initial status. (values: queued, running, succeeded, failed, timed_out, cancelled, lost; default: queued)"))
+        }
     }
 
-    @Test("an option that takes a word of a closed set lists the set in help and completions", arguments: [["tasks", "set"], ["tasks", "list"], ["flows", "list"], ["audit"], ["watch"]])
+    @Test(
+        "an option that takes a word of a closed set lists the set in help and completions",
+        arguments: [["tasks", "set"], ["tasks", "list"], ["flows", "list"], ["audit"], ["watch"]])
     func closedSets(command: [String]) {
         let help = Clawflow.run(command + ["--help"], environment: ["COLUMNS": "400"]).stdout
         #expect(help.contains("(values: "), "clawflow \(command.joined(separator: " ")) --help")
@@ -330,9 +355,11 @@ struct HelpTests {
 struct SanitisingTests {
     static let nasty = "red\u{1B}[31mALERT\u{07}\u{202E}txt"
 
-    @Test("control characters in record strings never reach text output", arguments: [
-        ["flows", "show", "alice"], ["flows", "list"], ["tasks", "list"], ["tasks", "show", "R"],
-    ])
+    @Test(
+        "control characters in record strings never reach text output",
+        arguments: [
+            ["flows", "show", "alice"], ["flows", "list"], ["tasks", "list"], ["tasks", "show", "R"],
+        ])
     func sanitised(arguments: [String]) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice", status: "running", ["--label", Self.nasty, "--run-id", "R"])
@@ -385,8 +412,9 @@ struct ColourTests {
         #expect(!r.stdout.contains("\u{1B}"))
     }
 
-    @Test("on a terminal NO_COLOR turns colour off (and without it colour is on)",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    @Test(
+        "on a terminal NO_COLOR turns colour off (and without it colour is on)",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
     func terminal() {
         let spool = TemporarySpool()
         spool.addTask(owner: "alice", status: "running")
@@ -402,8 +430,9 @@ struct ColourTests {
 
 @Suite("--json prints one document")
 struct OneDocumentTests {
-    @Test("a command that reports problems and exits 1 still prints exactly one JSON document",
-          arguments: ["fsck with findings", "flows list with an unreadable manifest", "flows show with an unreadable task", "tasks list with an unreadable task"])
+    @Test(
+        "a command that reports problems and exits 1 still prints exactly one JSON document",
+        arguments: ["fsck with findings", "flows list with an unreadable manifest", "flows show with an unreadable task", "tasks list with an unreadable task"])
     func oneDocument(scenario: String) throws {
         let spool = TemporarySpool()
         let good = spool.createFlow(owner: "good")
@@ -434,7 +463,8 @@ struct OneDocumentTests {
         switch scenario {
         case "fsck with findings":
             #expect(doc?["ok"] as? Bool == false)
-            #expect((doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unparseable_record" && $0["path"] as? String == manifest } == true)
+            #expect(
+                (doc?["findings"] as? [[String: Any]])?.contains { $0["code"] as? String == "unparseable_record" && $0["path"] as? String == manifest } == true)
         case "flows list with an unreadable manifest":
             #expect(doc?["count"] as? Int == 1)
             #expect((doc?["flows"] as? [[String: Any]])?.first?["flowId"] as? String == good)

@@ -18,7 +18,7 @@ extension TemporarySpool {
         let bob = createFlow(owner: "bob", goal: "summarise")
         linkTask(to: bob, runtime: "subagent")
         value(["tasks", "set", a.task, "--status", "succeeded"])
-        _ = run(["flows", "cancel", bob])      // exits 1: the linked task is still active
+        _ = run(["flows", "cancel", bob])  // exits 1: the linked task is still active
         let carol = addTask(owner: "carol")
         return (a.flow, bob, carol.flow, a.task)
     }
@@ -43,7 +43,9 @@ struct EventsHistoryTests {
         let out = lines(r.stdout)
         let stored = [f.alice, f.bob, f.carol].flatMap { id in spool.eventLines(id).enumerated().map { (id, $0.offset, $0.element) } }
         #expect(out.count == stored.count)
-        #expect(stored.count == 4 + 4 + 2, "created, linked, status of the task and of the flow; created, linked, cancel of the task and of the flow; created, linked")
+        #expect(
+            stored.count == 4 + 4 + 2,
+            "created, linked, status of the task and of the flow; created, linked, cancel of the task and of the flow; created, linked")
         var previous: (at: String, flow: String, line: Int)?
         var seen: Set<String> = []
         for line in out {
@@ -100,13 +102,13 @@ struct EventsHistoryTests {
         #expect(spool.run(["tasks", "set", t.task, "--status", "running"]).status == 1)
         let log = spool.file("flows/\(t.flow)/events.jsonl")
         let extra = """
-        {"at":"2099-01-01T00:00:00.000Z","event":"repair","source":"fsck","what":"re-derived\\u001b[31m"}
-        {"at":"2099-01-01T00:00:00.001Z","event":"drop","name":"job-1.json","repeat":true,"source":"watcher"}
-        {"at":"2099-01-01T00:00:00.002Z","event":"pruned","reason":"ended 7 days ago","source":"maintenance"}
-        {"at":"2099-01-01T00:00:00.003Z","event":"teleported","source":"cli","where":"mars"}
-        {"at":"2099-01-01T00:00:00.004Z","event":"cancel","note":"by hand","source":"cli"}
+            {"at":"2099-01-01T00:00:00.000Z","event":"repair","source":"fsck","what":"re-derived\\u001b[31m"}
+            {"at":"2099-01-01T00:00:00.001Z","event":"drop","name":"job-1.json","repeat":true,"source":"watcher"}
+            {"at":"2099-01-01T00:00:00.002Z","event":"pruned","reason":"ended 7 days ago","source":"maintenance"}
+            {"at":"2099-01-01T00:00:00.003Z","event":"teleported","source":"cli","where":"mars"}
+            {"at":"2099-01-01T00:00:00.004Z","event":"cancel","note":"by hand","source":"cli"}
 
-        """
+            """
         let handle = try #require(FileHandle(forWritingAtPath: log))
         handle.seekToEndOfFile()
         handle.write(Data(extra.utf8))
@@ -122,7 +124,9 @@ struct EventsHistoryTests {
         #expect(out[3] == "2099-01-01T00:00:00.000Z  \(t.flow)  repair  re-derived?[31m  [fsck]")
         #expect(out[4] == "2099-01-01T00:00:00.001Z  \(t.flow)  drop  repeat of job-1.json, not applied again  [watcher]")
         #expect(out[5] == "2099-01-01T00:00:00.002Z  \(t.flow)  pruned  ended 7 days ago  (flow)  [maintenance]")
-        #expect(out[6] == "2099-01-01T00:00:00.003Z  \(t.flow)  {\"at\":\"2099-01-01T00:00:00.003Z\",\"event\":\"teleported\",\"source\":\"cli\",\"where\":\"mars\"}")
+        #expect(
+            out[6]
+                == "2099-01-01T00:00:00.003Z  \(t.flow)  {\"at\":\"2099-01-01T00:00:00.003Z\",\"event\":\"teleported\",\"source\":\"cli\",\"where\":\"mars\"}")
         #expect(out[7] == "2099-01-01T00:00:00.004Z  \(t.flow)  cancel  requested  note=\"by hand\"  (flow)  [cli]")
     }
 

@@ -31,7 +31,9 @@ final class SmallFilesystem {
 struct FaultTests {
     // strace counts injections per thread, and a barrier's fsyncs run on several threads, so
     // "from the Nth fsync on" is not repeatable for N > 1: every fsync fails here.
-    @Test("EIO from fsync: the write exits 1 naming what failed and where, reports nothing done, and fsck is clean after repair", arguments: ["tasks-set", "tasks-add", "ingest"])
+    @Test(
+        "EIO from fsync: the write exits 1 naming what failed and where, reports nothing done, and fsck is clean after repair",
+        arguments: ["tasks-set", "tasks-add", "ingest"])
     func fsyncEIO(_ path: String) throws {
         let tmp = TemporarySpool()
         let t = tmp.addTask(owner: "eio", status: "running")
@@ -40,11 +42,17 @@ struct FaultTests {
         case "tasks-set": command = ["tasks", "set", t.task, "--status", "succeeded"]
         case "tasks-add": command = ["tasks", "add", "--owner", "eio-2", "--runtime", "cron"]
         default:
-            #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/d.json"), contents: Data(#"{"kind":"task","ownerKey":"eio-3","runtime":"cron"}"#.utf8)))
+            #expect(
+                FileManager.default.createFile(
+                    atPath: tmp.file("incoming/new/d.json"), contents: Data(#"{"kind":"task","ownerKey":"eio-3","runtime":"cron"}"#.utf8)))
             command = ["ingest"]
         }
-        let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=1+", "--",
-                                               Clawflow.binary, "--spool", tmp.path] + command + ["--json"])
+        let r = runProgram(
+            "/usr/bin/strace",
+            [
+                "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync", "-e", "inject=fsync:error=EIO:when=1+", "--",
+                Clawflow.binary, "--spool", tmp.path,
+            ] + command + ["--json"])
         #expect(r.status == 1, "an fsync failed, so the command fails: \(r.status) \(r.stdout) \(r.stderr)")
         let error = jsonObject(r.stdout)?["error"] as? [String: Any]
         #expect(error?["code"] as? String == "io")
@@ -61,7 +69,9 @@ struct FaultTests {
         tmp.value(["ingest"])
     }
 
-    @Test("a full filesystem and one out of inodes: each write that fails exits 1 with the path and ENOSPC; the spool stays consistent", arguments: ["size=256k", "nr_inodes=60"])
+    @Test(
+        "a full filesystem and one out of inodes: each write that fails exits 1 with the path and ENOSPC; the spool stays consistent",
+        arguments: ["size=256k", "nr_inodes=60"])
     func fullFilesystem(_ limit: String) throws {
         try #require(getuid() == 0, "needs root to mount a tmpfs")
         let fs = SmallFilesystem(options: limit + ",mode=0755")

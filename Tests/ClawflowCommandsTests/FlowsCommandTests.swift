@@ -26,7 +26,10 @@ struct FlowsListTests {
         #expect(out.count == 4)
         guard out.count == 4 else { return }
         #expect(out[0] == "2 flows: 2 active (1 queued, 1 running), 0 finished")
-        #expect(out[1].split(separator: " ", omittingEmptySubsequences: true) == ["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"])
+        #expect(
+            out[1].split(separator: " ", omittingEmptySubsequences: true) == [
+                "FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL",
+            ])
         let newest = out[2].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         let oldest = out[3].split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         #expect(mirrored.flow.hasPrefix(newest[0]))
@@ -67,7 +70,10 @@ struct FlowsListTests {
         let doc = jsonObject(r.stdout)
         #expect(doc?["count"] as? Int == 2)
         let status = doc?["status"] as? [String: Any]
-        #expect(keys(status) == ["active", "blocked", "cancelRequested", "cancelled", "failed", "lost", "queued", "running", "succeeded", "terminal", "total", "waiting"])
+        #expect(
+            keys(status) == [
+                "active", "blocked", "cancelRequested", "cancelled", "failed", "lost", "queued", "running", "succeeded", "terminal", "total", "waiting",
+            ])
         #expect(status?["total"] as? Int == 2)
         #expect(status?["active"] as? Int == 1)
         #expect(status?["terminal"] as? Int == 1)
@@ -311,15 +317,16 @@ struct FlowsShowTests {
 
 @Suite("owner keys and owners/ links")
 struct OwnerKeyTests {
-    @Test("owner keys with slashes, spaces, unicode or a leading dot or dash work and get percent-encoded link names",
-          arguments: [
-              ("team/a b", "team%2Fa%20b"),
-              ("ключ-é", "%D0%BA%D0%BB%D1%8E%D1%87-%C3%A9"),
-              (".hidden", "%2Ehidden"),
-              ("-dash", "%2Ddash"),
-              ("a:b@c+d_e.f-G9", "a:b@c+d_e.f-G9"),
-              ("50%", "50%25"),
-          ])
+    @Test(
+        "owner keys with slashes, spaces, unicode or a leading dot or dash work and get percent-encoded link names",
+        arguments: [
+            ("team/a b", "team%2Fa%20b"),
+            ("ключ-é", "%D0%BA%D0%BB%D1%8E%D1%87-%C3%A9"),
+            (".hidden", "%2Ehidden"),
+            ("-dash", "%2Ddash"),
+            ("a:b@c+d_e.f-G9", "a:b@c+d_e.f-G9"),
+            ("50%", "50%25"),
+        ])
     func encoded(key: String, name: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: key)
@@ -363,7 +370,7 @@ struct OwnerKeyTests {
     @Test("a unicode key whose encoding passes 200 bytes is hashed too")
     func hashedUnicode() {
         let spool = TemporarySpool()
-        let key = String(repeating: "é", count: 40) // 80 bytes, 240 encoded
+        let key = String(repeating: "é", count: 40)  // 80 bytes, 240 encoded
         let t = spool.addTask(owner: key)
         let names = spool.ownerNames()
         #expect(names.count == 1)
@@ -406,8 +413,9 @@ struct FlowsCancelTests {
         #expect((doc?["taskSummary"] as? [String: Any])?["total"] as? Int == 1)
     }
 
-    @Test("a finished flow is refused: exit 1, \"Flow is already <status>.\", nothing written",
-          arguments: ["succeeded", "failed", "cancelled", "lost", "timed_out"])
+    @Test(
+        "a finished flow is refused: exit 1, \"Flow is already <status>.\", nothing written",
+        arguments: ["succeeded", "failed", "cancelled", "lost", "timed_out"])
     func alreadyTerminal(taskStatus: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice", status: taskStatus)
@@ -424,8 +432,9 @@ struct FlowsCancelTests {
         #expect(spool.text("flows/\(t.flow)/manifest.json") == before)
     }
 
-    @Test("with an external task still active it records the request, exits 1, and the flow ends once the task settles",
-          arguments: ["failed", "succeeded", "timed_out", "cancelled", "lost"])
+    @Test(
+        "with an external task still active it records the request, exits 1, and the flow ends once the task settles",
+        arguments: ["failed", "succeeded", "timed_out", "cancelled", "lost"])
     func stillActive(settle: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice", status: "running")
@@ -495,8 +504,9 @@ struct FlowsCancelTests {
         #expect(errorField(jsonObject(spool.run(["flows", "cancel", "bob", "--json"]).stdout), "code") == "not_found")
     }
 
-    @Test("--grace takes seconds or s/m/h/d durations and refuses anything else with exit 64",
-          arguments: [("10", 0), ("30s", 0), ("1h30m", 0), ("7d", 0), ("5x", 64), ("-3", 64), ("m", 64), ("30m1h", 64)])
+    @Test(
+        "--grace takes seconds or s/m/h/d durations and refuses anything else with exit 64",
+        arguments: [("10", 0), ("30s", 0), ("1h30m", 0), ("7d", 0), ("5x", 64), ("-3", 64), ("m", 64), ("30m1h", 64)])
     func grace(value: String, status: Int32) {
         let spool = TemporarySpool()
         spool.createFlow(owner: "alice")
@@ -552,8 +562,10 @@ struct FlowsCreateTests {
     @Test("--running, --step and --state-json set status, currentStep and stateJson; --json prints the flow")
     func options() {
         let spool = TemporarySpool()
-        let r = spool.run(["flows", "create", "--owner", "alice", "--goal", "g", "--controller", "c", "--running",
-                           "--step", "collect", "--state-json", #"{"cursor": 41, "list": [1, "two"]}"#, "--json"])
+        let r = spool.run([
+            "flows", "create", "--owner", "alice", "--goal", "g", "--controller", "c", "--running",
+            "--step", "collect", "--state-json", #"{"cursor": 41, "list": [1, "two"]}"#, "--json",
+        ])
         #expect(r.status == 0)
         #expect(r.stderr == "")
         #expect(keysSortedEverywhere(r.stdout))

@@ -8,11 +8,11 @@ import Testing
 /// flushed after it, before the command ends or a drop's name is deleted.
 struct FlushTrace {
     enum Event {
-        case wrote(String)                       // bytes written to a file
-        case changed(String)                     // entries of a directory changed
-        case flushed(String)                     // fsync/fdatasync of a file or directory
-        case flushedAll                          // syncfs
-        case renamed(from: String, to: String)   // rename/renameat/renameat2 (full paths)
+        case wrote(String)  // bytes written to a file
+        case changed(String)  // entries of a directory changed
+        case flushed(String)  // fsync/fdatasync of a file or directory
+        case flushedAll  // syncfs
+        case renamed(from: String, to: String)  // rename/renameat/renameat2 (full paths)
         case linked(from: String, to: String)
         case unlinked(String)
     }
@@ -29,17 +29,24 @@ struct FlushTrace {
     static func arguments(_ line: Substring) -> [Substring] {
         guard let open = line.firstIndex(of: "(") else { return [] }
         var out: [Substring] = []
-        var depth = 0, inString = false, escaped = false
+        var depth = 0
+        var inString = false
+        var escaped = false
         var start = line.index(after: open)
         var i = start
         while i < line.endIndex {
             let c = line[i]
             if inString {
                 if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false }
-            } else if c == "\"" { inString = true }
-            else if c == "(" || c == "[" || c == "{" { depth += 1 }
-            else if c == ")" || c == "]" || c == "}" {
-                if depth == 0 { out.append(line[start..<i]); return out }
+            } else if c == "\"" {
+                inString = true
+            } else if c == "(" || c == "[" || c == "{" {
+                depth += 1
+            } else if c == ")" || c == "]" || c == "}" {
+                if depth == 0 {
+                    out.append(line[start..<i])
+                    return out
+                }
                 depth -= 1
             } else if c == ",", depth == 0 {
                 out.append(line[start..<i])
@@ -130,8 +137,12 @@ struct FlushTrace {
                 // the files below it. A flow renamed into tmp/ (pruned) publishes nothing.
                 let graveyard = to.hasPrefix(spool + "/tmp/")
                 if graveyard {
-                } else if dirtyFiles.contains(from) { out.append("\(from) was renamed to \(to) before its bytes were flushed") }
-                for d in dirtyDirs where !graveyard && (d == from || d.hasPrefix(from + "/")) { out.append("\(from) was renamed to \(to) before the entries of \(d) were flushed") }
+                } else if dirtyFiles.contains(from) {
+                    out.append("\(from) was renamed to \(to) before its bytes were flushed")
+                }
+                for d in dirtyDirs where !graveyard && (d == from || d.hasPrefix(from + "/")) {
+                    out.append("\(from) was renamed to \(to) before the entries of \(d) were flushed")
+                }
                 for f in dirtyFiles where !graveyard && f.hasPrefix(from + "/") { out.append("\(from) was renamed to \(to) before \(f) was flushed") }
                 for dir in Set([parent(from), parent(to)]) { owed.append((dir, "the rename of \(from) to \(to)")) }
             case .linked(let from, let to) where from.hasPrefix(spool):
@@ -159,10 +170,14 @@ struct FlushOrderTests {
         let log = tmp.parent + "/trace.log"
         let calls = "trace=openat,write,pwrite64,writev,fsync,fdatasync,syncfs,mkdirat,symlinkat,rename,renameat,renameat2,linkat,unlinkat"
         let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-y", "-e", calls, "-o", log, "--", Clawflow.binary, "--spool", tmp.path] + arguments)
-        #expect(r.status == 0 || arguments.first == "fsck", "clawflow \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            r.status == 0 || arguments.first == "fsck", "clawflow \(arguments.joined(separator: " ")) exited \(r.status): \(r.stderr)",
+            sourceLocation: sourceLocation)
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
         let trace = FlushTrace(lines: lines)
-        #expect(trace.events.contains { if case .renamed = $0 { true } else { false } }, "the trace shows renames: \(lines.prefix(5))", sourceLocation: sourceLocation)
+        #expect(
+            trace.events.contains { if case .renamed = $0 { true } else { false } }, "the trace shows renames: \(lines.prefix(5))",
+            sourceLocation: sourceLocation)
         return trace.violations(spool: tmp.path)
     }
 
@@ -181,7 +196,9 @@ struct FlushOrderTests {
         ]
         let found = FlushTrace(lines: lines).violations(spool: "/s")
         #expect(found.count == 2 && found[0].contains("before its bytes were flushed") && found[1].contains("ended before /s/flows/f was flushed"), "\(found)")
-        let fixed = [lines[0], lines[1], "11 fsync(4</s/flows/f/.m.tmp> <unfinished ...>", "11 <... fsync resumed>)      = 0", lines[2], "10 fsync(3</s/flows/f>) = 0"]
+        let fixed = [
+            lines[0], lines[1], "11 fsync(4</s/flows/f/.m.tmp> <unfinished ...>", "11 <... fsync resumed>)      = 0", lines[2], "10 fsync(3</s/flows/f>) = 0",
+        ]
         #expect(FlushTrace(lines: fixed).violations(spool: "/s").isEmpty)
     }
 
@@ -202,12 +219,16 @@ struct FlushOrderTests {
     func drops() throws {
         let tmp = TemporarySpool()
         tmp.value(["init"])
-        for (name, json) in [("a.json", #"{"kind":"task","ownerKey":"d","runtime":"cron","runId":"r1","status":"running"}"#),
-                             ("b.json", #"{"kind":"task","ownerKey":"e","runtime":"cron","runId":"r2"}"#)] {
+        for (name, json) in [
+            ("a.json", #"{"kind":"task","ownerKey":"d","runtime":"cron","runId":"r1","status":"running"}"#),
+            ("b.json", #"{"kind":"task","ownerKey":"e","runtime":"cron","runId":"r2"}"#),
+        ] {
             #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/" + name), contents: Data(json.utf8)))
         }
         try expectClean(tmp, ["ingest"])
-        #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/c.json"), contents: Data(#"{"kind":"task-update","runId":"r1","status":"succeeded"}"#.utf8)))
+        #expect(
+            FileManager.default.createFile(
+                atPath: tmp.file("incoming/new/c.json"), contents: Data(#"{"kind":"task-update","runId":"r1","status":"succeeded"}"#.utf8)))
         #expect(FileManager.default.createFile(atPath: tmp.file("incoming/new/bad.json"), contents: Data("nope".utf8)))
         try expectClean(tmp, ["ingest"])
     }

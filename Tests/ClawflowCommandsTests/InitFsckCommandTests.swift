@@ -62,11 +62,13 @@ struct InitTests {
 
 @Suite("read commands on a missing spool")
 struct MissingSpoolTests {
-    @Test("list-type read commands print an empty result, exit 0 and create nothing", arguments: [
-        (["flows", "list"], "0 flows: 0 active, 0 finished\n"),
-        (["tasks", "list"], "No tasks.\n"),
-        (["flows", "list", "--status", "running", "--owner", "x"], "0 flows: 0 active, 0 finished\n"),
-    ])
+    @Test(
+        "list-type read commands print an empty result, exit 0 and create nothing",
+        arguments: [
+            (["flows", "list"], "0 flows: 0 active, 0 finished\n"),
+            (["tasks", "list"], "No tasks.\n"),
+            (["flows", "list", "--status", "running", "--owner", "x"], "0 flows: 0 active, 0 finished\n"),
+        ])
     func emptyText(arguments: [String], expected: String) {
         let spool = TemporarySpool()
         let r = spool.run(arguments)
@@ -102,9 +104,11 @@ struct MissingSpoolTests {
         #expect(!spool.exists)
     }
 
-    @Test("lookups on a missing spool are not found (exit 1) and create nothing", arguments: [
-        ["flows", "show", "x"], ["flows", "cancel", "x"], ["tasks", "show", "x"], ["tasks", "set", "x", "--status", "running"], ["tasks", "cancel", "x"],
-    ])
+    @Test(
+        "lookups on a missing spool are not found (exit 1) and create nothing",
+        arguments: [
+            ["flows", "show", "x"], ["flows", "cancel", "x"], ["tasks", "show", "x"], ["tasks", "set", "x", "--status", "running"], ["tasks", "cancel", "x"],
+        ])
     func lookups(arguments: [String]) {
         let spool = TemporarySpool()
         let r = spool.run(arguments)
@@ -280,8 +284,9 @@ struct BadInputTests {
         #expect(spool.run(["flows", "show", t.flow]).status == 0)
     }
 
-    @Test("a FIFO planted as a task file is not blocked on; fsck flags it and --repair moves it to rejected/",
-          arguments: ["x.json", "01234567-89ab-4def-8123-456789abcdef.json"])
+    @Test(
+        "a FIFO planted as a task file is not blocked on; fsck flags it and --repair moves it to rejected/",
+        arguments: ["x.json", "01234567-89ab-4def-8123-456789abcdef.json"])
     func plantedFIFOInTasks(name: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice")

@@ -21,7 +21,10 @@ struct LogLimitTests {
         let r = tmp.run(["logs", job.task])
         #expect(r.status == 0)
         let lines = r.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard let first = lines.first, let cut = marker(first) else { Issue.record("no marker line: \(r.stdout.prefix(200))"); return }
+        guard let first = lines.first, let cut = marker(first) else {
+            Issue.record("no marker line: \(r.stdout.prefix(200))")
+            return
+        }
         let total = (1...3000).reduce(0) { $0 + "line \($1)\n".utf8.count } + "done\n".utf8.count
         let body = r.stdout.utf8.count - first.utf8.count - 1
         #expect(cut.dropped + body == total, "every byte is either dropped and counted, or kept")

@@ -21,7 +21,8 @@ struct PowerCutTests {
         let r = runProgram("/usr/bin/env", ["python3", script, "--cuts", cuts, "--binary", Clawflow.binary])
         let output = r.stdout + r.stderr
         // The per-kind and total lines, for the log of make test.
-        for line in output.split(separator: "\n") where line.hasPrefix("journal:") || line.hasPrefix("nojournal:") || line.hasPrefix("total:") || line.hasPrefix("time:") {
+        for line in output.split(separator: "\n")
+        where line.hasPrefix("journal:") || line.hasPrefix("nojournal:") || line.hasPrefix("total:") || line.hasPrefix("time:") {
             print("powercut \(line)")
         }
         #expect(r.status == 0, "\(output)")

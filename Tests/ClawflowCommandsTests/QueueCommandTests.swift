@@ -48,7 +48,8 @@ struct QueueCommandTests {
     @Test("waiting jobs start by priority, then in order of arrival, also from 8 concurrent run callers")
     func priorityThenArrival() throws {
         let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate", out = tmp.parent + "/order"
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/order"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
         let blocker = run(tmp, ["--owner", "blocker", "--queue", "one"] + gated(gate, out, "blocker"))
         let made = Mutex<[(flow: String, priority: Int, name: String)]>([])
@@ -73,10 +74,15 @@ struct QueueCommandTests {
     @Test("a sequence holds one slot for all its steps; raising the slots starts waiting jobs at once")
     func sequenceOneSlotAndResize() throws {
         let tmp = TemporarySpool()
-        let out = tmp.parent + "/order", gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/order"
+        let gate = tmp.parent + "/gate"
         #expect(tmp.run(["queue", "set", "s", "--slots", "1"]).status == 0)
-        let sequence = run(tmp, ["--owner", "seq", "--queue", "s", "--goal", "two steps",
-                                 "--step", "echo step1 >> \(out); sleep 0.2", "--step", "echo step2 >> \(out)"])
+        let sequence = run(
+            tmp,
+            [
+                "--owner", "seq", "--queue", "s", "--goal", "two steps",
+                "--step", "echo step1 >> \(out); sleep 0.2", "--step", "echo step2 >> \(out)",
+            ])
         let single = run(tmp, ["--owner", "single", "--queue", "s", "--", "sh", "-c", "echo single >> \(out)"])
         waitAllEnded(tmp, [sequence, single])
         #expect(lines(out) == ["step1", "step2", "single"])
@@ -92,7 +98,8 @@ struct QueueCommandTests {
     @Test("cancelling a queued job ends it cancelled without running it; cancelling a running one hands its slot on")
     func cancelHandsOn() throws {
         let tmp = TemporarySpool()
-        let out = tmp.parent + "/order", gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/order"
+        let gate = tmp.parent + "/gate"
         #expect(tmp.run(["queue", "set", "c", "--slots", "1"]).status == 0)
         let first = run(tmp, ["--owner", "first", "--queue", "c"] + gated(gate, out, "first"))
         let second = run(tmp, ["--owner", "second", "--queue", "c", "--", "sh", "-c", "echo second >> \(out)"])

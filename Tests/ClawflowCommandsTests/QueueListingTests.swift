@@ -27,7 +27,10 @@ struct QueueListingTests {
         let r = tmp.run(["flows", "list"])
         #expect(r.status == 0 && r.stderr == "")
         let out = lines(r.stdout)
-        guard out.count == 5 else { Issue.record("expected a summary, a header and 3 rows: \(r.stdout)"); return }
+        guard out.count == 5 else {
+            Issue.record("expected a summary, a header and 3 rows: \(r.stdout)")
+            return
+        }
         let header = out[1]
         #expect(header.split(separator: " ") == ["FLOW", "MODE", "STATUS", "REV", "CONTROLLER", "OWNER", "QUEUE", "TASKS", "DURATION", "EXIT", "GOAL"])
         let (mail, kill, fail) = (out[2], out[3], out[4])
@@ -119,7 +122,8 @@ struct QueueListingTests {
         #expect(tmp.run(["wait", stopped.flow]).status == 1)
         let out = lines(tmp.value(["flows", "show", stopped.flow]))
         guard let at = out.firstIndex(of: "Steps not started (2)"), out.count >= at + 4 else {
-            Issue.record("no pending steps section: \(out)"); return
+            Issue.record("no pending steps section: \(out)")
+            return
         }
         #expect(out[at + 1].split(separator: " ") == ["STEP", "COMMAND"])
         #expect(out[at + 2].hasPrefix("step 2") && out[at + 2].hasSuffix("echo two"))
@@ -132,7 +136,8 @@ struct QueueListingTests {
     @Test("flows cancel OWNER --all cancels every live flow of the owner, queued ones without running them, and no other owner's")
     func cancelAll() {
         let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate", ran = tmp.parent + "/ran"
+        let gate = tmp.parent + "/gate"
+        let ran = tmp.parent + "/ran"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
         let wait = "while [ ! -e \(gate) ]; do sleep 0.02; done"
         let batch = (0..<3).map { i in tmp.startJob(["--owner", "batch", "--queue", "one", "--", "sh", "-c", "echo \(i) >> \(ran); \(wait)"]) }

@@ -11,7 +11,9 @@ struct RetryCommandTests {
         let dir = tmp.parent + "/work"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let first = tmp.run(["run", "--owner", "job", "--cwd", dir, "--", "sh", "-c", "echo $MARK; pwd; test -e ok"], environment: ["MARK": "marked"])
-        let (flow, oldTask) = (String(first.stdout.split(separator: " ")[0]), first.stdout.split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines))
+        let (flow, oldTask) = (
+            String(first.stdout.split(separator: " ")[0]), first.stdout.split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines)
+        )
         #expect(tmp.run(["wait", flow]).status == 1)
         FileManager.default.createFile(atPath: dir + "/ok", contents: nil)
         let retried = tmp.run(["retry", "job"])
@@ -30,9 +32,12 @@ struct RetryCommandTests {
     @Test("a sequence is retried from the step that failed")
     func retriesSequenceFromFailedStep() {
         let tmp = TemporarySpool()
-        let out = tmp.parent + "/out", gate = tmp.parent + "/gate"
-        let seq = tmp.startJob(["--owner", "seq", "--goal", "three steps", "--step", "echo one >> \(out)",
-                            "--step", "echo two >> \(out); test -e \(gate)", "--step", "echo three >> \(out)"])
+        let out = tmp.parent + "/out"
+        let gate = tmp.parent + "/gate"
+        let seq = tmp.startJob([
+            "--owner", "seq", "--goal", "three steps", "--step", "echo one >> \(out)",
+            "--step", "echo two >> \(out); test -e \(gate)", "--step", "echo three >> \(out)",
+        ])
         #expect(tmp.run(["wait", seq.flow]).status == 1)
         FileManager.default.createFile(atPath: gate, contents: nil)
         #expect(tmp.run(["retry", seq.flow]).status == 0)

@@ -15,7 +15,8 @@ struct RunAfterTests {
     @Test("a job waits, holding no slot, until every flow it runs after succeeded, and flows show says what it waits for")
     func waitsForAll() {
         let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate", out = tmp.parent + "/out"
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
         let a = tmp.startJob(["--owner", "a"] + gated(gate, out, "a"))
         let b = tmp.startJob(["--owner", "b", "--queue", "one", "--after", "a", "--", "sh", "-c", "echo b >> \(out)"])
@@ -35,7 +36,8 @@ struct RunAfterTests {
     @Test("when a flow it runs after fails or is cancelled, the job ends cancelled without running, its summary naming that flow")
     func cancelledWhenOneFails() {
         let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate", out = tmp.parent + "/out"
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
         let failing = tmp.startJob(["--owner", "failing"] + gated(gate, out, "failing", exit: 3))
         let dependent = tmp.startJob(["--owner", "dependent", "--after", failing.flow, "--", "sh", "-c", "echo dependent >> \(out)"])
         let chained = tmp.startJob(["--owner", "chained", "--after", "dependent", "--", "sh", "-c", "echo chained >> \(out)"])
@@ -57,7 +59,8 @@ struct RunAfterTests {
     @Test("flows show says a queued job waits for a slot; --after an unknown flow is refused")
     func slotAndUnknown() {
         let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate", out = tmp.parent + "/out"
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
         let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gated(gate, out, "first"))
         let second = tmp.startJob(["--owner", "second", "--queue", "one", "--", "true"])

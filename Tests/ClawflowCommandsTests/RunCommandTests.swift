@@ -6,7 +6,9 @@ import Testing
 
 /// Polls `flows show <flow> --json` until `done` holds (10 s at most); returns the last flow.
 @discardableResult
-func waitForFlow(_ tmp: TemporarySpool, _ flow: String, seconds: Double = 10, sourceLocation: SourceLocation = #_sourceLocation, until done: ([String: Any]) -> Bool) -> [String: Any] {
+func waitForFlow(
+    _ tmp: TemporarySpool, _ flow: String, seconds: Double = 10, sourceLocation: SourceLocation = #_sourceLocation, until done: ([String: Any]) -> Bool
+) -> [String: Any] {
     let deadline = Date().addingTimeInterval(seconds)
     var last: [String: Any] = [:]
     while Date() < deadline {
@@ -104,7 +106,8 @@ struct RunCommandTests {
     func jobEnvironment() throws {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/ids.txt"
-        let script = "echo \"$CLAWFLOW_FLOW_ID $CLAWFLOW_TASK_ID $CLAWFLOW_SPOOL\" > \(out); \(shellQuote(Clawflow.binary)) tasks set \"$CLAWFLOW_TASK_ID\" --progress 'half way'"
+        let script =
+            "echo \"$CLAWFLOW_FLOW_ID $CLAWFLOW_TASK_ID $CLAWFLOW_SPOOL\" > \(out); \(shellQuote(Clawflow.binary)) tasks set \"$CLAWFLOW_TASK_ID\" --progress 'half way'"
         let (flow, task) = started(tmp, ["--owner", "env-job", "--", "sh", "-c", script])
         let shown = waitForFlow(tmp, flow, until: isEnded)
         #expect(shown["status"] as? String == "succeeded")
@@ -143,7 +146,8 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let marker = "sleep 1000\(getpid())"
         let out = tmp.parent + "/after.txt"
-        let (flow, task) = started(tmp, ["--owner", "cx", "--goal", "g", "--step", "sh -c '\(marker)' & sh -c '\(marker)'; true", "--step", "echo ran >> \(out)"])
+        let (flow, task) = started(
+            tmp, ["--owner", "cx", "--goal", "g", "--step", "sh -c '\(marker)' & sh -c '\(marker)'; true", "--step", "echo ran >> \(out)"])
         waitForFlow(tmp, flow) { tasksOf($0).first?["status"] as? String == "running" }
         usleep(200_000)
         #expect(!processes(containing: marker).isEmpty)
@@ -176,7 +180,8 @@ struct RunCommandTests {
         #expect(processes(containing: marker).isEmpty)
     }
 
-    @Test("a task names its supervisor from its creation: a killed supervisor leaves the task lost once its command ran, else the job waits again and runs once")
+    @Test(
+        "a task names its supervisor from its creation: a killed supervisor leaves the task lost once its command ran, else the job waits again and runs once")
     func lostBeforeRunning() throws {
         let tmp = TemporarySpool()
         let marker = "sleep 1002\(getpid())"
@@ -213,12 +218,16 @@ struct RunCommandTests {
         #expect(Set(tasks.compactMap { $0["supervisorPid"] as? Int }).count == 1, "one supervisor runs every step: \(tasks)")
         // In events.jsonl the write that records step n succeeded also links step n + 1:
         // the two events are neighbours with the same time.
-        let lines = try String(contentsOfFile: "\(tmp.path)/flows/\(flow)/events.jsonl", encoding: .utf8).split(separator: "\n").compactMap { jsonObject(String($0)) }
+        let lines = try String(contentsOfFile: "\(tmp.path)/flows/\(flow)/events.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+            jsonObject(String($0))
+        }
         var previous = first
         for next in tasks.compactMap({ $0["taskId"] as? String }) where next != first {
             let done = lines.firstIndex { $0["taskId"] as? String == previous && $0["to"] as? String == "succeeded" }
             let linked = lines.firstIndex { $0["taskId"] as? String == next && $0["event"] as? String == "linked" }
-            #expect(done != nil && linked == done.map { $0 + 1 }, "step \(previous) succeeded at line \(String(describing: done)), \(next) linked at \(String(describing: linked))")
+            #expect(
+                done != nil && linked == done.map { $0 + 1 },
+                "step \(previous) succeeded at line \(String(describing: done)), \(next) linked at \(String(describing: linked))")
             if let done, let linked { #expect(lines[done]["at"] as? String == lines[linked]["at"] as? String) }
             previous = next
         }
@@ -230,9 +239,13 @@ struct RunCommandTests {
         // Every rename of run and its supervisor is made 200 ms slow (strace), so a command
         // started before its record would see its task still queued. It prints its own task
         // file, the only one in this fresh spool.
-        let r = runProgram("/usr/bin/strace", ["-f", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
-                                               "-e", "inject=renameat:delay_enter=200000", "-e", "inject=renameat2:delay_enter=200000", "--",
-                                               Clawflow.binary, "--spool", tmp.path, "run", "--owner", "held", "--", "sh", "-c", "cat \"$0\"/flows/*/tasks/*.json", tmp.path])
+        let r = runProgram(
+            "/usr/bin/strace",
+            [
+                "-f", "-o", "/dev/null", "-e", "trace=renameat,renameat2",
+                "-e", "inject=renameat:delay_enter=200000", "-e", "inject=renameat2:delay_enter=200000", "--",
+                Clawflow.binary, "--spool", tmp.path, "run", "--owner", "held", "--", "sh", "-c", "cat \"$0\"/flows/*/tasks/*.json", tmp.path,
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         let ids = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
         let (flow, task) = (ids.first ?? "", ids.last ?? "")
@@ -253,13 +266,13 @@ struct RunCommandTests {
         // that fork's delay, after the supervisor took the task up and before it records it
         // running. A command that starts shows up in the trace as an execve of its own.
         let script = """
-        strace -f -o "$TRACE" -e trace=execve,clone -e inject=clone:delay_enter=500000 -- \\
-          "$CLAWFLOW" --spool "$SPOOL" run --owner early -- sh -c 'echo started' >/dev/null &
-        i=0
-        until ls "$SPOOL"/flows/*/tasks/*.log >/dev/null 2>&1; do i=$((i + 1)); [ $i -lt 1000 ] || exit 3; sleep 0.01; done
-        "$CLAWFLOW" --spool "$SPOOL" flows cancel early --grace 1s || exit 4
-        wait
-        """
+            strace -f -o "$TRACE" -e trace=execve,clone -e inject=clone:delay_enter=500000 -- \\
+              "$CLAWFLOW" --spool "$SPOOL" run --owner early -- sh -c 'echo started' >/dev/null &
+            i=0
+            until ls "$SPOOL"/flows/*/tasks/*.log >/dev/null 2>&1; do i=$((i + 1)); [ $i -lt 1000 ] || exit 3; sleep 0.01; done
+            "$CLAWFLOW" --spool "$SPOOL" flows cancel early --grace 1s || exit 4
+            wait
+            """
         let r = runProgram("/bin/sh", ["-c", script], set: ["TRACE": trace, "CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path])
         #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("Cancelled"), "\(r.stdout)")

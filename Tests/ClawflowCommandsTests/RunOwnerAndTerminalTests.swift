@@ -15,8 +15,9 @@ struct RunOwnerAndTerminalTests {
         #expect(tmp.json(["flows", "show", owner])["flowId"] as? String == job.flow)
     }
 
-    @Test("on a terminal run prints one line with the ids and the commands that follow the job; piped, the ids only",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: ColourTests.script)))
+    @Test(
+        "on a terminal run prints one line with the ids and the commands that follow the job; piped, the ids only",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: ColourTests.script)))
     func readableLine() {
         let tmp = TemporarySpool()
         let r = ColourTests().onTerminal(tmp, ["run", "--owner", "me", "--", "true"], noColor: true)
@@ -25,9 +26,16 @@ struct RunOwnerAndTerminalTests {
         #expect(out.count == 1, "one line: \(r.stdout)")
         let line = out.first ?? ""
         let words = line.split(separator: " ").map(String.init)
-        guard words.count > 4 else { Issue.record("too short: \(line)"); return }
-        let flow = words[2], task = words[4].trimmingCharacters(in: CharacterSet(charactersIn: "()"))
-        #expect(line == "Started flow \(flow) (task \(task)) for me in queue default; follow with clawflow --spool \(tmp.path) logs --follow \(task), or clawflow --spool \(tmp.path) wait \(flow)")
+        guard words.count > 4 else {
+            Issue.record("too short: \(line)")
+            return
+        }
+        let flow = words[2]
+        let task = words[4].trimmingCharacters(in: CharacterSet(charactersIn: "()"))
+        #expect(
+            line
+                == "Started flow \(flow) (task \(task)) for me in queue default; follow with clawflow --spool \(tmp.path) logs --follow \(task), or clawflow --spool \(tmp.path) wait \(flow)"
+        )
         #expect(tmp.run(["wait", flow]).status == 0)
         #expect(tmp.taskRecord(flow, task)["status"] as? String == "succeeded")
         let piped = tmp.run(["run", "--owner", "me", "--", "true"])
@@ -35,8 +43,9 @@ struct RunOwnerAndTerminalTests {
         #expect(tmp.run(["wait", "me"]).status == 0)
     }
 
-    @Test("on a terminal a job that waits for a slot is reported queued",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: ColourTests.script)))
+    @Test(
+        "on a terminal a job that waits for a slot is reported queued",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: ColourTests.script)))
     func queuedLine() {
         let tmp = TemporarySpool()
         let gate = tmp.parent + "/gate"

@@ -84,7 +84,9 @@ struct SharedSpoolTests {
         let tmp = try GroupMember.temporarySpool(parentMode: 0o777)
         let spool = tmp.path
         let bin = Clawflow.binary
-        let setup = GroupMember.run("\(bin) --spool \(spool) init >/dev/null && printf '{}' > \(spool)/incoming/new/locked.json && chmod 000 \(spool)/incoming/new/locked.json && printf '{\"kind\":\"task\",\"ownerKey\":\"m\",\"runtime\":\"cron\"}' > \(spool)/incoming/new/fine.json")
+        let setup = GroupMember.run(
+            "\(bin) --spool \(spool) init >/dev/null && printf '{}' > \(spool)/incoming/new/locked.json && chmod 000 \(spool)/incoming/new/locked.json && printf '{\"kind\":\"task\",\"ownerKey\":\"m\",\"runtime\":\"cron\"}' > \(spool)/incoming/new/fine.json"
+        )
         #expect(setup.status == 0, "\(setup.stderr)")
         let r = GroupMember.run("\(bin) --spool \(spool) ingest")
         #expect(r.status == 0, "\(r.stderr)")
@@ -96,10 +98,12 @@ struct SharedSpoolTests {
     @Test("what a member drops that is not a drop never stops the drop box, and nothing of the member's enters the owner's tree")
     func memberCannotBreakTheDropBox() throws {
         let tmp = try GroupMember.temporarySpool(parentMode: 0o777)
-        let spool = tmp.path, bin = Clawflow.binary
+        let spool = tmp.path
+        let bin = Clawflow.binary
         func owner(_ script: String) -> CommandResult { GroupMember.run(script, as: GroupMember.spoolOwner) }
         #expect(owner("\(bin) --spool \(spool) init --shared-group \(GroupMember.group)").status == 0)
-        let drops = GroupMember.run("""
+        let drops = GroupMember.run(
+            """
             cd \(spool)/incoming/new && mkdir full.json && touch full.json/inside && mkdir -m 0777 open.json && \
             printf '{"kind":"task","ownerKey":"x","runtime":"cron"}' > private.json && chmod 0600 private.json && \
             printf 'not json' > junk.json && \

@@ -20,8 +20,10 @@ struct TasksAddTests {
     @Test("without a flow it prints the task id and makes a one-task mirrored flow for it")
     func newFlow() {
         let spool = TemporarySpool()
-        let r = spool.run(["tasks", "add", "--owner", "session-1", "--runtime", "subagent", "--label", "summarise",
-                           "--task", "summarise inbox", "--run-id", "run-7"])
+        let r = spool.run([
+            "tasks", "add", "--owner", "session-1", "--runtime", "subagent", "--label", "summarise",
+            "--task", "summarise inbox", "--run-id", "run-7",
+        ])
         #expect(r.status == 0)
         #expect(r.stderr == "")
         let task = r.stdout.trimmingCharacters(in: .newlines)
@@ -79,8 +81,9 @@ struct TasksAddTests {
         #expect(spool.events(flow).filter { $0["event"] as? String == "linked" }.count == 2)
     }
 
-    @Test("a link is refused (exit 1, link_refused) when the flow is mirrored, finished, cancel-requested or owned by another key",
-          arguments: ["mirrored", "finished", "cancel-requested", "owner-mismatch"])
+    @Test(
+        "a link is refused (exit 1, link_refused) when the flow is mirrored, finished, cancel-requested or owned by another key",
+        arguments: ["mirrored", "finished", "cancel-requested", "owner-mismatch"])
     func refused(reason: String) {
         let spool = TemporarySpool()
         var flow = ""
@@ -198,10 +201,12 @@ struct TasksSetTests {
         #expect(sameJSON(doc, spool.taskRecord(t.flow, t.task)))
     }
 
-    @Test("a mirrored flow follows its task's status", arguments: [
-        ("queued", "queued"), ("running", "running"), ("succeeded", "succeeded"), ("failed", "failed"),
-        ("timed_out", "failed"), ("cancelled", "cancelled"), ("lost", "lost"),
-    ])
+    @Test(
+        "a mirrored flow follows its task's status",
+        arguments: [
+            ("queued", "queued"), ("running", "running"), ("succeeded", "succeeded"), ("failed", "failed"),
+            ("timed_out", "failed"), ("cancelled", "cancelled"), ("lost", "lost"),
+        ])
     func mirror(taskStatus: String, flowStatus: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice", status: taskStatus == "queued" ? "running" : "queued")
@@ -257,8 +262,9 @@ struct TasksSetTests {
         #expect(revision() == 2)
     }
 
-    @Test("precedence: only succeeded may become failed, timed_out or cancelled; other reports on a final task are ignored",
-          arguments: ["succeeded", "failed", "timed_out", "cancelled", "lost"], ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"])
+    @Test(
+        "precedence: only succeeded may become failed, timed_out or cancelled; other reports on a final task are ignored",
+        arguments: ["succeeded", "failed", "timed_out", "cancelled", "lost"], ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "lost"])
     func precedence(from: String, to: String) {
         let spool = TemporarySpool()
         let t = spool.addTask(owner: "alice", status: from)
@@ -422,10 +428,11 @@ struct TasksShowTests {
         spool.run(["tasks", "cancel", t.task])
         let fields = lines(spool.run(["tasks", "show", t.task]).stdout).dropFirst()
         #expect(fields.contains { $0.hasPrefix("  cancelRequestedAt:  ") }, "\(fields)")
-        let columns = Set(fields.map { line in
-            let afterKey = line.dropFirst(2).drop { $0 != " " }
-            return line.count - afterKey.drop { $0 == " " }.count
-        })
+        let columns = Set(
+            fields.map { line in
+                let afterKey = line.dropFirst(2).drop { $0 != " " }
+                return line.count - afterKey.drop { $0 == " " }.count
+            })
         #expect(columns.count == 1, "every value starts in the same column: \(fields)")
     }
 

@@ -85,23 +85,29 @@ extension TemporarySpool {
 
     /// Adds a task in a new mirrored flow; returns the task id and its flow id.
     @discardableResult
-    func addTask(owner: String, runtime: String = "cron", status: String = "queued", _ extra: [String] = [],
-                 sourceLocation: SourceLocation = #_sourceLocation) -> (task: String, flow: String) {
+    func addTask(
+        owner: String, runtime: String = "cron", status: String = "queued", _ extra: [String] = [],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> (task: String, flow: String) {
         let record = json(["tasks", "add", "--owner=\(owner)", "--runtime", runtime, "--status", status] + extra, sourceLocation: sourceLocation)
         return (record["taskId"] as? String ?? "", record["parentFlowId"] as? String ?? "")
     }
 
     /// Links a task to an existing flow; returns the task id.
     @discardableResult
-    func linkTask(to flow: String, runtime: String = "cron", status: String = "queued", _ extra: [String] = [],
-                  sourceLocation: SourceLocation = #_sourceLocation) -> String {
+    func linkTask(
+        to flow: String, runtime: String = "cron", status: String = "queued", _ extra: [String] = [],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> String {
         value(["tasks", "add", flow, "--runtime", runtime, "--status", status] + extra, sourceLocation: sourceLocation)
     }
 
     /// Creates a managed flow; returns its id.
     @discardableResult
-    func createFlow(owner: String, goal: String = "a job", controller: String = "my-controller", _ extra: [String] = [],
-                    sourceLocation: SourceLocation = #_sourceLocation) -> String {
+    func createFlow(
+        owner: String, goal: String = "a job", controller: String = "my-controller", _ extra: [String] = [],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> String {
         value(["flows", "create", "--owner=\(owner)", "--goal", goal, "--controller", controller] + extra, sourceLocation: sourceLocation)
     }
 

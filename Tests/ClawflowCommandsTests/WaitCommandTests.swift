@@ -47,7 +47,10 @@ struct WaitCommandTests {
         #expect(timedOut.status == 124 && timedOut.stderr.contains("Timed out"))
         let json = tmp.json(["wait", "slow", "--timeout", "1", "--poll"])
         #expect(json["timedOut"] as? Bool == true)
-        let canceller = Thread { usleep(300_000); tmp.run(["flows", "cancel", slow.flow]) }
+        let canceller = Thread {
+            usleep(300_000)
+            tmp.run(["flows", "cancel", slow.flow])
+        }
         canceller.start()
         let waited = tmp.run(["wait", slow.flow])
         #expect(waited.status == 1 && waited.stdout == "\(slow.flow) cancelled\n")

@@ -1,32 +1,36 @@
-@testable import ClawflowModel
 import Testing
+
+@testable import ClawflowModel
 
 @Suite("JSON values")
 struct JSONTests {
     @Test("pretty printing sorts keys, indents by two spaces and keeps explicit null")
     func prettyPrinting() throws {
         let value = try JSON.parse(#"{"b": [1, 2.50, {"z": null, "a": true}], "a": "x\ny", "c": {}, "d": []}"#)
-        #expect(value.pretty() == """
-        {
-          "a": "x\\ny",
-          "b": [
-            1,
-            2.50,
-            {
-              "a": true,
-              "z": null
-            }
-          ],
-          "c": {},
-          "d": []
-        }
-        """)
+        #expect(
+            value.pretty() == """
+                {
+                  "a": "x\\ny",
+                  "b": [
+                    1,
+                    2.50,
+                    {
+                      "a": true,
+                      "z": null
+                    }
+                  ],
+                  "c": {},
+                  "d": []
+                }
+                """)
     }
 
-    @Test("a record's text round-trips byte for byte", arguments: [
-        #"{"schema": 1, "n": -12.5e+3, "s": "é \u0001 \"q\"", "nested": {"k": [null, false]}}"#,
-        #"{"big": 123456789012345678901234567890, "zero": 0, "neg": -0.0}"#,
-    ])
+    @Test(
+        "a record's text round-trips byte for byte",
+        arguments: [
+            #"{"schema": 1, "n": -12.5e+3, "s": "é \u0001 \"q\"", "nested": {"k": [null, false]}}"#,
+            #"{"big": 123456789012345678901234567890, "zero": 0, "neg": -0.0}"#,
+        ])
     func roundTrip(text: String) throws {
         let first = try JSON.parse(text).pretty()
         let second = try JSON.parse(first).pretty()
@@ -40,17 +44,19 @@ struct JSONTests {
         #expect(try JSON.parse("123456789012345678901234567890").compact() == "123456789012345678901234567890")
     }
 
-    @Test("malformed documents are refused with the byte offset", arguments: [
-        ("{", "expected a string key"),
-        ("[1, 2", "unexpected end of input"),
-        (#"{"a" 1}"#, "expected ':'"),
-        (#"{"a": 1,}"#, "expected a string key"),
-        (#"{"a": 1} x"#, "unexpected text after the JSON value"),
-        (#"{"a": 1, "a": 2}"#, "duplicate key"),
-        ("[01]", "expected ',' or ']'"),
-        (#""\ud800""#, "unpaired surrogate"),
-        ("\"a\u{01}\"", "control character in string"),
-    ])
+    @Test(
+        "malformed documents are refused with the byte offset",
+        arguments: [
+            ("{", "expected a string key"),
+            ("[1, 2", "unexpected end of input"),
+            (#"{"a" 1}"#, "expected ':'"),
+            (#"{"a": 1,}"#, "expected a string key"),
+            (#"{"a": 1} x"#, "unexpected text after the JSON value"),
+            (#"{"a": 1, "a": 2}"#, "duplicate key"),
+            ("[01]", "expected ',' or ']'"),
+            (#""\ud800""#, "unpaired surrogate"),
+            ("\"a\u{01}\"", "control character in string"),
+        ])
     func malformed(text: String, reason: String) {
         #expect {
             _ = try JSON.parse(text)

@@ -1,5 +1,6 @@
-@testable import ClawflowModel
 import Testing
+
+@testable import ClawflowModel
 
 private let t0 = Timestamp(milliseconds: 1_795_000_000_000)
 private let flowId = "01a22a0a-deff-7066-8a25-0cc6c3d39aea"
@@ -61,10 +62,12 @@ struct PrecedenceTests {
 
 @Suite("Mirrored derivation and the terminal predicate")
 struct DerivationTests {
-    @Test("a mirrored flow follows its task", arguments: [
-        (TaskStatus.queued, FlowStatus.queued), (.running, .running), (.succeeded, .succeeded),
-        (.failed, .failed), (.timedOut, .failed), (.cancelled, .cancelled), (.lost, .lost),
-    ])
+    @Test(
+        "a mirrored flow follows its task",
+        arguments: [
+            (TaskStatus.queued, FlowStatus.queued), (.running, .running), (.succeeded, .succeeded),
+            (.failed, .failed), (.timedOut, .failed), (.cancelled, .cancelled), (.lost, .lost),
+        ])
     func mirrored(taskStatus: TaskStatus, flowStatus: FlowStatus) {
         let f = Rules.reconcile(flow(.queued), tasks: [task(taskStatus)], at: t0.adding(seconds: 1))
         #expect(f.status == flowStatus)
@@ -218,13 +221,24 @@ struct RecordTests {
         #expect(text.hasSuffix("}\n"))
     }
 
-    @Test("records with wrong field types are refused, naming the field", arguments: [
-        (#"{"schema": 1, "flowId": "x"}"#, "flowId"),
-        (#"{"schema": 2}"#, "schema"),
-        (#"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "managed", "ownerKey": "o", "revision": 0, "status": "running", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#, "controllerId"),
-        (#"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "task_mirrored", "ownerKey": "o", "revision": "1", "status": "running", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#, "revision"),
-        (#"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "task_mirrored", "ownerKey": "o", "revision": 1, "status": "paused", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#, "status"),
-    ])
+    @Test(
+        "records with wrong field types are refused, naming the field",
+        arguments: [
+            (#"{"schema": 1, "flowId": "x"}"#, "flowId"),
+            (#"{"schema": 2}"#, "schema"),
+            (
+                #"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "managed", "ownerKey": "o", "revision": 0, "status": "running", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#,
+                "controllerId"
+            ),
+            (
+                #"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "task_mirrored", "ownerKey": "o", "revision": "1", "status": "running", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#,
+                "revision"
+            ),
+            (
+                #"{"schema": 1, "flowId": "01a22a0a-deff-7066-8a25-0cc6c3d39aea", "syncMode": "task_mirrored", "ownerKey": "o", "revision": 1, "status": "paused", "createdAt": "2026-11-30T01:21:25.247Z", "updatedAt": "2026-11-30T01:21:25.247Z", "stateJson": null, "waitJson": null}"#,
+                "status"
+            ),
+        ])
     func invalidFlows(text: String, field: String) throws {
         let object = try JSON.parse(text).objectValue!
         #expect { try FlowRecord(validating: object) } throws: { error in (error as? RecordError)?.field == field }
@@ -258,8 +272,10 @@ struct MaintenanceRuleTests {
     @Test("--lost-after: each silent task is lost with its own silence, in the plan's reason and in its error")
     func silentTasksKeepTheirOwnSilence() {
         let f = flow(.running)
-        let long = "01a22a0a-deff-70f0-b8d3-37c6fb0161b5", short = "01a22a0a-deff-70f0-b8d3-37c6fb0161b6"
-        var a = task(.running, id: long), b = task(.running, id: short)
+        let long = "01a22a0a-deff-70f0-b8d3-37c6fb0161b5"
+        let short = "01a22a0a-deff-70f0-b8d3-37c6fb0161b6"
+        var a = task(.running, id: long)
+        var b = task(.running, id: short)
         a.setTimestamp(.lastEventAt, t0)
         b.setTimestamp(.lastEventAt, t0.adding(seconds: 4200))
         let now = t0.adding(seconds: 7200)

@@ -1,14 +1,17 @@
-@testable import ClawflowModel
 import Testing
+
+@testable import ClawflowModel
 
 @Suite("Timestamps, durations and ids")
 struct TimestampAndIdTests {
-    @Test("timestamps print as ISO-8601 UTC with milliseconds", arguments: [
-        (Int64(0), "1970-01-01T00:00:00.000Z"),
-        (Int64(1_795_000_000_123), "2026-11-18T11:06:40.123Z"),
-        (Int64(951_782_400_000), "2000-02-29T00:00:00.000Z"),
-        (Int64(-1), "1969-12-31T23:59:59.999Z"),
-    ])
+    @Test(
+        "timestamps print as ISO-8601 UTC with milliseconds",
+        arguments: [
+            (Int64(0), "1970-01-01T00:00:00.000Z"),
+            (Int64(1_795_000_000_123), "2026-11-18T11:06:40.123Z"),
+            (Int64(951_782_400_000), "2000-02-29T00:00:00.000Z"),
+            (Int64(-1), "1969-12-31T23:59:59.999Z"),
+        ])
     func printing(ms: Int64, text: String) {
         #expect(Timestamp(milliseconds: ms).description == text)
         #expect(Timestamp(iso8601: text)?.milliseconds == ms)
@@ -29,9 +32,11 @@ struct TimestampAndIdTests {
         #expect(Timestamp(iso8601: "2026-11-30T01:21:25.123456789Z")?.milliseconds == Timestamp(iso8601: "2026-11-30T01:21:25.123Z")?.milliseconds)
     }
 
-    @Test("durations accept seconds and s/m/h/d units", arguments: [
-        ("90", Int64(90)), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("7d", 604_800), (" 2h ", 7200),
-    ])
+    @Test(
+        "durations accept seconds and s/m/h/d units",
+        arguments: [
+            ("90", Int64(90)), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("7d", 604_800), (" 2h ", 7200),
+        ])
     func durations(text: String, seconds: Int64) {
         #expect(DurationText.seconds(text) == seconds)
     }
@@ -41,11 +46,13 @@ struct TimestampAndIdTests {
         #expect(DurationText.seconds(text) == nil)
     }
 
-    @Test("trimming removes leading and trailing Unicode whitespace and keeps the rest, scalar for scalar", arguments: [
-        ("", ""), ("   ", ""), (" \t\n\r", ""), ("x", "x"), ("  a b  ", "a b"),
-        ("\u{00A0}\u{2003}key\u{3000}\n", "key"), ("\u{200B}x", "\u{200B}x"),
-        ("e\u{301} ", "e\u{301}"), (" \u{301}x", "\u{301}x"), ("\u{1F600} \u{1F600}\t", "\u{1F600} \u{1F600}"),
-    ])
+    @Test(
+        "trimming removes leading and trailing Unicode whitespace and keeps the rest, scalar for scalar",
+        arguments: [
+            ("", ""), ("   ", ""), (" \t\n\r", ""), ("x", "x"), ("  a b  ", "a b"),
+            ("\u{00A0}\u{2003}key\u{3000}\n", "key"), ("\u{200B}x", "\u{200B}x"),
+            ("e\u{301} ", "e\u{301}"), (" \u{301}x", "\u{301}x"), ("\u{1F600} \u{1F600}\t", "\u{1F600} \u{1F600}"),
+        ])
     func trimming(text: String, trimmed: String) {
         #expect(Array(text.trimmingWhitespace().unicodeScalars) == Array(trimmed.unicodeScalars))
     }
@@ -90,15 +97,17 @@ struct OwnerKeyTests {
         #expect(try OwnerKey.validate(String(repeating: "é", count: 512)).utf8.count == 1024)
     }
 
-    @Test("link names percent-encode unsafe bytes and a leading dot or dash", arguments: [
-        ("session-1", "session-1"),
-        ("team/a b", "team%2Fa%20b"),
-        (".hidden", "%2Ehidden"),
-        ("-x", "%2Dx"),
-        ("a.b_c:d@e+f-g", "a.b_c:d@e+f-g"),
-        ("é", "%C3%A9"),
-        ("%", "%25"),
-    ])
+    @Test(
+        "link names percent-encode unsafe bytes and a leading dot or dash",
+        arguments: [
+            ("session-1", "session-1"),
+            ("team/a b", "team%2Fa%20b"),
+            (".hidden", "%2Ehidden"),
+            ("-x", "%2Dx"),
+            ("a.b_c:d@e+f-g", "a.b_c:d@e+f-g"),
+            ("é", "%C3%A9"),
+            ("%", "%25"),
+        ])
     func linkNames(key: String, name: String) {
         #expect(OwnerKey.linkName(key) == name)
     }
@@ -114,7 +123,9 @@ struct OwnerKeyTests {
     func sha256() {
         #expect(SHA256.hex([]) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         #expect(SHA256.hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(
+            SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 
     @Test("sanitising replaces control and bidi characters")

@@ -1,10 +1,11 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
 import Glibc
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// A spool where flows can be made as of any time in the past.
 struct AgedSpool {
@@ -18,10 +19,14 @@ struct AgedSpool {
 
     /// Creates a flow as it would have been made `age` seconds ago, with tasks of these statuses.
     @discardableResult
-    func flow(_ owner: String, managed: Bool = true, status: FlowStatus = .running, tasks: [TaskStatus] = [], age: Int64, edit: (inout FlowRecord, [TaskRecord]) -> Void = { _, _ in }) throws -> FlowSnapshot {
+    func flow(
+        _ owner: String, managed: Bool = true, status: FlowStatus = .running, tasks: [TaskStatus] = [], age: Int64,
+        edit: (inout FlowRecord, [TaskRecord]) -> Void = { _, _ in }
+    ) throws -> FlowSnapshot {
         let at = ago(age)
         let id = Spool.newId(at: at)
-        var flow = FlowRecord(flowId: id, syncMode: managed ? .managed : .taskMirrored, ownerKey: owner, controllerId: managed ? "ctl" : nil, status: status, goal: "g", at: at)
+        var flow = FlowRecord(
+            flowId: id, syncMode: managed ? .managed : .taskMirrored, ownerKey: owner, controllerId: managed ? "ctl" : nil, status: status, goal: "g", at: at)
         let records = tasks.map { TaskRecord(taskId: Spool.newId(at: at), flowId: id, ownerKey: owner, runtime: "cron", status: $0, at: at) }
         let terminal: Set<FlowStatus> = [.succeeded, .failed, .cancelled, .lost]
         if terminal.contains(status) || (!managed && records.contains { $0.status.isTerminal }) { flow.setTimestamp(.endedAt, at) }
@@ -131,7 +136,10 @@ struct MaintenanceTests {
 
         let before = try FileManager.default.subpathsOfDirectory(atPath: s.tmp.path).sorted()
         let plan = s.spool.planMaintenance(try s.spool.scan(), policy: policy)
-        #expect(actions(plan) == ["cap_rejected", "end_orphaned", "end_orphaned", "fail_blocked_missing", "finalise_cancel", "fix_timestamps", "mark_lost", "prune", "sweep_temp"])
+        #expect(
+            actions(plan) == [
+                "cap_rejected", "end_orphaned", "end_orphaned", "fail_blocked_missing", "finalise_cancel", "fix_timestamps", "mark_lost", "prune", "sweep_temp",
+            ])
         let after = try FileManager.default.subpathsOfDirectory(atPath: s.tmp.path).sorted()
         #expect(after == before, "the preview wrote nothing")
 
@@ -149,12 +157,16 @@ struct MaintenanceTests {
         #expect(!s.spool.flowExists(old.flow.flowId) && s.spool.flowExists(newer.flow.flowId))
         #expect(s.spool.flowId(forOwner: "keeper") == newer.flow.flowId)
         #expect(!FileManager.default.fileExists(atPath: temp))
-        #expect(!FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json")) && !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json.reason")))
+        #expect(
+            !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json"))
+                && !FileManager.default.fileExists(atPath: s.tmp.file("rejected/bad.json.reason")))
         #expect(FileManager.default.fileExists(atPath: s.tmp.file("rejected/dated.json")), "refused just now, whatever its own date")
         let log = try String(contentsOfFile: s.tmp.file("flows/\(orphanFailed.flow.flowId)/events.jsonl"), encoding: .utf8)
         #expect(log.contains(#""event":"repair""#) && log.contains(#""action":"end_orphaned""#) && log.contains(#""source":"maintenance""#))
         let swept = try String(contentsOfFile: s.tmp.file("flows/\(fresh.flow.flowId)/events.jsonl"), encoding: .utf8)
-        #expect(swept.contains(#""action":"sweep_temp""#) && swept.contains(".manifest.json.999999.x.tmp"), "the sweep in a flow's directory is in its history: \(swept)")
+        #expect(
+            swept.contains(#""action":"sweep_temp""#) && swept.contains(".manifest.json.999999.x.tmp"),
+            "the sweep in a flow's directory is in its history: \(swept)")
         let report = try s.spool.fsck(repair: false)
         #expect(report.findings.isEmpty, "\(report.findings)")
         #expect(s.spool.planMaintenance(try s.spool.scan(), policy: policy).isEmpty, "nothing left to do")
@@ -196,7 +208,10 @@ struct MaintenanceTests {
             let id = Spool.newId(at: at)
             let live = i % 10 == 0
             let task = TaskRecord(taskId: Spool.newId(at: at), flowId: id, ownerKey: "o\(i)", runtime: "cron", status: live ? .running : .succeeded, at: at)
-            drafts.append(FlowDraft(flow: FlowRecord(flowId: id, syncMode: .taskMirrored, ownerKey: "o\(i)", controllerId: nil, status: .queued, goal: nil, at: at), tasks: [task], source: "test"))
+            drafts.append(
+                FlowDraft(
+                    flow: FlowRecord(flowId: id, syncMode: .taskMirrored, ownerKey: "o\(i)", controllerId: nil, status: .queued, goal: nil, at: at),
+                    tasks: [task], source: "test"))
             if i % 5 == 0 { kept.insert(id) } else { old.insert(id) }
         }
         for chunk in stride(from: 0, to: drafts.count, by: 500) {
@@ -220,7 +235,8 @@ struct MaintenanceTests {
 @Suite("The run index")
 struct RunIndexTests {
     func runTask(_ spool: Spool, owner: String, runId: String) throws -> (flowId: String, taskId: String) {
-        let (snap, taskId) = try spool.addTaskInNewFlow(ownerKey: owner, task: NewTask(runtime: "subagent", status: .running, fields: ["runId": .string(runId)]), goal: nil, source: "test")
+        let (snap, taskId) = try spool.addTaskInNewFlow(
+            ownerKey: owner, task: NewTask(runtime: "subagent", status: .running, fields: ["runId": .string(runId)]), goal: nil, source: "test")
         return (snap.flow.flowId, taskId)
     }
 

@@ -1,10 +1,11 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
 import Glibc
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// Starts `/bin/sh -c script` in its own process group and returns its pid.
 func spawnShell(_ script: String, environment: [String: String]) -> pid_t {
@@ -41,12 +42,12 @@ struct ConcurrencyTests {
         let flow = tmp.value(["flows", "create", "--owner", "shared", "--goal", "g", "--controller", "c", "--running"])
         let perWriter = 6
         let script = """
-        for i in $(seq 1 \(perWriter)); do
-          id=$("$CLAWFLOW" --spool "$SPOOL" tasks add "$FLOW" --runtime worker --label "w$W-$i") || exit 1
-          "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status running >/dev/null || exit 2
-          "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded --summary "w$W-$i" >/dev/null || exit 3
-        done
-        """
+            for i in $(seq 1 \(perWriter)); do
+              id=$("$CLAWFLOW" --spool "$SPOOL" tasks add "$FLOW" --runtime worker --label "w$W-$i") || exit 1
+              "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status running >/dev/null || exit 2
+              "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded --summary "w$W-$i" >/dev/null || exit 3
+            done
+            """
         let pids = (1...8).map { w in
             spawnShell(script, environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path, "FLOW": flow, "W": String(w)])
         }
@@ -66,11 +67,11 @@ struct ConcurrencyTests {
     func concurrentOwners() throws {
         let tmp = TemporarySpool()
         let script = """
-        for i in 1 2 3 4 5; do
-          id=$("$CLAWFLOW" --spool "$SPOOL" tasks add --owner "owner-$(( (W + i) % 3 ))" --runtime cron --status running) || exit 1
-          if [ $(( i % 2 )) = 0 ]; then "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded >/dev/null || exit 2; fi
-        done
-        """
+            for i in 1 2 3 4 5; do
+              id=$("$CLAWFLOW" --spool "$SPOOL" tasks add --owner "owner-$(( (W + i) % 3 ))" --runtime cron --status running) || exit 1
+              if [ $(( i % 2 )) = 0 ]; then "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded >/dev/null || exit 2; fi
+            done
+            """
         let pids = (1...8).map { w in spawnShell(script, environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path, "W": String(w)]) }
         for pid in pids { #expect(reap(pid) == 0) }
         let spool = try Spool.open(at: FilePath(tmp.path))
@@ -91,15 +92,15 @@ struct CrashTests {
         let managed = tmp.value(["flows", "create", "--owner", "crash-managed", "--goal", "g", "--controller", "c", "--running"])
         // Each writer does several writes and acknowledges each one after clawflow reported it done.
         let script = """
-        id=$("$CLAWFLOW" --spool "$SPOOL" tasks add --owner "crash-$(( N % 7 ))" --runtime cron --status running) || exit 0
-        echo "running $id" >> "$ACKS"
-        "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded >/dev/null || exit 0
-        echo "succeeded $id" >> "$ACKS"
-        lid=$("$CLAWFLOW" --spool "$SPOOL" tasks add "$FLOW" --runtime worker --status running) || exit 0
-        echo "running $lid" >> "$ACKS"
-        "$CLAWFLOW" --spool "$SPOOL" tasks set "$lid" --status failed >/dev/null || exit 0
-        echo "failed $lid" >> "$ACKS"
-        """
+            id=$("$CLAWFLOW" --spool "$SPOOL" tasks add --owner "crash-$(( N % 7 ))" --runtime cron --status running) || exit 0
+            echo "running $id" >> "$ACKS"
+            "$CLAWFLOW" --spool "$SPOOL" tasks set "$id" --status succeeded >/dev/null || exit 0
+            echo "succeeded $id" >> "$ACKS"
+            lid=$("$CLAWFLOW" --spool "$SPOOL" tasks add "$FLOW" --runtime worker --status running) || exit 0
+            echo "running $lid" >> "$ACKS"
+            "$CLAWFLOW" --spool "$SPOOL" tasks set "$lid" --status failed >/dev/null || exit 0
+            echo "failed $lid" >> "$ACKS"
+            """
         var generator = SystemRandomNumberGenerator()
         for n in 0..<200 {
             let pid = spawnShell(script, environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path, "ACKS": acks, "FLOW": managed, "N": String(n)])
@@ -160,7 +161,11 @@ struct InjectedCrashTests {
             for args in writes + [["ingest"]] {
                 let strace = Process()
                 strace.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
-                strace.arguments = ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool", tmp.path] + args
+                strace.arguments =
+                    [
+                        "-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool",
+                        tmp.path,
+                    ] + args
                 strace.standardOutput = FileHandle.nullDevice
                 strace.standardError = FileHandle.nullDevice
                 try strace.run()

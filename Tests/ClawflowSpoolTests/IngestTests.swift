@@ -1,10 +1,11 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
 import Glibc
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// A spool with helpers to drop files the way another program would.
 struct DropFixture {
@@ -57,7 +58,8 @@ struct IngestTests {
     @Test("a task drop with parentFlowId and a chosen taskId joins that flow; updates find it by taskId")
     func linkedWithChosenId() throws {
         let f = try DropFixture()
-        let flow = try f.spool.createManagedFlow(ownerKey: "s2", goal: "g", controllerId: "c", running: true, step: nil, stateJson: nil, source: "test").flow.flowId
+        let flow = try f.spool.createManagedFlow(ownerKey: "s2", goal: "g", controllerId: "c", running: true, step: nil, stateJson: nil, source: "test").flow
+            .flowId
         let chosen = "0b5f7f3e-1d2c-4b8a-9e6f-123456789abc"
         try f.drop("a", #"{"kind":"task","parentFlowId":"\#(flow)","taskId":"\#(chosen)","runtime":"subagent"}"#)
         try f.drop("b", #"{"kind":"task-update","taskId":"\#(chosen)","status":"running","progressSummary":"half"}"#)
@@ -208,7 +210,8 @@ struct IngestTests {
         let audit = Clawflow.run(["--spool", f.tmp.path, "audit", "--json"])
         let document = (try? JSONSerialization.jsonObject(with: Data(audit.stdout.utf8))) as? [String: Any]
         let findings = (document?["findings"] as? [[String: Any]]) ?? []
-        #expect(findings.contains { $0["code"] as? String == "rejected_drops" && ($0["message"] as? String)?.contains("repeated_name") == true }, "\(audit.stdout)")
+        #expect(
+            findings.contains { $0["code"] as? String == "rejected_drops" && ($0["message"] as? String)?.contains("repeated_name") == true }, "\(audit.stdout)")
     }
 
     @Test("a claim whose drop still has its own name in incoming/new (a power cut kept both) is finished, not refused as a hard link")
@@ -419,7 +422,9 @@ struct IngestCrashTests {
     /// transaction's barriers are syncfs calls), its renames, claims, records and staging.
     static let batchSteps = ["syncfs", "renameat2", "linkat", "symlinkat", "mkdirat", "openat", "unlinkat"]
 
-    @Test("a batch of new-flow drops killed at the N-th flush, rename, link or file of its transaction is applied exactly once by the next pass", arguments: batchSteps)
+    @Test(
+        "a batch of new-flow drops killed at the N-th flush, rename, link or file of its transaction is applied exactly once by the next pass",
+        arguments: batchSteps)
     func killedBatch(syscall: String) throws {
         let f = try DropFixture()
         let count = 12  // over Spool.groupCommitMinimum: one grouped transaction
@@ -433,7 +438,12 @@ struct IngestCrashTests {
                 try f.drop("b\(n)-\(i)", #"{"kind":"task","ownerKey":"b\#(n)-\#(i)","runtime":"cron","runId":"b\#(n)-\#(i)"}"#)
             }
             made += count
-            let r = runProgram("/usr/bin/strace", ["-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
+            let r = runProgram(
+                "/usr/bin/strace",
+                [
+                    "-f", "-o", "/dev/null", "-e", "trace=\(syscall)", "-e", "inject=\(syscall):signal=KILL:when=\(n)", "--", Clawflow.binary, "--spool",
+                    f.tmp.path, "ingest",
+                ])
             let report = try f.spool.fsck(repair: false)
             #expect(report.findings.isEmpty, "after a kill at \(syscall) #\(n): \(report.findings)")
             if r.status == 0 { break }
@@ -456,7 +466,12 @@ struct IngestCrashTests {
     static func tracedIngest(_ f: DropFixture) throws -> [String] {
         let trace = f.tmp.path + ".trace"
         defer { try? FileManager.default.removeItem(atPath: trace) }
-        let r = runProgram("/usr/bin/strace", ["-f", "-qq", "-y", "-e", "trace=fsync,openat,renameat,renameat2,symlinkat,unlinkat,linkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "ingest"])
+        let r = runProgram(
+            "/usr/bin/strace",
+            [
+                "-f", "-qq", "-y", "-e", "trace=fsync,openat,renameat,renameat2,symlinkat,unlinkat,linkat", "-o", trace, "--", Clawflow.binary, "--spool",
+                f.tmp.path, "ingest",
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         return try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").map(String.init)
     }

@@ -1,9 +1,10 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Glibc
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// A running command task whose supervisor is `supervisor` (and whose command is no process).
 private func commandFlow(_ spool: Spool, supervisor: ProcessIdentity) throws -> (flowId: String, taskId: String) {

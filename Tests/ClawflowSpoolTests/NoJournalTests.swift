@@ -1,10 +1,11 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
 import Glibc
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// Writes on an ext4 made without a journal, where metadata is written back in no order
 /// (`MetadataOrdering`; bench/powercut found each of these gaps with real power cuts).
@@ -63,14 +64,17 @@ struct NoJournalTests {
         let fs = try ScratchExt4(journal: false)
         let spool = fs.path + "/spool"
         #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
-        for (i, body) in [#"{"kind":"task","ownerKey":"p","runtime":"cron","runId":"held"}"#, #"{"kind":"task-update","runId":"held","status":"running"}"#].enumerated() {
+        for (i, body) in [#"{"kind":"task","ownerKey":"p","runtime":"cron","runId":"held"}"#, #"{"kind":"task-update","runId":"held","status":"running"}"#]
+            .enumerated()
+        {
             let name = "d-\(i).json"
             try body.write(toFile: spool + "/incoming/tmp/" + name, atomically: false, encoding: .utf8)
             #expect(rename(spool + "/incoming/tmp/" + name, spool + "/incoming/new/" + name) == 0)
             let lines = try Self.traced(spool, ["ingest"], calls: "openat,close,fsync,unlinkat")
             let removed = try #require(lines.firstIndex { $0.contains("unlinkat(") && $0.contains("incoming/claimed>") && $0.contains(name + "#") })
             let held = try #require(lines[..<removed].lastIndex { $0.contains("openat(") && $0.contains("incoming/claimed>") && $0.contains(name + "#") })
-            let released = try #require(lines.firstIndex { $0.contains("close(") && $0.contains("/incoming/claimed/" + name + "#") && $0.contains("(deleted)") })
+            let released = try #require(
+                lines.firstIndex { $0.contains("close(") && $0.contains("/incoming/claimed/" + name + "#") && $0.contains("(deleted)") })
             for dir in ["incoming/new>", "incoming/claimed>", "incoming/tmp>"] {
                 let flush = try #require(lines[removed...].firstIndex { $0.contains("fsync(") && $0.contains(dir) }, "\(dir) \(lines)")
                 #expect(held < removed && flush < released, "\(dir) \(lines)")
@@ -102,7 +106,8 @@ struct NoJournalTests {
         // Nor is a finished drop held open, nor the drop box flushed once more.
         try #"{"kind":"task","ownerKey":"p","runtime":"cron"}"#.write(toFile: spool + "/incoming/new/d.json", atomically: false, encoding: .utf8)
         lines = try Self.traced(spool, ["ingest"], calls: "openat,fsync,syncfs")
-        #expect(!lines.contains { $0.contains("syncfs(") || ($0.contains("openat(") && $0.contains("incoming/claimed>") && $0.contains("d.json#")) }, "\(lines)")
+        #expect(
+            !lines.contains { $0.contains("syncfs(") || ($0.contains("openat(") && $0.contains("incoming/claimed>") && $0.contains("d.json#")) }, "\(lines)")
         #expect(!lines.contains { $0.contains("fsync(") && ($0.contains("incoming/new>") || $0.contains("incoming/tmp>")) }, "\(lines)")
     }
 }

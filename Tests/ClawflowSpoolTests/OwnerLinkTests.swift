@@ -1,9 +1,10 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
 import Foundation
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 @Suite("Owner links follow the lookup rule")
 struct OwnerLinkTests {
@@ -134,7 +135,12 @@ struct OwnerLinkTests {
         // The links `tasks add` makes, from a trace of its symlinkat calls.
         let trace = f.tmp.path + ".trace"
         defer { try? FileManager.default.removeItem(atPath: trace) }
-        let traced = runProgram("/usr/bin/strace", ["-f", "-qq", "-e", "trace=symlinkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "tasks", "add", "--owner", "k", "--runtime", "cron"])
+        let traced = runProgram(
+            "/usr/bin/strace",
+            [
+                "-f", "-qq", "-e", "trace=symlinkat", "-o", trace, "--", Clawflow.binary, "--spool", f.tmp.path, "tasks", "add", "--owner", "k", "--runtime",
+                "cron",
+            ])
         #expect(traced.status == 0, "\(traced.stderr)")
         let calls = try String(contentsOfFile: trace, encoding: .utf8)
         #expect(!calls.contains("\".k.next\""), "\(calls)")

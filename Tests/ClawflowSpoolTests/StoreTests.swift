@@ -1,12 +1,13 @@
 import ClawflowModel
-@testable import ClawflowSpool
 import ClawflowTestSupport
-import Foundation
 import Dispatch
+import Foundation
 import Glibc
 import Synchronization
 import SystemPackage
 import Testing
+
+@testable import ClawflowSpool
 
 /// Names in a directory, sorted.
 func names(_ path: String) -> [String] {
@@ -86,7 +87,8 @@ struct DurableWriteTests {
         let spool = try Spool.open(at: FilePath(tmp.path))
         var barrier = FlushSet()
         for n in 0..<12 {
-            try DurableFile.create(in: spool.staging.fd!, name: "f\(n)", bytes: Array("\(n)".utf8), directoryPath: spool.root.appending("tmp"), barrier: &barrier)
+            try DurableFile.create(
+                in: spool.staging.fd!, name: "f\(n)", bytes: Array("\(n)".utf8), directoryPath: spool.root.appending("tmp"), barrier: &barrier)
         }
         barrier.add(directory: spool.staging.fd!, spool.root.appending("tmp"))
         barrier.add(directory: spool.staging.fd!, spool.root.appending("tmp"))  // once is enough
@@ -95,7 +97,9 @@ struct DurableWriteTests {
         #expect(names(tmp.file("tmp")) == (0..<12).map { "f\($0)" }.sorted())
         // The spool's own descriptor is still open; the files' descriptors are closed.
         #expect(fcntl(spool.staging.fd!.rawValue, F_GETFD) >= 0)
-        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)") }
+        let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")
+        }
         #expect(!open.contains { $0.hasPrefix(tmp.file("tmp/f")) })
     }
 

@@ -48,7 +48,8 @@ public final class TemporarySpool: Sendable {
     public func json(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) -> [String: Any] {
         let r = run(arguments + ["--json"])
         guard let data = r.stdout.data(using: .utf8),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else {
             Issue.record("clawflow \(arguments.joined(separator: " ")) --json printed no JSON object: \(r.stdout) \(r.stderr)", sourceLocation: sourceLocation)
             return [:]
         }
@@ -106,7 +107,9 @@ public func runProgram(_ executable: String, _ arguments: [String], set: [String
     for (k, v) in set { env[k] = v }
     for k in unset { env.removeValue(forKey: k) }
     process.environment = env
-    let out = Pipe(), err = Pipe(), input = Pipe()
+    let out = Pipe()
+    let err = Pipe()
+    let input = Pipe()
     process.standardOutput = out
     process.standardError = err
     process.standardInput = input

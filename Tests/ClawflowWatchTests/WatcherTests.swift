@@ -1,13 +1,14 @@
 import ClawflowModel
 import ClawflowSpool
-@testable import ClawflowWatch
 import ClawflowTestSupport
 import Foundation
 import Glibc
 import Logging
-import SystemPackage
 import Synchronization
+import SystemPackage
 import Testing
+
+@testable import ClawflowWatch
 
 /// A `clawflow watch` process on a temporary spool, its stderr captured in a file.
 final class WatcherProcess {
@@ -59,7 +60,10 @@ final class WatcherProcess {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 }
 
@@ -212,7 +216,9 @@ struct WatcherTests {
         #expect(inotify.allSatisfy { $0 < 1024 })
         if let fd = inotify.first {
             let info = (try? String(contentsOfFile: "/proc/\(pid)/fdinfo/\(fd)", encoding: .utf8)) ?? ""
-            let flags = info.split(separator: "\n").first { $0.hasPrefix("flags:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) } ?? 0
+            let flags =
+                info.split(separator: "\n").first { $0.hasPrefix("flags:") }.flatMap { Int($0.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) }
+                ?? 0
             #expect(flags & Int(O_CLOEXEC) != 0, "flags \(String(flags, radix: 8))")
         }
         // It still works.

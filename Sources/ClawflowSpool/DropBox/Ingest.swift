@@ -132,7 +132,11 @@ extension Spool {
         // that a writer that reuses names learns it instead of losing its reports.
         if let record = box.appliedRecord(Layout.appliedRecordName(name, uid: drop.uid), now: now), flowExists(record.flowId) {
             if let digest = record.digest, digest != drop.digest {
-                try reject(name: name, from: box.new, box: box, code: "repeated_name", message: "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)", report: &report)
+                try reject(
+                    name: name, from: box.new, box: box, code: "repeated_name",
+                    message:
+                        "the name \(name) was applied to flow \(record.flowId) in the last 7 days with other content, so this drop was not applied; a drop's name is its idempotency key, so give every drop a name of its own (put a counter or a timestamp in it)",
+                    report: &report)
                 return .done
             }
             _ = try? mutate(flow: record.flowId, source: "drop:" + name) { (change) throws(SpoolError) in
@@ -261,7 +265,8 @@ extension Spool {
         let dir = directory ?? box.new
         let dropName = Claim(fileName: name)?.name ?? name
         guard DropName.isValid(dropName) else {
-            throw DropRejection(code: "bad_name", message: "the name \"\(sanitized(dropName))\" breaks the drop name rule [A-Za-z0-9._-]{1,128}, not starting with a dot")
+            throw DropRejection(
+                code: "bad_name", message: "the name \"\(sanitized(dropName))\" breaks the drop name rule [A-Za-z0-9._-]{1,128}, not starting with a dot")
         }
         var st = try dir.statusAt(name)
         guard st.kind == .regular else {
@@ -274,7 +279,8 @@ extension Spool {
         // half undone by a power cut where metadata is not ordered (spool-layout.md, "Drop box").
         if st.linkCount > claimLinks, box.removeRenameLeftover(dropName, of: st) { st = try dir.statusAt(name) }
         guard st.linkCount == claimLinks else {
-            throw DropRejection(code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
+            throw DropRejection(
+                code: "hard_link", message: "the drop has \(st.linkCount) hard links; a drop must be a file of its own (write it, then rename it)")
         }
         guard st.size <= Spool.dropLimit else {
             throw DropRejection(code: "too_large", message: "the drop is \(st.size) bytes, over the \(Spool.dropLimit)-byte limit")
@@ -282,7 +288,8 @@ extension Spool {
         let fd: FileDescriptor
         do { fd = try dir.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             if error == .permissionDenied || error == .notPermitted {
-                throw DropRejection(code: "unreadable", message: "clawflow cannot read the drop (\(error)); make it readable by the spool's owner, mode 0644 or 0640")
+                throw DropRejection(
+                    code: "unreadable", message: "clawflow cannot read the drop (\(error)); make it readable by the spool's owner, mode 0644 or 0640")
             }
             throw error
         }
@@ -423,32 +430,36 @@ extension Spool {
     /// user's drops, and no update may make its task's record unreadable.
     private func update(_ update: Drop.UpdateDrop, claim: Claim, source: String, in tx: Transaction, refusal: inout DropRejection?) throws(SpoolError) {
         _ = try change(flow: claim.flowId, source: source, in: tx) { (change) throws(SpoolError) in
-                guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
-                if task.lastDrop == claim.name { return }  // replay of an applied drop
-                if task.isCommand {
-                    refusal = DropRejection(code: "command_task", message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
-                    return
-                }
-                let reporter = task.dropUid.map(UInt32.init(truncatingIfNeeded:))
-                if reporter != claim.uid {
-                    let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
-                    refusal = DropRejection(code: "not_reporter", message: "task \(claim.taskId) was reported by \(who); a drop of \(claim.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
-                    return
-                }
-                switch Rules.apply(update.update, to: &task, at: change.now) {
-                case .applied:
-                    task.lastDrop = claim.name
-                    if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
-                        refusal = DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
-                        return
-                    }
-                    change.tasks[claim.taskId] = task
-                case .ignored(let reason):
-                    var event: [String: JSON] = ["event": "ignored", "taskId": .string(claim.taskId), "reason": .string(reason), "drop": .string(claim.name)]
-                    if let s = update.update.status { event["status"] = .string(s.rawValue) }
-                    change.log(event)
-                }
+            guard var task = change.tasks[claim.taskId] else { throw taskNotFound(claim.taskId) }
+            if task.lastDrop == claim.name { return }  // replay of an applied drop
+            if task.isCommand {
+                refusal = DropRejection(
+                    code: "command_task",
+                    message: "task \(claim.taskId) is a command clawflow runs (runtime cli); its state is recorded by its supervisor, not by drops")
+                return
             }
+            let reporter = task.dropUid.map(UInt32.init(truncatingIfNeeded:))
+            if reporter != claim.uid {
+                let who = reporter.map { "uid \($0)" } ?? "the spool's owner"
+                refusal = DropRejection(
+                    code: "not_reporter",
+                    message: "task \(claim.taskId) was reported by \(who); a drop of \(claim.uid.map { "uid \($0)" } ?? "the spool's owner") may not change it")
+                return
+            }
+            switch Rules.apply(update.update, to: &task, at: change.now) {
+            case .applied:
+                task.lastDrop = claim.name
+                if let problem = Spool.unreadableProblem(task, bytes: task.fileBytes()) {
+                    refusal = DropRejection(code: "too_large", message: "task \(claim.taskId) with this update \(problem)")
+                    return
+                }
+                change.tasks[claim.taskId] = task
+            case .ignored(let reason):
+                var event: [String: JSON] = ["event": "ignored", "taskId": .string(claim.taskId), "reason": .string(reason), "drop": .string(claim.name)]
+                if let s = update.update.status { event["status"] = .string(s.rawValue) }
+                change.log(event)
+            }
+        }
     }
 
     // MARK: - Rejecting
@@ -462,7 +473,9 @@ extension Spool {
         try box.forgetApplied(claim)
     }
 
-    private func reject(name: String, from dir: FileDescriptor, box: DropBox, code: String, message: String, report: inout IngestReport, originalName: String? = nil) throws(SpoolError) {
+    private func reject(
+        name: String, from dir: FileDescriptor, box: DropBox, code: String, message: String, report: inout IngestReport, originalName: String? = nil
+    ) throws(SpoolError) {
         let shown = originalName ?? name
         let base = DropName.isValid(shown) ? shown : "badname-" + SHA256.hex(Array(shown.utf8)).prefix(16)
         guard let st = try? dir.statusAt(name) else { return }  // vanished meanwhile
@@ -483,24 +496,29 @@ extension Spool {
             if st.kind == .regular, let bytes = box.readPrefix(name, in: dir, limit: Spool.dropLimit) {
                 target = try box.keep(bytes, base: base)
                 try? dir.removeAt(name)
-                note = " The file belonged to uid \(st.owner), so its bytes were copied here" + (Int64(bytes.count) < st.size ? " (the first \(bytes.count) of \(st.size))" : "") + " and it was removed from the drop box."
+                note =
+                    " The file belonged to uid \(st.owner), so its bytes were copied here"
+                    + (Int64(bytes.count) < st.size ? " (the first \(bytes.count) of \(st.size))" : "") + " and it was removed from the drop box."
             } else if (try? dir.removeAt(name, directory: st.kind == .directory)) != nil {
                 target = try box.keep([], base: base)
                 note = " It was a \(st.kind.word) of uid \(st.owner), which clawflow does not keep: it was removed from the drop box."
             } else {
                 target = try box.keep([], base: marker)
                 leftInPlace = true
-                note = " It is a \(st.kind.word) of uid \(st.owner) that clawflow can neither read, move nor remove: it is left in \(dir == box.new ? "incoming/new" : "incoming/claimed") and not looked at again."
+                note =
+                    " It is a \(st.kind.word) of uid \(st.owner) that clawflow can neither read, move nor remove: it is left in \(dir == box.new ? "incoming/new" : "incoming/claimed") and not looked at again."
             }
         }
-        var reason: [String: JSON] = ["code": .string(code), "message": .string(message + note), "name": .string(shown), "at": .string(Spool.now().description)]
+        var reason: [String: JSON] = [
+            "code": .string(code), "message": .string(message + note), "name": .string(shown), "at": .string(Spool.now().description),
+        ]
         if leftInPlace { reason["inode"] = .int(Int64(st.inode)) }
-        try DurableFile.replace(in: box.rejected, name: target + ".reason", bytes: Array((JSON.object(JSONObject(reason)).pretty() + "\n").utf8), directoryPath: box.rejectedPath)
+        try DurableFile.replace(
+            in: box.rejected, name: target + ".reason", bytes: Array((JSON.object(JSONObject(reason)).pretty() + "\n").utf8), directoryPath: box.rejectedPath)
         try DurableFile.sync(dir, box.newPath)
         report.rejected += 1
     }
 }
-
 
 /// A claimed drop's file name in `incoming/claimed/`: `<name>#<taskId>#<flowId>` ('#' never
 /// occurs in a drop name).
@@ -580,7 +598,8 @@ struct DropBox {
     /// applied (nil in a record of an older clawflow), or nil.
     func appliedRecord(_ name: String, now: Timestamp) -> (flowId: String, digest: String?)? {
         guard let st = try? applied.statusAt(name), now.milliseconds - st.modifiedMilliseconds < Spool.repeatWindowMilliseconds,
-              let text = try? applied.readLinkAt(name) else { return nil }
+            let text = try? applied.readLinkAt(name)
+        else { return nil }
         return Layout.appliedRecord(text)
     }
 
@@ -613,7 +632,7 @@ struct DropBox {
         do {
             do {
                 try new.linkAt(claim.name, to: claimed, claim.fileName)
-            } catch where error == .notPermitted {
+            } catch  where error == .notPermitted {
                 // Another user's file, which the kernel will not let us link
                 // (fs.protected_hardlinks): it is claimed by a rename instead.
                 try new.renameAt(claim.name, to: claimed, claim.fileName, flags: .noReplace)

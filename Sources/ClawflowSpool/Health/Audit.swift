@@ -42,19 +42,21 @@ extension Spool {
             switch result {
             case .success(let snap):
                 let id = snap.flow.flowId
-                let findings = AuditRules.findings(flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, manifest: self.flowPath(id).appending(Layout.manifest).string,
-                                                   taskPath: { self.tasksPath(id).appending(Layout.taskFile($0)).string }, isLive: Spool.supervisorRuns)
+                let findings = AuditRules.findings(
+                    flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, manifest: self.flowPath(id).appending(Layout.manifest).string,
+                    taskPath: { self.tasksPath(id).appending(Layout.taskFile($0)).string }, isLive: Spool.supervisorRuns)
                 return (OwnerClaim(snap.flow, readingLinkIn: self.ownersFD), findings, snap.problems, snap.debris)
             case .failure(let error):
                 return (nil, [], [RecordProblem(path: error.path ?? self.path(.flows), message: error.message)], [])
             }
         }
         let unreadable = results.flatMap(\.2)
-        let unreadableFlows = Set(unreadable.compactMap { problem -> String? in
-            let parts = problem.path.components.map(\.string)
-            guard let i = parts.lastIndex(of: SpoolDirectory.flows.rawValue), i + 1 < parts.count else { return nil }
-            return parts[i + 1]
-        })
+        let unreadableFlows = Set(
+            unreadable.compactMap { problem -> String? in
+                let parts = problem.path.components.map(\.string)
+                guard let i = parts.lastIndex(of: SpoolDirectory.flows.rawValue), i + 1 < parts.count else { return nil }
+                return parts[i + 1]
+            })
         // The owner links on one side, the spool's other directories on the other.
         let spoolFindings = Mutex<[[AuditFinding]]>([[], []])
         DispatchQueue.concurrentPerform(iterations: 2) { side in
@@ -64,17 +66,30 @@ extension Spool {
                 self.checkOwnerLinks(results.compactMap(\.0), unreadable: unreadableFlows, into: &links)
                 for finding in links.findings {
                     let path = FilePath(finding.path)
-                    out.append(AuditFinding(.error, "bad_owner_link", kind: "spool", id: path.lastComponent?.string ?? "", path: finding.path, message: finding.message, ageSeconds: self.age(of: path, now: now)))
+                    out.append(
+                        AuditFinding(
+                            .error, "bad_owner_link", kind: "spool", id: path.lastComponent?.string ?? "", path: finding.path, message: finding.message,
+                            ageSeconds: self.age(of: path, now: now)))
                 }
             } else {
                 for problem in unreadable {
-                    out.append(AuditFinding(.error, "unparseable_record", kind: "spool", id: Spool.recordName(problem.path), path: problem.path.string, message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
+                    out.append(
+                        AuditFinding(
+                            .error, "unparseable_record", kind: "spool", id: Spool.recordName(problem.path), path: problem.path.string,
+                            message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
                 }
                 for path in results.flatMap(\.3) + self.strayTempFiles() {
-                    out.append(AuditFinding(.warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string, message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
+                    out.append(
+                        AuditFinding(
+                            .warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string,
+                            message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
                 }
                 for drop in self.rejectedDrops() {
-                    out.append(AuditFinding(.warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string, message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file", ageSeconds: (now.milliseconds - drop.refusedAt) / 1000))
+                    out.append(
+                        AuditFinding(
+                            .warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string,
+                            message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file",
+                            ageSeconds: (now.milliseconds - drop.refusedAt) / 1000))
                 }
             }
             spoolFindings.withLock { $0[side] = out }
@@ -102,11 +117,16 @@ extension Spool {
         var out: [FilePath] = []
         if let tmpFD = staging.fd {
             for entry in (try? tmpFD.entries()) ?? [] {
-                if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) { out.append(path(.staging).appending(entry.name)) }
+                if let pid = Layout.stagingPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tmpFD) {
+                    out.append(path(.staging).appending(entry.name))
+                }
             }
         }
-        let directories: [(FileDescriptor?, String)] = [(ownersFD, SpoolDirectory.owners.rawValue), (taskIndexFD, SpoolDirectory.taskIndex.rawValue), (rootFD, ""), (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue)]
-        for case let (fd?, path) in directories {
+        let directories: [(FileDescriptor?, String)] = [
+            (ownersFD, SpoolDirectory.owners.rawValue), (taskIndexFD, SpoolDirectory.taskIndex.rawValue), (rootFD, ""),
+            (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue),
+        ]
+        for case (let fd?, let path) in directories {
             for entry in (try? fd.entries()) ?? [] {
                 guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
                 out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))

@@ -47,7 +47,8 @@ extension Spool {
         for entry in entries.sorted(by: { $0.name < $1.name }) {
             let path = flowsPath.appending(entry.name)
             guard Identifier.isValid(entry.name) else {
-                report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is not a flow directory (its name is not a flow id)"))
+                report.findings.append(
+                    FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is not a flow directory (its name is not a flow id)"))
                 continue
             }
             let kind = (try? flowsFD.statusAt(entry.name))?.kind ?? entry.kind
@@ -66,17 +67,26 @@ extension Spool {
         // Derived directories may be missing (spool-layout.md, "Derived state"): readers then
         // scan, and the next writer to open the spool, or --repair, rebuilds them.
         for name in ["owners", "index/tasks", "index/owners", "index/runs"] where (try? rootFD.statusAt(name)) == nil {
-            report.notes.append(FsckFinding(code: "missing_derived", path: root.appending(name).string, message: "\(root.appending(name)) is missing; readers scan the records instead, and the next write or fsck --repair rebuilds it"))
+            report.notes.append(
+                FsckFinding(
+                    code: "missing_derived", path: root.appending(name).string,
+                    message: "\(root.appending(name)) is missing; readers scan the records instead, and the next write or fsck --repair rebuilds it"))
         }
         if ownersFD != nil { checkOwnerLinks(claims, unreadable: unreadable, into: &report) }
         checkIndexes(flowsByOwner, taskOwners, into: &report)
         checkRunIndex(taskOwners, taskRuns, into: &report)
         for entry in (try? staging.fd?.entries()) ?? [] {
-            report.notes.append(FsckFinding(code: "staging_debris", path: path(.staging).appending(entry.name).string, message: "an unfinished flow left in tmp/ by an interrupted creation"))
+            report.notes.append(
+                FsckFinding(
+                    code: "staging_debris", path: path(.staging).appending(entry.name).string,
+                    message: "an unfinished flow left in tmp/ by an interrupted creation"))
         }
     }
 
-    private func checkFlowDirectory(_ flowId: String, into report: inout FsckReport, flowsByOwner: inout [String: [FlowRecord]], taskOwners: inout [String: String], taskRuns: inout [String: String]) {
+    private func checkFlowDirectory(
+        _ flowId: String, into report: inout FsckReport, flowsByOwner: inout [String: [FlowRecord]], taskOwners: inout [String: String],
+        taskRuns: inout [String: String]
+    ) {
         let path = flowPath(flowId)
         guard let dir = try? flowsFD.openDirectoryAt(flowId) else {
             report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) cannot be opened as a directory"))
@@ -85,11 +95,12 @@ extension Spool {
         defer { dir.closeQuietly() }
         for entry in (try? dir.entries()) ?? [] {
             let kind = (try? dir.statusAt(entry.name))?.kind ?? entry.kind
-            let expected: FileKind? = switch entry.name {
-            case Layout.manifest, Layout.events: .regular
-            case Layout.tasks: .directory
-            default: nil
-            }
+            let expected: FileKind? =
+                switch entry.name {
+                case Layout.manifest, Layout.events: .regular
+                case Layout.tasks: .directory
+                default: nil
+                }
             classify(entry.name, in: dir, kind: kind, expected: expected, path: path.appending(entry.name), into: &report)
         }
         let flow: FlowRecord
@@ -102,7 +113,9 @@ extension Spool {
         if let tasksDir = try? dir.openDirectoryAt(Layout.tasks) {
             for entry in (try? tasksDir.entries()) ?? [] {
                 let kind = (try? tasksDir.statusAt(entry.name))?.kind ?? entry.kind
-                classify(entry.name, in: tasksDir, kind: kind, expected: Layout.taskId(fromTaskFile: entry.name) != nil ? .regular : nil, path: tasksPath.appending(entry.name), into: &report)
+                classify(
+                    entry.name, in: tasksDir, kind: kind, expected: Layout.taskId(fromTaskFile: entry.name) != nil ? .regular : nil,
+                    path: tasksPath.appending(entry.name), into: &report)
             }
             tasksDir.closeQuietly()
         } else {
@@ -124,10 +137,17 @@ extension Spool {
         }
         if problems.isEmpty, Rules.reconcile(flow, tasks: tasks, at: Spool.now()) != flow {
             if tasks.contains(where: { ($0.flowRevision ?? 0) > flow.revision }) {
-                report.notes.append(FsckFinding(code: "interrupted_write", path: path.appending(Layout.manifest).string, message: "a write to flow \(flowId) stopped between a task file and the manifest; the next write to the flow or fsck --repair completes it"))
+                report.notes.append(
+                    FsckFinding(
+                        code: "interrupted_write", path: path.appending(Layout.manifest).string,
+                        message:
+                            "a write to flow \(flowId) stopped between a task file and the manifest; the next write to the flow or fsck --repair completes it"))
                 return
             }
-            report.findings.append(FsckFinding(code: "derived_state", path: path.appending(Layout.manifest).string, message: "flow \(flowId) is \(flow.status.rawValue), which its tasks no longer support (mirroring or cancel finalisation is due)"))
+            report.findings.append(
+                FsckFinding(
+                    code: "derived_state", path: path.appending(Layout.manifest).string,
+                    message: "flow \(flowId) is \(flow.status.rawValue), which its tasks no longer support (mirroring or cancel finalisation is due)"))
         }
     }
 
@@ -136,11 +156,15 @@ extension Spool {
         if let expected, kind == expected { return }
         if kind == .regular, let pid = Layout.tempWriterPid(name) {
             let live = writerMayRun(pid, entry: name, in: dir)
-            report.notes.append(FsckFinding(code: "temp_debris", path: path.string, message: live ? "a temp file of running writer \(pid)" : "a temp file left by writer \(pid), which is gone"))
+            report.notes.append(
+                FsckFinding(
+                    code: "temp_debris", path: path.string,
+                    message: live ? "a temp file of running writer \(pid)" : "a temp file left by writer \(pid), which is gone"))
             return
         }
         let what = expected == nil ? "does not belong here" : "should be a \(expected!.word)"
-        report.findings.append(FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word) and \(what); clawflow does not follow or open it"))
+        report.findings.append(
+            FsckFinding(code: "unexpected_entry", path: path.string, message: "\(path) is a \(kind.word) and \(what); clawflow does not follow or open it"))
     }
 
     /// The text of each symlink `names` in owners/ (nil: not a symlink or unreadable), read in parallel.
@@ -187,7 +211,10 @@ extension Spool {
         for entry in entries {
             if let name = Layout.ownerName(fromPending: entry.name) {
                 pending[name] = (try? ownersFD.readLinkAt(entry.name)).flatMap(Layout.flowId(fromOwnerLink:))
-                report.notes.append(FsckFinding(code: "pending_owner_link", path: ownersPath.appending(entry.name).string, message: "an owner link update was interrupted; the next write for that owner or fsck --repair finishes it"))
+                report.notes.append(
+                    FsckFinding(
+                        code: "pending_owner_link", path: ownersPath.appending(entry.name).string,
+                        message: "an owner link update was interrupted; the next write for that owner or fsck --repair finishes it"))
             }
         }
         // Links no claim read are read here, on every core (100,000 owners have 100,000 links).
@@ -203,7 +230,8 @@ extension Spool {
                 continue
             }
             guard let target = Layout.flowId(fromOwnerLink: text) else {
-                report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at \"\(sanitized(text))\", not ../flows/<flow id>"))
+                report.findings.append(
+                    FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at \"\(sanitized(text))\", not ../flows/<flow id>"))
                 continue
             }
             // A link to a flow whose manifest is unreadable is judged once that file is restored.
@@ -212,30 +240,50 @@ extension Spool {
             // compute the pick from the index. A creation stopped after its link moved and
             // before the rename of its flow was flushed leaves one (spool-layout.md).
             if target != expected[name]?.pick.id, pending[name] == nil, !flowExists(target) {
-                report.notes.append(FsckFinding(code: "dangling_owner_link", path: path.string, message: "\(path) names flow \(target), which does not exist (a creation was interrupted); readers use the owner's index, and the next write for that owner or fsck --repair fixes the link"))
+                report.notes.append(
+                    FsckFinding(
+                        code: "dangling_owner_link", path: path.string,
+                        message:
+                            "\(path) names flow \(target), which does not exist (a creation was interrupted); readers use the owner's index, and the next write for that owner or fsck --repair fixes the link"
+                    ))
                 continue
             }
             guard let want = expected[name] else {
-                report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) points at flow \(target), but no readable flow has an owner key with this link name"))
+                report.findings.append(
+                    FsckFinding(
+                        code: "bad_owner_link", path: path.string,
+                        message: "\(path) points at flow \(target), but no readable flow has an owner key with this link name"))
                 continue
             }
             // While a marker exists readers ignore the link and compute the pick from the index,
             // so a stale link beside a marker is an interrupted move, not a broken invariant.
             if target != want.pick.id, pending[name] == nil {
-                report.findings.append(FsckFinding(code: "stale_owner_link", path: path.string, message: "\(path) points at flow \(target); the lookup rule picks \(want.pick.id) for owner \"\(sanitized(want.key))\""))
+                report.findings.append(
+                    FsckFinding(
+                        code: "stale_owner_link", path: path.string,
+                        message: "\(path) points at flow \(target); the lookup rule picks \(want.pick.id) for owner \"\(sanitized(want.key))\""))
             }
         }
         for entry in entries where entry.name.hasPrefix(".") && Layout.ownerName(fromPending: entry.name) == nil {
             if Layout.tempWriterPid(entry.name) != nil {
-                report.notes.append(FsckFinding(code: "temp_debris", path: ownersPath.appending(entry.name).string, message: "a temp link left by an interrupted write"))
+                report.notes.append(
+                    FsckFinding(code: "temp_debris", path: ownersPath.appending(entry.name).string, message: "a temp link left by an interrupted write"))
             } else {
-                report.findings.append(FsckFinding(code: "unexpected_entry", path: ownersPath.appending(entry.name).string, message: "\(ownersPath.appending(entry.name)) does not belong in owners/"))
+                report.findings.append(
+                    FsckFinding(
+                        code: "unexpected_entry", path: ownersPath.appending(entry.name).string,
+                        message: "\(ownersPath.appending(entry.name)) does not belong in owners/"))
             }
         }
         // A key's first link is created after its flow, without a marker: a write that stopped
         // between the two leaves an owner with no link, and readers use the owner's index.
         for (name, want) in expected where !seen.contains(name) && pending[name] == nil {
-            report.notes.append(FsckFinding(code: "missing_owner_link", path: ownersPath.appending(name).string, message: "owner \"\(sanitized(want.key))\" has no link yet (the lookup rule picks flow \(want.pick.id)); readers use the owner's index, and the next write for that owner or fsck --repair creates it"))
+            report.notes.append(
+                FsckFinding(
+                    code: "missing_owner_link", path: ownersPath.appending(name).string,
+                    message:
+                        "owner \"\(sanitized(want.key))\" has no link yet (the lookup rule picks flow \(want.pick.id)); readers use the owner's index, and the next write for that owner or fsck --repair creates it"
+                ))
         }
     }
 
@@ -253,11 +301,17 @@ extension Spool {
             } else if let flow = taskIndexTarget(entry.name), taskOwners[entry.name] == nil, taskFileExists(flowId: flow, taskId: entry.name) {
                 continue  // the task file is there but unreadable: reported above, index kept
             } else {
-                report.notes.append(FsckFinding(code: "dangling_index", path: tasksIndexPath.appending(entry.name).string, message: "an index entry for a task that does not exist (left by an interrupted creation)"))
+                report.notes.append(
+                    FsckFinding(
+                        code: "dangling_index", path: tasksIndexPath.appending(entry.name).string,
+                        message: "an index entry for a task that does not exist (left by an interrupted creation)"))
             }
         }
         for (taskId, flowId) in taskOwners where !indexed.contains(taskId) {
-            report.findings.append(FsckFinding(code: "missing_index", path: tasksIndexPath.appending(taskId).string, message: "task \(taskId) of flow \(flowId) is missing from index/tasks"))
+            report.findings.append(
+                FsckFinding(
+                    code: "missing_index", path: tasksIndexPath.appending(taskId).string,
+                    message: "task \(taskId) of flow \(flowId) is missing from index/tasks"))
         }
     }
 
@@ -269,11 +323,17 @@ extension Spool {
             ownerNames.insert(name)
             let listed = Set(ownerIndex(name))
             for flow in flows where !listed.contains(flow.flowId) {
-                report.findings.append(FsckFinding(code: "missing_index", path: ownerIndexPath.appending(name).appending(flow.flowId).string, message: "flow \(flow.flowId) is missing from its owner's index"))
+                report.findings.append(
+                    FsckFinding(
+                        code: "missing_index", path: ownerIndexPath.appending(name).appending(flow.flowId).string,
+                        message: "flow \(flow.flowId) is missing from its owner's index"))
             }
             let ids = Set(flows.map(\.flowId))
             for id in listed where !ids.contains(id) && !flowExists(id) {
-                report.notes.append(FsckFinding(code: "dangling_index", path: ownerIndexPath.appending(name).appending(id).string, message: "an owner index entry for a flow that does not exist"))
+                report.notes.append(
+                    FsckFinding(
+                        code: "dangling_index", path: ownerIndexPath.appending(name).appending(id).string,
+                        message: "an owner index entry for a flow that does not exist"))
             }
         }
         for entry in (try? ownerIndexFD.entries()) ?? [] where !ownerNames.contains(entry.name) && !ownerIndex(entry.name).contains(where: flowExists) {
@@ -284,7 +344,9 @@ extension Spool {
     /// What an entry `index/runs/<name>/<taskId>` should be: backed (a task with a run id
     /// that encodes to `name`, in the flow the link names), kept (its task file is there but
     /// unreadable), or dangling.
-    private func runIndexEntry(_ name: String, _ taskId: String, in dir: FileDescriptor, _ taskOwners: [String: String], _ taskRuns: [String: String]) -> (backed: Bool, keep: Bool) {
+    private func runIndexEntry(_ name: String, _ taskId: String, in dir: FileDescriptor, _ taskOwners: [String: String], _ taskRuns: [String: String]) -> (
+        backed: Bool, keep: Bool
+    ) {
         let text = try? dir.readLinkAt(taskId)
         let target = text.flatMap(Layout.flowId(fromKeyedIndex:))
         if let run = taskRuns[taskId], OwnerKey.linkName(run) == name, target == taskOwners[taskId] { return (true, true) }
@@ -300,25 +362,41 @@ extension Spool {
         defer { if opened { index.closeQuietly() } }
         let complete = (try? index.statusAt(Layout.runIndexComplete)) != nil
         if !complete {
-            report.notes.append(FsckFinding(code: "run_index_incomplete", path: indexPath.string, message: "the run index is not complete (its build was interrupted): run ids are looked up by reading every flow until fsck --repair completes it"))
+            report.notes.append(
+                FsckFinding(
+                    code: "run_index_incomplete", path: indexPath.string,
+                    message:
+                        "the run index is not complete (its build was interrupted): run ids are looked up by reading every flow until fsck --repair completes it"
+                ))
         }
         var listed = Set<String>()
         for entry in (try? index.entries()) ?? [] where !entry.name.hasPrefix(".") {
             guard let dir = try? index.openDirectoryAt(entry.name) else {
-                report.findings.append(FsckFinding(code: "unexpected_entry", path: indexPath.appending(entry.name).string, message: "\(indexPath.appending(entry.name)) is not a directory of the run index"))
+                report.findings.append(
+                    FsckFinding(
+                        code: "unexpected_entry", path: indexPath.appending(entry.name).string,
+                        message: "\(indexPath.appending(entry.name)) is not a directory of the run index"))
                 continue
             }
             defer { dir.closeQuietly() }
             for e in (try? dir.entries()) ?? [] {
                 let verdict = runIndexEntry(entry.name, e.name, in: dir, taskOwners, taskRuns)
-                if verdict.backed { listed.insert(e.name) } else if !verdict.keep {
-                    report.notes.append(FsckFinding(code: "dangling_index", path: indexPath.appending(entry.name).appending(e.name).string, message: "a run index entry for a task that does not exist or has another run id"))
+                if verdict.backed {
+                    listed.insert(e.name)
+                } else if !verdict.keep {
+                    report.notes.append(
+                        FsckFinding(
+                            code: "dangling_index", path: indexPath.appending(entry.name).appending(e.name).string,
+                            message: "a run index entry for a task that does not exist or has another run id"))
                 }
             }
         }
         guard complete else { return }
         for (taskId, run) in taskRuns where !listed.contains(taskId) {
-            report.findings.append(FsckFinding(code: "missing_index", path: indexPath.appending(OwnerKey.linkName(run)).appending(taskId).string, message: "task \(taskId) of flow \(taskOwners[taskId] ?? "?") is missing from the index of its run id"))
+            report.findings.append(
+                FsckFinding(
+                    code: "missing_index", path: indexPath.appending(OwnerKey.linkName(run)).appending(taskId).string,
+                    message: "task \(taskId) of flow \(taskOwners[taskId] ?? "?") is missing from the index of its run id"))
         }
     }
 
@@ -346,7 +424,9 @@ extension Spool {
 
     /// Builds or completes `index/runs` inside `tx` (spool lock held): dangling entries out,
     /// every task with a run id in, a barrier, then the marker that says it is complete.
-    private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], in tx: Transaction, into report: inout FsckReport) throws(SpoolError) {
+    private func repairRunIndex(_ taskOwners: [String: String], _ taskRuns: [String: String], in tx: Transaction, into report: inout FsckReport)
+        throws(SpoolError)
+    {
         let indexPath = path(.runIndex)
         let index: FileDescriptor
         do {
@@ -435,7 +515,9 @@ extension Spool {
         report.repairs += try rebuildLayout(in: tx, records: records)
         let built = rebuiltFromRecords.withLock { $0 }
         guard let ownersFD, let taskIndexFD, let ownerIndexFD else {
-            throw SpoolError(.io, "The spool's derived directories (owners/, index/) could not be opened after they were rebuilt; check the permissions of \(root).", path: root)
+            throw SpoolError(
+                .io, "The spool's derived directories (owners/, index/) could not be opened after they were rebuilt; check the permissions of \(root).",
+                path: root)
         }
         removeDebris(into: &report)
         var taskOwners: [String: String] = [:]
@@ -507,7 +589,9 @@ extension Spool {
                     try? ownersFD.removeAt(entry.name)
                     report.repairs.append("removed the owner link \(sanitized(entry.name)), which no flow's owner key uses")
                 } else {
-                    moveToRejected(dir: ownersFD, name: entry.name, label: "owners-" + entry.name, reason: "a \(kind?.word ?? "file") in owners/, where only symlinks belong", into: &report)
+                    moveToRejected(
+                        dir: ownersFD, name: entry.name, label: "owners-" + entry.name,
+                        reason: "a \(kind?.word ?? "file") in owners/, where only symlinks belong", into: &report)
                 }
             }
         }
@@ -579,15 +663,24 @@ extension Spool {
         defer { dir.closeQuietly() }
         for e in (try? dir.entries()) ?? [] {
             let kind = e.kind != .unknown ? e.kind : (try? dir.statusAt(e.name))?.kind
-            let fine = (e.name == Layout.manifest || e.name == Layout.events) ? kind == .regular : e.name == Layout.tasks ? kind == .directory : Layout.tempWriterPid(e.name) != nil
-            if !fine { moveToRejected(dir: dir, name: e.name, label: "\(flowId)-\(e.name)", reason: "a \(kind?.word ?? "file") planted in flow \(flowId)", into: &report) }
+            let fine =
+                (e.name == Layout.manifest || e.name == Layout.events)
+                ? kind == .regular : e.name == Layout.tasks ? kind == .directory : Layout.tempWriterPid(e.name) != nil
+            if !fine {
+                moveToRejected(
+                    dir: dir, name: e.name, label: "\(flowId)-\(e.name)", reason: "a \(kind?.word ?? "file") planted in flow \(flowId)", into: &report)
+            }
         }
         guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return }
         defer { tasksDir.closeQuietly() }
         for e in (try? tasksDir.entries()) ?? [] {
             let kind = e.kind != .unknown ? e.kind : (try? tasksDir.statusAt(e.name))?.kind
             let fine = (Layout.taskId(fromTaskFile: e.name) != nil && kind == .regular) || Layout.tempWriterPid(e.name) != nil
-            if !fine { moveToRejected(dir: tasksDir, name: e.name, label: "\(flowId)-tasks-\(e.name)", reason: "a \(kind?.word ?? "file") planted in the tasks of flow \(flowId)", into: &report) }
+            if !fine {
+                moveToRejected(
+                    dir: tasksDir, name: e.name, label: "\(flowId)-tasks-\(e.name)", reason: "a \(kind?.word ?? "file") planted in the tasks of flow \(flowId)",
+                    into: &report)
+            }
         }
     }
 

@@ -45,12 +45,17 @@ public struct MaintenanceItem: Sendable {
 extension Spool {
     /// The maintenance a spool needs (spec §6, `maintenance`), from one scan.
     /// `isDeadCommand` tells an active command task whose supervisor is gone (the runner knows).
-    public func planMaintenance(_ scan: SpoolScan, now: Timestamp = Spool.now(), policy: MaintenancePolicy, isDeadCommand: (TaskRecord) -> Bool = { _ in false }) -> [MaintenanceItem] {
+    public func planMaintenance(
+        _ scan: SpoolScan, now: Timestamp = Spool.now(), policy: MaintenancePolicy, isDeadCommand: (TaskRecord) -> Bool = { _ in false }
+    ) -> [MaintenanceItem] {
         var out: [MaintenanceItem] = []
         for snap in scan.flows.reversed() {
             let dead = snap.tasks.filter(isDeadCommand)
             if !dead.isEmpty {
-                out.append(MaintenanceItem(target: .deadCommands(snap.flow.flowId), kind: "task", id: dead.map(\.taskId).joined(separator: ","), reason: "the supervisor of \(dead.count) command task(s) is gone"))
+                out.append(
+                    MaintenanceItem(
+                        target: .deadCommands(snap.flow.flowId), kind: "task", id: dead.map(\.taskId).joined(separator: ","),
+                        reason: "the supervisor of \(dead.count) command task(s) is gone"))
                 continue
             }
             for (action, reason) in MaintenanceRules.plan(flow: snap.flow, tasks: snap.tasks, now: now, policy: policy) {
@@ -62,13 +67,22 @@ extension Spool {
             }
         }
         for path in scan.debris + strayTempFiles() where age(of: path, now: now) >= policy.tempAge {
-            out.append(MaintenanceItem(target: .sweep(path), kind: "spool", id: path.lastComponent?.string ?? "", reason: "left by a writer that is gone, \(DurationText.describe(age(of: path, now: now))) old"))
+            out.append(
+                MaintenanceItem(
+                    target: .sweep(path), kind: "spool", id: path.lastComponent?.string ?? "",
+                    reason: "left by a writer that is gone, \(DurationText.describe(age(of: path, now: now))) old"))
         }
         for drop in rejectedDrops() where (now.milliseconds - drop.refusedAt) / 1000 >= policy.rejectedAge {
-            out.append(MaintenanceItem(target: .rejected(drop.name), kind: "spool", id: drop.name, reason: "refused \(DurationText.describe((now.milliseconds - drop.refusedAt) / 1000)) ago (\(drop.reason))"))
+            out.append(
+                MaintenanceItem(
+                    target: .rejected(drop.name), kind: "spool", id: drop.name,
+                    reason: "refused \(DurationText.describe((now.milliseconds - drop.refusedAt) / 1000)) ago (\(drop.reason))"))
         }
         if withCompleteRunIndex({ _ in true }) == nil {
-            out.append(MaintenanceItem(target: .runIndex, kind: "spool", id: "index/runs", reason: "the run index is missing or incomplete (a spool made before it): run ids are looked up by reading every flow"))
+            out.append(
+                MaintenanceItem(
+                    target: .runIndex, kind: "spool", id: "index/runs",
+                    reason: "the run index is missing or incomplete (a spool made before it): run ids are looked up by reading every flow"))
         }
         return out
     }
@@ -78,7 +92,9 @@ extension Spool {
     /// log a `repair` (or `pruned`) event; `settleDeadCommands` records a flow's dead command
     /// tasks lost (the runner re-checks under the lock) and says whether it did. Returns the
     /// items with `done` set.
-    public func applyMaintenance(_ items: [MaintenanceItem], policy: MaintenancePolicy, settleDeadCommands: (String) -> Bool = { _ in false }) -> [MaintenanceItem] {
+    public func applyMaintenance(_ items: [MaintenanceItem], policy: MaintenancePolicy, settleDeadCommands: (String) -> Bool = { _ in false })
+        -> [MaintenanceItem]
+    {
         items.map { item in
             var item = item
             switch item.target {
@@ -121,7 +137,9 @@ extension Spool {
         try tx.lockSpool()
         let log = try openEventLog(in: dir, flowId: flowId)
         tx.hold(log)
-        try appendEvents([["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]], to: log, flowId: flowId, at: now, source: "maintenance", barrier: &tx.barrier)
+        try appendEvents(
+            [["event": "pruned", "reason": .string("ended \(snap.flow.endedAt?.description ?? "?"); retention \(DurationText.describe(policy.retention))")]],
+            to: log, flowId: flowId, at: now, source: "maintenance", barrier: &tx.barrier)
         if let taskIndexFD {
             for task in snap.tasks where taskIndexTarget(task.taskId) == flowId {
                 try? taskIndexFD.removeAt(task.taskId)

@@ -29,7 +29,10 @@ extension Spool {
         let dir = try cancelMarkers.openOrCreate(root: root)
         var staged: [StagedReplacement] = []
         for task in new {
-            staged.append(try tx.stage(Spool.cancelMarkerBytes(task), as: Layout.cancelMarker(task.taskId), in: dir, at: root.appending(Layout.cancelDirectory), permissions: 0o640))
+            staged.append(
+                try tx.stage(
+                    Spool.cancelMarkerBytes(task), as: Layout.cancelMarker(task.taskId), in: dir, at: root.appending(Layout.cancelDirectory), permissions: 0o640
+                ))
         }
         return staged
     }

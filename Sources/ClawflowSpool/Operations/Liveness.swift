@@ -74,7 +74,9 @@ extension Spool {
                         continue
                     }
                     let pid = task.supervisorPid ?? 0
-                    _ = Rules.apply(TaskUpdate(status: .lost, fields: [RecordKey.error.rawValue: .string("its supervisor (pid \(pid)) is gone")]), to: &task, at: change.now)
+                    _ = Rules.apply(
+                        TaskUpdate(status: .lost, fields: [RecordKey.error.rawValue: .string("its supervisor (pid \(pid)) is gone")]), to: &task, at: change.now
+                    )
                     change.tasks[task.taskId] = task
                     lost.append(task)
                 }

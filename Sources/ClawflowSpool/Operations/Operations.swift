@@ -13,7 +13,9 @@ extension NewTask {
 extension Spool {
     /// Creates a one-task mirrored flow for a new task (with `flowId`, the id a drop's claim
     /// chose; else a new UUIDv7). Returns the snapshot.
-    public func addTaskInNewFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String? = nil, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+    public func addTaskInNewFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String? = nil, source: String) throws(SpoolError) -> (
+        snapshot: FlowSnapshot, taskId: String
+    ) {
         let draft = Spool.oneTaskFlow(ownerKey: ownerKey, task: task, goal: goal, flowId: chosenId, source: source)
         return (try create(flow: draft.flow, tasks: draft.tasks, source: source), draft.tasks[0].taskId)
     }
@@ -22,12 +24,15 @@ extension Spool {
     static func oneTaskFlow(ownerKey: String, task: NewTask, goal: String?, flowId chosenId: String?, source: String) -> FlowDraft {
         let now = Spool.now()
         let flowId = chosenId ?? Spool.newId(at: now)
-        let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task[.label]?.stringValue ?? task[.task]?.stringValue, at: now)
+        let flow = FlowRecord(
+            flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued,
+            goal: goal ?? task[.label]?.stringValue ?? task[.task]?.stringValue, at: now)
         return FlowDraft(flow: flow, tasks: [task.record(flowId: flowId, ownerKey: ownerKey, at: now)], source: source)
     }
 
     /// Links a new task to an existing flow under the link rules.
-    public func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+    public func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String)
+    {
         let tx = Transaction(self)
         let added = try addTask(toFlow: flowId, ownerKey: ownerKey, task: task, source: source, in: tx)
         try tx.end()
@@ -35,7 +40,9 @@ extension Spool {
     }
 
     /// `addTask(toFlow:)` inside `tx`, which the caller ends (see `change(flow:source:in:_:)`).
-    func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String, in tx: Transaction) throws(SpoolError) -> (snapshot: FlowSnapshot, taskId: String) {
+    func addTask(toFlow flowId: String, ownerKey: String?, task: NewTask, source: String, in tx: Transaction) throws(SpoolError) -> (
+        snapshot: FlowSnapshot, taskId: String
+    ) {
         let (taskId, snap) = try change(flow: flowId, source: source, in: tx) { (change) throws(SpoolError) -> String in
             if let reason = Rules.linkRefusal(flow: change.flow, taskCount: change.tasks.count, ownerKey: ownerKey) {
                 throw SpoolError(.linkRefused, "Cannot link the task: \(sanitized(reason)).")
@@ -51,9 +58,13 @@ extension Spool {
     }
 
     /// Creates a managed flow for an external controller.
-    public func createManagedFlow(ownerKey: String, goal: String, controllerId: String, running: Bool, step: String?, stateJson: JSON?, source: String) throws(SpoolError) -> FlowSnapshot {
+    public func createManagedFlow(ownerKey: String, goal: String, controllerId: String, running: Bool, step: String?, stateJson: JSON?, source: String)
+        throws(SpoolError) -> FlowSnapshot
+    {
         let now = Spool.now()
-        var flow = FlowRecord(flowId: Spool.newId(at: now), syncMode: .managed, ownerKey: ownerKey, controllerId: controllerId, status: running ? .running : .queued, goal: goal, at: now)
+        var flow = FlowRecord(
+            flowId: Spool.newId(at: now), syncMode: .managed, ownerKey: ownerKey, controllerId: controllerId, status: running ? .running : .queued, goal: goal,
+            at: now)
         flow.currentStep = step
         if let stateJson { flow.stateJson = stateJson }
         return try create(flow: flow, tasks: [], source: source)
@@ -61,7 +72,9 @@ extension Spool {
 
     /// Reports a state change of a task. Returns the outcome (a report on a final task is
     /// ignored and logged) and the flow afterwards.
-    public func updateTask(flowId: String, taskId: String, update: TaskUpdate, source: String) throws(SpoolError) -> (outcome: UpdateOutcome, snapshot: FlowSnapshot) {
+    public func updateTask(flowId: String, taskId: String, update: TaskUpdate, source: String) throws(SpoolError) -> (
+        outcome: UpdateOutcome, snapshot: FlowSnapshot
+    ) {
         let (outcome, snap) = try mutate(flow: flowId, source: source) { (change) throws(SpoolError) -> UpdateOutcome in
             guard var task = change.tasks[taskId] else { throw taskNotFound(taskId) }
             let outcome = Rules.apply(update, to: &task, at: change.now)
@@ -98,16 +111,24 @@ extension Spool {
     /// (`not_managed`), still open (`already_terminal`) and at `expectedRevision`
     /// (`revision_conflict`, carrying the stored flow). `step` sets `currentStep`;
     /// `stateJson` nil keeps the controller state, `.null` clears it. Returns the flow afterwards.
-    public func control(_ flowId: String, expectedRevision: Int64, _ transition: ControllerTransition, step: String?, stateJson: JSON?, source: String) throws(SpoolError) -> FlowSnapshot {
+    public func control(_ flowId: String, expectedRevision: Int64, _ transition: ControllerTransition, step: String?, stateJson: JSON?, source: String)
+        throws(SpoolError) -> FlowSnapshot
+    {
         try mutate(flow: flowId, source: source) { (change) throws(SpoolError) in
             let flow = change.flow
             guard flow.syncMode == .managed else {
-                throw SpoolError(.notManaged, "Flow \(flowId) is mirrored: its status follows its task, so controller commands do not apply. Report the task instead (clawflow tasks set).")
+                throw SpoolError(
+                    .notManaged,
+                    "Flow \(flowId) is mirrored: its status follows its task, so controller commands do not apply. Report the task instead (clawflow tasks set)."
+                )
             }
             guard flow.revision == expectedRevision else {
                 var current = flow.fields
                 current["tasks"] = .array(change.orderedTasks.map { .object($0.fields) })
-                throw SpoolError(.revisionConflict, "Flow \(flowId) is at revision \(flow.revision), not \(expectedRevision); nothing was changed. Read it again (clawflow flows show \(flowId)) and retry with --expect-revision \(flow.revision).", current: .object(current))
+                throw SpoolError(
+                    .revisionConflict,
+                    "Flow \(flowId) is at revision \(flow.revision), not \(expectedRevision); nothing was changed. Read it again (clawflow flows show \(flowId)) and retry with --expect-revision \(flow.revision).",
+                    current: .object(current))
             }
             guard !flow.isTerminal else {
                 throw SpoolError(.alreadyTerminal, "Flow is already \(flow.status.rawValue).")

@@ -178,7 +178,7 @@ public final class LockedQueue {
     /// recorded cancelled here (a cancel interrupted between its two writes).
     func live(_ id: String, entry: String?, in dir: FileDescriptor) throws(SpoolError) -> FlowSnapshot? {
         var snap: FlowSnapshot?
-        do { snap = try spool.flow(id) } catch where error.code == .notFound { snap = nil }
+        do { snap = try spool.flow(id) } catch  where error.code == .notFound { snap = nil }
         if var s = snap, !s.flow.isTerminal, s.flow.cancelRequestedAt != nil, LockedQueue.unstarted(s) != nil {
             s = try spool.stopCommands(flowId: id, only: Set(s.tasks.filter { $0.isCommand && $0.status.isActive }.map(\.taskId)), grace: 0)
             snap = s
@@ -263,7 +263,8 @@ extension Spool {
             dir.closeQuietly()
             throw SpoolError.io("Locking the queue", path, error)
         }
-        let waiting: FileDescriptor, running: FileDescriptor
+        let waiting: FileDescriptor
+        let running: FileDescriptor
         do { waiting = try dir.openDirectoryAt(Layout.queueWaiting) } catch {
             dir.closeQuietly()
             throw SpoolError.io("Opening", path.appending(Layout.queueWaiting), error)

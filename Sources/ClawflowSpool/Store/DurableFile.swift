@@ -18,7 +18,9 @@ enum DurableFile {
     /// The first half of `replace`: writes the new bytes under the dot-temp name; the temp
     /// file joins `barrier`, after whose flush `commit()` renames it into place.
     /// `permissions` other than 0600 are set with `fchmod`, whatever the umask.
-    static func stageReplacement(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet, permissions: mode_t = 0o600) throws(SpoolError) -> StagedReplacement {
+    static func stageReplacement(
+        in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: FilePath, barrier: inout FlushSet, permissions: mode_t = 0o600
+    ) throws(SpoolError) -> StagedReplacement {
         let temp = Layout.tempName(for: name, pid: Spool.pid)
         let fd: FileDescriptor
         do {
@@ -38,7 +40,9 @@ enum DurableFile {
 
     /// Writes a new file `name` (O_CREAT|O_EXCL|O_NOFOLLOW) without flushing it: the open
     /// descriptor goes into `barrier`, which makes it durable (and closes it) later.
-    static func create(in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: @autoclosure @escaping () -> FilePath, barrier: inout FlushSet) throws(SpoolError) {
+    static func create(
+        in directory: FileDescriptor, name: String, bytes: [UInt8], directoryPath: @autoclosure @escaping () -> FilePath, barrier: inout FlushSet
+    ) throws(SpoolError) {
         let fd: FileDescriptor
         do { fd = try directory.openAt(name, .writeOnly, options: [.create, .exclusiveCreate, .noFollow], permissions: 0o600) } catch {
             throw SpoolError.io("Creating", directoryPath().appending(name), error)
@@ -65,12 +69,17 @@ enum DurableFile {
     /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
     /// anything over `limit` bytes. With `knownRegular` (the directory listing said so) the
     /// type check of `fstat` is skipped; `path` is built only for a message.
-    static func read(in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false) throws(SpoolError) -> [UInt8] {
+    static func read(in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false)
+        throws(SpoolError) -> [UInt8]
+    {
         let fd: FileDescriptor
         do { fd = try directory.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             let path = path()
             if error == .tooManySymbolicLinkLevels {
-                throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)
+                throw SpoolError(
+                    .invalidRecord,
+                    "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.",
+                    path: path, errno: error)
             }
             if error == .noSuchFileOrDirectory { throw SpoolError(.notFound, "\(path) does not exist", path: path, errno: error) }
             throw SpoolError.io("Opening", path, error)
@@ -82,7 +91,9 @@ enum DurableFile {
                 let st = try fd.status()
                 guard st.kind == .regular else {
                     let path = path()
-                    throw SpoolError(.invalidRecord, "\(path) is a \(st.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.", path: path)
+                    throw SpoolError(
+                        .invalidRecord, "\(path) is a \(st.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.",
+                        path: path)
                 }
                 if st.size > limit {
                     let path = path()
@@ -105,7 +116,10 @@ enum DurableFile {
         let value: JSON
         do { value = try JSON.parse(bytes: bytes) } catch {
             let path = path()
-            throw SpoolError(.invalidRecord, "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.", path: path, underlying: error)
+            throw SpoolError(
+                .invalidRecord,
+                "\(path) is not valid JSON: \(error.description). Restore it from a backup or remove the flow; clawflow fsck lists every such file.",
+                path: path, underlying: error)
         }
         guard let object = value.objectValue else {
             let path = path()

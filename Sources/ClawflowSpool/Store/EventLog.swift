@@ -79,7 +79,9 @@ extension Spool {
         do { dir = try flowsFD.openDirectoryAt(flowId) } catch {
             if error == .noSuchFileOrDirectory { throw notFound(flowId) }
             if error == .tooManySymbolicLinkLevels || error == .notDirectory {
-                throw SpoolError(.invalidRecord, "\(dirPath) is not a flow directory (a symlink or another kind of file); clawflow does not follow it. Run clawflow fsck.", path: dirPath, errno: error)
+                throw SpoolError(
+                    .invalidRecord, "\(dirPath) is not a flow directory (a symlink or another kind of file); clawflow does not follow it. Run clawflow fsck.",
+                    path: dirPath, errno: error)
             }
             throw SpoolError.io("Opening the flow directory", dirPath, error)
         }
@@ -89,7 +91,10 @@ extension Spool {
         do { fd = try dir.openAt(Layout.events, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             if error == .noSuchFileOrDirectory { return EventBatch(events: [], nextOffset: offset, nextLine: line, size: 0, problems: []) }
             if error == .tooManySymbolicLinkLevels {
-                throw SpoolError(.invalidRecord, "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.", path: path, errno: error)
+                throw SpoolError(
+                    .invalidRecord,
+                    "\(path) is a symlink; clawflow does not follow symlinks in the spool. Remove it, or run clawflow fsck to see what else is out of place.",
+                    path: path, errno: error)
             }
             throw SpoolError.io("Opening", path, error)
         }
@@ -97,16 +102,18 @@ extension Spool {
         let status: FileStatus
         do { status = try fd.status() } catch { throw SpoolError.io("Reading the status of", path, error) }
         guard status.kind == .regular else {
-            throw SpoolError(.invalidRecord, "\(path) is a \(status.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.", path: path)
+            throw SpoolError(
+                .invalidRecord, "\(path) is a \(status.kind.word), not a regular file; clawflow reads only regular files. Remove it, or run clawflow fsck.",
+                path: path)
         }
         let size = Int(status.size)
 
         var events: [LoggedEvent] = []
         var problems: [EventLogProblem] = []
-        var nextOffset = offset       // the start of the first line not yet parsed
+        var nextOffset = offset  // the start of the first line not yet parsed
         var nextLine = line
-        var pending: [UInt8] = []     // bytes read from nextOffset on
-        var position = offset         // where the next pread starts
+        var pending: [UInt8] = []  // bytes read from nextOffset on
+        var position = offset  // where the next pread starts
         var chunk = [UInt8](repeating: 0, count: min(max(size - offset, 4096), 1 << 20))
         while true {
             let n: Int
@@ -126,10 +133,14 @@ extension Spool {
                     if let object = value.objectValue {
                         events.append(LoggedEvent(flowId: flowId, line: nextLine, fields: object))
                     } else {
-                        problems.append(EventLogProblem(path: path, line: nextLine, message: "\(path) line \(nextLine) holds a JSON \(value.kindName), not an event object; skipped it."))
+                        problems.append(
+                            EventLogProblem(
+                                path: path, line: nextLine, message: "\(path) line \(nextLine) holds a JSON \(value.kindName), not an event object; skipped it."
+                            ))
                     }
                 } catch {
-                    problems.append(EventLogProblem(path: path, line: nextLine, message: "\(path) line \(nextLine) is not valid JSON (\(error.description)); skipped it."))
+                    problems.append(
+                        EventLogProblem(path: path, line: nextLine, message: "\(path) line \(nextLine) is not valid JSON (\(error.description)); skipped it."))
                 }
                 nextLine += 1
                 start = newline + 1

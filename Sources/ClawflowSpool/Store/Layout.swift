@@ -100,7 +100,8 @@ public enum Layout {
         let flows = SpoolDirectory.flows.path(in: root)
         if path == flows { return .flows }
         guard path.lastComponent?.string == tasks, path.removingLastComponent().removingLastComponent() == flows,
-              let flowId = path.removingLastComponent().lastComponent?.string, Identifier.isValid(flowId) else { return nil }
+            let flowId = path.removingLastComponent().lastComponent?.string, Identifier.isValid(flowId)
+        else { return nil }
         return .tasks(flowId: flowId)
     }
 

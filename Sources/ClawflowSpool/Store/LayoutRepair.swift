@@ -87,7 +87,8 @@ extension Spool {
             done.append("built the task index (\(tasks.count) task(s))")
         }
         if rebuild.contains(SpoolDirectory.ownerIndex.rawValue) {
-            try buildIndex(SpoolDirectory.ownerIndex.rawValue, in: tx, flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
+            try buildIndex(
+                SpoolDirectory.ownerIndex.rawValue, in: tx, flows.map { (OwnerKey.linkName($0.ownerKey), $0.flowId, Layout.keyedIndexTarget($0.flowId)) })
             done.append("built the owner index (\(flows.count) flow(s))")
         }
         if rebuild.contains(SpoolDirectory.runIndex.rawValue) {
@@ -155,7 +156,9 @@ extension Spool {
             for (sub, entry, target) in entries.sorted(by: { ($0.0 ?? "") < ($1.0 ?? "") }) {
                 var into = dir
                 if let sub {
-                    if let open = current, open.name == sub { into = open.fd } else {
+                    if let open = current, open.name == sub {
+                        into = open.fd
+                    } else {
                         current?.fd.closeQuietly()
                         current = nil
                         try dir.makeDirectoryAt(sub, existingIsFine: true)
@@ -197,7 +200,9 @@ extension Spool {
                     // The parent's flush does not write the new directory's own inode and
                     // block where metadata is not ordered (`MetadataOrdering`).
                     if !MetadataOrdering.isOrdered(rootFD) { try rootFD.synchronizeFileSystem() }
-                    if parent.isEmpty { try rootFD.synchronize() } else {
+                    if parent.isEmpty {
+                        try rootFD.synchronize()
+                    } else {
                         let p = try rootFD.openDirectoryAt(parent)
                         defer { p.closeQuietly() }
                         try p.synchronize()

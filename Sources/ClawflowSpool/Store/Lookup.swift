@@ -40,7 +40,7 @@ extension Spool {
     /// `resolveTask`, and when nothing matches, a flow lookup (an owner key above all): that
     /// flow's running command task, else its newest command task, else its newest task.
     public func resolveTaskOrFlow(_ rawToken: String) throws(SpoolError) -> (flowId: String, taskId: String) {
-        do { return try resolveTask(rawToken) } catch where error.code == .notFound {
+        do { return try resolveTask(rawToken) } catch  where error.code == .notFound {
             guard let flowId = try? resolveFlow(rawToken), let snap = try? readFlow(flowId) else { throw error }
             let commands = snap.tasks.filter(\.isCommand)
             guard let pick = commands.last(where: { $0.status.isActive }) ?? commands.last ?? snap.tasks.last else { throw error }

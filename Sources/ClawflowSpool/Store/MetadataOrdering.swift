@@ -1,5 +1,5 @@
-import ClawflowModel
 import CSystemShims
+import ClawflowModel
 import Glibc
 import Synchronization
 import SystemPackage
@@ -47,7 +47,8 @@ public enum MetadataOrdering {
         let major = ((device >> 8) & 0xFFF) | ((device >> 32) & ~0xFFF)
         let minor = (device & 0xFF) | ((device >> 12) & ~0xFF)
         guard let link = try? FileDescriptor.currentDirectory.readLinkAt("/sys/dev/block/\(major):\(minor)"),
-              let name = link.split(separator: "/").last.map(String.init), !name.isEmpty else { return false }
+            let name = link.split(separator: "/").last.map(String.init), !name.isEmpty
+        else { return false }
         if let fd = try? FileDescriptor.currentDirectory.openAt("/sys/fs/ext4/\(name)/journal_task", .readOnly) {
             defer { fd.closeQuietly() }
             guard let bytes = try? fd.readToEnd(limit: 4096) else { return false }

@@ -35,7 +35,9 @@ extension Spool {
     /// apply `body` and the rules → write the changed records durably → move the owner link
     /// if the lookup rule now picks another flow → append to events.jsonl → unlock
     /// (spool-layout.md, "Writing").
-    public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
+    public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (
+        result: T, snapshot: FlowSnapshot
+    ) {
         let tx = Transaction(self)
         let changed = try change(flow: flowId, source: source, in: tx, body)
         try tx.end()
@@ -44,7 +46,9 @@ extension Spool {
 
     /// The steps of `mutate` inside `tx`, up to its last barrier, which the caller's `end`
     /// makes (the drop box adds the drop's applied record to it first).
-    func change<T>(flow flowId: String, source: String, in tx: Transaction, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (result: T, snapshot: FlowSnapshot) {
+    func change<T>(flow flowId: String, source: String, in tx: Transaction, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (
+        result: T, snapshot: FlowSnapshot
+    ) {
         var dirPath: FilePath { flowPath(flowId) }  // built only where a message or a barrier needs it
         let dir = try tx.lock(flow: flowId)
         let before = try readFlow(in: dir, flowId: flowId)
@@ -170,7 +174,7 @@ extension Spool {
                 try addToOwnerIndex(flow.snapshot.flow, barrier: &tx.barrier)
                 flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &tx.barrier)
                 ready.append(flow)
-            } catch where error.code == .linkRefused {
+            } catch  where error.code == .linkRefused {
                 removeStaging(flow.stagingName)
                 results[flow.index] = .failure(error)
             } catch {
@@ -289,7 +293,8 @@ extension Spool {
         tx.barrier.add(directory: tasksDir, tasksPath, owned: true)
         try tx.create(Spool.recordBytes(snapshot.flow, "flow \(snapshot.flow.flowId)"), as: Layout.manifest, in: staging, at: stagingPath)
         let now = snapshot.flow.createdAt
-        let events = Rules.events(flowBefore: nil, flowAfter: snapshot.flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: snapshot.tasks.map { ($0.taskId, $0) }))
+        let events = Rules.events(
+            flowBefore: nil, flowAfter: snapshot.flow, tasksBefore: [:], tasksAfter: Dictionary(uniqueKeysWithValues: snapshot.tasks.map { ($0.taskId, $0) }))
         try tx.create(eventBytes(events, at: now, source: source), as: Layout.events, in: staging, at: stagingPath)
         stagingOwned = false
         tx.barrier.add(directory: staging, stagingPath, owned: true)
@@ -329,20 +334,26 @@ extension Spool {
         let fd: FileDescriptor
         do { fd = try dir.openAt(Layout.events, .writeOnly, options: [.append, .create, .noFollow, .nonBlocking], permissions: 0o600) } catch {
             if error == .tooManySymbolicLinkLevels || error == Errno(rawValue: ENXIO) {
-                throw SpoolError(.invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.", path: path, errno: error)
+                throw SpoolError(
+                    .invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.",
+                    path: path, errno: error)
             }
             throw SpoolError.io("Opening the event log", path, error)
         }
         guard let st = try? fd.status(), st.kind == .regular else {
             fd.closeQuietly()
-            throw SpoolError(.invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.", path: path)
+            throw SpoolError(
+                .invalidRecord, "\(path) is not a regular file; clawflow appends only to regular files. Run clawflow fsck --repair to move it aside.",
+                path: path)
         }
         return fd
     }
 
     /// Appends event lines to a flow's events.jsonl through `log` (from `openEventLog`),
     /// which joins `barrier` (the caller flushes it, and closes `log` after).
-    func appendEvents(_ events: [[String: JSON]], to log: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet) throws(SpoolError) {
+    func appendEvents(_ events: [[String: JSON]], to log: FileDescriptor, flowId: String, at now: Timestamp, source: String, barrier: inout FlushSet)
+        throws(SpoolError)
+    {
         barrier.add(file: log, self.flowPath(flowId).appending(Layout.events), owned: false)
         do { try log.writeFully(eventBytes(events, at: now, source: source)) } catch {
             throw SpoolError.io("Appending to the event log", flowPath(flowId).appending(Layout.events), error)

@@ -24,7 +24,9 @@ extension Spool {
             // scan is the check that a chosen id is new.
             for taskId in taskIds {
                 if let holder = taskIndexTarget(taskId) {
-                    throw SpoolError(.linkRefused, "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
+                    throw SpoolError(
+                        .linkRefused,
+                        "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
                 }
             }
             return
@@ -37,7 +39,9 @@ extension Spool {
             }
             if !created {
                 if let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
-                    throw SpoolError(.linkRefused, "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
+                    throw SpoolError(
+                        .linkRefused,
+                        "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
                 }
                 try tx.replaceLink(taskId, target: target, in: taskIndexFD, at: indexPath)
             }
@@ -82,13 +86,17 @@ extension Spool {
     /// flushed joins `barrier`.
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
         guard let ownerIndexFD else { return }  // readers scan; the next writer to open the spool rebuilds it
-        try addToKeyedIndex(ownerIndexFD, at: path(.ownerIndex), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId, doing: "Indexing the flow under its owner in", barrier: &barrier)
+        try addToKeyedIndex(
+            ownerIndexFD, at: path(.ownerIndex), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId,
+            doing: "Indexing the flow under its owner in", barrier: &barrier)
     }
 
     /// Adds `<index>/<name>/<entry>` → `../../../flows/<flowId>`, making the directory `name`
     /// when it is new. Call with the root lock held; what must be flushed joins `barrier`
     /// (the index directory itself only when `name` is new).
-    func addToKeyedIndex(_ index: FileDescriptor, at indexPath: FilePath, name: String, entry: String, flowId: String, doing: String, barrier: inout FlushSet) throws(SpoolError) {
+    func addToKeyedIndex(_ index: FileDescriptor, at indexPath: FilePath, name: String, entry: String, flowId: String, doing: String, barrier: inout FlushSet)
+        throws(SpoolError)
+    {
         var dirPath: FilePath { indexPath.appending(name) }
         let isNew = (try? index.statusAt(name)) == nil
         let dir: FileDescriptor
@@ -117,7 +125,9 @@ extension Spool {
         guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
         if opened { barrier.add(directory: index, self.path(.runIndex), owned: true) }  // closed after the flush
         for run in runs {
-            try addToKeyedIndex(index, at: path(.runIndex), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier)
+            try addToKeyedIndex(
+                index, at: path(.runIndex), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier
+            )
         }
     }
 
@@ -161,15 +171,20 @@ extension Spool {
     /// for the empty run id, which is never indexed) by reading every flow. Tasks whose
     /// file cannot be read are left out.
     public func tasks(withRunId runId: String) throws(SpoolError) -> [TaskRecord] {
-        let indexed: [TaskRecord]? = runId.isEmpty ? nil : withCompleteRunIndex { index in
-            guard let dir = try? index.openDirectoryAt(OwnerKey.linkName(runId)) else { return [] }
-            defer { dir.closeQuietly() }
-            return ((try? dir.entries()) ?? []).compactMap { entry -> TaskRecord? in
-                guard Identifier.isValid(entry.name), let flowId = (try? dir.readLinkAt(entry.name)).flatMap(Layout.flowId(fromKeyedIndex:)) else { return nil }
-                guard let task = try? readTask(flowId: flowId, taskId: entry.name), task.runId == runId else { return nil }
-                return task
+        let indexed: [TaskRecord]? =
+            runId.isEmpty
+            ? nil
+            : withCompleteRunIndex { index in
+                guard let dir = try? index.openDirectoryAt(OwnerKey.linkName(runId)) else { return [] }
+                defer { dir.closeQuietly() }
+                return ((try? dir.entries()) ?? []).compactMap { entry -> TaskRecord? in
+                    guard Identifier.isValid(entry.name), let flowId = (try? dir.readLinkAt(entry.name)).flatMap(Layout.flowId(fromKeyedIndex:)) else {
+                        return nil
+                    }
+                    guard let task = try? readTask(flowId: flowId, taskId: entry.name), task.runId == runId else { return nil }
+                    return task
+                }
             }
-        }
         if let indexed { return indexed }
         return try allTasks().filter { $0.runId == runId }
     }
@@ -196,7 +211,9 @@ extension Spool {
         var candidates: [(id: String, createdAt: Timestamp, isTerminal: Bool)] = []
         for id in ids {
             let record: FlowRecord
-            if let o = override, o.flowId == id { record = o } else {
+            if let o = override, o.flowId == id {
+                record = o
+            } else {
                 guard let r = try? readManifest(id) else { continue }
                 record = r
             }

@@ -28,7 +28,8 @@ public struct ProcessIdentity: Sendable, Equatable {
     /// When it started, in milliseconds since the epoch: boot time (the wall clock less the
     /// boot clock, now) plus its start time. Rounded down to a clock tick (10 ms here).
     public var startedAtMilliseconds: Int64 {
-        var wall = timespec(), boot = timespec()
+        var wall = timespec()
+        var boot = timespec()
         clock_gettime(CLOCK_REALTIME, &wall)
         clock_gettime(CLOCK_BOOTTIME, &boot)
         let bootedAt = (Int64(wall.tv_sec) - Int64(boot.tv_sec)) * 1000 + (Int64(wall.tv_nsec) - Int64(boot.tv_nsec)) / 1_000_000

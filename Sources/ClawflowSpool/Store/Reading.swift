@@ -93,7 +93,9 @@ extension Spool {
         var snap = try readFlow(in: dir, flowId: flowId)
         if withDebris {
             for entry in (try? dir.entries(rewind: false)) ?? [] {
-                if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: dir) { snap.debris.append(flowPath(flowId).appending(entry.name)) }
+                if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: dir) {
+                    snap.debris.append(flowPath(flowId).appending(entry.name))
+                }
             }
         }
         return snap
@@ -128,7 +130,9 @@ extension Spool {
         var problems: [RecordProblem] = []
         var debris: [FilePath] = []
         for entry in entries where entry.name.hasPrefix(".") {
-            if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tasksDir) { debris.append(tasksPath.appending(entry.name)) }
+            if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: tasksDir) {
+                debris.append(tasksPath.appending(entry.name))
+            }
         }
         for entry in entries where !entry.name.hasPrefix(".") && entry.name.hasSuffix(".json") {
             let taskId = String(entry.name.dropLast(5))
@@ -138,7 +142,10 @@ extension Spool {
                 continue
             }
             do {
-                tasks.append(try readTask(in: tasksDir, taskId: taskId, flowId: flowId, ownerKey: ownerKey, path: tasksPath.appending(entry.name), knownRegular: entry.kind == .regular))
+                tasks.append(
+                    try readTask(
+                        in: tasksDir, taskId: taskId, flowId: flowId, ownerKey: ownerKey, path: tasksPath.appending(entry.name),
+                        knownRegular: entry.kind == .regular))
             } catch {
                 problems.append(RecordProblem(path: tasksPath.appending(entry.name), message: error.message))
             }
@@ -147,7 +154,9 @@ extension Spool {
         return (tasks, problems, debris)
     }
 
-    func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: @autoclosure () -> FilePath, knownRegular: Bool = false) throws(SpoolError) -> TaskRecord {
+    func readTask(in tasksDir: FileDescriptor, taskId: String, flowId: String, ownerKey: String, path: @autoclosure () -> FilePath, knownRegular: Bool = false)
+        throws(SpoolError) -> TaskRecord
+    {
         let bytes = try DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: path(), knownRegular: knownRegular)
         let object = try DurableFile.parseObject(bytes, path: path())
         let task: TaskRecord

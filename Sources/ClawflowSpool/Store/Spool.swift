@@ -146,7 +146,8 @@ public final class Spool: Sendable {
             if !MetadataOrdering.isOrdered(fd) { try fd.synchronizeFileSystem() }
             try fd.synchronize()
         } catch let error as SpoolError {
-            undo(); throw error
+            undo()
+            throw error
         } catch {
             undo()
             throw SpoolError.io("Creating the spool layout in", root, error as? Errno ?? .ioError)
@@ -173,14 +174,20 @@ public final class Spool: Sendable {
         } catch {
             fd.closeQuietly()
             if error == .noSuchFileOrDirectory {
-                throw SpoolError(.io, "\(root) is not a clawflow spool (it has no VERSION file). Choose another directory with --spool or CLAWFLOW_SPOOL, or run clawflow init there.", path: root.appending(Layout.versionFile), errno: error)
+                throw SpoolError(
+                    .io,
+                    "\(root) is not a clawflow spool (it has no VERSION file). Choose another directory with --spool or CLAWFLOW_SPOOL, or run clawflow init there.",
+                    path: root.appending(Layout.versionFile), errno: error)
             }
             throw SpoolError.io("Reading the spool version", root.appending(Layout.versionFile), error)
         }
         if String(decoding: text, as: UTF8.self) != Layout.versionText {
             fd.closeQuietly()
             let found = String(decoding: text, as: UTF8.self).trimmingWhitespace()
-            throw SpoolError(.io, "\(root) is a spool of another version (\"\(sanitized(found))\"); this clawflow reads \"clawflow-spool 1\". Use a matching clawflow or another --spool.", path: root.appending(Layout.versionFile))
+            throw SpoolError(
+                .io,
+                "\(root) is a spool of another version (\"\(sanitized(found))\"); this clawflow reads \"clawflow-spool 1\". Use a matching clawflow or another --spool.",
+                path: root.appending(Layout.versionFile))
         }
     }
 
@@ -224,7 +231,8 @@ public final class Spool: Sendable {
                 return (ms, random)
             }
             var rng = SystemRandomNumberGenerator()
-            let a = rng.next() as UInt64, b = rng.next() as UInt64
+            let a = rng.next() as UInt64
+            let b = rng.next() as UInt64
             let random = (0..<8).map { UInt8(truncatingIfNeeded: a >> (8 * $0)) } + (0..<2).map { UInt8(truncatingIfNeeded: b >> (8 * $0)) }
             last = (now.milliseconds, random)
             return (now.milliseconds, random)

@@ -208,7 +208,6 @@ extension FileDescriptor {
     /// function is `syncfs`.
     public func synchronizeFileSystem() throws(Errno) { _ = try retrying { clawflow_syncfs(rawValue) } }
 
-
     /// Takes an advisory lock on the open file; blocks unless `wait` is false.
     /// Returns false when `wait` is false and another process holds it. The corresponding C function is `flock`.
     @discardableResult

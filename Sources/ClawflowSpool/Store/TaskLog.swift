@@ -12,14 +12,17 @@ public enum LogCut {
 
     /// The marker line (with its newline) of the `cut`-th cut.
     static func marker(cut: Int64, dropped: Int64, kept: Int64, limit: Int64) -> [UInt8] {
-        Array("[clawflow: log cut \(cut): \(dropped) bytes dropped before this line to keep it under \(SizeText.describe(limit)); \(kept) bytes kept follow]\n".utf8)
+        Array(
+            "[clawflow: log cut \(cut): \(dropped) bytes dropped before this line to keep it under \(SizeText.describe(limit)); \(kept) bytes kept follow]\n"
+                .utf8)
     }
 
     /// The dropped byte count of a marker line (without its newline), or nil.
     static func parse(_ line: [UInt8]) -> Int64? {
         let words = String(decoding: line, as: UTF8.self).split(separator: " ")
         guard words.count > 8, words[0] == "[clawflow:", words[1] == "log", words[2] == "cut",
-              words.suffix(3) == ["bytes", "kept", "follow]"], words[5] == "bytes", words[6] == "dropped" else { return nil }
+            words.suffix(3) == ["bytes", "kept", "follow]"], words[5] == "bytes", words[6] == "dropped"
+        else { return nil }
         return Int64(words[4])
     }
 
@@ -28,7 +31,8 @@ public enum LogCut {
     static func start(of fd: FileDescriptor) -> (dropped: Int64, markerLength: Int64) {
         var head = [UInt8](repeating: 0, count: 512)
         guard let n = try? head.withUnsafeMutableBytes({ try fd.read(fromAbsoluteOffset: 0, into: $0) }),
-              let end = head[..<n].firstIndex(of: 0x0A), let dropped = parse(Array(head[..<end])) else { return (0, 0) }
+            let end = head[..<n].firstIndex(of: 0x0A), let dropped = parse(Array(head[..<end]))
+        else { return (0, 0) }
         return (dropped, Int64(end + 1))
     }
 }
@@ -77,7 +81,7 @@ public struct TaskLog: ~Copyable {
         while done < bytes.count {
             let n = Glibc.write(fd.rawValue, bytes.baseAddress! + done, bytes.count - done)
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { return } // a full disk: the output is lost, as it would be for any writer
+            guard n > 0 else { return }  // a full disk: the output is lost, as it would be for any writer
             done += n
             size += Int64(n)
         }
@@ -93,7 +97,8 @@ public struct TaskLog: ~Copyable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         // From the start of a line, when one starts within the first 4 KiB kept.
         if let n = try? buffer.withUnsafeMutableBytes({ try fd.read(fromAbsoluteOffset: start, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<4096])) }),
-           let newline = buffer[..<n].firstIndex(of: 0x0A), newline + 1 < n {
+            let newline = buffer[..<n].firstIndex(of: 0x0A), newline + 1 < n
+        {
             start += Int64(newline + 1)
         }
         let kept = size - start
@@ -113,11 +118,15 @@ public struct TaskLog: ~Copyable {
         var position = start
         while ok, position < size {
             let n = (try? buffer.withUnsafeMutableBytes { try fd.read(fromAbsoluteOffset: position, into: $0) }) ?? -1
-            guard n > 0 else { ok = false; break }
+            guard n > 0 else {
+                ok = false
+                break
+            }
             ok = (try? copy.writeFully(Array(buffer[..<min(n, Int(size - position))]))) != nil
             position += Int64(n)
         }
-        ok = ok && (try? copy.synchronize()) != nil
+        ok =
+            ok && (try? copy.synchronize()) != nil
             && (try? directory.renameAt(temp, to: directory, path.lastComponent!.string)) != nil
         guard ok else {
             copy.closeQuietly()

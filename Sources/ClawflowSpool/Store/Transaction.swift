@@ -83,8 +83,11 @@ final class Transaction {
 
     /// Writes the new version of `name` in `directory` under its temp name; it joins the
     /// barrier, and `commit` renames it into place after a flush.
-    func stage(_ bytes: [UInt8], as name: String, in directory: FileDescriptor, at directoryPath: FilePath, permissions: mode_t = 0o600) throws(SpoolError) -> StagedReplacement {
-        let staged = try DurableFile.stageReplacement(in: directory, name: name, bytes: bytes, directoryPath: directoryPath, barrier: &barrier, permissions: permissions)
+    func stage(_ bytes: [UInt8], as name: String, in directory: FileDescriptor, at directoryPath: FilePath, permissions: mode_t = 0o600) throws(SpoolError)
+        -> StagedReplacement
+    {
+        let staged = try DurableFile.stageReplacement(
+            in: directory, name: name, bytes: bytes, directoryPath: directoryPath, barrier: &barrier, permissions: permissions)
         uncommitted.append(staged)
         return staged
     }
