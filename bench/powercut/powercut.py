@@ -71,6 +71,25 @@ def sh(cmd, check=True, timeout=120, **kw):
     return r
 
 
+
+def write_drop(path, body):
+    """Writes a drop's JSON to a new file (O_EXCL) and fsyncs it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (json.dumps(body, sort_keys=True) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path):
+    """Flushes a directory's entries (after a rename into it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 class Machine:
     """Loop devices and mounts this run made, undone in reverse order (also on failure)."""
 
@@ -242,18 +261,9 @@ class Workload:
                     body["ownerKey"] = f"d{d}-{n % 7}"
                 record = dict(what="drop", name=name, runId=run_id, status="queued")
             try:
-                fd = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                try:
-                    os.write(fd, (json.dumps(body, sort_keys=True) + "\n").encode())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                write_drop(os.path.join(tmp, name), body)
                 os.rename(os.path.join(tmp, name), os.path.join(new, name))
-                dfd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                fsync_directory(new)
             except OSError:
                 return
             self.ack(**record)
@@ -276,20 +286,11 @@ class Workload:
                     name = f"b{b}-{n:06d}.json"
                     run_id = f"burst-{b}-{n}"
                     body = {"kind": "task", "runtime": "cron", "runId": run_id, "label": name, "status": "queued", "ownerKey": f"b{b}-{n}"}
-                    fd = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    try:
-                        os.write(fd, (json.dumps(body, sort_keys=True) + "\n").encode())
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
+                    write_drop(os.path.join(tmp, name), body)
                     records.append(dict(what="drop", name=name, runId=run_id, status="queued"))
                 for r in records:
                     os.rename(os.path.join(tmp, r["name"]), os.path.join(new, r["name"]))
-                dfd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                fsync_directory(new)
             except OSError:
                 return
             for r in records:
