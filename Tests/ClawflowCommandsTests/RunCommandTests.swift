@@ -25,11 +25,13 @@ func waitForFlow(
 func tasksOf(_ flow: [String: Any]) -> [[String: Any]] { flow["tasks"] as? [[String: Any]] ?? [] }
 func isEnded(_ flow: [String: Any]) -> Bool { flow["endedAt"] != nil }
 
-/// The pids of processes whose command line contains `marker`.
+/// The pids of processes whose command line contains `marker`, clawflow's own left out (a
+/// supervisor is a fork of `run` and keeps its command line, which names the command).
 func processes(containing marker: String) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { Int32($0) }.filter { pid in
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        if data.split(separator: 0).first.map({ String(decoding: $0, as: UTF8.self) }) == Clawflow.binary { return false }
         let text = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
         let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?.split(separator: " ").first
         return text.contains(marker) && state != "Z"
