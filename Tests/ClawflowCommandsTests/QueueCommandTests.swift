@@ -6,22 +6,6 @@ import Testing
 
 @Suite("Queues: slots, order, hand-off without a watcher", .serialized)
 struct QueueCommandTests {
-    /// `run` output: "<flowId> <taskId>"; returns the flow id.
-    @discardableResult
-    func run(_ tmp: TemporarySpool, _ args: [String]) -> String {
-        let r = tmp.run(["run"] + args)
-        #expect(r.status == 0, "run \(args): \(r.stderr)")
-        return String(r.stdout.split(separator: " ").first ?? "")
-    }
-
-    /// A command that waits until the file `gate` exists, then appends `name` to `out`.
-    func gated(_ gate: String, _ out: String, _ name: String) -> [String] {
-        ["--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.02; done; echo \(name) >> \(out)"]
-    }
-
-    func lines(_ path: String) -> [String] {
-        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    }
 
     func waitAllEnded(_ tmp: TemporarySpool, _ flows: [String], seconds: Double = 30) {
         for flow in flows { waitForFlow(tmp, flow, seconds: seconds, until: isEnded) }
@@ -34,11 +18,11 @@ struct QueueCommandTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         #expect(tmp.run(["queue", "set", "two", "--slots", "2"]).status == 0)
         let script = "touch \(dir)/$CLAWFLOW_FLOW_ID; ls \(dir) | wc -l >> \(tmp.parent)/counts; sleep 0.2; rm \(dir)/$CLAWFLOW_FLOW_ID"
-        let flows = (0..<6).map { run(tmp, ["--owner", "j\($0)", "--queue", "two", "--", "sh", "-c", script]) }
+        let flows = (0..<6).map { tmp.startJob(["--owner", "j\($0)", "--queue", "two", "--", "sh", "-c", script]).flow }
         let shown = tmp.json(["queue", "show", "two"])
         #expect((shown["running"] as? Int ?? 0) <= 2)
         waitAllEnded(tmp, flows)
-        let counts = lines(tmp.parent + "/counts").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let counts = fileLines(tmp.parent + "/counts").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         #expect(counts.count == 6)
         #expect(counts.allSatisfy { $0 <= 2 }, "more than 2 ran at once: \(counts)")
         for flow in flows { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
@@ -51,7 +35,7 @@ struct QueueCommandTests {
         let gate = tmp.parent + "/gate"
         let out = tmp.parent + "/order"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
-        let blocker = run(tmp, ["--owner", "blocker", "--queue", "one"] + gated(gate, out, "blocker"))
+        let blocker = tmp.startJob(["--owner", "blocker", "--queue", "one"] + gatedCommand(gate, out, "blocker")).flow
         let made = Mutex<[(flow: String, priority: Int, name: String)]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { i in
             let priority = i % 2 == 0 ? 0 : 5
@@ -68,7 +52,7 @@ struct QueueCommandTests {
         #expect(listed == expected, "queue show lists the start order")
         FileManager.default.createFile(atPath: gate, contents: nil)
         waitAllEnded(tmp, [blocker] + jobs.map(\.flow))
-        #expect(lines(out) == ["blocker"] + expected)
+        #expect(fileLines(out) == ["blocker"] + expected)
     }
 
     @Test("a sequence holds one slot for all its steps; raising the slots starts waiting jobs at once")
@@ -77,17 +61,15 @@ struct QueueCommandTests {
         let out = tmp.parent + "/order"
         let gate = tmp.parent + "/gate"
         #expect(tmp.run(["queue", "set", "s", "--slots", "1"]).status == 0)
-        let sequence = run(
-            tmp,
-            [
-                "--owner", "seq", "--queue", "s", "--goal", "two steps",
-                "--step", "echo step1 >> \(out); sleep 0.2", "--step", "echo step2 >> \(out)",
-            ])
-        let single = run(tmp, ["--owner", "single", "--queue", "s", "--", "sh", "-c", "echo single >> \(out)"])
+        let sequence = tmp.startJob([
+            "--owner", "seq", "--queue", "s", "--goal", "two steps",
+            "--step", "echo step1 >> \(out); sleep 0.2", "--step", "echo step2 >> \(out)",
+        ]).flow
+        let single = tmp.startJob(["--owner", "single", "--queue", "s", "--", "sh", "-c", "echo single >> \(out)"]).flow
         waitAllEnded(tmp, [sequence, single])
-        #expect(lines(out) == ["step1", "step2", "single"])
+        #expect(fileLines(out) == ["step1", "step2", "single"])
 
-        let held = (0..<3).map { run(tmp, ["--owner", "h\($0)", "--queue", "s"] + gated(gate, out, "h\($0)")) }
+        let held = (0..<3).map { tmp.startJob(["--owner", "h\($0)", "--queue", "s"] + gatedCommand(gate, out, "h\($0)")).flow }
         #expect(tmp.json(["queue", "show", "s"])["running"] as? Int == 1)
         let set = tmp.run(["queue", "set", "s", "--slots", "3"])
         #expect(set.status == 0 && set.stdout == "Queue s: 3 slots, 3 running, 0 queued.\n", "\(set.stdout)")
@@ -101,16 +83,16 @@ struct QueueCommandTests {
         let out = tmp.parent + "/order"
         let gate = tmp.parent + "/gate"
         #expect(tmp.run(["queue", "set", "c", "--slots", "1"]).status == 0)
-        let first = run(tmp, ["--owner", "first", "--queue", "c"] + gated(gate, out, "first"))
-        let second = run(tmp, ["--owner", "second", "--queue", "c", "--", "sh", "-c", "echo second >> \(out)"])
-        let third = run(tmp, ["--owner", "third", "--queue", "c", "--", "sh", "-c", "echo third >> \(out)"])
+        let first = tmp.startJob(["--owner", "first", "--queue", "c"] + gatedCommand(gate, out, "first")).flow
+        let second = tmp.startJob(["--owner", "second", "--queue", "c", "--", "sh", "-c", "echo second >> \(out)"]).flow
+        let third = tmp.startJob(["--owner", "third", "--queue", "c", "--", "sh", "-c", "echo third >> \(out)"]).flow
         #expect(tmp.manifest(second)["status"] as? String == "queued")
         #expect(tmp.run(["flows", "cancel", second]).status == 0)
         #expect(tmp.manifest(second)["status"] as? String == "cancelled")
         waitForFlow(tmp, first, until: { $0["status"] as? String == "running" })
         #expect(tmp.run(["flows", "cancel", first]).status == 0)
         waitAllEnded(tmp, [first, third])
-        #expect(lines(out) == ["third"])
+        #expect(fileLines(out) == ["third"])
         #expect(tmp.manifest(third)["status"] as? String == "succeeded")
     }
 
@@ -120,7 +102,7 @@ struct QueueCommandTests {
         let out = tmp.parent + "/ran"
         #expect(tmp.run(["queue", "set", "k", "--slots", "2"]).status == 0)
         let flows = (0..<12).map { i in
-            run(tmp, ["--owner", "k\(i)", "--queue", "k", "--", "sh", "-c", "echo $CLAWFLOW_FLOW_ID >> \(out); sleep 0.1"])
+            tmp.startJob(["--owner", "k\(i)", "--queue", "k", "--", "sh", "-c", "echo $CLAWFLOW_FLOW_ID >> \(out); sleep 0.1"]).flow
         }
         var killed = 0
         var generator = SystemRandomNumberGenerator()
@@ -142,7 +124,7 @@ struct QueueCommandTests {
             usleep(50_000)
         }
         #expect(killed > 0, "no supervisor was caught running")
-        let ran = lines(out)
+        let ran = fileLines(out)
         for flow in flows {
             let status = tmp.manifest(flow)["status"] as? String
             let times = ran.filter { $0 == flow }.count

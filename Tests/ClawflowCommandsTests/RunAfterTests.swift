@@ -4,21 +4,13 @@ import Testing
 
 @Suite("run --after: a job starts only after other flows succeeded", .serialized)
 struct RunAfterTests {
-    func gated(_ gate: String, _ out: String, _ name: String, exit code: Int = 0) -> [String] {
-        ["--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.02; done; echo \(name) >> \(out); exit \(code)"]
-    }
-
-    func ran(_ out: String) -> [String] {
-        ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-    }
-
     @Test("a job waits, holding no slot, until every flow it runs after succeeded, and flows show says what it waits for")
     func waitsForAll() {
         let tmp = TemporarySpool()
         let gate = tmp.parent + "/gate"
         let out = tmp.parent + "/out"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
-        let a = tmp.startJob(["--owner", "a"] + gated(gate, out, "a"))
+        let a = tmp.startJob(["--owner", "a"] + gatedCommand(gate, out, "a"))
         let b = tmp.startJob(["--owner", "b", "--queue", "one", "--after", "a", "--", "sh", "-c", "echo b >> \(out)"])
         let c = tmp.startJob(["--owner", "c", "--queue", "one", "--after", "a", "b", "--", "sh", "-c", "echo c >> \(out)"])
         let free = tmp.startJob(["--owner", "free", "--queue", "one", "--", "true"])
@@ -30,7 +22,7 @@ struct RunAfterTests {
         #expect(tmp.value(["flows", "show", "c"]).contains("  Waiting for:      flows \(a.flow), \(b.flow) to succeed\n"))
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
         #expect(tmp.run(["wait", a.flow, b.flow, c.flow]).status == 0)
-        #expect(ran(out) == ["a", "b", "c"])
+        #expect(fileLines(out) == ["a", "b", "c"])
     }
 
     @Test("when a flow it runs after fails or is cancelled, the job ends cancelled without running, its summary naming that flow")
@@ -38,7 +30,7 @@ struct RunAfterTests {
         let tmp = TemporarySpool()
         let gate = tmp.parent + "/gate"
         let out = tmp.parent + "/out"
-        let failing = tmp.startJob(["--owner", "failing"] + gated(gate, out, "failing", exit: 3))
+        let failing = tmp.startJob(["--owner", "failing"] + gatedCommand(gate, out, "failing", exit: 3))
         let dependent = tmp.startJob(["--owner", "dependent", "--after", failing.flow, "--", "sh", "-c", "echo dependent >> \(out)"])
         let chained = tmp.startJob(["--owner", "chained", "--after", "dependent", "--", "sh", "-c", "echo chained >> \(out)"])
         let long = tmp.startJob(["--owner", "long", "--", "sleep", "30"])
@@ -53,7 +45,7 @@ struct RunAfterTests {
         #expect(tmp.run(["flows", "cancel", "long", "--grace", "1s"]).status == 0)
         #expect(tmp.run(["wait", onLong.flow]).status == 1)
         #expect(tmp.manifest(onLong.flow)["blockedSummary"] as? String == "not run: flow \(long.flow), which it runs after, ended cancelled")
-        #expect(ran(out) == ["failing"])
+        #expect(fileLines(out) == ["failing"])
     }
 
     @Test("flows show says a queued job waits for a slot; --after an unknown flow is refused")
@@ -62,7 +54,7 @@ struct RunAfterTests {
         let gate = tmp.parent + "/gate"
         let out = tmp.parent + "/out"
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
-        let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gated(gate, out, "first"))
+        let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first"))
         let second = tmp.startJob(["--owner", "second", "--queue", "one", "--", "true"])
         #expect(tmp.value(["flows", "show", "second"]).contains("  Waiting for:      a slot of queue one\n"))
         #expect((tmp.json(["flows", "show", "second"])["waitingFor"] as? [String: Any])?["queue"] as? String == "one")

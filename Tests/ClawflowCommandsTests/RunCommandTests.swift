@@ -40,19 +40,10 @@ func processes(containing marker: String) -> [Int32] {
 
 @Suite("clawflow run: commands and sequences", .serialized)
 struct RunCommandTests {
-    /// `run` output: "<flowId> <taskId>".
-    func started(_ tmp: TemporarySpool, _ args: [String]) -> (flow: String, task: String) {
-        let r = tmp.run(["run"] + args)
-        #expect(r.status == 0, "run \(args): \(r.stderr)")
-        let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
-        #expect(parts.count == 2, "run printed \(r.stdout)")
-        return (parts.first ?? "", parts.last ?? "")
-    }
-
     @Test("a command that exits 0 succeeds, with its pid, process group, start time and output in its log")
     func success() {
         let tmp = TemporarySpool()
-        let (flow, task) = started(tmp, ["--owner", "s", "--", "sh", "-c", "echo out; echo err >&2"])
+        let (flow, task) = tmp.startJob(["--owner", "s", "--", "sh", "-c", "echo out; echo err >&2"])
         let shown = waitForFlow(tmp, flow, until: isEnded)
         #expect(shown["status"] as? String == "succeeded")
         let t = tasksOf(shown).first ?? [:]
@@ -72,9 +63,9 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let dir = tmp.parent + "/work"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let failing = started(tmp, ["--owner", "f", "--cwd", dir, "--", "sh", "-c", "pwd; exit 7"])
-        let killed = started(tmp, ["--owner", "k", "--", "sh", "-c", "kill -9 $$"])
-        let slow = started(tmp, ["--owner", "t", "--timeout", "1", "--", "sh", "-c", "sleep 1000 & sleep 1000"])
+        let failing = tmp.startJob(["--owner", "f", "--cwd", dir, "--", "sh", "-c", "pwd; exit 7"])
+        let killed = tmp.startJob(["--owner", "k", "--", "sh", "-c", "kill -9 $$"])
+        let slow = tmp.startJob(["--owner", "t", "--timeout", "1", "--", "sh", "-c", "sleep 1000 & sleep 1000"])
         let f = waitForFlow(tmp, failing.flow, until: isEnded)
         #expect(f["status"] as? String == "failed")
         #expect(tasksOf(f).first?["exitCode"] as? Int == 7)
@@ -93,7 +84,7 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/order.txt"
         let steps = (1...5).flatMap { n in ["--step", "echo start \(n) >> \(out); sleep 0.1; echo end \(n) >> \(out)"] }
-        let (flow, _) = started(tmp, ["--owner", "seq", "--goal", "five steps"] + steps)
+        let (flow, _) = tmp.startJob(["--owner", "seq", "--goal", "five steps"] + steps)
         let shown = waitForFlow(tmp, flow, seconds: 20, until: isEnded)
         #expect(shown["status"] as? String == "succeeded")
         #expect(shown["controllerId"] as? String == "clawflow/sequence")
@@ -110,7 +101,7 @@ struct RunCommandTests {
         let out = tmp.parent + "/ids.txt"
         let script =
             "echo \"$CLAWFLOW_FLOW_ID $CLAWFLOW_TASK_ID $CLAWFLOW_SPOOL\" > \(out); \(shellQuote(Clawflow.binary)) tasks set \"$CLAWFLOW_TASK_ID\" --progress 'half way'"
-        let (flow, task) = started(tmp, ["--owner", "env-job", "--", "sh", "-c", script])
+        let (flow, task) = tmp.startJob(["--owner", "env-job", "--", "sh", "-c", script])
         let shown = waitForFlow(tmp, flow, until: isEnded)
         #expect(shown["status"] as? String == "succeeded")
         #expect(try String(contentsOfFile: out, encoding: .utf8) == "\(flow) \(task) \(tmp.path)\n")
@@ -120,7 +111,7 @@ struct RunCommandTests {
     @Test("logs and tasks show take an owner key: the flow's current command task")
     func ownerKeyLookup() {
         let tmp = TemporarySpool()
-        let (flow, task) = started(tmp, ["--owner", "lg-owner", "--", "sh", "-c", "echo from the job"])
+        let (flow, task) = tmp.startJob(["--owner", "lg-owner", "--", "sh", "-c", "echo from the job"])
         waitForFlow(tmp, flow, until: isEnded)
         let logs = tmp.run(["logs", "lg-owner"])
         #expect(logs.status == 0 && logs.stdout == "from the job\n", "\(logs.stdout)\(logs.stderr)")
@@ -132,7 +123,7 @@ struct RunCommandTests {
     func failingMiddleStep() throws {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/ran.txt"
-        let (flow, _) = started(tmp, ["--owner", "mid", "--goal", "g", "--step", "echo 1 >> \(out)", "--step", "exit 4", "--step", "echo 3 >> \(out)"])
+        let (flow, _) = tmp.startJob(["--owner", "mid", "--goal", "g", "--step", "echo 1 >> \(out)", "--step", "exit 4", "--step", "echo 3 >> \(out)"])
         let shown = waitForFlow(tmp, flow, until: isEnded)
         #expect(shown["status"] as? String == "failed")
         #expect((shown["blockedSummary"] as? String)?.contains("step 2 of 3") == true)
@@ -148,8 +139,7 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let marker = "sleep 1000\(getpid())"
         let out = tmp.parent + "/after.txt"
-        let (flow, task) = started(
-            tmp, ["--owner", "cx", "--goal", "g", "--step", "sh -c '\(marker)' & sh -c '\(marker)'; true", "--step", "echo ran >> \(out)"])
+        let (flow, task) = tmp.startJob(["--owner", "cx", "--goal", "g", "--step", "sh -c '\(marker)' & sh -c '\(marker)'; true", "--step", "echo ran >> \(out)"])
         waitForFlow(tmp, flow) { tasksOf($0).first?["status"] as? String == "running" }
         usleep(200_000)
         #expect(!processes(containing: marker).isEmpty)
@@ -169,7 +159,7 @@ struct RunCommandTests {
     func lostSupervisor() throws {
         let tmp = TemporarySpool()
         let marker = "sleep 1001\(getpid())"
-        let (flow, _) = started(tmp, ["--owner", "lost", "--goal", "g", "--step", "sh -c '\(marker)'", "--step", "true"])
+        let (flow, _) = tmp.startJob(["--owner", "lost", "--goal", "g", "--step", "sh -c '\(marker)'", "--step", "true"])
         let running = waitForFlow(tmp, flow) { tasksOf($0).first?["pid"] != nil }
         let supervisor = Int32(tasksOf(running).first?["supervisorPid"] as? Int ?? 0)
         #expect(supervisor > 1 && kill(supervisor, SIGKILL) == 0)
@@ -188,7 +178,7 @@ struct RunCommandTests {
         let tmp = TemporarySpool()
         let marker = "sleep 1002\(getpid())"
         defer { for pid in processes(containing: marker) { kill(pid, SIGKILL) } }
-        let (flow, task) = started(tmp, ["--owner", "early", "--", "sh", "-c", marker])
+        let (flow, task) = tmp.startJob(["--owner", "early", "--", "sh", "-c", marker])
         // Read straight from the spool as run returns: the record run created names the supervisor.
         let record = jsonObject(try String(contentsOfFile: "\(tmp.path)/flows/\(flow)/tasks/\(task).json", encoding: .utf8)) ?? [:]
         let supervisor = Int32(record["supervisorPid"] as? Int ?? 0)
@@ -212,7 +202,7 @@ struct RunCommandTests {
     @Test("a step's success and the next step's creation are one write, so a sequence never waits with no task naming its supervisor")
     func nextStepInSameWrite() throws {
         let tmp = TemporarySpool()
-        let (flow, first) = started(tmp, ["--owner", "seq1", "--goal", "g", "--step", "true", "--step", "true", "--step", "true"])
+        let (flow, first) = tmp.startJob(["--owner", "seq1", "--goal", "g", "--step", "true", "--step", "true", "--step", "true"])
         let shown = waitForFlow(tmp, flow, until: isEnded)
         #expect(shown["status"] as? String == "succeeded")
         let tasks = tasksOf(shown)
@@ -295,7 +285,7 @@ struct RunCommandTests {
         let plain = tmp.parent + "/not-executable"
         try "echo hi\n".write(toFile: plain, atomically: true, encoding: .utf8)
         for (program, reason) in [("no-such-program-\(getpid())", "No such file or directory"), (plain, "Permission denied")] {
-            let (flow, task) = started(tmp, ["--owner", "ns", "--", program, "x"])
+            let (flow, task) = tmp.startJob(["--owner", "ns", "--", program, "x"])
             let shown = waitForFlow(tmp, flow, until: isEnded)
             let t = tasksOf(shown).first ?? [:]
             #expect(shown["status"] as? String == "failed" && t["status"] as? String == "failed")
@@ -310,7 +300,7 @@ struct RunCommandTests {
     func cleanDescriptors() throws {
         let tmp = TemporarySpool()
         // ls lists its own descriptors (/proc/self) into the task's log.
-        let (flow, task) = started(tmp, ["--owner", "fd", "--", "ls", "-l", "/proc/self/fd"])
+        let (flow, task) = tmp.startJob(["--owner", "fd", "--", "ls", "-l", "/proc/self/fd"])
         waitForFlow(tmp, flow, until: isEnded)
         let listing = tmp.run(["logs", task]).stdout
         let fds = listing.split(separator: "\n").compactMap { line -> String? in
@@ -364,7 +354,7 @@ struct RunCommandTests {
     @Test("logs --follow prints output as it comes and returns when the task ends")
     func followLogs() {
         let tmp = TemporarySpool()
-        let (_, task) = started(tmp, ["--owner", "fl", "--", "sh", "-c", "echo a; sleep 0.5; echo b"])
+        let (_, task) = tmp.startJob(["--owner", "fl", "--", "sh", "-c", "echo a; sleep 0.5; echo b"])
         let r = tmp.run(["logs", task, "--follow"])
         #expect(r.status == 0 && r.stdout == "a\nb\n")
         let shown = tmp.json(["tasks", "show", task])
@@ -374,7 +364,7 @@ struct RunCommandTests {
     @Test("logs --json on a finished task is one object with sorted keys: flowId, logPath, output (UTF-8, bad bytes replaced), status, taskId")
     func logsJSON() {
         let tmp = TemporarySpool()
-        let (flow, task) = started(tmp, ["--owner", "lj", "--", "sh", "-c", #"printf 'h\303\251llo\n\033[31mred\n'; printf '\377bad\n' >&2"#])
+        let (flow, task) = tmp.startJob(["--owner", "lj", "--", "sh", "-c", #"printf 'h\303\251llo\n\033[31mred\n'; printf '\377bad\n' >&2"#])
         waitForFlow(tmp, flow, until: isEnded)
         let r = tmp.run(["logs", task, "--json"])
         #expect(r.status == 0)
@@ -392,7 +382,7 @@ struct RunCommandTests {
     @Test("logs --follow --json is JSON Lines: {\"output\"} per piece as it comes, a character cut between pieces kept whole, then the final status")
     func logsFollowJSON() {
         let tmp = TemporarySpool()
-        let (_, task) = started(tmp, ["--owner", "lf", "--", "sh", "-c", #"printf 'one\n\303'; sleep 1; printf '\251two\n'"#])
+        let (_, task) = tmp.startJob(["--owner", "lf", "--", "sh", "-c", #"printf 'one\n\303'; sleep 1; printf '\251two\n'"#])
         let r = tmp.run(["logs", task, "--follow", "--json"])
         #expect(r.status == 0)
         let objects = lines(r.stdout).map { jsonObject($0) }

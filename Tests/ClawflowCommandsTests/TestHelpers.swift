@@ -80,6 +80,7 @@ extension TemporarySpool {
         let r = run(["run"] + args)
         #expect(r.status == 0, "run \(args): \(r.stderr)", sourceLocation: sourceLocation)
         let parts = r.stdout.split(separator: " ").map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) }
+        #expect(parts.count == 2, "run printed \(r.stdout)", sourceLocation: sourceLocation)
         return (parts.first ?? "", parts.last ?? "")
     }
 
@@ -166,6 +167,17 @@ extension TemporarySpool {
         }
         return (ids[0], ids[1])
     }
+}
+
+/// The lines of the file at `path` (none when it does not exist).
+func fileLines(_ path: String) -> [String] {
+    ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+}
+
+/// `run` arguments for a command that waits until the file `gate` exists, then appends `name`
+/// to the file `out` and exits with `code`.
+func gatedCommand(_ gate: String, _ out: String, _ name: String, exit code: Int = 0) -> [String] {
+    ["--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.02; done; echo \(name) >> \(out); exit \(code)"]
 }
 
 /// The lines of a command's stdout, without the final empty one.
