@@ -35,6 +35,7 @@ let package = Package(
         .target(
             name: "ClawflowWatch",
             dependencies: [
+                "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
                 "CInotifyTools",

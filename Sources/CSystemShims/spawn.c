@@ -179,3 +179,61 @@ pid_t clawflow_fork_supervisor(int *release) {
     close(held);
     return 0;
 }
+
+/* ---- hooks (Deliverer) ---- */
+
+#include <sys/mman.h>
+
+int clawflow_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                        int stdin_fd, int stderr_fd, pid_t *pid) {
+    pid_t child = fork();
+    if (child < 0) return errno;
+    if (child > 0) {
+        *pid = child;
+        return 0;
+    }
+    /* The child of a process that may have other threads: async-signal-safe calls only. */
+    (void)setpgid(0, 0);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    int in = stdin_fd >= 0 ? fcntl(stdin_fd, F_DUPFD, 10) : open("/dev/null", O_RDONLY);
+    int err = stderr_fd >= 0 ? fcntl(stderr_fd, F_DUPFD, 10) : open("/dev/null", O_WRONLY);
+    int out = open("/dev/null", O_WRONLY);
+    if (in >= 0) { dup2(in, 0); }
+    if (out >= 0) { dup2(out, 1); }
+    if (err >= 0) { dup2(err, 2); }
+    (void)syscall(SYS_close_range, 3, ~0U, 0);
+    if (cwd != NULL && chdir(cwd) != 0) {
+        static const char msg[] = "clawflow: could not enter the hook's working directory\n";
+        (void)write(2, msg, sizeof msg - 1);
+        _exit(126);
+    }
+    execve(path, argv, envp);
+    int e = errno;
+    static const char nf[] = "clawflow: could not run the hook: not found\n";
+    static const char na[] = "clawflow: could not run the hook: permission denied or not an executable\n";
+    if (e == ENOENT) { (void)write(2, nf, sizeof nf - 1); _exit(127); }
+    (void)write(2, na, sizeof na - 1);
+    _exit(126);
+}
+
+pid_t clawflow_fork_detached(void) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    (void)setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+    for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
+    (void)clawflow_child_descriptors(-1, -1);
+    (void)prctl(PR_SET_NAME, "clawflow-notify", 0, 0, 0);
+    return 0;
+}

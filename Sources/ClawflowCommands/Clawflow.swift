@@ -100,7 +100,7 @@ extension Clawflow {
                 Example:
                   clawflow tasks add --owner session-1 --runtime cron --label nightly
                 """,
-            subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self]
+            subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self, TasksNotify.self]
         )
     }
 }

@@ -63,6 +63,8 @@ extension SpoolCommand {
     func handOffSlots() {
         guard let spool = try? Spool.openExisting(at: global.spoolPath) else { return }
         Runner(spool: spool).handOffWaiting()
+        // Notifications recorded and not delivered (README.md, "Notification hooks").
+        Deliverer.kick(spool, source: "cli")
     }
 
     /// The spool for reading, or nil when it does not exist yet (an empty result).

@@ -26,6 +26,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case status
     /// When the owner is told.
     case notifyPolicy
+    /// A job's own hook: a shell command run on each notification the policy allows.
+    case notifyCommand
     /// Creation time.
     case createdAt
     /// End time.
@@ -230,6 +232,11 @@ extension Record {
     public var ownerKey: String { string(.ownerKey)! }
     /// When the owner is told.
     public var notifyPolicy: NotifyPolicy? { string(.notifyPolicy).flatMap(NotifyPolicy.init(rawValue:)) }
+    /// The job's own hook (`sh -c` text), run on each notification its policy allows.
+    public var notifyCommand: String? {
+        get { string(.notifyCommand) }
+        set { setString(.notifyCommand, newValue) }
+    }
     /// When the record was created.
     public var createdAt: Timestamp { timestamp(.createdAt)! }
     /// When it ended, if it did.
@@ -284,7 +291,7 @@ public struct TaskRecord: Record {
         .taskId: .id, .parentFlowId: .id, .ownerKey: .nonEmptyString, .runtime: .nonEmptyString,
         .status: .oneOf(TaskStatus.allCases.map(\.rawValue)), .label: .string, .task: .string,
         .runId: .string, .childSessionKey: .string,
-        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)),
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .notifyCommand: .string,
         .progressSummary: .string, .terminalSummary: .string, .terminalOutcome: .oneOf(["blocked"]),
         .error: .string, .exitCode: .integer, .signal: .string, .dropUid: .integer,
         .createdAt: .timestamp, .startedAt: .timestamp, .lastEventAt: .timestamp, .endedAt: .timestamp,
@@ -483,7 +490,7 @@ public struct FlowRecord: Record {
     static let schema = FieldTable([
         .flowId: .id, .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString,
         .controllerId: .nonEmptyString, .revision: .integer, .status: .oneOf(FlowStatus.allCases.map(\.rawValue)),
-        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .goal: .string, .currentStep: .string,
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .notifyCommand: .string, .goal: .string, .currentStep: .string,
         .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
         .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
         .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,

@@ -52,12 +52,14 @@ public struct Runner: Sendable {
     /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
     /// thread is at work.
     public func run(
-        ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()
+        ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement(),
+        onFinish: String? = nil
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         task.environment = Runner.currentEnvironment()
+        task.notifyCommand = onFinish
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
         return try enqueue(flow, first: task, placement: placement)
     }
@@ -66,7 +68,8 @@ public struct Runner: Sendable {
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// The whole sequence holds one slot of its queue. May fork, as `run` does.
     public func runSequence(
-        ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()
+        ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement(),
+        onFinish: String? = nil
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
@@ -82,6 +85,7 @@ public struct Runner: Sendable {
                 return .object(JSONObject(step))
             })
         flow.currentStep = "step 1"
+        flow.notifyCommand = onFinish
         return try enqueue(flow, first: first, placement: placement)
     }
 
@@ -152,6 +156,9 @@ public struct Runner: Sendable {
         var task = commandTask(
             flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
         task.environment = last.environment
+        // The job's own hook and policy go on with it.
+        task.notifyCommand = last.notifyCommand
+        task[.notifyPolicy] = last[.notifyPolicy] ?? task[.notifyPolicy]
         var next = flow
         var from = last.taskId
         if flow.controllerId == Rules.sequenceController, var steps = flow.steps {

@@ -69,4 +69,24 @@ int clawflow_release(int release, int wait);
  * without. In the parent: the child's pid and `*release`, or -1 (errno). */
 pid_t clawflow_fork_supervisor(int *release);
 
+/* ---- spawn.c: hooks ---- */
+
+/// memfd_create(2) with MFD_CLOEXEC: an anonymous file (a hook's stdin); -1 on error (errno).
+int clawflow_memfd(const char *name);
+
+/// Starts a notification hook: fork(2) of a child in a process group of its own, default
+/// signal dispositions and an empty mask, stdin from stdin_fd (or /dev/null when -1), stdout
+/// on /dev/null, stderr to stderr_fd (or /dev/null when -1), every other descriptor closed,
+/// working directory cwd (NULL: unchanged), that execs `path` (no PATH search) with argv and
+/// envp, or exits 127 (not found) or 126 (not runnable, or no such directory) saying why on
+/// its stderr. Returns 0 with `*pid`, or the errno of the fork.
+int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                        int stdin_fd, int stderr_fd, pid_t *pid);
+
+/// fork(2) of a detached child (a deliverer): in the child (return 0) a session of its own,
+/// no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGPIPE at their defaults, stdin, stdout
+/// and stderr on /dev/null, every other descriptor closed, thread name "clawflow-notify". In
+/// the parent: the child's pid, or -1 (errno).
+pid_t clawflow_fork_detached(void);
+
 #endif
