@@ -272,7 +272,7 @@ public struct Supervisor: Sendable {
     /// request: then its command must not start, or must be ended.
     @discardableResult
     func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(SpoolError) -> Bool {
-        defer { Deliverer.kick(spool) }  // a notification this write recorded goes out at once
+        defer { Deliverer.kick(spool, source: "runner") }  // a notification this write recorded goes out at once
         do {
             return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
