@@ -7,7 +7,7 @@ public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unparseable_record`, `unexpected_entry`, `bad_owner_link`,
     /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `missing_derived`, `temp_debris`,
     /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
-    /// `missing_owner_link`, `interrupted_write`.
+    /// `missing_owner_link`, `interrupted_write`, `undone_delivery`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -32,8 +32,12 @@ extension Spool {
     /// moves planted files to rejected/. Unreadable records are reported, never touched.
     public func fsck(repair: Bool) throws(SpoolError) -> FsckReport {
         var report = FsckReport()
-        if repair { try performRepairs(into: &report) }
+        if repair {
+            try performRepairs(into: &report)
+            repairDeliveries(into: &report)
+        }
         try check(into: &report)
+        checkDeliveries(into: &report)
         return report
     }
 
