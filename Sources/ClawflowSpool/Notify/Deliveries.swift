@@ -249,7 +249,17 @@ extension Spool {
     /// is at least as new as the delivery's (`flowRevision`). False when the flow or task is
     /// gone or behind: the delivery belongs to a write a crash undid.
     public func deliveryStands(_ d: Delivery) -> Bool {
-        guard let dir = try? openFlowDirectory(d.flowId) else { return false }
+        var opened = try? openFlowDirectory(d.flowId)
+        if opened == nil {
+            // A creation may be at work (its deliveries are in place before its flow): it
+            // holds the spool's lock until it ends. Wait for it (through a descriptor of our
+            // own: a lock is the open file's), then look again.
+            guard let rootAgain = try? rootFD.openAt(".", .readOnly, options: .directory) else { return false }
+            _ = try? rootAgain.lock(exclusive: false, wait: true)
+            rootAgain.closeQuietly()
+            opened = try? openFlowDirectory(d.flowId)
+        }
+        guard let dir = opened else { return false }
         defer { dir.closeQuietly() }  // closing drops the shared lock
         guard (try? dir.lock(exclusive: false, wait: true)) == true, let snap = try? readFlow(in: dir, flowId: d.flowId) else { return false }
         if let taskId = d.taskId {
