@@ -49,15 +49,12 @@ public struct Deliverer: Sendable {
     /// other thread of this process is at work (a command's end, a supervisor).
     public static func kick(_ spool: Spool, source: String) {
         let names = spool.deliveryNames()
-        guard !names.isEmpty, let lock = spool.lockDeliveries() else { return }
-        let due = Deliverer(spool: spool, source: "cli").dueCount(names, limit: 1) > 0
-        guard due else {
-            lock.closeQuietly()
-            return
-        }
+        guard !names.isEmpty, Deliverer(spool: spool, source: source).dueCount(names, limit: 1) > 0 else { return }
+        // A probe of the lock: held, a deliverer is at work and looks again once it lets go.
+        guard let probe = spool.lockDeliveries() else { return }
+        probe.closeQuietly()
         let pid = clawflow_fork_detached()
         if pid == 0 { runDetached(spoolRoot: spool.root, source: source) }
-        lock.closeQuietly()  // the child takes the lock itself
     }
 
     /// A detached deliverer's life: drains the deliveries that are due, stays for retries due
@@ -69,11 +66,14 @@ public struct Deliverer: Sendable {
         _exit(0)
     }
 
-    /// Delivers until nothing is due, waiting for retries due within `horizon` seconds.
-    /// Returns early when another deliverer holds the lock (it does the rest).
+    /// Delivers until nothing is due, waiting for retries due within `horizon` seconds; the
+    /// first pass waits for the lock (a deliverer at work lets go soon), the later ones return
+    /// when another deliverer holds it (it does the rest).
     public func drainUntilIdle(horizon: Double) {
-        while case .idle(let next) = drainOnce(), let wait = next, wait <= horizon {
-            usleep(UInt32(min(max(wait, 0.01), 60) * 1_000_000))
+        var wait = true
+        while case .idle(let next) = drainOnce(waitForLock: wait), let seconds = next, seconds <= horizon {
+            usleep(UInt32(min(max(seconds, 0.01), 60) * 1_000_000))
+            wait = false
         }
     }
 
@@ -88,10 +88,12 @@ public struct Deliverer: Sendable {
 
     /// One pass under the deliverers' lock, then a look after releasing it (a writer that
     /// found the lock held counts on that look).
-    public func drainOnce() -> Pass {
+    public func drainOnce(waitForLock: Bool = false) -> Pass {
         var next: Double?
+        var wait = waitForLock
         while true {
-            guard let lock = spool.lockDeliveries() else { return .busy }
+            guard let lock = spool.lockDeliveries(wait: wait) else { return .busy }
+            wait = false
             next = deliverDue()
             lock.closeQuietly()
             if dueCount(spool.deliveryNames(), limit: 1) == 0 { break }

@@ -173,11 +173,11 @@ extension Spool {
     }
 
     /// The lock that makes one deliverer per spool: an exclusive `flock` on `notify/`, taken
-    /// without waiting. The open, locked directory, or nil when another deliverer holds it
-    /// (or there is no `notify/`). Closing it releases the lock.
-    public func lockDeliveries() -> FileDescriptor? {
+    /// without waiting unless `wait`. The open, locked directory, or nil when another
+    /// deliverer holds it (or there is no `notify/`). Closing it releases the lock.
+    public func lockDeliveries(wait: Bool = false) -> FileDescriptor? {
         guard let fd = try? rootFD.openDirectoryAt(SpoolDirectory.notify.rawValue) else { return nil }
-        guard (try? fd.lock(exclusive: true, wait: false)) == true else {
+        guard (try? fd.lock(exclusive: true, wait: wait)) == true else {
             fd.closeQuietly()
             return nil
         }
