@@ -244,29 +244,48 @@ extension Spool {
         try removeDelivery(d.deliveryId)
     }
 
-    /// Whether the write that recorded `d` is durable and was not undone by a crash: under a
-    /// shared lock of the flow (so a write still at work is waited for), its record on disk
-    /// is at least as new as the delivery's (`flowRevision`). False when the flow or task is
-    /// gone or behind: the delivery belongs to a write a crash undid.
+    /// Whether the change that recorded `d` is durable and was not undone by a crash: its
+    /// record on disk is at least as new as the delivery (`flowRevision` of the task, or the
+    /// manifest's `revision`, at least the delivery's `flowRevision`), and the directories of
+    /// its rename are flushed (here, in parallel, so that a hook need not wait for the rest of
+    /// the write). A record not yet that new may belong to a write still at work (a delivery
+    /// is in place before its record): then this waits for a shared lock of the flow (or of
+    /// the spool root, which a creation holds) and looks again. False: a crash undid it.
     public func deliveryStands(_ d: Delivery) -> Bool {
-        var opened = try? openFlowDirectory(d.flowId)
-        if opened == nil {
-            // A creation may be at work (its deliveries are in place before its flow): it
-            // holds the spool's lock until it ends. Wait for it (through a descriptor of our
-            // own: a lock is the open file's), then look again.
-            guard let rootAgain = try? rootFD.openAt(".", .readOnly, options: .directory) else { return false }
-            _ = try? rootAgain.lock(exclusive: false, wait: true)
-            rootAgain.closeQuietly()
-            opened = try? openFlowDirectory(d.flowId)
+        // The write renames its record a flush after the delivery: look a few times first.
+        for _ in 0..<50 {
+            if recordIsAsNew(as: d, flushing: true) { return true }
+            usleep(300)
         }
-        guard let dir = opened else { return false }
-        defer { dir.closeQuietly() }  // closing drops the shared lock
-        guard (try? dir.lock(exclusive: false, wait: true)) == true, let snap = try? readFlow(in: dir, flowId: d.flowId) else { return false }
+        let flowDir = try? openFlowDirectory(d.flowId)
+        let lockHolder = flowDir ?? (try? rootFD.openAt(".", .readOnly, options: .directory))  // a lock is the open file's: our own descriptor
+        defer { lockHolder?.closeQuietly() }  // closing drops the shared lock
+        guard let lockHolder, (try? lockHolder.lock(exclusive: false, wait: true)) == true else { return false }
+        return recordIsAsNew(as: d, flushing: true)
+    }
+
+    /// Whether the record `d` tells of is on disk at least as new as `d`; with `flushing`,
+    /// the directories that make it durable (its own, `flows/`) are flushed when it is.
+    private func recordIsAsNew(as d: Delivery, flushing: Bool) -> Bool {
+        guard let dir = try? openFlowDirectory(d.flowId) else { return false }
+        defer { dir.closeQuietly() }
+        let holder: FileDescriptor
         if let taskId = d.taskId {
-            guard let task = snap.tasks.first(where: { $0.taskId == taskId }) else { return false }
-            return (task.flowRevision ?? 0) >= d.flowRevision
+            guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return false }
+            defer { tasksDir.closeQuietly() }
+            guard let bytes = try? DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: tasksPath(d.flowId)),
+                let object = try? DurableFile.parseObject(bytes, path: tasksPath(d.flowId)), let task = try? TaskRecord(validating: object),
+                (task.flowRevision ?? 0) >= d.flowRevision
+            else { return false }
+            guard flushing, let own = try? tasksDir.openAt(".", .readOnly, options: .directory) else { return true }
+            holder = own
+        } else {
+            guard let flow = try? readManifest(in: dir, flowId: d.flowId), flow.revision >= d.flowRevision else { return false }
+            guard flushing, let own = try? dir.openAt(".", .readOnly, options: .directory) else { return true }
+            holder = own
         }
-        return snap.flow.revision >= d.flowRevision
+        defer { holder.closeQuietly() }
+        return FileDescriptor.synchronizeAll([holder, flowsFD], files: [false, false]).isEmpty
     }
 
     /// Appends one `notify` event to the flow's events.jsonl, in one `write(2)` with
