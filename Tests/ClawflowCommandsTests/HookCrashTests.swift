@@ -101,7 +101,8 @@ struct HookUserTests {
         func asOwner(_ args: String) -> CommandResult { GroupMember.run("\(bin) --spool \(spool) \(args)", as: owner) }
         #expect(asOwner("init --shared-group \(GroupMember.group)").status == 0)
         let hook = "#!/bin/sh\necho \"$CLAWFLOW_TASK_ID $(id -u)\" >> \(log)\n"
-        #expect(GroupMember.run("mkdir \(spool)/hooks && printf '%s' '\(hook)' > \(spool)/hooks/10-uid && chmod 755 \(spool)/hooks/10-uid", as: owner).status == 0)
+        #expect(
+            GroupMember.run("mkdir \(spool)/hooks && printf '%s' '\(hook)' > \(spool)/hooks/10-uid && chmod 755 \(spool)/hooks/10-uid", as: owner).status == 0)
         let ownerUid = GroupMember.run("id -u", as: owner).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         // The owner's own write: its hook runs, as the owner.
         let mine = asOwner("tasks add --owner o --runtime cron --status succeeded").stdout.trimmingCharacters(in: .whitespacesAndNewlines)

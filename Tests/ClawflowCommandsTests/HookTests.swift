@@ -106,7 +106,9 @@ struct HookTests {
     func onFinish() {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/finish.log"
-        let (flow, task) = tmp.startJob(["--owner", "fin", "--cwd", tmp.parent, "--on-finish", "echo \"$CLAWFLOW_STATUS $CLAWFLOW_EXIT_CODE $PWD\" >> \(out)", "--", "sh", "-c", "exit 3"])
+        let (flow, task) = tmp.startJob([
+            "--owner", "fin", "--cwd", tmp.parent, "--on-finish", "echo \"$CLAWFLOW_STATUS $CLAWFLOW_EXIT_CODE $PWD\" >> \(out)", "--", "sh", "-c", "exit 3",
+        ])
         let end = Date().addingTimeInterval(20)
         while fileLines(out).isEmpty, Date() < end { usleep(20_000) }
         usleep(500_000)
@@ -120,7 +122,10 @@ struct HookTests {
     func sequenceFinish() {
         let tmp = TemporarySpool()
         let out = tmp.parent + "/seq.log"
-        let (flow, _) = tmp.startJob(["--owner", "seq", "--goal", "two", "--step", "true", "--step", "true", "--on-finish", "echo \"$CLAWFLOW_EVENT $CLAWFLOW_STATUS $CLAWFLOW_FLOW_ID\" >> \(out)"])
+        let (flow, _) = tmp.startJob([
+            "--owner", "seq", "--goal", "two", "--step", "true", "--step", "true", "--on-finish",
+            "echo \"$CLAWFLOW_EVENT $CLAWFLOW_STATUS $CLAWFLOW_FLOW_ID\" >> \(out)",
+        ])
         let end = Date().addingTimeInterval(20)
         while fileLines(out).isEmpty, Date() < end { usleep(20_000) }
         usleep(500_000)

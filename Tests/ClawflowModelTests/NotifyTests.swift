@@ -34,7 +34,8 @@ struct NotifyRuleTests {
     func taskRule(policy: NotifyPolicy, from: TaskStatus?, to: TaskStatus, told: Bool) {
         let before = from.map { [taskId: task($0, policy: policy)] } ?? [:]
         let after = [taskId: task(to, policy: policy)]
-        let notes = Notify.notifications(flowBefore: flow(.running, mode: .taskMirrored), flowAfter: flow(.running, mode: .taskMirrored), tasksBefore: before, tasksAfter: after)
+        let notes = Notify.notifications(
+            flowBefore: flow(.running, mode: .taskMirrored), flowAfter: flow(.running, mode: .taskMirrored), tasksBefore: before, tasksAfter: after)
         #expect(notes.count == (told ? 1 : 0))
         if let n = notes.first {
             #expect(n.subject == .task && n.taskId == taskId && n.to == to.rawValue && n.from == from?.rawValue)
@@ -46,7 +47,8 @@ struct NotifyRuleTests {
         var progressed = task(.running, policy: policy)
         progressed.progressSummary = "half way"
         let notes = Notify.notifications(
-            flowBefore: flow(.running, mode: .taskMirrored), flowAfter: flow(.running, mode: .taskMirrored), tasksBefore: [taskId: task(.running, policy: policy)],
+            flowBefore: flow(.running, mode: .taskMirrored), flowAfter: flow(.running, mode: .taskMirrored),
+            tasksBefore: [taskId: task(.running, policy: policy)],
             tasksAfter: [taskId: progressed])
         #expect(notes.isEmpty)
     }
@@ -65,10 +67,12 @@ struct NotifyRuleTests {
         let ended = Notify.notifications(
             flowBefore: flow(.running, mode: .managed), flowAfter: flow(.blocked, mode: .managed, endedAt: t0), tasksBefore: [:], tasksAfter: [:])
         #expect(ended.map(\.subject) == [.flow] && ended.first?.to == "blocked" && ended.first?.taskId == nil)
-        let paused = Notify.notifications(flowBefore: flow(.running, mode: .managed), flowAfter: flow(.waiting, mode: .managed), tasksBefore: [:], tasksAfter: [:])
+        let paused = Notify.notifications(
+            flowBefore: flow(.running, mode: .managed), flowAfter: flow(.waiting, mode: .managed), tasksBefore: [:], tasksAfter: [:])
         #expect(paused.isEmpty, "done_only: waiting is no end")
         let watched = Notify.notifications(
-            flowBefore: flow(.running, mode: .managed, policy: .stateChanges), flowAfter: flow(.waiting, mode: .managed, policy: .stateChanges), tasksBefore: [:],
+            flowBefore: flow(.running, mode: .managed, policy: .stateChanges), flowAfter: flow(.waiting, mode: .managed, policy: .stateChanges),
+            tasksBefore: [:],
             tasksAfter: [:])
         #expect(watched.count == 1 && watched.first?.from == "running")
     }

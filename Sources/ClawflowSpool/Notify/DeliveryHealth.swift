@@ -90,7 +90,8 @@ extension Spool {
                     let hook = e["hook"]?.stringValue ?? "?"
                     let how =
                         e["timedOut"]?.boolValue == true
-                        ? "timed out" : e["exitCode"]?.intValue.map { "exited with \($0)" } ?? e["signal"]?.stringValue.map { "was killed by \($0)" } ?? "failed"
+                        ? "timed out"
+                        : e["exitCode"]?.intValue.map { "exited with \($0)" } ?? e["signal"]?.stringValue.map { "was killed by \($0)" } ?? "failed"
                     why = "; \(hook) \(how)" + (e["stderr"]?.stringValue.map { ": \(sanitized($0))" } ?? "")
                 }
                 if failed {
