@@ -95,7 +95,7 @@ struct HookUserTests {
         let owner = GroupMember.spoolOwner
         let spool = tmp.path
         let log = tmp.parent + "/uids.log"
-        FileManager.default.createFile(atPath: log, contents: Data())
+        _ = FileManager.default.createFile(atPath: log, contents: Data())
         chmod(log, 0o666)
         let bin = Clawflow.binary
         func asOwner(_ args: String) -> CommandResult { GroupMember.run("\(bin) --spool \(spool) \(args)", as: owner) }

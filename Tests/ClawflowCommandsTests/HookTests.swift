@@ -28,7 +28,7 @@ struct HookFixture {
 
     /// Writes an executable hook into hooks/.
     func install(_ name: String, _ script: String, mode: mode_t = 0o755) {
-        FileManager.default.createFile(atPath: tmp.file("hooks/" + name), contents: Data(script.utf8))
+        _ = FileManager.default.createFile(atPath: tmp.file("hooks/" + name), contents: Data(script.utf8))
         chmod(tmp.file("hooks/" + name), mode)
     }
 
@@ -209,7 +209,7 @@ struct HookTests {
         f.install("40-plain", "#!/bin/sh\necho bad >> \(f.log)\n", mode: 0o644)
         let out = f.tmp.parent + "/drop.log"
         let drop = #"{"kind":"task","ownerKey":"drop-hook","runtime":"cron","status":"succeeded","notifyCommand":"echo dropped $CLAWFLOW_STATUS >> \#(out)"}"#
-        FileManager.default.createFile(atPath: f.tmp.file("incoming/new/d1.json"), contents: Data(drop.utf8))
+        _ = FileManager.default.createFile(atPath: f.tmp.file("incoming/new/d1.json"), contents: Data(drop.utf8))
         f.tmp.value(["ingest"])
         f.settle()
         #expect(fileLines(out) == ["dropped succeeded"])
@@ -224,7 +224,7 @@ struct HookTests {
         let (task, _) = f.tmp.addTask(owner: "fsck", status: "running")
         f.tmp.run(["tasks", "set", task, "--status", "succeeded"])
         f.settle()
-        FileManager.default.createFile(atPath: f.tmp.file("notify/.01a2.json.999999.ab.tmp"), contents: Data("{".utf8))
+        _ = FileManager.default.createFile(atPath: f.tmp.file("notify/.01a2.json.999999.ab.tmp"), contents: Data("{".utf8))
         let r = f.tmp.run(["fsck"])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
     }

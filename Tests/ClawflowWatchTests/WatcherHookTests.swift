@@ -10,7 +10,7 @@ extension WatcherTests {
         spool.value(["init"])
         let log = spool.parent + "/hook.log"
         mkdir(spool.file("hooks"), 0o700)
-        FileManager.default.createFile(
+        _ = FileManager.default.createFile(
             atPath: spool.file("hooks/10-log"), contents: Data("#!/bin/sh\necho \"$CLAWFLOW_STATUS $CLAWFLOW_DELIVERY_REPEAT\" >> \(log)\n".utf8))
         chmod(spool.file("hooks/10-log"), 0o755)
         let watcher = try WatcherProcess(spool, arguments: mode)
