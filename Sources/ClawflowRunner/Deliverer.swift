@@ -49,7 +49,7 @@ public struct Deliverer: Sendable {
     /// other thread of this process is at work (a command's end, a supervisor).
     public static func kick(_ spool: Spool, source: String) {
         let names = spool.deliveryNames()
-        guard !names.isEmpty, Deliverer(spool: spool, source: source).dueCount(names, limit: 1) > 0 else { return }
+        guard Deliverer(spool: spool, source: source).dueCount(names, limit: 1) > 0 else { return }
         // A probe of the lock: held, a deliverer is at work and looks again once it lets go.
         guard let probe = spool.lockDeliveries() else { return }
         probe.closeQuietly()
@@ -104,7 +104,8 @@ public struct Deliverer: Sendable {
     /// How many of `names` (up to `limit`) are this user's and due now.
     func dueCount(_ names: [String], limit: Int) -> Int {
         let now = Spool.now()
-        var count = 0
+        var count = spool.orphanedDeliveries().count  // a crash's leftovers: to adopt or remove
+        if count >= limit { return count }
         for name in names {
             guard let (d, owner) = try? spool.readDelivery(name), owner == geteuid() else { continue }
             if let at = d.nextAttemptAt, at > now { continue }
@@ -118,6 +119,7 @@ public struct Deliverer: Sendable {
     /// The seconds until the next retry, or nil when none waits.
     @discardableResult
     public func deliverDue() -> Double? {
+        spool.adoptOrphans()
         var next: Double?
         var hooks: [SpoolHook]?
         for name in spool.deliveryNames() {

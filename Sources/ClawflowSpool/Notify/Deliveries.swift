@@ -150,9 +150,10 @@ extension Spool {
         return out
     }
 
-    /// Stages the files of `deliveries` in `notify/` under temp names (they join the first
-    /// barrier); the caller commits them with the records they describe, so that no
-    /// deliverer sees a delivery before its transition is written.
+    /// Stages the files of `deliveries` in `notify/` under temp names; they and their names
+    /// (`notify/` itself) join the first barrier, so that from then on a crash leaves each
+    /// delivery at least as a temp file (`adoptOrphans`). The caller renames them into place
+    /// after the records they tell of: no deliverer sees a delivery before its record.
     func stageDeliveries(_ deliveries: [Delivery], in tx: Transaction) throws(SpoolError) -> [StagedReplacement] {
         guard !deliveries.isEmpty else { return [] }
         let dir = try notifyDirectory.openOrCreate(root: root)
@@ -160,7 +161,43 @@ extension Spool {
         for d in deliveries {
             staged.append(try tx.stage(d.fileBytes(), as: Layout.deliveryFile(d.deliveryId), in: dir, at: path(.notify)))
         }
+        tx.barrier.add(directory: dir, self.path(.notify))
         return staged
+    }
+
+    /// The temp files in `notify/` of writers that are gone: deliveries whose rename a crash
+    /// may have lost after their record's (or those of a write that never got so far).
+    public func orphanedDeliveries() -> [String] {
+        guard let dir = notifyDirectory.fd, let entries = try? dir.entries() else { return [] }
+        return entries.map(\.name).filter { name in
+            guard let pid = Layout.tempWriterPid(name), Layout.deliveryId(fromTemp: name) != nil else { return false }
+            return !writerMayRun(pid, entry: name, in: dir)
+        }
+    }
+
+    /// Renames into place each orphaned delivery whose record is on disk at least as new as
+    /// the delivery (`deliveryStands`), and removes the others (their write was undone, or
+    /// stopped before its first barrier); `notify/` is flushed after. The names adopted and removed.
+    @discardableResult
+    public func adoptOrphans() -> (adopted: [String], removed: [String]) {
+        let orphans = orphanedDeliveries()
+        guard !orphans.isEmpty, let dir = notifyDirectory.fd else { return ([], []) }
+        var adopted: [String] = []
+        var removed: [String] = []
+        for temp in orphans {
+            guard let id = Layout.deliveryId(fromTemp: temp) else { continue }
+            let bytes = try? DurableFile.read(in: dir, name: temp, path: path(.notify).appending(temp), limit: Layout.recordLimit + 65536)
+            let fields = bytes.flatMap { try? DurableFile.parseObject($0, path: path(.notify)) }
+            if let fields, let d = Delivery(fields: fields), d.deliveryId == id, deliveryStands(d),
+                (try? dir.renameAt(temp, to: dir, Layout.deliveryFile(id), flags: .noReplace)) != nil
+            {
+                adopted.append(id)
+            } else if (try? dir.removeAt(temp)) != nil {
+                removed.append(temp)
+            }
+        }
+        try? dir.synchronize()
+        return (adopted, removed)
     }
 
     // MARK: - Delivering (the deliverer's side)

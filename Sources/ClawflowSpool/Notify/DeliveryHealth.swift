@@ -20,7 +20,11 @@ extension Spool {
                 if !failed, entry.name == "failed" { continue }
                 if let pid = Layout.tempWriterPid(entry.name) {
                     if !writerMayRun(pid, entry: entry.name, in: dir) {
-                        report.notes.append(FsckFinding(code: "temp_debris", path: path.string, message: "a temp file left by an interrupted write"))
+                        let what =
+                            !failed && Layout.deliveryId(fromTemp: entry.name) != nil
+                            ? "a delivery's temp file left by an interrupted write; the next deliverer (or --repair) renames it into place if its record stands, else removes it"
+                            : "a temp file left by an interrupted write"
+                        report.notes.append(FsckFinding(code: "temp_debris", path: path.string, message: what))
                     }
                     continue
                 }
@@ -44,15 +48,20 @@ extension Spool {
         }
     }
 
-    /// fsck --repair: removes temp files of gone writers from `notify/` and the deliveries of
-    /// undone writes.
+    /// fsck --repair: renames into place the deliveries a crash left as temp files whose
+    /// records stand (`adoptOrphans`), removes the other temp files of gone writers, and the
+    /// deliveries of undone writes.
     func repairDeliveries(into report: inout FsckReport) {
+        let (adopted, removed) = adoptOrphans()
+        for id in adopted { report.repairs.append("renamed the notification \(id) into place: a crash had left it as a temp file") }
+        for name in removed { report.repairs.append("removed the temp file \(path(.notify).appending(name))") }
         guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.notify.rawValue) else { return }
         defer { dir.closeQuietly() }
         var changed = false
         for entry in (try? dir.entries()) ?? [] {
             if let pid = Layout.tempWriterPid(entry.name) {
-                guard !writerMayRun(pid, entry: entry.name, in: dir), (try? dir.removeAt(entry.name)) != nil else { continue }
+                guard Layout.deliveryId(fromTemp: entry.name) == nil, !writerMayRun(pid, entry: entry.name, in: dir), (try? dir.removeAt(entry.name)) != nil
+                else { continue }
                 report.repairs.append("removed the temp file \(path(.notify).appending(entry.name))")
                 changed = true
             } else if Layout.deliveryId(fromFile: entry.name) != nil, let d = try? readDelivery(entry.name)?.delivery, !deliveryStands(d) {

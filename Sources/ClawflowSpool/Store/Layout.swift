@@ -147,6 +147,14 @@ public enum Layout {
         return Identifier.isValid(id) ? id : nil
     }
 
+    /// The delivery id of a temp file of a delivery (`.<deliveryId>.json.<pid>.<hex>.tmp`), or nil.
+    public static func deliveryId(fromTemp name: String) -> String? {
+        guard tempWriterPid(name) != nil else { return nil }
+        let parts = name.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[1] == "json" else { return nil }
+        return Identifier.isValid(String(parts[0])) ? String(parts[0]) : nil
+    }
+
     /// The text of a link to a flow from `owners/`.
     public static func ownerLinkTarget(_ flowId: String) -> String { "../flows/" + flowId }
     /// The flow id an `owners/` link names, or nil when the text is anything but `../flows/<id>`.

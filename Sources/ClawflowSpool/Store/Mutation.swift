@@ -109,13 +109,6 @@ extension Spool {
         let stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, in: tx)
         let stagedDeliveries = try stageDeliveries(deliveries, in: tx)
         try tx.flush()
-        // The deliveries, durable before the records they tell of: a crash can then leave a
-        // delivery whose record is older (the deliverer drops it), never a transition without
-        // its delivery (spool-layout.md, "Notifications").
-        if !stagedDeliveries.isEmpty {
-            for staged in stagedDeliveries { try tx.commit(staged) }
-            try tx.flush()
-        }
         // Barrier 2: the task files, durable before the manifest moves (spool-layout.md,
         // "Interrupted writes").
         for staged in stagedTasks { try tx.commit(staged) }
@@ -126,6 +119,10 @@ extension Spool {
         for marker in stagedMarkers { try tx.commit(marker) }
         removeCancelMarkers(before: tasksBefore, after: changedTasks)
         if let stagedManifest { try tx.commit(stagedManifest) }
+        // After the records they tell of. Their temp files are durable since barrier 1: a
+        // crash that keeps a record and loses a delivery's rename leaves its temp file, which
+        // the next deliverer renames into place (spool-layout.md, "Notifications").
+        for staged in stagedDeliveries { try tx.commit(staged) }
         if let linkChange { try commitOwnerLinks([linkChange], barrier: &tx.barrier) }
         if let eventLog { try appendEvents(events, to: eventLog, flowId: flowId, at: now, source: source, barrier: &tx.barrier) }
         return (result, snapshot)
@@ -210,15 +207,7 @@ extension Spool {
                 throw error
             }
         }
-        do {
-            try tx.flush()
-            // The new flows' deliveries, durable before the flows (as in `change`).
-            let deliveries = ready.flatMap(\.deliveries)
-            if !deliveries.isEmpty {
-                for d in deliveries { try tx.commit(d) }
-                try tx.flush()
-            }
-        } catch {
+        do { try tx.flush() } catch {
             abandon(staged)
             throw error
         }
@@ -235,6 +224,7 @@ extension Spool {
                 throw SpoolError.io("Moving the new flow into place at", flowPath(flow.snapshot.flow.flowId), error)
             }
             if let link = flow.link { links.append(link) }
+            for d in flow.deliveries { try tx.commit(d) }  // after its flow, as in `change`
             results[flow.index] = .success(flow.snapshot)
         }
         // The links move before flows/ is flushed and both directories are flushed together:
