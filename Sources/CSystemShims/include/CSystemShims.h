@@ -74,12 +74,12 @@ pid_t clawflow_fork_supervisor(int *release);
 /// memfd_create(2) with MFD_CLOEXEC: an anonymous file (a hook's stdin); -1 on error (errno).
 int clawflow_memfd(const char *name);
 
-/// Starts a notification hook: fork(2) of a child in a process group of its own, default
-/// signal dispositions and an empty mask, stdin from stdin_fd (or /dev/null when -1), stdout
-/// on /dev/null, stderr to stderr_fd (or /dev/null when -1), every other descriptor closed,
-/// working directory cwd (NULL: unchanged), that execs `path` (no PATH search) with argv and
-/// envp, or exits 127 (not found) or 126 (not runnable, or no such directory) saying why on
-/// its stderr. Returns 0 with `*pid`, or the errno of the fork.
+/// Starts a notification hook with posix_spawn(3) (no copy of this process's memory): in a
+/// process group of its own, every signal at its default and none blocked, stdin from stdin_fd
+/// (or /dev/null when -1), stdout on /dev/null, stderr to stderr_fd (or /dev/null when -1),
+/// every other descriptor closed, working directory cwd (NULL: unchanged), exec of `path`
+/// (no PATH search) with argv and envp. Returns 0 with `*pid`, or an errno value: the spawn's,
+/// or the exec's or chdir's in the child (ENOENT, EACCES, ...), when nothing was started.
 int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[], const char *cwd,
                         int stdin_fd, int stderr_fd, pid_t *pid);
 
