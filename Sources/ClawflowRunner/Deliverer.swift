@@ -130,13 +130,14 @@ public struct Deliverer: Sendable {
                 next = min(next ?? wait, wait)
                 continue
             }
-            guard spool.deliveryStands(d) else {
+            guard let recordDirectories = spool.standingRecord(of: d) else {
                 // The write that recorded it was undone by a crash: there is nothing to tell.
                 try? spool.removeDelivery(d.deliveryId)
                 continue
             }
+            defer { for fd in recordDirectories { fd.closeQuietly() } }
             if hooks == nil { hooks = spool.spoolHooks().hooks }
-            if let wait = deliver(d, hooks: hooks ?? []) { next = min(next ?? wait, wait) }
+            if let wait = deliver(d, hooks: hooks ?? [], flushingFirst: recordDirectories) { next = min(next ?? wait, wait) }
         }
         return next
     }
@@ -152,8 +153,11 @@ public struct Deliverer: Sendable {
 
     /// Runs the hooks that have not yet taken `d`, each marked `started` durably first. The
     /// seconds until its retry, or nil when it is done (delivered, or failed for good).
-    func deliver(_ delivery: Delivery, hooks: [SpoolHook]) -> Double? {
+    /// `flushingFirst` (the record's directories) are flushed with the first `started` mark,
+    /// in one round: no hook is told of a change a power cut could still undo.
+    func deliver(_ delivery: Delivery, hooks: [SpoolHook], flushingFirst: [FileDescriptor] = []) -> Double? {
         var d = delivery
+        var flushing = flushingFirst
         let record = d.record
         var targets: [Target] = []
         let recordEnv = record["environment"]?.objectValue.map { o in
@@ -177,10 +181,11 @@ public struct Deliverer: Sendable {
             d.status = .started
             d.startedHook = target.name
             d.attempts += 1
-            do { try spool.saveDelivery(d) } catch {
+            do { try spool.saveDelivery(d, alsoFlushing: flushing) } catch {
                 // Not marked: nothing may run. The next pass tries again.
                 return 1
             }
+            flushing = []
             let outcome = run(target, d, attempt: Int(before + 1), repeated: before > 0)
             d.startedHook = nil
             var event: [String: JSON] = [

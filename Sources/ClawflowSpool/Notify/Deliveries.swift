@@ -105,12 +105,31 @@ public struct Delivery: Sendable, Equatable {
         set { fields["lastError"] = newValue.map(JSON.object) }
     }
 
-    /// The file's bytes.
-    func fileBytes() -> [UInt8] {
+    /// The first line of its file in `notify/` (compact JSON and a newline), or, `pretty`,
+    /// its file in `notify/failed/`.
+    func fileBytes(pretty: Bool = false) -> [UInt8] {
         var out: [UInt8] = []
-        JSON.object(fields).write(into: &out, indent: 0, pretty: true)
+        JSON.object(fields).write(into: &out, indent: 0, pretty: pretty)
         out.append(0x0A)
         return out
+    }
+
+    /// The fields a deliverer changes, as one line to append (`null` for a field removed).
+    static let progressFields = ["status", "attempts", "runs", "delivered", "startedHook", "failures", "lastError", "nextAttemptAt"]
+
+    /// The delivery as its journal says: the first line, then each later line's fields over
+    /// it (a field `null` removes it). Lines that do not parse (the end of an append a crash
+    /// cut short) are skipped. Nil when the first line is not a delivery.
+    static func fold(_ bytes: [UInt8]) -> Delivery? {
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: true).makeIterator()
+        guard let first = lines.next(), let object = (try? JSON.parse(bytes: Array(first)))?.objectValue, var d = Delivery(fields: object) else { return nil }
+        while let line = lines.next() {
+            guard let update = (try? JSON.parse(bytes: Array(line)))?.objectValue else { continue }
+            var next = d.fields
+            for (k, v) in update where progressFields.contains(k) { next[k] = v.isNull ? nil : v }
+            if let folded = Delivery(fields: next) { d = folded }
+        }
+        return d
     }
 }
 
@@ -243,17 +262,37 @@ extension Spool {
         } catch {
             throw SpoolError(.invalidRecord, "\(filePath) is not a regular file clawflow can read: \(error)", path: filePath, errno: error)
         }
-        let object = try DurableFile.parseObject(bytes, path: filePath)
-        guard let d = Delivery(fields: object), Layout.deliveryFile(d.deliveryId) == name else {
+        let read = failed ? Delivery(fields: try DurableFile.parseObject(bytes, path: filePath)) : Delivery.fold(bytes)
+        guard let d = read, Layout.deliveryFile(d.deliveryId) == name else {
             throw SpoolError(.invalidRecord, "\(filePath) is not a delivery clawflow wrote (fields missing or of the wrong type).", path: filePath)
         }
         return (d, st.owner)
     }
 
-    /// Rewrites a delivery's file durably (temp, fsync, rename, fsync `notify/`).
-    public func saveDelivery(_ d: Delivery) throws(SpoolError) {
-        let dir = try notifyDirectory.openOrCreate(root: root)
-        try DurableFile.replace(in: dir, name: Layout.deliveryFile(d.deliveryId), bytes: d.fileBytes(), directoryPath: path(.notify))
+    /// Records a deliverer's progress on `d`: appends its changed fields as one line to the
+    /// delivery's journal and flushes it, together with `alsoFlushing` (one flush round: the
+    /// directories that make its record durable, `deliveryStands`). A line a crash cuts short
+    /// is skipped by readers, and the next append starts on a line of its own.
+    public func saveDelivery(_ d: Delivery, alsoFlushing: [FileDescriptor] = []) throws(SpoolError) {
+        let filePath = path(.notify).appending(Layout.deliveryFile(d.deliveryId))
+        guard let dir = notifyDirectory.fd else { throw SpoolError(.notFound, "\(path(.notify)) is missing.", path: path(.notify)) }
+        let fd: FileDescriptor
+        do { fd = try dir.openAt(Layout.deliveryFile(d.deliveryId), .readWrite, options: [.append, .noFollow, .nonBlocking]) } catch {
+            throw SpoolError.io("Opening the delivery", filePath, error)
+        }
+        defer { fd.closeQuietly() }
+        var line: [UInt8] = []
+        var last: UInt8 = 0x0A
+        let size = (try? fd.status().size) ?? 0
+        if size > 0, pread(fd.rawValue, &last, 1, off_t(size - 1)) == 1, last != 0x0A { line.append(0x0A) }
+        var update = JSONObject()
+        for k in Delivery.progressFields { update[k] = d.fields[k] ?? .null }
+        JSON.object(update).write(into: &line, indent: 0, pretty: false)
+        line.append(0x0A)
+        do { try fd.writeFully(line) } catch { throw SpoolError.io("Appending to the delivery", filePath, error) }
+        if let (index, error) = FileDescriptor.synchronizeAll([fd] + alsoFlushing, files: [true] + alsoFlushing.map { _ in false }).first {
+            throw SpoolError.io("Flushing", index == 0 ? filePath : path(.flows), error)
+        }
     }
 
     /// Removes a delivered delivery's file and flushes `notify/`. A crash before the flush
@@ -277,52 +316,59 @@ extension Spool {
         let failed: FileDescriptor
         do { failed = try notify.openDirectoryAt("failed") } catch { throw SpoolError.io("Opening", path(.failedNotify), error) }
         defer { failed.closeQuietly() }
-        try DurableFile.replace(in: failed, name: Layout.deliveryFile(d.deliveryId), bytes: d.fileBytes(), directoryPath: path(.failedNotify))
+        try DurableFile.replace(in: failed, name: Layout.deliveryFile(d.deliveryId), bytes: d.fileBytes(pretty: true), directoryPath: path(.failedNotify))
         try removeDelivery(d.deliveryId)
     }
 
-    /// Whether the change that recorded `d` is durable and was not undone by a crash: its
-    /// record on disk is at least as new as the delivery (`flowRevision` of the task, or the
-    /// manifest's `revision`, at least the delivery's `flowRevision`), and the directories of
-    /// its rename are flushed (here, in parallel, so that a hook need not wait for the rest of
-    /// the write). A record not yet that new may belong to a write still at work (a delivery
-    /// is in place before its record): then this waits for a shared lock of the flow (or of
-    /// the spool root, which a creation holds) and looks again. False: a crash undid it.
-    public func deliveryStands(_ d: Delivery) -> Bool {
-        // The write renames its record a flush after the delivery: look a few times first.
+    /// Whether the change that recorded `d` stands: its record on disk is at least as new as
+    /// the delivery (`flowRevision` of the task, or the manifest's `revision`, at least the
+    /// delivery's `flowRevision`). A record not yet that new may belong to a write still at
+    /// work (a new flow's delivery follows its rename): this looks again for a few
+    /// milliseconds, then waits for a shared lock of the flow (or of the spool root, which a
+    /// creation holds) and looks once more. Nil: a crash undid the change. Else the open
+    /// directories whose flush makes the record durable (its own and `flows/`): the caller
+    /// flushes them before it tells anyone (`saveDelivery`), closes them after.
+    public func standingRecord(of d: Delivery) -> [FileDescriptor]? {
         for _ in 0..<50 {
-            if recordIsAsNew(as: d, flushing: true) { return true }
+            if let dirs = recordIsAsNew(as: d) { return dirs }
             usleep(300)
         }
         let flowDir = try? openFlowDirectory(d.flowId)
         let lockHolder = flowDir ?? (try? rootFD.openAt(".", .readOnly, options: .directory))  // a lock is the open file's: our own descriptor
         defer { lockHolder?.closeQuietly() }  // closing drops the shared lock
-        guard let lockHolder, (try? lockHolder.lock(exclusive: false, wait: true)) == true else { return false }
-        return recordIsAsNew(as: d, flushing: true)
+        guard let lockHolder, (try? lockHolder.lock(exclusive: false, wait: true)) == true else { return nil }
+        return recordIsAsNew(as: d)
     }
 
-    /// Whether the record `d` tells of is on disk at least as new as `d`; with `flushing`,
-    /// the directories that make it durable (its own, `flows/`) are flushed when it is.
-    private func recordIsAsNew(as d: Delivery, flushing: Bool) -> Bool {
-        guard let dir = try? openFlowDirectory(d.flowId) else { return false }
+    /// Whether the change that recorded `d` stands (`standingRecord`), its record flushed.
+    public func deliveryStands(_ d: Delivery) -> Bool {
+        guard let dirs = standingRecord(of: d) else { return false }
+        defer { for fd in dirs { fd.closeQuietly() } }
+        return FileDescriptor.synchronizeAll(dirs, files: dirs.map { _ in false }).isEmpty
+    }
+
+    /// The directories to flush (a descriptor of its own for each) when the record `d` tells
+    /// of is on disk at least as new as `d`, else nil.
+    private func recordIsAsNew(as d: Delivery) -> [FileDescriptor]? {
+        guard let dir = try? openFlowDirectory(d.flowId) else { return nil }
         defer { dir.closeQuietly() }
-        let holder: FileDescriptor
+        let holder: FileDescriptor?
         if let taskId = d.taskId {
-            guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return false }
-            defer { tasksDir.closeQuietly() }
+            guard let tasksDir = try? dir.openDirectoryAt(Layout.tasks) else { return nil }
             guard let bytes = try? DurableFile.read(in: tasksDir, name: Layout.taskFile(taskId), path: tasksPath(d.flowId)),
                 let object = try? DurableFile.parseObject(bytes, path: tasksPath(d.flowId)), let task = try? TaskRecord(validating: object),
                 (task.flowRevision ?? 0) >= d.flowRevision
-            else { return false }
-            guard flushing, let own = try? tasksDir.openAt(".", .readOnly, options: .directory) else { return true }
-            holder = own
+            else {
+                tasksDir.closeQuietly()
+                return nil
+            }
+            holder = tasksDir
         } else {
-            guard let flow = try? readManifest(in: dir, flowId: d.flowId), flow.revision >= d.flowRevision else { return false }
-            guard flushing, let own = try? dir.openAt(".", .readOnly, options: .directory) else { return true }
-            holder = own
+            guard let flow = try? readManifest(in: dir, flowId: d.flowId), flow.revision >= d.flowRevision else { return nil }
+            holder = try? dir.openAt(".", .readOnly, options: .directory)
         }
-        defer { holder.closeQuietly() }
-        return FileDescriptor.synchronizeAll([holder, flowsFD], files: [false, false]).isEmpty
+        let flows = try? flowsFD.openAt(".", .readOnly, options: .directory)
+        return [holder, flows].compactMap { $0 }
     }
 
     /// Appends one `notify` event to the flow's events.jsonl, in one `write(2)` with
