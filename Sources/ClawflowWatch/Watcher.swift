@@ -130,6 +130,12 @@ public final class Watcher: Sendable {
             logger.info("watching \(root) with inotify")
             for await event in inotify.events {
                 if stopRequested.load(ordering: .acquiring) { break }
+                // A delivery goes to its own queue at once, not behind a reaction that waits
+                // for the lock of the write that recorded it.
+                if Layout.watchedPlace(event.directory, in: root) == .notify, !event.name.hasPrefix(".") {
+                    scheduleDelivery(spool)
+                    continue
+                }
                 await blocking { self.react(to: event, spool: spool, inotify: inotify) }
             }
         }
