@@ -1,0 +1,184 @@
+/*
+ * queuefloor: the least durable work `clawflow run --queue Q -- CMD` has to do when Q has
+ * slots, written in C with no clawflow code, for bench/queue-vs-tsp.sh. runfloor.c is the
+ * same for a job that starts at once; this adds the queue: a waiting entry made durable with
+ * the flow, a slot hand-off under a lock, and a supervisor that hands its slot on when its
+ * job ends, so no daemon is needed (spool-layout.md, "Queues").
+ *
+ *   queuefloor DIR SLOTS KEY CMD [ARG...]   (DIR holds tmp/, flows/, owners/, waiting/,
+ *                                            running/; the benchmark makes them)
+ *
+ * What it does, each step durable before the next relies on it:
+ *   1. under the hand-off lock (below), the flow as runfloor makes it (floor_new_flow: staging directory, task file,
+ *      manifest.json, events.jsonl, the rename into flows/, the owner link), with its empty
+ *      entry waiting/<id> created before the first barrier and waiting/ flushed in it;
+ *   2. prints the flow id, then the hand-off: under an exclusive flock on DIR/running, the
+ *      jobs holding a slot are counted (an entry of running/ whose lock is held: its
+ *      supervisor is alive; one that is not is removed), and while fewer than SLOTS hold one,
+ *      the first entry of waiting/ by name (ids sort by arrival) is renamed into running/
+ *      (both directories flushed) and its supervisor forked, holding the entry's lock;
+ *   3. the supervisor runs the job as runfloor's does (running, then its end, each a task
+ *      file and manifest replaced and an event appended, flushed with the two directories),
+ *      removes its running/ entry, lets the lock go and does the hand-off itself.
+ * Every job runs CMD (the benchmark gives every job the same command), so nothing is stored
+ * or parsed to learn a waiting job's command: no JSON, no indexes, only files and flushes.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include "floor.h"
+
+extern char **environ;
+
+static char bytes[350];
+static int root_fd, flows_fd, waiting_fd, running_fd, slots;
+static char **command;
+
+/* One task transition: the task file and the manifest replaced, an event appended. */
+static void transition(int flow, int tasks) {
+    int fds[3], n = 0;
+    fds[n++] = floor_new_file(tasks, ".task.json.tmp");
+    fds[n++] = floor_new_file(flow, ".manifest.json.tmp");
+    int events = openat(flow, "events.jsonl", O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (events < 0 || write(events, bytes, 200) != 200) floor_fail("events.jsonl");
+    fds[n++] = events;
+    floor_barrier(fds, n);
+    if (renameat(tasks, ".task.json.tmp", tasks, "task.json") != 0) floor_fail("rename task");
+    if (renameat(flow, ".manifest.json.tmp", flow, "manifest.json") != 0) floor_fail("rename manifest");
+    int dirs[2] = {tasks, flow};
+    floor_barrier(dirs, 2);
+    for (int k = 0; k < n; k++) close(fds[k]);
+}
+
+static void handoff(void);
+
+/* The job's supervisor: its own session, the entry's lock kept in `entry`. */
+static void supervise(const char *id, int entry) {
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    if (getenv("QUEUEFLOOR_DEBUG") == NULL) dup2(null, 2);
+    int flow = floor_open_dir(flows_fd, id), tasks = floor_open_dir(flow, "tasks");
+    int log = openat(tasks, "task.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log < 0) floor_fail("task.log");
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, log, 1);
+    posix_spawn_file_actions_adddup2(&actions, log, 2);
+    pid_t pid;
+    if (posix_spawnp(&pid, command[0], &actions, &attr, command, environ) != 0) floor_fail(command[0]);
+    transition(flow, tasks); /* running */
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {}
+    transition(flow, tasks); /* succeeded or failed */
+    unlinkat(running_fd, id, 0);
+    close(entry);
+    handoff();
+    _exit(0);
+}
+
+/* The first name in waiting/ (ids sort by arrival), or 0 when it is empty. */
+static int first_waiting(char *out, size_t cap) {
+    int fd = openat(waiting_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) floor_fail("waiting/");
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        if (!found || strcmp(e->d_name, out) < 0) snprintf(out, cap, "%s", e->d_name);
+        found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Slots held: running/ entries whose lock a live supervisor holds; stale ones are removed. */
+static int held_slots(void) {
+    int fd = openat(running_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fdopendir(fd);
+    if (d == NULL) floor_fail("running/");
+    struct dirent *e;
+    int held = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        int entry = openat(running_fd, e->d_name, O_RDONLY | O_CLOEXEC);
+        if (entry < 0) continue;
+        if (flock(entry, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) held++;
+        else unlinkat(running_fd, e->d_name, 0);
+        close(entry);
+    }
+    closedir(d);
+    return held;
+}
+
+/* The hand-off lock: an exclusive flock on running/ (returned open). */
+static int lock_queue(void) {
+    int lock = openat(root_fd, "running", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0) floor_fail("lock");
+    return lock;
+}
+
+/* Under the lock `lock`, which it drops. */
+static void handoff_locked(int lock) {
+    int held = held_slots();
+    char id[256];
+    while (held < slots && first_waiting(id, sizeof id)) {
+        if (renameat(waiting_fd, id, running_fd, id) != 0) floor_fail("rename into running/");
+        int dirs[2] = {running_fd, waiting_fd};
+        floor_barrier(dirs, 2);
+        int entry = openat(running_fd, id, O_RDONLY | O_CLOEXEC);
+        if (entry < 0 || flock(entry, LOCK_EX) != 0) floor_fail("entry lock");
+        pid_t pid = fork();
+        if (pid < 0) floor_fail("fork");
+        if (pid == 0) {
+            close(lock); /* the parent's copy keeps (and then drops) the hand-off lock */
+            floor_after_fork();
+            supervise(id, entry);
+        }
+        close(entry);
+        held++;
+    }
+    close(lock); /* drops the flock */
+}
+
+static void handoff(void) { handoff_locked(lock_queue()); }
+
+int main(int argc, char **argv) {
+    if (argc < 5) { fprintf(stderr, "usage: queuefloor DIR SLOTS KEY CMD [ARG...]\n"); return 2; }
+    memset(bytes, 'x', sizeof bytes);
+    slots = atoi(argv[2]);
+    command = argv + 4;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    char id[64];
+    snprintf(id, sizeof id, "%lld-%09ld-%d", (long long)t.tv_sec, t.tv_nsec, (int)getpid());
+    root_fd = floor_open_dir(AT_FDCWD, argv[1]);
+    int tmp = floor_open_dir(root_fd, "tmp"), owners = floor_open_dir(root_fd, "owners");
+    flows_fd = floor_open_dir(root_fd, "flows");
+    waiting_fd = floor_open_dir(root_fd, "waiting");
+    running_fd = floor_open_dir(root_fd, "running");
+    int dir, tasks;
+    double visible;
+    char text[256];
+    int first_link = readlinkat(owners, argv[3], text, sizeof text) < 0; /* the key has no link yet */
+    /* Under the lock from before the entry exists until the flow does: a hand-off never
+     * meets the entry of a flow still being made. */
+    int lock = lock_queue();
+    close(floor_new_file(waiting_fd, id));
+    int extra[1] = {waiting_fd};
+    floor_new_flow(tmp, flows_fd, owners, id, argv[3], first_link, extra, 1, &dir, &tasks, &visible);
+    printf("%s\n", id);
+    fflush(stdout);
+    handoff_locked(lock);
+    return 0;
+}
