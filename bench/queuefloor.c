@@ -20,8 +20,11 @@
  *   3. the supervisor runs the job as runfloor's does (running, then its end, each a task
  *      file and manifest replaced and an event appended, flushed with the two directories),
  *      removes its running/ entry, lets the lock go and does the hand-off itself.
- * Every job runs CMD (the benchmark gives every job the same command), so nothing is stored
- * or parsed to learn a waiting job's command: no JSON, no indexes, only files and flushes.
+ * A job's command is kept in its queue entry (its argv, NUL-terminated words, flushed with
+ * the flow), which its supervisor reads through the entry it holds. When the job ends, its
+ * supervisor appends "<started> <ended>\n" (milliseconds since the epoch, each taken as the
+ * write that records it begins, as clawflow's startedAt and endedAt are) to DIR/times,
+ * unflushed, for the benchmark's hand-off figure. No JSON, no indexes: files and flushes.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -35,7 +38,12 @@ extern char **environ;
 
 static char bytes[350];
 static int root_fd, flows_fd, waiting_fd, running_fd, slots;
-static char **command;
+
+static long long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 /* One task transition: the task file and the manifest replaced, an event appended. */
 static void transition(int flow, int tasks) {
@@ -63,6 +71,13 @@ static void supervise(const char *id, int entry) {
     dup2(null, 1);
     if (getenv("QUEUEFLOOR_DEBUG") == NULL) dup2(null, 2);
     int flow = floor_open_dir(flows_fd, id), tasks = floor_open_dir(flow, "tasks");
+    static char words[8192];
+    char *command[64];
+    ssize_t got = pread(entry, words, sizeof words - 1, 0);
+    if (got <= 0) floor_fail("the entry's command");
+    int argc = 0;
+    for (ssize_t k = 0; k < got && argc < 63; k += (ssize_t)strlen(words + k) + 1) command[argc++] = words + k;
+    command[argc] = NULL;
     int log = openat(tasks, "task.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0) floor_fail("task.log");
     posix_spawn_file_actions_t actions;
@@ -76,11 +91,18 @@ static void supervise(const char *id, int entry) {
     posix_spawn_file_actions_adddup2(&actions, log, 2);
     pid_t pid;
     if (posix_spawnp(&pid, command[0], &actions, &attr, command, environ) != 0) floor_fail(command[0]);
+    long long started = now_ms();
     transition(flow, tasks); /* running */
     int status;
     while (waitpid(pid, &status, 0) < 0) {}
+    long long ended = now_ms();
     transition(flow, tasks); /* succeeded or failed */
     unlinkat(running_fd, id, 0);
+    char line[64];
+    int len = snprintf(line, sizeof line, "%lld %lld\n", started, ended);
+    int times = openat(root_fd, "times", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (times >= 0 && write(times, line, len) != len) floor_fail("times");
+    close(times);
     close(entry);
     handoff();
     _exit(0);
@@ -157,7 +179,6 @@ int main(int argc, char **argv) {
     if (argc < 5) { fprintf(stderr, "usage: queuefloor DIR SLOTS KEY CMD [ARG...]\n"); return 2; }
     memset(bytes, 'x', sizeof bytes);
     slots = atoi(argv[2]);
-    command = argv + 4;
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     char id[64];
@@ -174,9 +195,13 @@ int main(int argc, char **argv) {
     /* Under the lock from before the entry exists until the flow does: a hand-off never
      * meets the entry of a flow still being made. */
     int lock = lock_queue();
-    close(floor_new_file(waiting_fd, id));
-    int extra[1] = {waiting_fd};
-    floor_new_flow(tmp, flows_fd, owners, id, argv[3], first_link, extra, 1, &dir, &tasks, &visible);
+    int entry = openat(waiting_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (entry < 0) floor_fail("waiting entry");
+    for (int k = 4; k < argc; k++)
+        if (write(entry, argv[k], strlen(argv[k]) + 1) < 0) floor_fail("waiting entry");
+    int extra[2] = {entry, waiting_fd};
+    floor_new_flow(tmp, flows_fd, owners, id, argv[3], first_link, extra, 2, &dir, &tasks, &visible);
+    close(entry);
     printf("%s\n", id);
     fflush(stdout);
     handoff_locked(lock);
