@@ -29,36 +29,16 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 #include "floor.h"
 
-extern char **environ;
-
-static char bytes[350];
 static int root_fd, flows_fd, waiting_fd, running_fd, slots;
 
 static long long now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-/* One task transition: the task file and the manifest replaced, an event appended. */
-static void transition(int flow, int tasks) {
-    int fds[3], n = 0;
-    fds[n++] = floor_new_file(tasks, ".task.json.tmp");
-    fds[n++] = floor_new_file(flow, ".manifest.json.tmp");
-    int events = openat(flow, "events.jsonl", O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (events < 0 || write(events, bytes, 200) != 200) floor_fail("events.jsonl");
-    fds[n++] = events;
-    floor_barrier(fds, n);
-    if (renameat(tasks, ".task.json.tmp", tasks, "task.json") != 0) floor_fail("rename task");
-    if (renameat(flow, ".manifest.json.tmp", flow, "manifest.json") != 0) floor_fail("rename manifest");
-    int dirs[2] = {tasks, flow};
-    floor_barrier(dirs, 2);
-    for (int k = 0; k < n; k++) close(fds[k]);
 }
 
 static void handoff(void);
@@ -78,25 +58,13 @@ static void supervise(const char *id, int entry) {
     int argc = 0;
     for (ssize_t k = 0; k < got && argc < 63; k += (ssize_t)strlen(words + k) + 1) command[argc++] = words + k;
     command[argc] = NULL;
-    int log = openat(tasks, "task.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0) floor_fail("task.log");
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, log, 1);
-    posix_spawn_file_actions_adddup2(&actions, log, 2);
-    pid_t pid;
-    if (posix_spawnp(&pid, command[0], &actions, &attr, command, environ) != 0) floor_fail(command[0]);
+    pid_t pid = floor_spawn_logged(tasks, command);
     long long started = now_ms();
-    transition(flow, tasks); /* running */
+    floor_transition(flow, tasks); /* running */
     int status;
     while (waitpid(pid, &status, 0) < 0) {}
     long long ended = now_ms();
-    transition(flow, tasks); /* succeeded or failed */
+    floor_transition(flow, tasks); /* succeeded or failed */
     unlinkat(running_fd, id, 0);
     char line[64];
     int len = snprintf(line, sizeof line, "%lld %lld\n", started, ended);
@@ -177,7 +145,6 @@ static void handoff(void) { handoff_locked(lock_queue()); }
 
 int main(int argc, char **argv) {
     if (argc < 5) { fprintf(stderr, "usage: queuefloor DIR SLOTS KEY CMD [ARG...]\n"); return 2; }
-    memset(bytes, 'x', sizeof bytes);
     slots = atoi(argv[2]);
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
