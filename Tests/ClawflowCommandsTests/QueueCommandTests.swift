@@ -130,7 +130,9 @@ struct QueueCommandTests {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<40 where killed < 4 {
             usleep(UInt32.random(in: 0...80_000, using: &generator))
-            let supervisors = activeSupervisors(tmp)
+            // Those tasks name, and those that have not named themselves yet (before the
+            // write that records their command running).
+            let supervisors = Array(Set(activeSupervisors(tmp) + supervisorProcesses(of: tmp.path)))
             if let victim = supervisors.randomElement(using: &generator) {
                 kill(victim, SIGKILL)
                 killed += 1
