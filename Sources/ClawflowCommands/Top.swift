@@ -40,7 +40,9 @@ struct Top: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Show flows that ended this long ago or less (e.g. 10m, 1h; 0 shows live flows only).", valueName: "duration"))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Show flows that ended this long ago or less (e.g. 10m, 1h; 0 shows live flows only).", valueName: "duration"))
     var recent = "10m"
 
     @Option(
@@ -119,9 +121,21 @@ struct TopModel {
 
     static let keptEvents = 200
 
+    /// The index of the first id in sorted `ids` not before `id`.
+    static func lowerBound(_ ids: [String], _ id: String) -> Int {
+        var low = 0
+        var high = ids.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ids[mid] < id { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
     /// Whether a flow belongs in view at `now`.
     static func inView(_ flow: FlowRecord, now: Timestamp, recent: Int64) -> Bool {
         guard flow.isTerminal else { return true }
+        guard recent > 0 else { return false }
         let ended = flow.endedAt ?? flow.updatedAt ?? flow.createdAt
         return now.seconds(since: ended) <= recent
     }
@@ -198,16 +212,15 @@ struct TopModel {
                     flows[id] = nil
                     cursors[id] = nil
                     followed.remove(id)
-                    if let i = allIds.firstIndex(of: id) { allIds.remove(at: i) }
+                    let at = TopModel.lowerBound(allIds, id)
+                    if at < allIds.count, allIds[at] == id { allIds.remove(at: at) }
                 } else {
                     problem = error.message
                 }
                 continue
             }
-            if !allIds.contains(id) {
-                allIds.append(id)
-                allIds.sort()
-            }
+            let at = TopModel.lowerBound(allIds, id)
+            if at == allIds.count || allIds[at] != id { allIds.insert(id, at: at) }
             if snap.flow.isTerminal, followed.contains(id) {
                 feed?.forget(id)
                 followed.remove(id)
@@ -457,7 +470,8 @@ enum TopLayout {
         let f = snap.flow
         var first = Line()
         first.append("flow \(f.flowId)  ", bold, within: width)
-        first.append(f.status.rawValue + (f.cancelRequestedAt != nil && !f.isTerminal ? " (cancel requested)" : ""), statusStyle(f.status.rawValue), within: width)
+        first.append(
+            f.status.rawValue + (f.cancelRequestedAt != nil && !f.isTerminal ? " (cancel requested)" : ""), statusStyle(f.status.rawValue), within: width)
         first.append("  owner \(sanitized(f.ownerKey))  \(Render.mode(f.syncMode))  rev \(f.revision)  \(duration(snap, now: now))", within: width)
         frame[0] = first
         var second = "goal: " + sanitized(f.goal ?? "-") + "  step: " + sanitized(step(f))
@@ -503,11 +517,14 @@ enum TopLayout {
             let selected = t.taskId == view.selectedTask
             var line = Line()
             line.append(selected ? "> " : "  ", selected ? Style(reverse: true) : .plain, within: width)
-            for span in Table.line(cells[i], widths: widths, total: width - 2, style: { c in
-                var s = c == 2 ? statusStyle(t.status.rawValue) : .plain
-                s.reverse = selected
-                return s
-            }).spans { line.append(span.text, span.style, within: width) }
+            for span in Table.line(
+                cells[i], widths: widths, total: width - 2,
+                style: { c in
+                    var s = c == 2 ? statusStyle(t.status.rawValue) : .plain
+                    s.reverse = selected
+                    return s
+                }
+            ).spans { line.append(span.text, span.style, within: width) }
             if selected { line.fill(to: width, Style(reverse: true)) }
             frame[4 + i - max(0, start)] = line
         }

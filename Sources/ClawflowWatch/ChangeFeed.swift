@@ -55,7 +55,8 @@ public final class ChangeFeed: Sendable {
         var template = Array((base + "/clawflow-feed.XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
             let e = Errno(rawValue: errno)
-            throw WatchError(.io, "Could not make a private directory under \(base) for the inotify thread: \(e). Set TMPDIR to a writable directory.", errno: e)
+            throw WatchError(
+                .io, "Could not make a private directory under \(base) for the inotify thread: \(e). Set TMPDIR to a writable directory.", errno: e)
         }
         wakeDirectory = String(cString: made)
         let pending = self.pending
