@@ -843,8 +843,7 @@ final class TopScreen {
     func moveInList(_ key: Key) {
         let rows = model.ordered().map(\.flow.flowId)
         guard !rows.isEmpty else { return }
-        let (_, height) = (0, previous?.height ?? 24)
-        let page = max(1, height / 2)
+        let page = max(1, (previous?.height ?? 24) / 2)
         let index = rows.firstIndex { $0 == view.selectedFlow } ?? 0
         var next = index
         switch key {

@@ -180,6 +180,22 @@ struct TopCommandTests {
         #expect(pane.capture().contains("top exited 0"))
     }
 
+    @Test("in tmux status words are coloured, and not with NO_COLOR; the selection is reverse video either way")
+    func colour() throws {
+        let spool = TemporarySpool()
+        _ = spool.value(["tasks", "add", "--owner", "painted", "--runtime", "cron", "--status", "running"])
+        let coloured = TmuxPane("\(Clawflow.binary) --spool \(spool.path) top; sleep 600")
+        let plain = TmuxPane("NO_COLOR=1 \(Clawflow.binary) --spool \(spool.path) top; sleep 600")
+        for pane in [coloured, plain] { pane.wait("the flow", until: { $0.contains("painted") }) }
+        let withColour = coloured.tmux(["capture-pane", "-p", "-e", "-t", "top"]).stdout
+        let withoutColour = plain.tmux(["capture-pane", "-p", "-e", "-t", "top"]).stdout
+        #expect(withColour.contains("\u{1B}[33m"))
+        #expect(!withoutColour.contains("\u{1B}[33m"))
+        #expect(withoutColour.contains("\u{1B}[7m"))
+        coloured.keys("q")
+        plain.keys("q")
+    }
+
     @Test("SIGTERM restores the terminal and exits 0; --poll follows changes without inotify")
     func sigtermAndPoll() throws {
         let spool = TemporarySpool()
