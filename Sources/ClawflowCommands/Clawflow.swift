@@ -28,7 +28,7 @@ public struct Clawflow: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Flows.self, Tasks.self, Run.self, Wait.self, Retry.self, QueueCommand.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self,
-            IngestCommand.self, Watch.self, Init.self, Fsck.self,
+            IngestCommand.self, Watch.self, Top.self, Init.self, Fsck.self,
         ]
     )
 

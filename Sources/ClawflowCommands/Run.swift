@@ -35,10 +35,10 @@ struct Run: SpoolCommand {
             slot, until every one of those flows has succeeded; when one fails, is cancelled or \
             is lost, the job ends cancelled without running, its summary naming that flow.
 
-            With --retries N a run that failed or timed out runs again, up to N times, after \
-            --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
-            retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
-            whose supervisor died (lost): clawflow retry runs those again.
+            With --retries N a run that failed, timed out or was lost (its supervisor killed, \
+            the machine rebooted) runs again, up to N times, after --retry-delay (default: at \
+            once), as clawflow retry would run it (a new task, an event retry); the job keeps its \
+            slot meanwhile. A cancelled run is not retried.
 
             With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
             after the previous one succeeded; a failed, timed-out or lost step fails the flow and \

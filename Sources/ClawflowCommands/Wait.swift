@@ -80,6 +80,10 @@ struct Wait: SpoolCommand {
                 timedOut = true
                 break
             }
+            // A read may have freed a slot (a run found lost) or put a job back in its queue
+            // (a lost run with retries left): the slots are handed on before sleeping, so
+            // that what this waits for can start.
+            if snaps.contains(where: { $0.flow.status == .queued }) { handOffSlots() }
             sleeper.sleep(on: snaps.filter { !$0.flow.isTerminal }, until: deadline)
         }
         if out.json {
@@ -132,6 +136,9 @@ final class FlowSleeper {
     init(spool: Spool, polling: Bool) {
         self.spool = spool
         inotify = polling ? -1 : inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        // The instance's teardown (at its last close) waits for a kernel grace period, 13-19 ms
+        // here: a keeper holds a copy so that it happens after this process has exited.
+        if inotify >= 0 { _ = clawflow_park_descriptor(inotify) }
     }
 
     deinit { if inotify >= 0 { close(inotify) } }

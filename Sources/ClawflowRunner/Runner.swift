@@ -117,14 +117,14 @@ public struct Runner: Sendable {
         let current = try spool.flow(flowId)
         let queueName = current.flow.queue ?? Layout.defaultQueue
         let queue = try spool.lockQueue(queueName)
-        try queue.addWaiting(flowId: flowId, priority: current.flow.priority)
+        try queue.addWaiting(for: current.flow)
         let taskId: String
         do {
             taskId = try spool.mutate(flow: flowId, source: "cli") { (change) throws(SpoolError) -> String in
                 try queueRetry(&change, queue: queueName)
             }.result
         } catch {
-            queue.removeWaiting(flowId: flowId, priority: current.flow.priority)
+            queue.removeWaiting(for: current.flow)
             throw error
         }
         let jobs = try queue.handOff(start: start)
@@ -139,70 +139,11 @@ public struct Runner: Sendable {
             throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
         }
         let commands = change.orderedTasks.filter(\.isCommand)
-        guard let last = commands.last, last.command?.isEmpty == false else { throw Runner.noCommand(id) }
+        guard let last = commands.last, last.command?.isEmpty == false else { throw SpoolError.noCommand(id) }
         guard flow.status != .succeeded else {
             throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
         }
-        return try requeue(&change, queue: queue, after: last)
-    }
-
-    /// Within a write of the flow: adds the task that runs its job again after `last` (its
-    /// last command task) and puts the flow back to `queued` (`retry`, and a supervisor's
-    /// automatic retry). The new task's id.
-    func requeue(_ change: inout FlowChange, queue: String, after last: TaskRecord) throws(SpoolError) -> String {
-        let flow = change.flow
-        let id = flow.flowId
-        guard let argv = last.command, !argv.isEmpty else { throw Runner.noCommand(id) }
-        var task = commandTask(
-            flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
-        task.environment = last.environment
-        // The job's own hook and policy go on with it.
-        task.notifyCommand = last.notifyCommand
-        task[.notifyPolicy] = last[.notifyPolicy] ?? task[.notifyPolicy]
-        var next = flow
-        var from = last.taskId
-        if flow.controllerId == Rules.sequenceController, var steps = flow.steps {
-            // From the first step that did not succeed (the failed one, or one never started).
-            let index =
-                steps.firstIndex { step in
-                    guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
-                    return done.status != .succeeded
-                } ?? steps.count - 1
-            guard var step = steps[index].objectValue, let command = step["command"]?.stringValue else {
-                throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
-            }
-            if let t = step["taskId"]?.stringValue { from = t }
-            task = commandTask(
-                flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds,
-                logLimit: last.logLimit, at: change.now)
-            task.environment = last.environment
-            step["taskId"] = .string(task.taskId)
-            steps[index] = .object(step)
-            for later in steps.indices where later > index {
-                if var o = steps[later].objectValue {
-                    o["taskId"] = nil
-                    steps[later] = .object(o)
-                }
-            }
-            next.steps = steps
-            next.currentStep = step["name"]?.stringValue
-        }
-        next.status = .queued
-        next.endedAt = nil
-        next.blockedTaskId = nil
-        next.blockedSummary = nil
-        next.cancelRequestedAt = nil
-        next.isCancelRequestOnly = false
-        next.queue = queue
-        change.flow = next
-        change.tasks[task.taskId] = task
-        change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
-        return task.taskId
-    }
-
-    /// The refusal to run again a flow whose tasks other programs report.
-    static func noCommand(_ flowId: String) -> SpoolError {
-        SpoolError(.notManaged, "Flow \(flowId) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
+        return try spool.requeue(&change, queue: queue, after: last)
     }
 
     /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
@@ -222,43 +163,26 @@ public struct Runner: Sendable {
 
     /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
     /// session of its own (no terminal; stdin, stdout and stderr on /dev/null), so it
-    /// outlives the shell that ran `run` and costs no second program start. The fork comes
-    /// first and the child waits (`clawflow_fork_supervisor`) until its task names it
-    /// durably, so from then on a supervisor that dies leaves the task waiting again (before
-    /// its command started, `Spool.waitsAgain`) or `lost`. The child exits unreleased when
-    /// the task was taken, cancelled or ended meanwhile; it never returns from here.
+    /// outlives the shell that ran `run` and costs no second program start. The job's
+    /// `running/` entry is locked before the fork and the child keeps the lock (`SlotHold`),
+    /// so no hand-off takes the slot for free meanwhile. The child names itself in the task
+    /// in the same write that records its command `running` (`Supervisor.runTask`), which
+    /// only a task no live supervisor has taken allows: of two supervisors started for one
+    /// job, one runs it. One that dies before that write leaves the job waiting, its entry
+    /// unheld, and the next hand-off starts it again. Never returns in the child.
     func start(_ snap: FlowSnapshot) throws(SpoolError) {
-        var release: Int32 = -1
         let flowId = snap.flow.flowId
-        let pid = clawflow_fork_supervisor(&release)
-        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
+        let queue = snap.flow.queue ?? Layout.defaultQueue
+        let entry = spool.lockSlotEntry(queue: queue, flowId: flowId)
+        var kept: Int32 = -1
+        let pid = clawflow_fork_supervisor(entry?.rawValue ?? -1, &kept)
+        if pid == 0 {
+            Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId, queue: queue, slot: kept >= 0 ? FileDescriptor(rawValue: kept) : nil)
+        }
+        entry?.closeQuietly()  // the child's copy keeps the lock
         guard pid > 0 else {
             let error = Errno(rawValue: errno)
             throw SpoolError(.io, "Starting the supervisor of flow \(flowId) (fork): \(error.description); it waits for the next hand-off.", errno: error)
-        }
-        // The child waits for its release, so it is there to be read.
-        let identity = ProcessIdentity.of(pid) ?? ProcessIdentity(pid: pid, startTime: 0)
-        let taken: Bool
-        do {
-            taken = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
-                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-                    var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
-                else { return false }
-                task.supervisorPid = Int64(identity.pid)
-                task.supervisorStartTime = identity.startTime
-                change.tasks[task.taskId] = task
-                return true
-            }.result
-        } catch {
-            close(release)  // the child exits without running anything
-            throw error
-        }
-        guard taken else {
-            close(release)
-            return
-        }
-        if clawflow_release(release, 0) != 0 {
-            _ = try? spool.flow(flowId)  // it died before its release: a read lets the job wait again
         }
     }
 
@@ -275,34 +199,11 @@ public struct Runner: Sendable {
         return out
     }
 
-    /// A queued `cli` task record for `argv`; its log is kept under `logLimit` bytes
-    /// (`LogCut.defaultLimit` when nil), recorded in the task.
+    /// A queued `cli` task record for `argv` (`Spool.commandTask`).
     func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, logLimit: Int64?, at now: Timestamp) -> TaskRecord {
-        let taskId = Spool.newId(at: now)
-        var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
-        task[.command] = .array(argv.map(JSON.string))
-        let isShellStep = argv.count == 3 && argv[0] == "sh" && argv[1] == "-c"
-        task.task = isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " ")
-        task.cwd = cwd
-        task.timeoutSeconds = timeoutSeconds
-        task.logLimit = logLimit ?? LogCut.defaultLimit
-        task.logPath = spool.taskLogPath(flowId: flowId, taskId: taskId).string
-        return task
+        spool.commandTask(flowId: flowId, ownerKey: ownerKey, argv: argv, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
     }
 
-    /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
-    public static func shellWord(_ word: String) -> String {
-        let plain =
-            !word.isEmpty
-            && word.utf8.allSatisfy { b in
-                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
-            }
-        return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
-    }
-}
-
-extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
-    }
+    /// A word as a shell would need it quoted (`CommandText.shellWord`).
+    public static func shellWord(_ word: String) -> String { CommandText.shellWord(word) }
 }
