@@ -38,7 +38,8 @@ struct AutomaticRetryTests {
         let mark = tmp.parent + "/mark"
         // The first run waits to be killed; the second finds the mark and succeeds.
         let job = tmp.startJob(["--owner", "lost-retry", "--retries", "1", "--", "sh", "-c", "echo run >> \(runs); test -e \(mark) || sleep 30"])
-        let running = waitForFlow(tmp, job.flow) { tasksOf($0).first?["pid"] != nil }
+        // Killed once its command has run its echo (a kill before would end it first).
+        let running = waitForFlow(tmp, job.flow) { tasksOf($0).first?["pid"] != nil && fileLines(runs).count == 1 }
         let first = tasksOf(running).first ?? [:]
         let supervisor = Int32(first["supervisorPid"] as? Int ?? 0)
         FileManager.default.createFile(atPath: mark, contents: nil)
