@@ -161,6 +161,34 @@ public struct Runner: Sendable {
         for name in spool.queuesWithJobs() { _ = try? handOff(queue: name) }
     }
 
+    /// A job a supervisor whose own flow has ended runs next itself, instead of forking a
+    /// supervisor for it: its flow, its queue, and its `running/` entry, locked.
+    public struct Adopted {
+        /// The job's flow.
+        public var flowId: String
+        /// Its queue.
+        public var queue: String
+        /// Its `running/` entry, locked (`Spool.lockSlotEntry`), or nil when it could not be.
+        public var entry: FileDescriptor?
+    }
+
+    /// A finishing supervisor's hand-off: as `handOffWaiting` (or of `queue` only, for a
+    /// member of a shared spool's group), but the first job it starts is returned for the
+    /// caller to run, with its entry's lock, and only the others get a supervisor forked:
+    /// a queue's jobs then run one after another in one process, as a worker's would.
+    public func handOffAdopting(queue: String?) -> Adopted? {
+        let names = spool.isOwnedByCaller ? spool.queuesWithJobs() : (queue.map { [$0] } ?? [])
+        var adopted: Adopted?
+        for name in names {
+            _ = try? spool.lockQueue(name).handOff { (snap) throws(SpoolError) in
+                guard adopted == nil else { return try start(snap) }
+                let queue = snap.flow.queue ?? Layout.defaultQueue
+                adopted = Adopted(flowId: snap.flow.flowId, queue: queue, entry: spool.lockSlotEntry(queue: queue, flowId: snap.flow.flowId))
+            }
+        }
+        return adopted
+    }
+
     /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
     /// session of its own (no terminal; stdin, stdout and stderr on /dev/null), so it
     /// outlives the shell that ran `run` and costs no second program start. The job's

@@ -27,30 +27,34 @@ public struct Supervisor: Sendable {
 
     /// The forked child's whole life: opens the spool at `spoolRoot` with descriptors of its
     /// own (the parent's share file offsets with it), holds the job's slot of `queue` (the
-    /// locked entry `slot` its parent handed it, `SlotHold`), runs the flow's commands, gives the slot back when the flow has ended,
+    /// locked entry `slot` its parent handed it, `SlotHold`), runs the flow's commands, gives
+    /// the slot back when the flow has ended and hands the slots on — running the first job
+    /// that hand-off starts itself, and so on while jobs wait (`Runner.handOffAdopting`) —
     /// and exits (0, or 1 when it could not; a task it leaves active is then found `lost`).
     static func runDetached(spoolRoot: FilePath, flowId: String, queue: String, slot entry: FileDescriptor?) -> Never {
+        guard let spool = try? Spool.openExisting(at: spoolRoot) else { _exit(1) }
         var code: Int32 = 1
-        if let spool = try? Spool.openExisting(at: spoolRoot) {
-            let slot = entry.flatMap { spool.slotHold(queue: queue, flowId: flowId, entry: $0) }
-            do {
-                try Supervisor(spool: spool, flowId: flowId).run()
-                code = 0
-            } catch {}
-            let flow = (try? spool.flow(flowId))?.flow
-            if flow?.isTerminal == true { slot?.removeEntry() }
-            withExtendedLifetime(slot) {}
+        var job: Runner.Adopted? = Runner.Adopted(flowId: flowId, queue: queue, entry: entry)
+        while let current = job {
+            let flow: FlowRecord?
+            (flow, code) = runHoldingSlot(spool, current)
             // Its slot is free now: the next waiting job of its queue starts, and jobs of any
             // queue that run after this flow start or are cancelled (no watcher needed). A
             // member of a shared spool's group hands on the slots of its own queue only.
-            let runner = Runner(spool: spool)
-            if spool.isOwnedByCaller {
-                runner.handOffWaiting()
-            } else if let queue = flow?.queue {
-                _ = try? runner.handOff(queue: queue)
-            }
+            job = Runner(spool: spool).handOffAdopting(queue: flow?.queue)
         }
         _exit(code)
+    }
+
+    /// Runs the job's flow holding its slot, and gives the slot back (removing its entry) when
+    /// the flow has ended: the flow as it is then, and the exit status so far.
+    static func runHoldingSlot(_ spool: Spool, _ job: Runner.Adopted) -> (FlowRecord?, Int32) {
+        let slot = job.entry.flatMap { spool.slotHold(queue: job.queue, flowId: job.flowId, entry: $0) }
+        var code: Int32 = 0
+        do { try Supervisor(spool: spool, flowId: job.flowId).run() } catch { code = 1 }
+        let flow = (try? spool.flow(job.flowId))?.flow
+        if flow?.isTerminal == true { slot?.removeEntry() }
+        return (flow, code)
     }
 
     /// Runs the flow's commands until none is left to run.

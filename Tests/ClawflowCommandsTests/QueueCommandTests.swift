@@ -51,6 +51,28 @@ struct QueueCommandTests {
         for flow in running + waiting { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
     }
 
+    @Test("a supervisor whose job ended runs the next waiting job itself: a queue's jobs go through one process, as a worker's")
+    func supervisorAdoptsNextJob() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
+        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first")).flow
+        let rest = (0..<3).map { tmp.startJob(["--owner", "next\($0)", "--queue", "one", "--", "sh", "-c", "echo next\($0) >> \(out)"]).flow }
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        // Watched through the files alone: every clawflow command hands slots on too, and
+        // would start a job in a process of its own.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !(([first] + rest).allSatisfy { tmp.manifest($0)["status"] as? String == "succeeded" }) { usleep(20_000) }
+        #expect(fileLines(out) == ["first", "next0", "next1", "next2"])
+        let supervisors = ([first] + rest).map { flow -> Int in
+            let dir = tmp.file("flows/\(flow)/tasks")
+            let file = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).first { $0.hasSuffix(".json") } ?? ""
+            return tmp.record("flows/\(flow)/tasks/\(file)")["supervisorPid"] as? Int ?? 0
+        }
+        #expect(Set(supervisors).count == 1 && supervisors[0] > 1, "one supervisor ran them all: \(supervisors)")
+    }
+
     @Test("waiting jobs start by priority, then in order of arrival, also from 8 concurrent run callers")
     func priorityThenArrival() throws {
         let tmp = TemporarySpool()
