@@ -207,10 +207,11 @@ public struct Runner: Sendable {
     }
 
     /// Hands the free slots of every queue with a job in it on (a readdir or two per queue
-    /// when it is empty). Only the spool's owner does (`Spool.isOwnedByCaller`).
-    public func handOffWaiting() {
+    /// when it is empty), but `handedOff`, one this process has just handed on under its lock.
+    /// Only the spool's owner does (`Spool.isOwnedByCaller`).
+    public func handOffWaiting(except handedOff: String? = nil) {
         guard spool.isOwnedByCaller else { return }
-        for name in spool.queuesWithJobs() { _ = try? handOff(queue: name) }
+        for name in spool.queuesWithJobs() where name != handedOff { _ = try? handOff(queue: name) }
     }
 
     /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
