@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,46 @@ static inline void floor_new_flow(int tmp, int flows, int owners, const char *id
     int second[2] = {flows, owners};
     floor_barrier(second, 2);
     for (int k = 0; k < 3; k++) close(fds[k]);
+}
+
+/* One task transition: the task file and the manifest replaced by temp file + rename, a
+ * 200-byte event appended, the three files flushed at once, then the two directories. */
+static inline void floor_transition(int flow, int tasks) {
+    static char event[200];
+    if (event[0] == 0) memset(event, 'x', sizeof event);
+    int fds[3], n = 0;
+    fds[n++] = floor_new_file(tasks, ".task.json.tmp");
+    fds[n++] = floor_new_file(flow, ".manifest.json.tmp");
+    int events = openat(flow, "events.jsonl", O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (events < 0 || write(events, event, sizeof event) != (ssize_t)sizeof event) floor_fail("events.jsonl");
+    fds[n++] = events;
+    floor_barrier(fds, n);
+    if (renameat(tasks, ".task.json.tmp", tasks, "task.json") != 0) floor_fail("rename task");
+    if (renameat(flow, ".manifest.json.tmp", flow, "manifest.json") != 0) floor_fail("rename manifest");
+    int dirs[2] = {tasks, flow};
+    floor_barrier(dirs, 2);
+    for (int k = 0; k < n; k++) close(fds[k]);
+}
+
+/* A command started as a supervisor starts it: in a process group of its own, stdin from
+ * /dev/null, stdout and stderr appended to tasks/task.log. Its pid. */
+static inline pid_t floor_spawn_logged(int tasks, char **argv) {
+    extern char **environ;
+    int log = openat(tasks, "task.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log < 0) floor_fail("task.log");
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, log, 1);
+    posix_spawn_file_actions_adddup2(&actions, log, 2);
+    pid_t pid;
+    if (posix_spawnp(&pid, argv[0], &actions, &attr, argv, environ) != 0) floor_fail(argv[0]);
+    close(log);
+    return pid;
 }
 
 /* A spool's directories for the models below, made under `dir` (which must not exist). */

@@ -19,54 +19,20 @@
  * No indexes, no JSON, no parsing, no locks: only the files and the flushes.
  */
 #define _GNU_SOURCE
-#include <spawn.h>
 #include <sys/wait.h>
 #include "floor.h"
 
-extern char **environ;
-
-static char bytes[350];
-
-/* One task transition: the task file and the manifest replaced, an event appended. */
-static void transition(int flow, int tasks) {
-    int fds[5], n = 0;
-    fds[n++] = floor_new_file(tasks, ".task.json.tmp");
-    fds[n++] = floor_new_file(flow, ".manifest.json.tmp");
-    int events = openat(flow, "events.jsonl", O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (events < 0 || write(events, bytes, 200) != 200) floor_fail("events.jsonl");
-    fds[n++] = events;
-    floor_barrier(fds, n);
-    if (renameat(tasks, ".task.json.tmp", tasks, "task.json") != 0) floor_fail("rename task");
-    if (renameat(flow, ".manifest.json.tmp", flow, "manifest.json") != 0) floor_fail("rename manifest");
-    int dirs[2] = {tasks, flow};
-    floor_barrier(dirs, 2);
-    for (int k = 0; k < n; k++) close(fds[k]);
-}
-
 static void supervise(int flow, int tasks, char **argv) {
-    int log = openat(tasks, "task.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0) floor_fail("task.log");
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, log, 1);
-    posix_spawn_file_actions_adddup2(&actions, log, 2);
-    pid_t pid;
-    if (posix_spawnp(&pid, argv[0], &actions, &attr, argv, environ) != 0) floor_fail(argv[0]);
-    transition(flow, tasks); /* running */
+    pid_t pid = floor_spawn_logged(tasks, argv);
+    floor_transition(flow, tasks); /* running */
     int status;
     while (waitpid(pid, &status, 0) < 0) {}
-    transition(flow, tasks); /* succeeded or failed */
+    floor_transition(flow, tasks); /* succeeded or failed */
     _exit(0);
 }
 
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: runfloor DIR KEY CMD [ARG...]\n"); return 2; }
-    memset(bytes, 'x', sizeof bytes);
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
     char id[64];

@@ -43,7 +43,7 @@ static int clawflow_find_program(const char *name, char *out, size_t cap) {
     return found_unusable ? EACCES : ENOENT;
 }
 
-/* A held fork (clawflow_fork_supervisor, clawflow_spawn_held): a socket pair, then fork().
+/* A held fork (clawflow_spawn_held): a socket pair, then fork().
  * The parent gets the child's pid and *release; the child gets *held (close-on-exec), on
  * which it waits for clawflow_release. -1 (errno) when the pair or the fork fails. */
 static pid_t clawflow_held_fork(int *release, int *held) {
@@ -162,9 +162,8 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
 
 #include <sys/prctl.h>
 
-pid_t clawflow_fork_supervisor(int *release) {
-    int pair_end = -1;
-    pid_t pid = clawflow_held_fork(release, &pair_end);
+pid_t clawflow_fork_supervisor(int keep, int *kept) {
+    pid_t pid = fork();
     if (pid != 0) return pid;
     (void)setsid();
     sigset_t none;
@@ -172,10 +171,7 @@ pid_t clawflow_fork_supervisor(int *release) {
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
     for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
-    int held = clawflow_child_descriptors(pair_end, -1);
+    *kept = clawflow_child_descriptors(keep, -1);
     (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
-    /* Held until the parent has recorded this process as the supervisor, or gave up. */
-    clawflow_wait_for_release(held);
-    close(held);
     return 0;
 }

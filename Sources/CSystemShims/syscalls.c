@@ -40,3 +40,23 @@ long clawflow_fd_filesystem_magic(int fd) {
 int clawflow_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
 int clawflow_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+/* The keeper: dies with its parent (PR_SET_PDEATHSIG, checked once more after it is set, in
+ * case the parent died first), keeps only `fd`, and sleeps. Async-signal-safe after fork. */
+pid_t clawflow_park_descriptor(int fd) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != parent) _exit(0);
+    sigset_t all;
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    pthread_sigmask(SIG_SETMASK, &all, NULL);
+    if (fd > 0) (void)syscall(SYS_close_range, 0, fd - 1, 0);
+    (void)syscall(SYS_close_range, fd + 1, ~0U, 0);
+    for (;;) pause();
+}

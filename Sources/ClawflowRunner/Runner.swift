@@ -113,14 +113,14 @@ public struct Runner: Sendable {
         let current = try spool.flow(flowId)
         let queueName = current.flow.queue ?? Layout.defaultQueue
         let queue = try spool.lockQueue(queueName)
-        try queue.addWaiting(flowId: flowId, priority: current.flow.priority)
+        try queue.addWaiting(for: current.flow)
         let taskId: String
         do {
             taskId = try spool.mutate(flow: flowId, source: "cli") { (change) throws(SpoolError) -> String in
                 try queueRetry(&change, queue: queueName)
             }.result
         } catch {
-            queue.removeWaiting(flowId: flowId, priority: current.flow.priority)
+            queue.removeWaiting(for: current.flow)
             throw error
         }
         let jobs = try queue.handOff(start: start)
@@ -216,43 +216,26 @@ public struct Runner: Sendable {
 
     /// Starts the supervisor of a job that holds a slot: a forked copy of this process in a
     /// session of its own (no terminal; stdin, stdout and stderr on /dev/null), so it
-    /// outlives the shell that ran `run` and costs no second program start. The fork comes
-    /// first and the child waits (`clawflow_fork_supervisor`) until its task names it
-    /// durably, so from then on a supervisor that dies leaves the task waiting again (before
-    /// its command started, `Spool.waitsAgain`) or `lost`. The child exits unreleased when
-    /// the task was taken, cancelled or ended meanwhile; it never returns from here.
+    /// outlives the shell that ran `run` and costs no second program start. The job's
+    /// `running/` entry is locked before the fork and the child keeps the lock (`SlotHold`),
+    /// so no hand-off takes the slot for free meanwhile. The child names itself in the task
+    /// in the same write that records its command `running` (`Supervisor.runTask`), which
+    /// only a task no live supervisor has taken allows: of two supervisors started for one
+    /// job, one runs it. One that dies before that write leaves the job waiting, its entry
+    /// unheld, and the next hand-off starts it again. Never returns in the child.
     func start(_ snap: FlowSnapshot) throws(SpoolError) {
-        var release: Int32 = -1
         let flowId = snap.flow.flowId
-        let pid = clawflow_fork_supervisor(&release)
-        if pid == 0 { Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId) }
+        let queue = snap.flow.queue ?? Layout.defaultQueue
+        let entry = spool.lockSlotEntry(queue: queue, flowId: flowId)
+        var kept: Int32 = -1
+        let pid = clawflow_fork_supervisor(entry?.rawValue ?? -1, &kept)
+        if pid == 0 {
+            Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId, queue: queue, slot: kept >= 0 ? FileDescriptor(rawValue: kept) : nil)
+        }
+        entry?.closeQuietly()  // the child's copy keeps the lock
         guard pid > 0 else {
             let error = Errno(rawValue: errno)
             throw SpoolError(.io, "Starting the supervisor of flow \(flowId) (fork): \(error.description); it waits for the next hand-off.", errno: error)
-        }
-        // The child waits for its release, so it is there to be read.
-        let identity = ProcessIdentity.of(pid) ?? ProcessIdentity(pid: pid, startTime: 0)
-        let taken: Bool
-        do {
-            taken = try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
-                guard !change.flow.isTerminal, change.flow.cancelRequestedAt == nil,
-                    var task = change.orderedTasks.first(where: { $0.isCommand && $0.status == .queued && $0.supervisorPid == nil && $0.pid == nil })
-                else { return false }
-                task.supervisorPid = Int64(identity.pid)
-                task.supervisorStartTime = identity.startTime
-                change.tasks[task.taskId] = task
-                return true
-            }.result
-        } catch {
-            close(release)  // the child exits without running anything
-            throw error
-        }
-        guard taken else {
-            close(release)
-            return
-        }
-        if clawflow_release(release, 0) != 0 {
-            _ = try? spool.flow(flowId)  // it died before its release: a read lets the job wait again
         }
     }
 

@@ -26,22 +26,27 @@ public struct Supervisor: Sendable {
     }
 
     /// The forked child's whole life: opens the spool at `spoolRoot` with descriptors of its
-    /// own (the parent's share file offsets with it), runs the flow's commands, and exits
-    /// (0, or 1 when it could not; a task it leaves active is then found `lost`).
-    static func runDetached(spoolRoot: FilePath, flowId: String) -> Never {
+    /// own (the parent's share file offsets with it), holds the job's slot of `queue` (the
+    /// locked entry `slot` its parent handed it, `SlotHold`), runs the flow's commands, gives the slot back when the flow has ended,
+    /// and exits (0, or 1 when it could not; a task it leaves active is then found `lost`).
+    static func runDetached(spoolRoot: FilePath, flowId: String, queue: String, slot entry: FileDescriptor?) -> Never {
         var code: Int32 = 1
         if let spool = try? Spool.openExisting(at: spoolRoot) {
+            let slot = entry.flatMap { spool.slotHold(queue: queue, flowId: flowId, entry: $0) }
             do {
                 try Supervisor(spool: spool, flowId: flowId).run()
                 code = 0
             } catch {}
+            let flow = (try? spool.flow(flowId))?.flow
+            if flow?.isTerminal == true { slot?.removeEntry() }
+            withExtendedLifetime(slot) {}
             // Its slot is free now: the next waiting job of its queue starts, and jobs of any
             // queue that run after this flow start or are cancelled (no watcher needed). A
             // member of a shared spool's group hands on the slots of its own queue only.
             let runner = Runner(spool: spool)
             if spool.isOwnedByCaller {
                 runner.handOffWaiting()
-            } else if let queue = (try? spool.flow(flowId))?.flow.queue {
+            } else if let queue = flow?.queue {
                 _ = try? runner.handOff(queue: queue)
             }
         }
@@ -56,7 +61,11 @@ public struct Supervisor: Sendable {
         while true {
             let snap: FlowSnapshot
             do { snap = try spool.flow(flowId) } catch { throw error }
-            if let task = snap.tasks.first(where: { $0.isCommand && $0.status == .queued && $0.pid == nil }) {
+            // A queued command no other supervisor has taken (this one names itself in the
+            // task when it records it running).
+            if let task = snap.tasks.first(where: {
+                $0.isCommand && $0.status == .queued && $0.pid == nil && ($0.supervisorPid ?? Int64(me.pid)) == Int64(me.pid)
+            }) {
                 // A retry after a failed or timed-out run waits --retry-delay first.
                 let previous = snap.tasks.last { $0.isCommand && $0.taskId != task.taskId }
                 if snap.flow.retryDelaySeconds > 0, let previous, [.failed, .timedOut].contains(previous.status) {
@@ -195,13 +204,21 @@ public struct Supervisor: Sendable {
                 .pid: .int(Int64(pid)), .pgid: .int(Int64(pid)), .procStartTime: .int(start),
                 .supervisorPid: .int(Int64(me.pid)), .supervisorStartTime: .int(me.startTime),
             ])
-        if try record(taskId, running) {
+        switch try claim(taskId, running, supervisor: me) {
+        case .run: break
+        case .stop:
             // Cancelled (or ended by someone else) before its exec: the held child is let go
             // unreleased and exits without running anything.
             _ = consume held
             var status: Int32 = 0
             _ = valueOrErrno { waitpid(pid, &status, 0) }
             try record(taskId, TaskUpdate(status: .cancelled, [.error: .string("cancelled before the command started")]))
+            return
+        case .takenByAnother:
+            // Another supervisor started for the same job got there first: it runs it.
+            _ = consume held
+            var status: Int32 = 0
+            _ = valueOrErrno { waitpid(pid, &status, 0) }
             return
         }
         if let error = held.start() {
@@ -264,6 +281,34 @@ public struct Supervisor: Sendable {
         }
         let name = SignalName.of(signal)
         return TaskUpdate(status: .failed, [.signal: .string(name), .error: .string("killed by \(name)")])
+    }
+
+    /// What the write that records a command `running` found.
+    enum Claim {
+        /// The task is this supervisor's now: release the command.
+        case run
+        /// The task ended, or a cancel was asked for: the command must not start.
+        case stop
+        /// Another live supervisor had named itself in the task: it runs the command.
+        case takenByAnother
+    }
+
+    /// Records the command `running` and this supervisor in the task (`update` carries both),
+    /// in one write, unless another supervisor has named itself in the task meanwhile.
+    func claim(_ taskId: String, _ update: TaskUpdate, supervisor me: ProcessIdentity) throws(SpoolError) -> Claim {
+        do {
+            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Claim in
+                guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
+                if task.status.isTerminal { return .stop }
+                if let other = task.supervisor, other != me { return .takenByAnother }
+                if task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil { return .stop }
+                _ = Rules.apply(update, to: &task, at: change.now)
+                change.tasks[taskId] = task
+                return .run
+            }.result
+        } catch {
+            throw error
+        }
     }
 
     /// Writes an update of the task (nothing when the task is already final, e.g. cancelled

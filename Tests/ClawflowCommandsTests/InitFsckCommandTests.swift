@@ -163,6 +163,36 @@ struct FsckTests {
         #expect(spool.ownerLink("alice") == "../flows/\(t.flow)")
         #expect(spool.run(["fsck"]).status == 0)
     }
+
+    @Test("a queued job that lost its queue entry is a finding and --repair puts it back; an entry of no live flow is a note --repair removes")
+    func queueEntries() throws {
+        let spool = TemporarySpool()
+        let gate = spool.parent + "/gate"
+        let out = spool.parent + "/out"
+        #expect(spool.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let blocker = spool.startJob(["--owner", "blocker", "--queue", "one"] + gatedCommand(gate, out, "blocker"))
+        let queued = spool.startJob(["--owner", "queued", "--queue", "one", "--", "sh", "-c", "echo queued >> \(out)"])
+        let waiting = spool.file("queues/one/waiting")
+        let entries = try FileManager.default.contentsOfDirectory(atPath: waiting)
+        #expect(entries == ["10000.\(queued.flow)"])
+        try FileManager.default.removeItem(atPath: waiting + "/" + entries[0])
+        let stale = "01a20000-0000-7000-8000-000000000000"
+        FileManager.default.createFile(atPath: waiting + "/10000.\(stale)", contents: nil)
+        let r = spool.run(["fsck"])
+        #expect(r.status == 1)
+        #expect(
+            r.stdout.contains("missing_queue_entry: \(spool.file("queues/one")): flow \(queued.flow) is queued in queue one but has no entry there"),
+            "\(r.stdout)")
+        #expect(r.stdout.contains("note: stale_queue_entry: \(waiting)/10000.\(stale)"), "\(r.stdout)")
+        let repair = spool.run(["fsck", "--repair"])
+        #expect(repair.status == 0, "\(repair.stdout)")
+        #expect(repair.stdout.contains("put flow \(queued.flow) back in queue one's waiting/"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: waiting) == ["10000.\(queued.flow)"])
+        #expect(spool.run(["fsck"]).stdout == "fsck: \(spool.path) is consistent (0 note(s)).\n")
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(spool.run(["wait", blocker.flow, queued.flow]).status == 0)
+        #expect(fileLines(out) == ["blocker", "queued"])
+    }
 }
 
 @Suite("bad input in the spool", .timeLimit(.minutes(1)))

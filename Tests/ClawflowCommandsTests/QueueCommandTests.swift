@@ -29,6 +29,28 @@ struct QueueCommandTests {
         #expect(tmp.json(["queue", "show", "two"])["queued"] as? Int == 0)
     }
 
+    @Test("the hand-off of a full queue reads no flow: each running job's supervisor holds the lock of its entry")
+    func fullQueueReadsNothing() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
+        #expect(tmp.run(["queue", "set", "two", "--slots", "2"]).status == 0)
+        let running = (0..<2).map { tmp.startJob(["--owner", "r\($0)", "--queue", "two"] + gatedCommand(gate, out, "r\($0)")).flow }
+        let waiting = (0..<5).map { tmp.startJob(["--owner", "w\($0)", "--queue", "two", "--", "true"]).flow }
+        for flow in running { waitForFlow(tmp, flow) { $0["status"] as? String == "running" } }
+        // queue list reads only the queue's directories; the hand-off after it is traced.
+        let trace = tmp.parent + "/trace"
+        let r = runProgram("/usr/bin/strace", ["-f", "-o", trace, "-e", "trace=openat", "--", Clawflow.binary, "--spool", tmp.path, "queue", "list"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let opened = fileLines(trace).filter { line in (running + waiting).contains { line.contains($0) } }
+        // A flow is read through its directory (O_DIRECTORY); an entry is a plain file.
+        #expect(opened.filter { $0.contains("O_DIRECTORY") }.isEmpty, "flows read: \(opened)")
+        #expect(opened.count == 2, "each running entry opened once, to try its lock: \(opened)")
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        waitAllEnded(tmp, running + waiting)
+        for flow in running + waiting { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
+    }
+
     @Test("waiting jobs start by priority, then in order of arrival, also from 8 concurrent run callers")
     func priorityThenArrival() throws {
         let tmp = TemporarySpool()
@@ -108,7 +130,9 @@ struct QueueCommandTests {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<40 where killed < 4 {
             usleep(UInt32.random(in: 0...80_000, using: &generator))
-            let supervisors = activeSupervisors(tmp)
+            // Those tasks name, and those that have not named themselves yet (before the
+            // write that records their command running).
+            let supervisors = Array(Set(activeSupervisors(tmp) + supervisorProcesses(of: tmp.path)))
             if let victim = supervisors.randomElement(using: &generator) {
                 kill(victim, SIGKILL)
                 killed += 1

@@ -65,4 +65,25 @@ struct RunAfterTests {
         #expect(r.status == 1 && r.stderr.contains("Flow not found: nobody"))
         #expect(tmp.json(["flows", "list", "--owner", "x"])["count"] as? Int == 0)
     }
+
+    @Test("a job behind a full queue is cancelled as soon as a flow it runs after fails, before any slot frees")
+    func cancelledBehindFullQueue() {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let failGate = tmp.parent + "/fail-gate"
+        let out = tmp.parent + "/out"
+        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let blocker = tmp.startJob(["--owner", "blocker", "--queue", "one"] + gatedCommand(gate, out, "blocker"))
+        let failing = tmp.startJob(["--owner", "failing"] + gatedCommand(failGate, out, "failing", exit: 3))
+        let waiting = (0..<3).map { tmp.startJob(["--owner", "w\($0)", "--queue", "one", "--", "true"]) }
+        let dependent = tmp.startJob(["--owner", "dependent", "--queue", "one", "--after", failing.flow, "--", "sh", "-c", "echo dependent >> \(out)"])
+        _ = FileManager.default.createFile(atPath: failGate, contents: nil)
+        #expect(tmp.run(["wait", failing.flow, dependent.flow, "--timeout", "20s"]).status == 1)
+        #expect(tmp.manifest(dependent.flow)["status"] as? String == "cancelled")
+        #expect(tmp.manifest(blocker.flow)["status"] as? String == "running", "the queue's one slot is still held")
+        #expect(waiting.allSatisfy { tmp.manifest($0.flow)["status"] as? String == "queued" })
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(tmp.run(["wait", blocker.flow] + waiting.map(\.flow)).status == 0)
+        #expect(fileLines(out) == ["failing", "blocker"])
+    }
 }

@@ -32,6 +32,12 @@ int clawflow_pidfd_open(pid_t pid);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to this process.
 int clawflow_become_subreaper(void);
 
+/// Hands a copy of `fd` to a forked keeper process that holds it, and nothing else, until
+/// this process exits (then it is killed): the last close of `fd` happens in the keeper, off
+/// this process's exit. For inotify instances, whose teardown waits for an SRCU grace period
+/// (13-19 ms measured here; bench/README.md, "wait"). The keeper's pid, or -1 (errno).
+pid_t clawflow_park_descriptor(int fd);
+
 /* ---- flush.c ---- */
 
 /// fsync(2) of every descriptor in fds, run by the caller and up to count - 1 helper threads
@@ -53,7 +59,7 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
 int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[], const char *cwd,
                         int stdout_fd, pid_t *pid, int *release);
 
-/// Lets the child of clawflow_spawn_held or clawflow_fork_supervisor go on and closes
+/// Lets the child of clawflow_spawn_held go on and closes
 /// `release`; with `wait`, first waits until the child has (a command: until its exec).
 /// Returns 0, or an errno value: EPIPE when the child is gone, or (with `wait`) the one that
 /// stopped a command (chdir or exec; the child then exits with status 127). Never raises
@@ -61,12 +67,11 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
 int clawflow_release(int release, int wait);
 
 
-/* fork() for a detached supervisor that waits to be released. In the child (return 0): a
- * session of its own, no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults,
- * stdin, stdout and stderr on /dev/null, every other descriptor closed (the child must open
- * what it needs again), thread name "clawflow-superv"; it returns only once the parent calls
- * clawflow_release, and exits (status 0) if the parent closes `*release` or exits
- * without. In the parent: the child's pid and `*release`, or -1 (errno). */
-pid_t clawflow_fork_supervisor(int *release);
+/* fork() for a detached supervisor. In the child (return 0): a session of its own, no
+ * signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT at their defaults, stdin, stdout and stderr
+ * on /dev/null, every other descriptor closed (the child must open what it needs again) but a
+ * copy of `keep` (when not -1; close-on-exec, in `*kept`, else -1 there), thread name
+ * "clawflow-superv". In the parent: the child's pid, or -1 (errno). */
+pid_t clawflow_fork_supervisor(int keep, int *kept);
 
 #endif

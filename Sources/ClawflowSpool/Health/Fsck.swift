@@ -5,9 +5,10 @@ import SystemPackage
 /// One thing `fsck` found.
 public struct FsckFinding: Sendable, Equatable {
     /// A stable code: `unparseable_record`, `unexpected_entry`, `bad_owner_link`,
-    /// `stale_owner_link`, `missing_index`, `derived_state`, or, for notes, `missing_derived`, `temp_debris`,
+    /// `stale_owner_link`, `missing_index`, `derived_state`, `missing_queue_entry`,
+    /// `duplicate_queue_entry`, or, for notes, `missing_derived`, `temp_debris`,
     /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
-    /// `missing_owner_link`, `interrupted_write`.
+    /// `missing_owner_link`, `interrupted_write`, `stale_queue_entry`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -74,6 +75,7 @@ extension Spool {
         }
         if ownersFD != nil { checkOwnerLinks(claims, unreadable: unreadable, into: &report) }
         checkIndexes(flowsByOwner, taskOwners, into: &report)
+        checkQueues(Array(flowsByOwner.values.joined()), unreadable: unreadable, into: &report)
         checkRunIndex(taskOwners, taskRuns, into: &report)
         for entry in (try? staging.fd?.entries()) ?? [] {
             report.notes.append(
@@ -614,6 +616,9 @@ extension Spool {
             }
         }
         try tx.end()
+        // 3. The queues' entries, each under its queue's lock (taken before any other).
+        let tasksByFlow = Dictionary(records.snapshots.map { ($0.flow.flowId, $0.tasks) }, uniquingKeysWith: { a, _ in a })
+        report.repairs += try repairQueues(records.snapshots.map(\.flow), tasks: tasksByFlow, unreadable: Set(records.unreadable))
     }
 
     private func removeDebris(into report: inout FsckReport) {

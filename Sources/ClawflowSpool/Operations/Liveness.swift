@@ -120,7 +120,7 @@ extension Spool {
 
 extension TaskRecord {
     /// The supervisor a command task names, or nil when it names none.
-    var supervisor: ProcessIdentity? {
+    public var supervisor: ProcessIdentity? {
         guard let pid = supervisorPid, let start = supervisorStartTime else { return nil }
         return ProcessIdentity(pid: Int32(pid), startTime: start)
     }

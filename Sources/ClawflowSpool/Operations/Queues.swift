@@ -79,23 +79,39 @@ public final class LockedQueue {
         try DurableFile.replace(in: directory, name: Layout.queueSettings, bytes: settings.fileBytes(), directoryPath: path)
     }
 
-    /// The entries of the queue, in start order.
-    public func jobs() throws(SpoolError) -> QueueJobs {
+    /// A waiting entry as listed: its name, its flow, and whether the job runs after other flows.
+    struct WaitingEntry {
+        let name: String
+        let flowId: String
+        let runsAfter: Bool
+    }
+
+    /// The entries of `running/` (flow ids) and `waiting/` (in start order), unread.
+    func entries() throws(SpoolError) -> (running: [String], waiting: [WaitingEntry]) {
         func names(_ fd: FileDescriptor, _ sub: String) throws(SpoolError) -> [String] {
             do { return try fd.entries().map(\.name).filter { !$0.hasPrefix(".") }.sorted() } catch {
                 throw SpoolError.io("Listing", path.appending(sub), error)
             }
         }
         let running = try names(runningFD, Layout.queueRunning).filter(Identifier.isValid)
-        let waiting = try names(waitingFD, Layout.queueWaiting).compactMap(Layout.flowId(fromWaitingEntry:))
-        return QueueJobs(running: running, waiting: waiting)
+        let waiting = try names(waitingFD, Layout.queueWaiting).compactMap { name in
+            Layout.waitingJob(fromEntry: name).map { WaitingEntry(name: name, flowId: $0.flowId, runsAfter: $0.runsAfter) }
+        }
+        return (running, waiting)
+    }
+
+    /// The entries of the queue, in start order (unread: an entry of a flow that ended stays
+    /// until a hand-off meets it).
+    public func jobs() throws(SpoolError) -> QueueJobs {
+        let listed = try entries()
+        return QueueJobs(running: listed.running, waiting: listed.waiting.map(\.flowId))
     }
 
     /// Creates `flow` with its tasks and its entry in `waiting/`, durable together (the entry
     /// first: it is read only under this lock, which is held until the flow exists).
     public func enqueue(_ flow: FlowRecord, tasks: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
         let tx = Transaction(spool)
-        let entry = Layout.waitingEntry(flowId: flow.flowId, priority: flow.priority)
+        let entry = Layout.waitingEntry(of: flow)
         try tx.create([], as: entry, in: waitingFD, at: self.path.appending(Layout.queueWaiting))
         let created: FlowSnapshot
         do {
@@ -108,75 +124,122 @@ public final class LockedQueue {
         return created
     }
 
-    /// Adds a waiting entry for the existing flow `flowId` (durable when this returns), for
+    /// Adds a waiting entry for the existing flow `flow` (durable when this returns), for
     /// a job put back in the queue (`retry`); the caller removes it (`removeWaiting`) when
-    /// the flow's change fails. An entry of a flow that is terminal is dropped by the next
-    /// hand-off, so a crash between the two writes leaves nothing behind.
-    public func addWaiting(flowId: String, priority: Int64) throws(SpoolError) {
+    /// the flow's change fails. An entry of a flow that is terminal is dropped by the hand-off
+    /// that meets it, so a crash between the two writes leaves nothing behind.
+    public func addWaiting(for flow: FlowRecord) throws(SpoolError) {
         let tx = Transaction(nil)
-        try tx.create([], as: Layout.waitingEntry(flowId: flowId, priority: priority), in: waitingFD, at: self.path.appending(Layout.queueWaiting))
+        try tx.create([], as: Layout.waitingEntry(of: flow), in: waitingFD, at: self.path.appending(Layout.queueWaiting))
         try tx.end()
     }
 
     /// Removes the waiting entry `addWaiting` made.
-    public func removeWaiting(flowId: String, priority: Int64) {
-        try? waitingFD.removeAt(Layout.waitingEntry(flowId: flowId, priority: priority))
+    public func removeWaiting(for flow: FlowRecord) {
+        try? waitingFD.removeAt(Layout.waitingEntry(of: flow))
     }
 
-    /// The slot hand-off ("start the next waiting jobs while slots are free"), bounded by the
-    /// queue's entries: entries of flows that ended (or were never made) are removed, a job
-    /// whose supervisor died before its command started waits again (`Spool.settled`), and
-    /// waiting jobs are moved to `running/` and handed to `start` in order while fewer than
-    /// `slots` hold one. A job holds a slot from its move to `running/` until its flow ends.
-    /// `start` forks the job's supervisor and records it (`Runner`); a job it could not
-    /// start stays in `running/` and is started by the next hand-off. Returns the jobs after.
+    /// The slot hand-off (spool-layout.md, "Queues"): start the next waiting jobs while slots
+    /// are free, reading no more flows than that takes. (1) A `running/` entry locked by its
+    /// supervisor holds a slot, unread; one that no process holds is read (settled): removed
+    /// when its flow ended or does not exist, its job started when no supervisor has taken
+    /// it, else it holds a slot. (2) Each waiting job that runs after other flows is read:
+    /// cancelled (and its entry removed) when one of them did not succeed, skipped while one
+    /// has not ended. (3) In start order, while fewer than `slots` jobs hold a slot: an entry
+    /// whose flow ended is removed; the others move to `running/` (durably) and are handed to
+    /// `start`, which forks the job's supervisor and records it (`Runner`); a job it could
+    /// not start stays in `running/`, unheld, and the next hand-off starts it. Returns the
+    /// jobs after: those holding a slot, then the entries still waiting (unread past the
+    /// last free slot).
     @discardableResult
     public func handOff(start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> QueueJobs {
         let limit = try settings().slots
-        var jobs = try jobs()
+        let listed = try entries()
         var running: [String] = []
-        for id in jobs.running {
-            guard let snap = try live(id, entry: id, in: runningFD) else { continue }
-            running.append(id)
-            if LockedQueue.needsStart(snap) { try start(snap) }
+        for id in listed.running {
+            if try holdsSlot(id, start: start) { running.append(id) }
         }
-        var waiting: [String] = []
-        for id in jobs.waiting {
-            guard let snap = try live(id, entry: nil, in: waitingFD) else { continue }
-            let entry = Layout.waitingEntry(flowId: id, priority: snap.flow.priority)
-            // A job run --after other flows waits, without a slot, until they all succeeded;
-            // when one ended otherwise it is cancelled (and its entry goes).
+        // (2) Jobs run after other flows: those whose turn has not come are set aside here.
+        var ready: [String: FlowSnapshot] = [:]
+        var pending: Set<String> = []
+        var gone: Set<String> = []
+        for entry in listed.waiting where entry.runsAfter {
+            guard let snap = try live(entry.flowId, entry: entry.name, in: waitingFD) else {
+                gone.insert(entry.name)
+                continue
+            }
             switch spool.dependencies(of: snap.flow) {
-            case .met: break
-            case .pending:
-                waiting.append(id)
-                continue
+            case .met: ready[entry.name] = snap
+            case .pending: pending.insert(entry.name)
             case .failed(let summary):
-                try spool.cancelUnmet(id, summary: summary)
-                try? waitingFD.removeAt(entry)
+                try spool.cancelUnmet(entry.flowId, summary: summary)
+                try? waitingFD.removeAt(entry.name)
+                gone.insert(entry.name)
+            }
+        }
+        // (3) In start order, while a slot is free.
+        var waiting: [String] = []
+        for (index, entry) in listed.waiting.enumerated() where !gone.contains(entry.name) {
+            if pending.contains(entry.name) {
+                waiting.append(entry.flowId)
                 continue
             }
-            if let limit, running.count >= limit, LockedQueue.needsStart(snap) {
-                waiting.append(id)
-                continue
+            if let limit, running.count >= limit {
+                waiting += listed.waiting[index...].filter { !gone.contains($0.name) }.map(\.flowId)
+                break
             }
-            do { try waitingFD.renameAt(entry, to: runningFD, id) } catch {
-                throw SpoolError.io("Moving the job to", path.appending(Layout.queueRunning).appending(id), error)
+            var snap = ready[entry.name]
+            if snap == nil { snap = try live(entry.flowId, entry: entry.name, in: waitingFD) }
+            guard let snap else { continue }
+            do { try waitingFD.renameAt(entry.name, to: runningFD, entry.flowId) } catch {
+                throw SpoolError.io("Moving the job to", path.appending(Layout.queueRunning).appending(entry.flowId), error)
             }
-            // Durable before the job starts, as every rename of the spool.
-            try DurableFile.sync(runningFD, path.appending(Layout.queueRunning))
-            try DurableFile.sync(waitingFD, path.appending(Layout.queueWaiting))
-            running.append(id)
+            // Durable before the job starts, as every rename of the spool: both directories in
+            // one barrier.
+            var barrier = FlushSet()
+            barrier.add(directory: runningFD, self.path.appending(Layout.queueRunning))
+            barrier.add(directory: waitingFD, self.path.appending(Layout.queueWaiting))
+            try barrier.flush()
+            running.append(entry.flowId)
             if LockedQueue.needsStart(snap) { try start(snap) }
         }
-        jobs = QueueJobs(running: running, waiting: waiting)
-        return jobs
+        return QueueJobs(running: running, waiting: waiting)
+    }
+
+    /// Whether the job of `running/<id>` holds a slot: without a read when its supervisor
+    /// holds the entry's lock (`SlotHold`); else its flow is read under that lock, the entry
+    /// removed when the flow ended (false), and the job started when no supervisor took it.
+    func holdsSlot(_ id: String, start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> Bool {
+        let entry: FileDescriptor
+        do { entry = try runningFD.openAt(id, .readOnly) } catch {
+            if error == .noSuchFileOrDirectory { return false }  // its supervisor removed it meanwhile
+            throw SpoolError.io("Opening", path.appending(Layout.queueRunning).appending(id), error)
+        }
+        let locked: Bool
+        do { locked = try entry.lock(exclusive: true, wait: false) } catch {
+            entry.closeQuietly()
+            throw SpoolError.io("Locking", path.appending(Layout.queueRunning).appending(id), error)
+        }
+        guard locked else {
+            entry.closeQuietly()
+            return true
+        }
+        let snap: FlowSnapshot?
+        do { snap = try live(id, entry: id, in: runningFD) } catch {
+            entry.closeQuietly()
+            throw error
+        }
+        // Unlocked before `start`, which locks the entry again for the supervisor it forks.
+        entry.closeQuietly()
+        guard let snap else { return false }
+        if LockedQueue.needsStart(snap) { try start(snap) }
+        return true
     }
 
     /// The flow of an entry as it is now (settled), or nil after removing the entry when the
     /// flow ended or does not exist. A flow asked to cancel whose command never started is
     /// recorded cancelled here (a cancel interrupted between its two writes).
-    func live(_ id: String, entry: String?, in dir: FileDescriptor) throws(SpoolError) -> FlowSnapshot? {
+    func live(_ id: String, entry: String, in dir: FileDescriptor) throws(SpoolError) -> FlowSnapshot? {
         var snap: FlowSnapshot?
         do { snap = try spool.flow(id) } catch  where error.code == .notFound { snap = nil }
         if var s = snap, !s.flow.isTerminal, s.flow.cancelRequestedAt != nil, LockedQueue.unstarted(s) != nil {
@@ -184,12 +247,7 @@ public final class LockedQueue {
             snap = s
         }
         if let s = snap, !s.flow.isTerminal { return s }
-        let name = entry ?? snap.map { Layout.waitingEntry(flowId: id, priority: $0.flow.priority) }
-        if let name { try? dir.removeAt(name) }
-        if snap == nil, entry == nil {
-            // A waiting entry of a flow that was never made: its name's priority is unknown.
-            for e in (try? dir.entries()) ?? [] where Layout.flowId(fromWaitingEntry: e.name) == id { try? dir.removeAt(e.name) }
-        }
+        try? dir.removeAt(entry)
         return nil
     }
 
@@ -201,6 +259,33 @@ public final class LockedQueue {
     /// Whether a job's supervisor must be started: a queued command task no supervisor has taken.
     public static func needsStart(_ snap: FlowSnapshot) -> Bool {
         !snap.flow.isTerminal && snap.flow.cancelRequestedAt == nil && unstarted(snap) != nil
+    }
+}
+
+/// A supervisor's hold on its job's slot: the lock of the job's `running/<flowId>` entry,
+/// taken by the hand-off that forks the supervisor and kept by the supervisor while it runs
+/// the job, so that a hand-off sees the slot held without reading the flow. The kernel lets
+/// it go when the supervisor dies.
+public final class SlotHold {
+    let directory: FileDescriptor
+    let entry: FileDescriptor
+    let flowId: String
+
+    init(directory: FileDescriptor, entry: FileDescriptor, flowId: String) {
+        self.directory = directory
+        self.entry = entry
+        self.flowId = flowId
+    }
+
+    deinit {
+        entry.closeQuietly()
+        directory.closeQuietly()
+    }
+
+    /// Once the flow has ended: removes the entry, then lets the lock go (when this value is
+    /// released). A crash before leaves the entry unheld, and the next hand-off removes it.
+    public func removeEntry() {
+        try? directory.removeAt(flowId)
     }
 }
 
@@ -275,6 +360,30 @@ extension Spool {
             throw SpoolError.io("Opening", path.appending(Layout.queueRunning), error)
         }
         return LockedQueue(spool: self, name: name, directory: dir, waiting: waiting, running: running)
+    }
+
+    /// The `running/` entry of flow `flowId` in queue `queue`, opened and locked, for a
+    /// supervisor to keep (`SlotHold`); nil when the job has no entry there or it cannot be
+    /// opened or locked now (hand-offs then read the flow to see whether the slot is held).
+    public func lockSlotEntry(queue: String, flowId: String) -> FileDescriptor? {
+        guard QueueName.isValid(queue), Identifier.isValid(flowId),
+            let entry = try? rootFD.openAt(SpoolDirectory.queues.rawValue + "/" + queue + "/" + Layout.queueRunning + "/" + flowId, .readOnly)
+        else { return nil }
+        guard (try? entry.lock(exclusive: true, wait: false)) == true else {
+            entry.closeQuietly()
+            return nil
+        }
+        return entry
+    }
+
+    /// A supervisor's hold on the slot of flow `flowId` in `queue`, through `entry`, the
+    /// locked `running/` entry its parent handed it (`lockSlotEntry`).
+    public func slotHold(queue: String, flowId: String, entry: FileDescriptor) -> SlotHold? {
+        guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.queues.rawValue + "/" + queue + "/" + Layout.queueRunning) else {
+            entry.closeQuietly()
+            return nil
+        }
+        return SlotHold(directory: dir, entry: entry, flowId: flowId)
     }
 
     /// The names of the queues that have a directory, sorted.

@@ -115,18 +115,28 @@ public enum Layout {
     public static let defaultQueue = "default"
     /// Priorities a job may have (higher starts first).
     public static let priorityRange: ClosedRange<Int64> = -9999...9999
+    /// The suffix of the waiting entry of a job that runs after other flows (`run --after`).
+    public static let runsAfterSuffix = ".after"
     /// The name of a waiting job's entry: its start order (priority, highest first, then the
-    /// flow id, which orders by arrival), `<10000 - priority, five digits>.<flowId>`.
-    public static func waitingEntry(flowId: String, priority: Int64) -> String {
+    /// flow id, which orders by arrival), `<10000 - priority, five digits>.<flowId>`, and
+    /// `.after` when the job runs after other flows.
+    public static func waitingEntry(flowId: String, priority: Int64, runsAfter: Bool) -> String {
         let rank = String(10000 - priority)
-        return String(repeating: "0", count: max(0, 5 - rank.count)) + rank + "." + flowId
+        return String(repeating: "0", count: max(0, 5 - rank.count)) + rank + "." + flowId + (runsAfter ? runsAfterSuffix : "")
     }
-    /// The flow id of a waiting entry's name, or nil when the name is not one.
-    public static func flowId(fromWaitingEntry name: String) -> String? {
-        let parts = name.split(separator: ".")
-        guard parts.count == 2, parts[0].count == 5, parts[0].allSatisfy(\.isNumber) else { return nil }
+    /// The waiting entry of `flow`.
+    public static func waitingEntry(of flow: FlowRecord) -> String {
+        waitingEntry(flowId: flow.flowId, priority: flow.priority, runsAfter: !flow.after.isEmpty)
+    }
+    /// A waiting entry's name read: the flow id, and whether the job runs after other flows;
+    /// nil when the name is not one.
+    public static func waitingJob(fromEntry name: String) -> (flowId: String, runsAfter: Bool)? {
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 2 || (parts.count == 3 && "." + parts[2] == runsAfterSuffix), parts[0].count == 5, parts[0].allSatisfy(\.isNumber) else {
+            return nil
+        }
         let id = String(parts[1])
-        return Identifier.isValid(id) ? id : nil
+        return Identifier.isValid(id) ? (id, parts.count == 3) : nil
     }
 
     /// The text of a link to a flow from `owners/`.
