@@ -29,12 +29,12 @@ MANUAL_DATE ?= $(shell if [ -n "$$SOURCE_DATE_EPOCH" ]; then date -u -d "@$$SOUR
 all: build
 
 # System packages: libinotifytools (the watcher's library), jq (the demo), strace (the
-# crash tests and the benchmark) and valgrind (the start-up instruction counts). Installed
-# only when missing; needs root, as on CI.
+# crash tests and the benchmark), valgrind (the start-up instruction counts) and tmux (the
+# tests and benchmark of top). Installed only when missing; needs root, as on CI.
 deps:
-	@if [ ! -f /usr/include/inotifytools/inotifytools.h ] || ! command -v jq >/dev/null || ! command -v strace >/dev/null || ! command -v valgrind >/dev/null; then \
-		echo "Installing libinotifytools0-dev, jq, strace and valgrind..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libinotifytools0-dev jq strace valgrind >/dev/null; \
+	@if [ ! -f /usr/include/inotifytools/inotifytools.h ] || ! command -v jq >/dev/null || ! command -v strace >/dev/null || ! command -v valgrind >/dev/null || ! command -v tmux >/dev/null; then \
+		echo "Installing libinotifytools0-dev, jq, strace, valgrind and tmux..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libinotifytools0-dev jq strace valgrind tmux >/dev/null; \
 	fi
 
 build: deps

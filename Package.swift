@@ -26,6 +26,7 @@ let package = Package(
                 "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
+                "ClawflowTerminal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -35,6 +36,7 @@ let package = Package(
         .target(
             name: "ClawflowWatch",
             dependencies: [
+                "ClawflowRunner",
                 "ClawflowSpool",
                 "ClawflowModel",
                 "CInotifyTools",
@@ -66,6 +68,11 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // The full-screen view of `top`: frames diffed line by line, keys decoded from raw
+        // input, raw mode and the alternate screen, restored on exit and on signals. Pure but
+        // for Terminal.swift; no dependency (console-kit and Rainbow do styled lines and
+        // colours, not a diffed full screen with raw keys: README.md, "top").
+        .target(name: "ClawflowTerminal"),
         // Pure values and rules: records, JSON, ids, statuses, precedence, lookup. No I/O.
         .target(name: "ClawflowModel"),
         // What Swift cannot reach, a file each: syscalls.c, the syscalls Glibc hides without
@@ -79,6 +86,7 @@ let package = Package(
         .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
         .testTarget(name: "ClawflowCommandsTests", dependencies: ["ClawflowModel", "ClawflowTestSupport"]),
         .testTarget(name: "ClawflowRunnerTests", dependencies: ["ClawflowRunner", "ClawflowModel"]),
+        .testTarget(name: "ClawflowTerminalTests", dependencies: ["ClawflowTerminal"]),
         .testTarget(name: "ClawflowWatchTests", dependencies: ["ClawflowWatch", "ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -175,3 +175,59 @@ pid_t clawflow_fork_supervisor(int keep, int *kept) {
     (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
     return 0;
 }
+
+/* ---- hooks (Deliverer) ---- */
+
+#include <sys/mman.h>
+
+int clawflow_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+#include <spawn.h>
+
+int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                        int stdin_fd, int stderr_fd, pid_t *pid) {
+    /* posix_spawn: glibc starts the child with CLONE_VM|CLONE_VFORK, which costs the same
+     * however large the parent is (a fork of the watcher copies its page tables), and reports
+     * an exec that failed as its return value. */
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    if (stdin_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
+    else posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+    else posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+    rc = posix_spawn(pid, path, &actions, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    return rc;
+}
+
+pid_t clawflow_fork_detached(void) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    (void)setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
+    for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
+    (void)clawflow_child_descriptors(-1, -1);
+    (void)prctl(PR_SET_NAME, "clawflow-notify", 0, 0, 0);
+    return 0;
+}

@@ -28,7 +28,7 @@ public struct Clawflow: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Flows.self, Tasks.self, Run.self, Wait.self, Retry.self, QueueCommand.self, Logs.self, Audit.self, MaintenanceCommand.self, Events.self,
-            IngestCommand.self, Watch.self, Init.self, Fsck.self,
+            IngestCommand.self, Watch.self, Top.self, Init.self, Fsck.self,
         ]
     )
 
@@ -100,7 +100,7 @@ extension Clawflow {
                 Example:
                   clawflow tasks add --owner session-1 --runtime cron --label nightly
                 """,
-            subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self]
+            subcommands: [TasksAdd.self, TasksSet.self, TasksList.self, TasksShow.self, TasksCancel.self, TasksNotify.self]
         )
     }
 }

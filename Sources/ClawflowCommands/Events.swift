@@ -262,6 +262,18 @@ enum EventText {
             return (what, task, ["what", "taskId"])
         case "pruned":
             return (text("reason") ?? "", task ?? "flow", ["reason", "taskId"])
+        case "notify":
+            guard let hook = text("hook"), let result = text("status") else { return nil }
+            var how = [text("to").map { "of \($0)" }, f["attempt"]?.intValue.map { "attempt \($0)" }].compactMap { $0 }
+            if f["repeat"]?.boolValue == true { how.append("repeat") }
+            if let code = f["exitCode"]?.intValue { how.append("exit \(code)") }
+            if let signal = text("signal") { how.append(signal) }
+            if let stderr = text("stderr") { how.append("stderr: \(stderr)") }
+            if let error = text("error") { how.append(error) }
+            return (
+                "hook \(hook) \(result)" + (how.isEmpty ? "" : " (\(how.joined(separator: ", ")))"), task ?? "flow",
+                ["hook", "status", "to", "attempt", "repeat", "exitCode", "signal", "stderr", "error", "taskId", "timedOut"]
+            )
         default:
             return nil
         }

@@ -69,6 +69,8 @@ extension SpoolCommand {
     func handOffSlots(except handedOff: String? = nil) {
         guard let spool = try? Spool.openExisting(at: global.spoolPath) else { return }
         Runner(spool: spool).handOffWaiting(except: handedOff)
+        // Notifications recorded and not delivered (README.md, "Notification hooks").
+        Deliverer.kick(spool, source: "cli")
     }
 
     /// The spool for reading, or nil when it does not exist yet (an empty result).

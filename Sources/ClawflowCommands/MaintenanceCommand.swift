@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 
 /// `clawflow maintenance`: preview, or with --apply make, the repairs and retention.
@@ -63,6 +64,8 @@ struct MaintenanceCommand: SpoolCommand {
         var items: [MaintenanceItem] = []
         if let spool = try (apply ? existingSpoolForWriting() : readSpool()) {
             do { items = try spool.maintain(policy: policy, apply: apply) }
+            // The notifications that are due, in the foreground (README.md, "Notification hooks").
+            if apply { _ = Deliverer(spool: spool, source: "maintenance").drainOnce() }
         }
         let counted = apply ? items.filter(\.done) : items
         var summary: [String: Int] = [:]

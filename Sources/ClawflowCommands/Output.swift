@@ -23,6 +23,12 @@ struct Output: Sendable {
         self.color = !json && isatty(1) == 1 && environment("NO_COLOR") == nil
     }
 
+    /// Output with colour decided by the caller (`top` draws its own colours).
+    init(json: Bool, color: Bool) {
+        self.json = json
+        self.color = color
+    }
+
     // MARK: Streams
 
     /// Writes text to stdout.

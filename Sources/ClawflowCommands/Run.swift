@@ -35,10 +35,10 @@ struct Run: SpoolCommand {
             slot, until every one of those flows has succeeded; when one fails, is cancelled or \
             is lost, the job ends cancelled without running, its summary naming that flow.
 
-            With --retries N a run that failed or timed out runs again, up to N times, after \
-            --retry-delay (default: at once), as clawflow retry would run it (a new task, an event \
-            retry); the job keeps its slot meanwhile. A cancelled run is not retried, nor one \
-            whose supervisor died (lost): clawflow retry runs those again.
+            With --retries N a run that failed, timed out or was lost (its supervisor killed, \
+            the machine rebooted) runs again, up to N times, after --retry-delay (default: at \
+            once), as clawflow retry would run it (a new task, an event retry); the job keeps its \
+            slot meanwhile. A cancelled run is not retried.
 
             With --step (repeatable) the steps form a sequence: each step runs as `sh -c CMD` only \
             after the previous one succeeded; a failed, timed-out or lost step fails the flow and \
@@ -92,6 +92,13 @@ struct Run: SpoolCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Wait this long before each of those retries (e.g. 30s, 5m).", valueName: "duration"))
     var retryDelay: String?
 
+    @Option(
+        name: .customLong("on-finish"),
+        help: ArgumentHelp(
+            "Run this shell command (sh -c) when the job ends, with its record on stdin and CLAWFLOW_* variables (README, Notification hooks).",
+            valueName: "cmd"))
+    var onFinish: String?
+
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The command and its arguments, after --.", valueName: "cmd"))
     var command: [String] = []
 
@@ -127,6 +134,10 @@ struct Run: SpoolCommand {
                 if !dependencies.contains(id) { dependencies.append(id) }
             }
         }
+        let hook = try onFinish.map { (c) throws(SpoolError) -> String in
+            guard !c.trimmingWhitespace().isEmpty else { throw Parse.usage("--on-finish needs a command.") }
+            return try Parse.text(c, option: "--on-finish")
+        }
         let placement = Runner.Placement(queue: queueName, priority: priority, retries: retries, retryDelaySeconds: delay, after: dependencies)
         let started: Runner.Started
         do {
@@ -135,13 +146,15 @@ struct Run: SpoolCommand {
                 guard let goalText else { throw Parse.usage("A sequence needs --goal.") }
                 for step in steps where step.trimmingWhitespace().isEmpty { throw Parse.usage("A --step command may not be empty.") }
                 started = try Runner(spool: try writeSpool()).runSequence(
-                    ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, placement: placement)
+                    ownerKey: key, goal: goalText, steps: steps, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, placement: placement,
+                    onFinish: hook)
             } else {
                 guard !command.isEmpty else {
                     throw Parse.usage("Give the command after --, e.g. clawflow run --owner KEY -- make test; or steps with --step.")
                 }
                 started = try Runner(spool: try writeSpool()).run(
-                    ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, command: command, placement: placement)
+                    ownerKey: key, goal: goalText, timeoutSeconds: timeoutSeconds, logLimit: limit, cwd: directory, command: command, placement: placement,
+                    onFinish: hook)
             }
         } catch let error as SpoolError {
             throw error

@@ -46,8 +46,20 @@ struct TasksAdd: SpoolCommand {
     @Option(help: ArgumentHelp("Initial status.", valueName: "status"))
     var status = Word<TaskStatus>(argument: "queued")
 
+    @Option(
+        name: .customLong("on-change"),
+        help: ArgumentHelp(
+            "Run this shell command (sh -c) on each status change of the task (its policy becomes state_changes), with its record on stdin.",
+            valueName: "cmd"))
+    var onChange: String?
+
     func execute(_ out: Output) throws(SpoolError) {
         var new = NewTask(runtime: try Parse.runtime(runtime), status: try Parse.taskStatus(status.text))
+        if let onChange {
+            guard !onChange.trimmingWhitespace().isEmpty else { throw Parse.usage("--on-change needs a command.") }
+            new[.notifyCommand] = .string(try Parse.text(onChange, option: "--on-change"))
+            new[.notifyPolicy] = .string(NotifyPolicy.stateChanges.rawValue)
+        }
         new.taskId = try taskId.map { (t) throws(SpoolError) in try Parse.taskId(t) }
         if let label { new[.label] = .string(try Parse.text(label, option: "--label")) }
         if let task { new[.task] = .string(try Parse.text(task, option: "--task")) }

@@ -80,6 +80,10 @@ struct Wait: SpoolCommand {
                 timedOut = true
                 break
             }
+            // A read may have freed a slot (a run found lost) or put a job back in its queue
+            // (a lost run with retries left): the slots are handed on before sleeping, so
+            // that what this waits for can start.
+            if snaps.contains(where: { $0.flow.status == .queued }) { handOffSlots() }
             sleeper.sleep(on: snaps.filter { !$0.flow.isTerminal }, until: deadline)
         }
         if out.json {

@@ -65,6 +65,8 @@ public struct AuditThresholds: Sendable, Equatable {
     public var taskQueued: Int64 = 600
     /// A task running without a report for this long: `stale_running` (30 min).
     public var taskRunning: Int64 = 1800
+    /// A notification not delivered this long after its transition: `notify_pending` (5 min).
+    public var notifyPending: Int64 = 300
 
     /// The defaults.
     public init() {}

@@ -26,6 +26,8 @@ public enum RecordKey: String, Sendable, CaseIterable {
     case status
     /// When the owner is told.
     case notifyPolicy
+    /// A job's own hook: a shell command run on each notification the policy allows.
+    case notifyCommand
     /// Creation time.
     case createdAt
     /// End time.
@@ -231,6 +233,11 @@ extension Record {
     public var ownerKey: String { string(.ownerKey)! }
     /// When the owner is told.
     public var notifyPolicy: NotifyPolicy? { string(.notifyPolicy).flatMap(NotifyPolicy.init(rawValue:)) }
+    /// The job's own hook (`sh -c` text), run on each notification its policy allows.
+    public var notifyCommand: String? {
+        get { string(.notifyCommand) }
+        set { setString(.notifyCommand, newValue) }
+    }
     /// When the record was created.
     public var createdAt: Timestamp { timestamp(.createdAt)! }
     /// When it ended, if it did.
@@ -285,8 +292,8 @@ public struct TaskRecord: Record {
         .cancelRequestedAt: .timestamp, .childSessionKey: .string, .command: .stringArray, .createdAt: .timestamp, .cwd: .string,
         .dropUid: .integer, .endedAt: .timestamp, .environment: .stringMap, .error: .string, .exitCode: .integer,
         .flowRevision: .integer, .label: .string, .lastEventAt: .timestamp, .logLimit: .integer, .logPath: .string,
-        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString, .parentFlowId: .id,
-        .pgid: .integer, .pid: .integer, .procStartTime: .integer, .progressSummary: .string, .runId: .string,
+        .notifyCommand: .string, .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString,
+        .parentFlowId: .id, .pgid: .integer, .pid: .integer, .procStartTime: .integer, .progressSummary: .string, .runId: .string,
         .runtime: .nonEmptyString, .signal: .string, .startedAt: .timestamp, .status: .oneOf(TaskStatus.allCases.map(\.rawValue)),
         .supervisorPid: .integer, .supervisorStartTime: .integer, .task: .string, .taskId: .id,
         .terminalOutcome: .oneOf(["blocked"]), .terminalSummary: .string, .timeoutSeconds: .integer,
@@ -481,10 +488,11 @@ public struct FlowRecord: Record {
     static let schema = FieldTable([
         .after: .stringArray, .blockedSummary: .string, .blockedTaskId: .string, .cancelRequestOnly: .bool,
         .cancelRequestedAt: .timestamp, .controllerId: .nonEmptyString, .createdAt: .timestamp, .currentStep: .string,
-        .endedAt: .timestamp, .flowId: .id, .goal: .string, .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)),
-        .ownerKey: .nonEmptyString, .priority: .integer, .queue: .nonEmptyString, .retriesLeft: .integer,
-        .retryDelaySeconds: .integer, .revision: .integer, .stateJson: .any, .status: .oneOf(FlowStatus.allCases.map(\.rawValue)),
-        .steps: .steps, .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .updatedAt: .timestamp, .waitJson: .any,
+        .endedAt: .timestamp, .flowId: .id, .goal: .string, .notifyCommand: .string,
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString, .priority: .integer,
+        .queue: .nonEmptyString, .retriesLeft: .integer, .retryDelaySeconds: .integer, .revision: .integer, .stateJson: .any,
+        .status: .oneOf(FlowStatus.allCases.map(\.rawValue)), .steps: .steps,
+        .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .updatedAt: .timestamp, .waitJson: .any,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 

@@ -52,12 +52,14 @@ public struct Runner: Sendable {
     /// once when a slot is free (`enqueue`). May fork (`start`): call it where no other
     /// thread is at work.
     public func run(
-        ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement()
+        ownerKey: String, goal: String?, timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, command: [String], placement: Placement = Placement(),
+        onFinish: String? = nil
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
         var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         task.environment = Runner.currentEnvironment()
+        task.notifyCommand = onFinish
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
         return try enqueue(flow, first: task, placement: placement)
     }
@@ -66,7 +68,8 @@ public struct Runner: Sendable {
     /// one after another, each `sh -c CMD`; the first step's task is created with the flow.
     /// The whole sequence holds one slot of its queue. May fork, as `run` does.
     public func runSequence(
-        ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement()
+        ownerKey: String, goal: String, steps: [String], timeoutSeconds: Int64?, logLimit: Int64? = nil, cwd: String, placement: Placement = Placement(),
+        onFinish: String? = nil
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
@@ -82,6 +85,7 @@ public struct Runner: Sendable {
                 return .object(JSONObject(step))
             })
         flow.currentStep = "step 1"
+        flow.notifyCommand = onFinish
         return try enqueue(flow, first: first, placement: placement)
     }
 
@@ -135,67 +139,11 @@ public struct Runner: Sendable {
             throw SpoolError(.stillActive, "Flow \(id) is still \(flow.status.rawValue); only a job that has ended can be retried (cancel it first).")
         }
         let commands = change.orderedTasks.filter(\.isCommand)
-        guard let last = commands.last, last.command?.isEmpty == false else { throw Runner.noCommand(id) }
+        guard let last = commands.last, last.command?.isEmpty == false else { throw SpoolError.noCommand(id) }
         guard flow.status != .succeeded else {
             throw SpoolError(.alreadyTerminal, "Flow \(id) succeeded; retry runs again only a job that failed, was cancelled, timed out or was lost.")
         }
-        return try requeue(&change, queue: queue, after: last)
-    }
-
-    /// Within a write of the flow: adds the task that runs its job again after `last` (its
-    /// last command task) and puts the flow back to `queued` (`retry`, and a supervisor's
-    /// automatic retry). The new task's id.
-    func requeue(_ change: inout FlowChange, queue: String, after last: TaskRecord) throws(SpoolError) -> String {
-        let flow = change.flow
-        let id = flow.flowId
-        guard let argv = last.command, !argv.isEmpty else { throw Runner.noCommand(id) }
-        var task = commandTask(
-            flowId: id, ownerKey: flow.ownerKey, argv: argv, cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds, logLimit: last.logLimit, at: change.now)
-        task.environment = last.environment
-        var next = flow
-        var from = last.taskId
-        if flow.controllerId == Rules.sequenceController, var steps = flow.steps {
-            // From the first step that did not succeed (the failed one, or one never started).
-            let index =
-                steps.firstIndex { step in
-                    guard let t = step.objectValue?["taskId"]?.stringValue, let done = change.tasks[t] else { return true }
-                    return done.status != .succeeded
-                } ?? steps.count - 1
-            guard var step = steps[index].objectValue, let command = step["command"]?.stringValue else {
-                throw SpoolError(.invalidRecord, "Flow \(id) has a step without a command.")
-            }
-            if let t = step["taskId"]?.stringValue { from = t }
-            task = commandTask(
-                flowId: id, ownerKey: flow.ownerKey, argv: ["sh", "-c", command], cwd: last.cwd ?? "/", timeoutSeconds: last.timeoutSeconds,
-                logLimit: last.logLimit, at: change.now)
-            task.environment = last.environment
-            step["taskId"] = .string(task.taskId)
-            steps[index] = .object(step)
-            for later in steps.indices where later > index {
-                if var o = steps[later].objectValue {
-                    o["taskId"] = nil
-                    steps[later] = .object(o)
-                }
-            }
-            next.steps = steps
-            next.currentStep = step["name"]?.stringValue
-        }
-        next.status = .queued
-        next.endedAt = nil
-        next.blockedTaskId = nil
-        next.blockedSummary = nil
-        next.cancelRequestedAt = nil
-        next.isCancelRequestOnly = false
-        next.queue = queue
-        change.flow = next
-        change.tasks[task.taskId] = task
-        change.log(["event": .string("retry"), "taskId": .string(task.taskId), "previousTaskId": .string(from)])
-        return task.taskId
-    }
-
-    /// The refusal to run again a flow whose tasks other programs report.
-    static func noCommand(_ flowId: String) -> SpoolError {
-        SpoolError(.notManaged, "Flow \(flowId) has no command task: its tasks are reported by other programs, so clawflow cannot run them again.")
+        return try spool.requeue(&change, queue: queue, after: last)
     }
 
     /// The slot hand-off of queue `name` (`LockedQueue.handOff`): called by `run`, by every
@@ -252,34 +200,11 @@ public struct Runner: Sendable {
         return out
     }
 
-    /// A queued `cli` task record for `argv`; its log is kept under `logLimit` bytes
-    /// (`LogCut.defaultLimit` when nil), recorded in the task.
+    /// A queued `cli` task record for `argv` (`Spool.commandTask`).
     func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, logLimit: Int64?, at now: Timestamp) -> TaskRecord {
-        let taskId = Spool.newId(at: now)
-        var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
-        task[.command] = .array(argv.map(JSON.string))
-        let isShellStep = argv.count == 3 && argv[0] == "sh" && argv[1] == "-c"
-        task.task = isShellStep ? argv[2] : argv.map(Runner.shellWord).joined(separator: " ")
-        task.cwd = cwd
-        task.timeoutSeconds = timeoutSeconds
-        task.logLimit = logLimit ?? LogCut.defaultLimit
-        task.logPath = spool.taskLogPath(flowId: flowId, taskId: taskId).string
-        return task
+        spool.commandTask(flowId: flowId, ownerKey: ownerKey, argv: argv, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
     }
 
-    /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
-    public static func shellWord(_ word: String) -> String {
-        let plain =
-            !word.isEmpty
-            && word.utf8.allSatisfy { b in
-                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_./=:@%+,".utf8.contains(b)
-            }
-        return plain ? word : "'" + word.replacingAll("'", with: "'\\''") + "'"
-    }
-}
-
-extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
-    }
+    /// A word as a shell would need it quoted (`CommandText.shellWord`).
+    public static func shellWord(_ word: String) -> String { CommandText.shellWord(word) }
 }

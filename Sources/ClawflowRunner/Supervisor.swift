@@ -66,9 +66,9 @@ public struct Supervisor: Sendable {
             if let task = snap.tasks.first(where: {
                 $0.isCommand && $0.status == .queued && $0.pid == nil && ($0.supervisorPid ?? Int64(me.pid)) == Int64(me.pid)
             }) {
-                // A retry after a failed or timed-out run waits --retry-delay first.
+                // A retry after a failed, timed-out or lost run waits --retry-delay first.
                 let previous = snap.tasks.last { $0.isCommand && $0.taskId != task.taskId }
-                if snap.flow.retryDelaySeconds > 0, let previous, [.failed, .timedOut].contains(previous.status) {
+                if snap.flow.retryDelaySeconds > 0, let previous, [.failed, .timedOut, .lost].contains(previous.status) {
                     waitBeforeRetry(task.taskId, seconds: snap.flow.retryDelaySeconds)
                     if (try? spool.task(flowId: flowId, taskId: task.taskId))?.status != .queued { continue }
                 }
@@ -138,7 +138,7 @@ public struct Supervisor: Sendable {
     /// back to `queued`, an event `retry`), one retry fewer left, the new task naming this
     /// supervisor, which keeps the job's slot and runs it.
     func queueAutomaticRetry(_ change: inout FlowChange, after task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
-        let id = try Runner(spool: spool).requeue(&change, queue: change.flow.queue ?? Layout.defaultQueue, after: task)
+        let id = try spool.requeue(&change, queue: change.flow.queue ?? Layout.defaultQueue, after: task)
         change.flow.retriesLeft -= 1
         change.tasks[id]?.supervisorPid = Int64(me.pid)
         change.tasks[id]?.supervisorStartTime = me.startTime
@@ -317,6 +317,7 @@ public struct Supervisor: Sendable {
     /// request: then its command must not start, or must be ended.
     @discardableResult
     func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(SpoolError) -> Bool {
+        defer { Deliverer.kick(spool, source: "runner") }  // a notification this write recorded goes out at once
         do {
             return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }

@@ -31,6 +31,12 @@ public struct EventMask: OptionSet, Sendable, Hashable {
     public static let movedTo = EventMask(rawValue: UInt32(IN_MOVED_TO))
     /// An entry was created.
     public static let create = EventMask(rawValue: UInt32(IN_CREATE))
+    /// A file was written to (every write, not only the last).
+    public static let modify = EventMask(rawValue: UInt32(IN_MODIFY))
+    /// An entry was renamed out of the directory.
+    public static let movedFrom = EventMask(rawValue: UInt32(IN_MOVED_FROM))
+    /// An entry was removed.
+    public static let delete = EventMask(rawValue: UInt32(IN_DELETE))
     /// The watch was removed.
     public static let ignored = EventMask(rawValue: UInt32(IN_IGNORED))
     /// The entry is a directory.
@@ -41,6 +47,21 @@ public struct EventMask: OptionSet, Sendable, Hashable {
     public static let onlyDirectory = EventMask(rawValue: UInt32(IN_ONLYDIR))
     /// Do not follow a symlink at the watched path.
     public static let dontFollow = EventMask(rawValue: UInt32(IN_DONT_FOLLOW))
+}
+
+/// Watches added to every directory that appears in `parent` (created or renamed in), before
+/// its event is handed out, so that nothing written in it afterwards goes unseen.
+public struct AutoWatch: Sendable {
+    /// The directory whose new subdirectories are watched.
+    public var parent: String
+    /// What to watch in each new subdirectory: a path below it ("" for the directory itself) and the mask.
+    public var children: [(path: String, mask: EventMask)]
+
+    /// Watches `children` of every directory that appears in `parent`.
+    public init(parent: String, children: [(path: String, mask: EventMask)]) {
+        self.parent = parent
+        self.children = children
+    }
 }
 
 /// Owns libinotifytools, whose state is process-global, from one dedicated thread: it
@@ -70,16 +91,29 @@ public final class InotifyThread: Sendable {
 
     /// The directories a new flow's tasks are watched with (set by the watcher, used by the
     /// thread to add a watch the moment a flow directory appears).
-    private let autoWatch: (parent: String, child: String, mask: EventMask)?
+    private let autoWatch: AutoWatch?
+    /// Where events go instead of `events`, called on the thread (it must not block).
+    private let sink: (@Sendable (WatchEvent) -> Void)?
 
     /// Prepares the thread; `wakeDirectory` is a private directory it watches so that
     /// commands and `stop()` wake it at once. With `autoWatch`, a directory created or
     /// renamed into `parent` gets a watch on `<it>/<child>` before its event is handed out.
-    public init(wakeDirectory: String, autoWatch: (parent: String, child: String, mask: EventMask)? = nil) {
+    public convenience init(wakeDirectory: String, autoWatch: (parent: String, child: String, mask: EventMask)? = nil) {
+        self.init(wakeDirectory: wakeDirectory, autoWatch: autoWatch.map { AutoWatch(parent: $0.parent, children: [($0.child, $0.mask)]) }, sink: nil)
+    }
+
+    /// Prepares the thread, with `autoWatch` for new subdirectories; with `sink`, each event
+    /// is handed to it, on the thread, instead of to `events` (which then only finishes).
+    public init(wakeDirectory: String, autoWatch: AutoWatch?, sink: (@Sendable (WatchEvent) -> Void)?) {
         (events, continuation) = AsyncStream.makeStream(of: WatchEvent.self, bufferingPolicy: .unbounded)
         self.wakeDirectory = wakeDirectory
         self.wakeFile = wakeDirectory + "/.wake"
         self.autoWatch = autoWatch
+        self.sink = sink
+    }
+
+    private func hand(_ event: WatchEvent) {
+        if let sink { sink(event) } else { continuation.yield(event) }
     }
 
     /// The inotify file descriptor, once started (for tests of the guards).
@@ -186,7 +220,7 @@ public final class InotifyThread: Sendable {
                 name = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
             }
             if mask.contains(.queueOverflow) {
-                continuation.yield(WatchEvent(directory: "", name: "", mask: mask, cookie: 0))
+                hand(WatchEvent(directory: "", name: "", mask: mask, cookie: 0))
                 continue
             }
             guard let directory = paths[wd] else { continue }
@@ -198,9 +232,11 @@ public final class InotifyThread: Sendable {
             if let auto = autoWatch, directory == auto.parent, mask.contains(.isDirectory),
                 !mask.intersection([.create, .movedTo]).isEmpty, !name.hasPrefix(".")
             {
-                addWatch(directory + "/" + name + "/" + auto.child, auto.mask, &paths)
+                for child in auto.children {
+                    addWatch(directory + "/" + name + (child.path.isEmpty ? "" : "/" + child.path), child.mask, &paths)
+                }
             }
-            continuation.yield(WatchEvent(directory: directory, name: name, mask: mask, cookie: cookie))
+            hand(WatchEvent(directory: directory, name: name, mask: mask, cookie: cookie))
         }
     }
 

@@ -1,5 +1,6 @@
 import CSystemShims
 import ClawflowModel
+import ClawflowRunner
 import ClawflowSpool
 import Dispatch
 import Glibc
@@ -24,6 +25,10 @@ public final class Watcher: Sendable {
     private let logger: Logger
     private let stopRequested = Atomic<Bool>(false)
     private let work = DispatchQueue(label: "clawflow.watch.work")
+    /// Where the watcher delivers notifications to hooks, apart from its other work, so that a
+    /// slow hook never holds up a reaction.
+    private let notifyWork = DispatchQueue(label: "clawflow.watch.notify")
+    private let deliveryScheduled = Atomic<Bool>(false)
     private let thread = Mutex<InotifyThread?>(nil)
     /// Flows the watcher's own ingest created (id → created finished), until inotify reports
     /// them arriving in flows/: those need a watch, or none, but no second read.
@@ -91,6 +96,7 @@ public final class Watcher: Sendable {
     static let tasksMask: EventMask = [.movedTo, .closeWrite, .onlyDirectory, .dontFollow]
     static let dropMask: EventMask = [.movedTo, .closeWrite, .onlyDirectory, .dontFollow]
     static let flowsMask: EventMask = [.movedTo, .create, .onlyDirectory, .dontFollow]
+    static let notifyMask: EventMask = [.movedTo, .onlyDirectory, .dontFollow]
 
     // MARK: - Running
 
@@ -101,6 +107,7 @@ public final class Watcher: Sendable {
             await blocking {
                 inotify.watch(SpoolDirectory.newDrops.path(in: self.root).string, mask: Watcher.dropMask)
                 inotify.watch(SpoolDirectory.flows.path(in: self.root).string, mask: Watcher.flowsMask)
+                inotify.watch(SpoolDirectory.notify.path(in: self.root).string, mask: Watcher.notifyMask)
             }
         }
         await blocking { self.fullScan(spool, inotify: mode == .inotify ? inotify : nil) }
@@ -123,6 +130,12 @@ public final class Watcher: Sendable {
             logger.info("watching \(root) with inotify")
             for await event in inotify.events {
                 if stopRequested.load(ordering: .acquiring) { break }
+                // A delivery goes to its own queue at once, not behind a reaction that waits
+                // for the lock of the write that recorded it.
+                if Layout.watchedPlace(event.directory, in: root) == .notify, !event.name.hasPrefix(".") {
+                    scheduleDelivery(spool)
+                    continue
+                }
                 await blocking { self.react(to: event, spool: spool, inotify: inotify) }
             }
         }
@@ -170,8 +183,26 @@ public final class Watcher: Sendable {
             reconcile(event.name, spool: spool, inotify: inotify)
         case .tasks(let flowId) where Layout.isTaskFile(event.name):
             reconcile(flowId, spool: spool, inotify: inotify)
+        case .notify:
+            scheduleDelivery(spool)
         case .tasks, nil:
             break
+        }
+    }
+
+    /// Delivers the notifications that are due (README.md, "Notification hooks") on the
+    /// watcher's delivery queue; requests made while one is waiting to run join it. Retries
+    /// are scheduled for when they are due.
+    private func scheduleDelivery(_ spool: Spool, after seconds: Double? = nil) {
+        let body: @Sendable () -> Void = { [self] in
+            if seconds == nil { deliveryScheduled.store(false, ordering: .releasing) }
+            if stopRequested.load(ordering: .acquiring) { return }
+            if case .idle(let next?) = Deliverer(spool: spool, source: "watcher").drainOnce() { scheduleDelivery(spool, after: next) }
+        }
+        if let seconds {
+            notifyWork.asyncAfter(deadline: .now() + max(seconds, 0.01), execute: body)
+        } else if !deliveryScheduled.exchange(true, ordering: .acquiringAndReleasing) {
+            notifyWork.async(execute: body)
         }
     }
 
@@ -250,5 +281,6 @@ public final class Watcher: Sendable {
             reconcile(id, spool: spool, inotify: inotify)
         }
         logger.debug("full scan: \(ids.count) flows, \(watched) watched")
+        scheduleDelivery(spool)
     }
 }

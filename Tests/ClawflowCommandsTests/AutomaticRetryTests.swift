@@ -1,5 +1,6 @@
 import ClawflowTestSupport
 import Foundation
+import Glibc
 import Testing
 
 @Suite("run --retries: a failed or timed-out job runs again by itself", .serialized)
@@ -28,6 +29,32 @@ struct AutomaticRetryTests {
         let events = retryEvents(tmp, id)
         #expect(events.map { $0["previousTaskId"] as? String } == [tasks[0]["taskId"] as? String, tasks[1]["taskId"] as? String])
         #expect(events.map { $0["taskId"] as? String } == [tasks[1]["taskId"] as? String, tasks[2]["taskId"] as? String])
+    }
+
+    @Test("a run lost with its supervisor (kill -9) runs again when the job has retries left, started by the next command's hand-off")
+    func lostRunRetried() {
+        let tmp = TemporarySpool()
+        let runs = tmp.parent + "/runs"
+        let mark = tmp.parent + "/mark"
+        // The first run waits to be killed; the second finds the mark and succeeds.
+        let job = tmp.startJob(["--owner", "lost-retry", "--retries", "1", "--", "sh", "-c", "echo run >> \(runs); test -e \(mark) || sleep 30"])
+        // Killed once its command has run its echo (a kill before would end it first).
+        let running = waitForFlow(tmp, job.flow) { tasksOf($0).first?["pid"] != nil && fileLines(runs).count == 1 }
+        let first = tasksOf(running).first ?? [:]
+        let supervisor = Int32(first["supervisorPid"] as? Int ?? 0)
+        FileManager.default.createFile(atPath: mark, contents: nil)
+        #expect(supervisor > 1 && kill(supervisor, SIGKILL) == 0)
+        usleep(100_000)
+        // A read records the run lost and, in the same write, the run again; the hand-off
+        // after it starts that run.
+        #expect(tmp.run(["wait", job.flow, "--timeout", "30s"]).status == 0)
+        let flow = tmp.json(["flows", "show", job.flow])
+        let tasks = flow["tasks"] as? [[String: Any]] ?? []
+        #expect(tasks.map { $0["status"] as? String } == ["lost", "succeeded"], "\(tasks)")
+        #expect(flow["retriesLeft"] as? Int == 0)
+        let events = retryEvents(tmp, job.flow)
+        #expect(events.map { $0["previousTaskId"] as? String } == [first["taskId"] as? String])
+        #expect(fileLines(runs) == ["run", "run"])
     }
 
     @Test("a job that succeeds on its second run stops there, with the retries it did not need left")

@@ -38,13 +38,21 @@ func processes(containing marker: String) -> [Int32] {
     }
 }
 
-/// The supervisors (forks of run, named clawflow-superv) whose command line names `spool`.
+/// The supervisors (forks of run, named clawflow-superv) whose command line names `spool`;
+/// not their commands, which keep that name from their fork until their exec.
 func supervisorProcesses(of spool: String) -> [Int32] {
+    func isSupervisorNamed(_ pid: Int32) -> Bool {
+        ((try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) ?? "").hasPrefix("clawflow-superv")
+    }
+    func parent(_ pid: Int32) -> Int32 {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        return Int32(stat.split(separator: ")").last?.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { Int32($0) }.filter { pid in
-        guard let comm = try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8), comm.hasPrefix("clawflow-superv"),
-            let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
-        else { return false }
+        guard isSupervisorNamed(pid), !isSupervisorNamed(parent(pid)), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else {
+            return false
+        }
         return String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(spool)
     }
 }

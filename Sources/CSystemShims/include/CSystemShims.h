@@ -74,4 +74,24 @@ int clawflow_release(int release, int wait);
  * "clawflow-superv". In the parent: the child's pid, or -1 (errno). */
 pid_t clawflow_fork_supervisor(int keep, int *kept);
 
+/* ---- spawn.c: hooks ---- */
+
+/// memfd_create(2) with MFD_CLOEXEC: an anonymous file (a hook's stdin); -1 on error (errno).
+int clawflow_memfd(const char *name);
+
+/// Starts a notification hook with posix_spawn(3) (no copy of this process's memory): in a
+/// process group of its own, every signal at its default and none blocked, stdin from stdin_fd
+/// (or /dev/null when -1), stdout on /dev/null, stderr to stderr_fd (or /dev/null when -1),
+/// every other descriptor closed, working directory cwd (NULL: unchanged), exec of `path`
+/// (no PATH search) with argv and envp. Returns 0 with `*pid`, or an errno value: the spawn's,
+/// or the exec's or chdir's in the child (ENOENT, EACCES, ...), when nothing was started.
+int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                        int stdin_fd, int stderr_fd, pid_t *pid);
+
+/// fork(2) of a detached child (a deliverer): in the child (return 0) a session of its own,
+/// no signal blocked, SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGPIPE at their defaults, stdin, stdout
+/// and stderr on /dev/null, every other descriptor closed, thread name "clawflow-notify". In
+/// the parent: the child's pid, or -1 (errno).
+pid_t clawflow_fork_detached(void);
+
 #endif

@@ -313,6 +313,13 @@ extension Spool {
         var drop = try Drop(object)
         drop.digest = SHA256.hex(bytes)
         drop.uid = opened.owner == geteuid() ? nil : opened.owner
+        // A job's own hook runs as the user who delivers it, the spool's owner: only the
+        // owner's drops may name one (README.md, "Notification hooks").
+        if drop.uid != nil, object[RecordKey.notifyCommand.rawValue] != nil {
+            throw DropRejection(
+                code: "bad_fields",
+                message: "\"notifyCommand\" is accepted only in drops of the spool's owner (uid \(geteuid())): a hook runs as the user who delivers it")
+        }
         return drop
     }
 

@@ -84,6 +84,7 @@ extension Spool {
                             .warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string,
                             message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
                 }
+                out += self.deliveryFindings(now: now, thresholds: thresholds)
                 for drop in self.rejectedDrops() {
                     out.append(
                         AuditFinding(
@@ -124,7 +125,7 @@ extension Spool {
         }
         let directories: [(FileDescriptor?, String)] = [
             (ownersFD, SpoolDirectory.owners.rawValue), (taskIndexFD, SpoolDirectory.taskIndex.rawValue), (rootFD, ""),
-            (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue),
+            (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue), (notifyDirectory.fd, SpoolDirectory.notify.rawValue),
         ]
         for case (let fd?, let path) in directories {
             for entry in (try? fd.entries()) ?? [] {

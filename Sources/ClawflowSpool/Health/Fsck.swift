@@ -8,7 +8,7 @@ public struct FsckFinding: Sendable, Equatable {
     /// `stale_owner_link`, `missing_index`, `derived_state`, `missing_queue_entry`,
     /// `duplicate_queue_entry`, or, for notes, `missing_derived`, `temp_debris`,
     /// `staging_debris`, `dangling_index`, `pending_owner_link`, `dangling_owner_link`,
-    /// `missing_owner_link`, `interrupted_write`, `stale_queue_entry`.
+    /// `missing_owner_link`, `interrupted_write`, `stale_queue_entry`, `undone_delivery`.
     public var code: String
     /// The file or directory concerned.
     public var path: String
@@ -33,8 +33,12 @@ extension Spool {
     /// moves planted files to rejected/. Unreadable records are reported, never touched.
     public func fsck(repair: Bool) throws(SpoolError) -> FsckReport {
         var report = FsckReport()
-        if repair { try performRepairs(into: &report) }
+        if repair {
+            try performRepairs(into: &report)
+            repairDeliveries(into: &report)
+        }
         try check(into: &report)
+        checkDeliveries(into: &report)
         return report
     }
 

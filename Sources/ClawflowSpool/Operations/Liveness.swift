@@ -79,6 +79,14 @@ extension Spool {
                     )
                     change.tasks[task.taskId] = task
                     lost.append(task)
+                    // A job run with retries left runs again, as after a failed run (`run
+                    // --retries`): the next hand-off of its queue starts the new task.
+                    if task.isCommand, let queue = change.flow.queue, change.flow.retriesLeft > 0, change.flow.cancelRequestedAt == nil,
+                        task.cancelRequestedAt == nil
+                    {
+                        _ = try requeue(&change, queue: queue, after: task)
+                        change.flow.retriesLeft -= 1
+                    }
                 }
                 return lost
             }

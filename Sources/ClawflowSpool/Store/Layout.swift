@@ -36,6 +36,10 @@ public enum SpoolDirectory: String, Sendable, CaseIterable {
     case cancel
     /// `queues/`: a directory per queue, its slots and its jobs.
     case queues
+    /// `notify/`: a file per notification not yet delivered to its hooks.
+    case notify
+    /// `notify/failed/`: deliveries whose hooks kept failing.
+    case failedNotify = "notify/failed"
 
     /// Its path below the spool at `root`.
     public func path(in root: FilePath) -> FilePath { root.appending(rawValue) }
@@ -49,6 +53,8 @@ public enum WatchedPlace: Sendable, Equatable {
     case flows
     /// `flows/<flowId>/tasks/`.
     case tasks(flowId: String)
+    /// `notify/`.
+    case notify
 }
 
 /// Names of the spool's directories and files (spool-layout.md, "Directories").
@@ -97,6 +103,7 @@ public enum Layout {
     public static func watchedPlace(_ path: String, in root: FilePath) -> WatchedPlace? {
         let path = FilePath(path)
         if path == SpoolDirectory.newDrops.path(in: root) { return .newDrops }
+        if path == SpoolDirectory.notify.path(in: root) { return .notify }
         let flows = SpoolDirectory.flows.path(in: root)
         if path == flows { return .flows }
         guard path.lastComponent?.string == tasks, path.removingLastComponent().removingLastComponent() == flows,
@@ -137,6 +144,25 @@ public enum Layout {
         }
         let id = String(parts[1])
         return Identifier.isValid(id) ? (id, parts.count == 3) : nil
+    }
+
+    /// The spool-wide hooks directory (not made by `init`: a person puts executables there).
+    public static let hooksDirectory = "hooks"
+    /// The file name of a delivery in `notify/` (and `notify/failed/`).
+    public static func deliveryFile(_ deliveryId: String) -> String { deliveryId + ".json" }
+    /// The delivery id of a name in `notify/`, or nil when the name is not a delivery's.
+    public static func deliveryId(fromFile name: String) -> String? {
+        guard name.hasSuffix(".json") else { return nil }
+        let id = String(name.dropLast(5))
+        return Identifier.isValid(id) ? id : nil
+    }
+
+    /// The delivery id of a temp file of a delivery (`.<deliveryId>.json.<pid>.<hex>.tmp`), or nil.
+    public static func deliveryId(fromTemp name: String) -> String? {
+        guard tempWriterPid(name) != nil else { return nil }
+        let parts = name.dropFirst().split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 5, parts[1] == "json" else { return nil }
+        return Identifier.isValid(String(parts[0])) ? String(parts[0]) : nil
     }
 
     /// The text of a link to a flow from `owners/`.

@@ -82,6 +82,10 @@ extension Spool {
         let events = Rules.events(flowBefore: before.flow, flowAfter: flow, tasksBefore: tasksBefore, tasksAfter: change.tasks) + change.notes
         let snapshot = FlowSnapshot(flow: flow, tasks: change.orderedTasks, problems: [])
         if changedTasks.isEmpty, flow == before.flow, events.isEmpty { return (result, snapshot) }
+        // The notifications this write makes, recorded with it (spool-layout.md, "Notifications").
+        let deliveries = deliveries(
+            for: Notify.notifications(flowBefore: before.flow, flowAfter: flow, tasksBefore: tasksBefore, tasksAfter: change.tasks), flow: flow,
+            tasks: change.tasks, at: now)
 
         // The event log is opened first: one that is not a regular file stops the write here.
         let eventLog = events.isEmpty ? nil : try openEventLog(in: dir, flowId: flowId)
@@ -103,6 +107,7 @@ extension Spool {
         }
         let stagedManifest = flow == before.flow ? nil : try tx.stage(Spool.recordBytes(flow, "flow \(flowId)"), as: Layout.manifest, in: dir, at: dirPath)
         let stagedMarkers = try stageCancelMarkers(before: tasksBefore, after: changedTasks, in: tx)
+        let stagedDeliveries = try stageDeliveries(deliveries, in: tx)
         try tx.flush()
         // Barrier 2: the task files, durable before the manifest moves (spool-layout.md,
         // "Interrupted writes").
@@ -114,6 +119,10 @@ extension Spool {
         for marker in stagedMarkers { try tx.commit(marker) }
         removeCancelMarkers(before: tasksBefore, after: changedTasks)
         if let stagedManifest { try tx.commit(stagedManifest) }
+        // After the records they tell of. Their temp files are durable since barrier 1: a
+        // crash that keeps a record and loses a delivery's rename leaves its temp file, which
+        // the next deliverer renames into place (spool-layout.md, "Notifications").
+        for staged in stagedDeliveries { try tx.commit(staged) }
         if let linkChange { try commitOwnerLinks([linkChange], barrier: &tx.barrier) }
         if let eventLog { try appendEvents(events, to: eventLog, flowId: flowId, at: now, source: source, barrier: &tx.barrier) }
         return (result, snapshot)
@@ -160,7 +169,22 @@ extension Spool {
                 removeStaging(stagingName)
                 throw error
             }
-            staged.append(StagedFlow(index: i, stagingName: stagingName, snapshot: prepared))
+            // Its notifications (a task created running or ended, with a hook to tell).
+            let notes = Notify.notifications(
+                flowBefore: nil, flowAfter: prepared.flow, tasksBefore: [:],
+                tasksAfter: Dictionary(uniqueKeysWithValues: prepared.tasks.map { ($0.taskId, $0) }))
+            let deliveries: [StagedReplacement]
+            do {
+                deliveries = try stageDeliveries(
+                    self.deliveries(
+                        for: notes, flow: prepared.flow, tasks: Dictionary(uniqueKeysWithValues: prepared.tasks.map { ($0.taskId, $0) }),
+                        at: prepared.flow.createdAt), in: tx)
+            } catch {
+                abandon(staged)
+                removeStaging(stagingName)
+                throw error
+            }
+            staged.append(StagedFlow(index: i, stagingName: stagingName, snapshot: prepared, deliveries: deliveries))
         }
         guard !staged.isEmpty else { return results }
 
@@ -176,6 +200,7 @@ extension Spool {
                 ready.append(flow)
             } catch  where error.code == .linkRefused {
                 removeStaging(flow.stagingName)
+                for d in flow.deliveries { d.discard() }
                 results[flow.index] = .failure(error)
             } catch {
                 abandon(staged)
@@ -199,6 +224,7 @@ extension Spool {
                 throw SpoolError.io("Moving the new flow into place at", flowPath(flow.snapshot.flow.flowId), error)
             }
             if let link = flow.link { links.append(link) }
+            for d in flow.deliveries { try tx.commit(d) }  // after its flow, as in `change`
             results[flow.index] = .success(flow.snapshot)
         }
         // The links move before flows/ is flushed and both directories are flushed together:
@@ -217,6 +243,7 @@ extension Spool {
         var index: Int
         var stagingName: String
         var snapshot: FlowSnapshot
+        var deliveries: [StagedReplacement] = []
         var link: PendingOwnerLink?
     }
 

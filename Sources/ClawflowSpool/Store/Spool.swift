@@ -25,6 +25,8 @@ public final class Spool: Sendable {
     let staging: LayoutDirectory
     /// `cancel/`: the cancel markers of external tasks.
     let cancelMarkers: LayoutDirectory
+    /// `notify/`: deliveries of notifications to hooks.
+    let notifyDirectory: LayoutDirectory
     /// The derived directories this process rebuilt from the records (`rebuildLayout`): complete
     /// as built, so `fsck --repair` need not check them entry by entry.
     let rebuiltFromRecords = Mutex<Set<String>>([])
@@ -42,10 +44,11 @@ public final class Spool: Sendable {
         runIndexDirectory = LayoutDirectory(SpoolDirectory.runIndex.rawValue, in: rootFD)
         staging = LayoutDirectory(SpoolDirectory.staging.rawValue, in: rootFD)
         cancelMarkers = LayoutDirectory(SpoolDirectory.cancel.rawValue, in: rootFD)
+        notifyDirectory = LayoutDirectory(SpoolDirectory.notify.rawValue, in: rootFD)
     }
 
     deinit {
-        for d in [owners, ownerIndex, taskIndex, runIndexDirectory, staging, cancelMarkers] { d.close() }
+        for d in [owners, ownerIndex, taskIndex, runIndexDirectory, staging, cancelMarkers, notifyDirectory] { d.close() }
         flowsFD.closeQuietly()
         rootFD.closeQuietly()
     }
