@@ -41,6 +41,9 @@ protocol SpoolCommand: ParsableCommand {
     var global: GlobalOptions { get }
     /// Does the command's work.
     func execute(_ out: Output) throws(SpoolError)
+    /// The queue whose slots `execute` has just handed on when it succeeded (`run`): the hand-off
+    /// after it leaves that queue out rather than lock it and read its jobs a second time.
+    var queueHandedOff: String? { get }
 }
 
 extension SpoolCommand {
@@ -54,15 +57,18 @@ extension SpoolCommand {
             handOffSlots()
             throw ExitCode(error.code == .usage ? 64 : 1)
         }
-        handOffSlots()
+        handOffSlots(except: queueHandedOff)
     }
+
+    /// No queue handed on by `execute` itself.
+    var queueHandedOff: String? { nil }
 
     /// Hands on the slots of queues whose jobs wait (spool-layout.md, "Queues"): any command
     /// does, after its own work, so a slot freed by a supervisor that died is used without a
     /// watcher. Forks the supervisors it starts: this process's other threads are idle here.
-    func handOffSlots() {
+    func handOffSlots(except handedOff: String? = nil) {
         guard let spool = try? Spool.openExisting(at: global.spoolPath) else { return }
-        Runner(spool: spool).handOffWaiting()
+        Runner(spool: spool).handOffWaiting(except: handedOff)
         // Notifications recorded and not delivered (README.md, "Notification hooks").
         Deliverer.kick(spool, source: "cli")
     }

@@ -173,6 +173,9 @@ struct Run: SpoolCommand {
         }
     }
 
+    /// The queue `execute` handed on when it enqueued the job (`Runner.enqueue`).
+    var queueHandedOff: String? { queue ?? Layout.defaultQueue }
+
     /// The owner key of a job run without --owner: `user:` and the effective user's login
     /// name, or its uid when the password database has no name for it.
     static func defaultOwner() -> String {

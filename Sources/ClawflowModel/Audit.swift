@@ -76,9 +76,12 @@ public struct AuditThresholds: Sendable, Equatable {
 public enum AuditRules {
     /// Findings about `flow` and `tasks` at `now`. `isLive` says whether an active command
     /// task's supervisor still runs (such a task is not stale however long it runs);
-    /// `manifest` is the path of the flow's manifest, `taskPath` that of a task's file.
+    /// `manifest` is the path of the flow's manifest, `taskPath` that of a task's file; both
+    /// are made only for a finding (most flows have none, and a path costs more to build than
+    /// the rules to check).
     public static func findings(
-        flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, manifest: String, taskPath: (String) -> String,
+        flow: FlowRecord, tasks: [TaskRecord], now: Timestamp, thresholds t: AuditThresholds, manifest: @autoclosure () -> String,
+        taskPath: (String) -> String,
         isLive: (TaskRecord) -> Bool = { _ in false }
     ) -> [AuditFinding] {
         var out: [AuditFinding] = []
@@ -88,7 +91,7 @@ public enum AuditRules {
         let sinceUpdate = age(updated)
         let active = tasks.contains { $0.status.isActive }
         func flowFinding(_ severity: AuditSeverity, _ code: String, _ message: String, _ ageSeconds: Int64) {
-            out.append(AuditFinding(severity, code, kind: "flow", id: id, path: manifest, message: message, ageSeconds: ageSeconds))
+            out.append(AuditFinding(severity, code, kind: "flow", id: id, path: manifest(), message: message, ageSeconds: ageSeconds))
         }
 
         if !flow.isTerminal {
@@ -124,9 +127,8 @@ public enum AuditRules {
         }
 
         for task in tasks {
-            let path = taskPath(task.taskId)
             func taskFinding(_ severity: AuditSeverity, _ code: String, _ message: String, _ ageSeconds: Int64) {
-                out.append(AuditFinding(severity, code, kind: "task", id: task.taskId, path: path, message: message, ageSeconds: ageSeconds))
+                out.append(AuditFinding(severity, code, kind: "task", id: task.taskId, path: taskPath(task.taskId), message: message, ageSeconds: ageSeconds))
             }
             let lastReport = task.lastEventAt ?? task.startedAt ?? task.createdAt
             switch task.status {

@@ -184,13 +184,14 @@ struct FieldTable: Sendable {
 
     /// Written as a dictionary literal, kept as pairs: a `[RecordKey: FieldKind]` would make
     /// the runtime look up `RecordKey: Hashable` when the first table is built, a scan of
-    /// every conformance record of the binary (bench/README.md, "Start-up"). A key given
-    /// twice is a programming error, as it is in a dictionary literal.
+    /// every conformance record of the binary (bench/README.md, "Start-up"). The literal
+    /// lists its keys in the order records are written (`JSON.keyOrder`, their UTF-8 bytes),
+    /// which is checked here, not sorted: sorting them cost every command that reads a
+    /// record 0.1 M instructions. A key out of order, or given twice, is a programming error.
     init(_ table: KeyValuePairs<RecordKey, FieldKind>) {
-        let sorted = table.sorted { JSON.keyOrder($0.key.rawValue, $1.key.rawValue) }
-        names = sorted.map(\.key.rawValue)
-        kinds = sorted.map(\.value)
-        precondition(zip(names, names.dropFirst()).allSatisfy { $0 != $1 }, "a field table names a key twice")
+        names = table.map(\.key.rawValue)
+        kinds = table.map(\.value)
+        precondition(zip(names, names.dropFirst()).allSatisfy { JSON.keyOrder($0, $1) }, "a field table lists its keys out of byte order, or one twice")
     }
 }
 
@@ -288,17 +289,14 @@ public struct TaskRecord: Record {
     public var fields: JSONObject
 
     static let schema = FieldTable([
-        .taskId: .id, .parentFlowId: .id, .ownerKey: .nonEmptyString, .runtime: .nonEmptyString,
-        .status: .oneOf(TaskStatus.allCases.map(\.rawValue)), .label: .string, .task: .string,
-        .runId: .string, .childSessionKey: .string,
-        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .notifyCommand: .string,
-        .progressSummary: .string, .terminalSummary: .string, .terminalOutcome: .oneOf(["blocked"]),
-        .error: .string, .exitCode: .integer, .signal: .string, .dropUid: .integer,
-        .createdAt: .timestamp, .startedAt: .timestamp, .lastEventAt: .timestamp, .endedAt: .timestamp,
-        .cancelRequestedAt: .timestamp,
-        .command: .stringArray, .cwd: .string, .timeoutSeconds: .integer, .pid: .integer, .pgid: .integer,
-        .procStartTime: .integer, .supervisorPid: .integer, .supervisorStartTime: .integer, .logPath: .string,
-        .logLimit: .integer, .flowRevision: .integer, .environment: .stringMap,
+        .cancelRequestedAt: .timestamp, .childSessionKey: .string, .command: .stringArray, .createdAt: .timestamp, .cwd: .string,
+        .dropUid: .integer, .endedAt: .timestamp, .environment: .stringMap, .error: .string, .exitCode: .integer,
+        .flowRevision: .integer, .label: .string, .lastEventAt: .timestamp, .logLimit: .integer, .logPath: .string,
+        .notifyCommand: .string, .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString,
+        .parentFlowId: .id, .pgid: .integer, .pid: .integer, .procStartTime: .integer, .progressSummary: .string, .runId: .string,
+        .runtime: .nonEmptyString, .signal: .string, .startedAt: .timestamp, .status: .oneOf(TaskStatus.allCases.map(\.rawValue)),
+        .supervisorPid: .integer, .supervisorStartTime: .integer, .task: .string, .taskId: .id,
+        .terminalOutcome: .oneOf(["blocked"]), .terminalSummary: .string, .timeoutSeconds: .integer,
     ])
     static let required: [RecordKey] = [.taskId, .parentFlowId, .ownerKey, .runtime, .status, .createdAt]
 
@@ -488,13 +486,13 @@ public struct FlowRecord: Record {
     public var fields: JSONObject
 
     static let schema = FieldTable([
-        .flowId: .id, .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString,
-        .controllerId: .nonEmptyString, .revision: .integer, .status: .oneOf(FlowStatus.allCases.map(\.rawValue)),
-        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .notifyCommand: .string, .goal: .string, .currentStep: .string,
-        .blockedTaskId: .string, .blockedSummary: .string, .stateJson: .any, .waitJson: .any,
-        .cancelRequestedAt: .timestamp, .cancelRequestOnly: .bool, .createdAt: .timestamp, .updatedAt: .timestamp,
-        .endedAt: .timestamp, .steps: .steps, .queue: .nonEmptyString, .priority: .integer,
-        .retriesLeft: .integer, .retryDelaySeconds: .integer, .after: .stringArray,
+        .after: .stringArray, .blockedSummary: .string, .blockedTaskId: .string, .cancelRequestOnly: .bool,
+        .cancelRequestedAt: .timestamp, .controllerId: .nonEmptyString, .createdAt: .timestamp, .currentStep: .string,
+        .endedAt: .timestamp, .flowId: .id, .goal: .string, .notifyCommand: .string,
+        .notifyPolicy: .oneOf(NotifyPolicy.allCases.map(\.rawValue)), .ownerKey: .nonEmptyString, .priority: .integer,
+        .queue: .nonEmptyString, .retriesLeft: .integer, .retryDelaySeconds: .integer, .revision: .integer, .stateJson: .any,
+        .status: .oneOf(FlowStatus.allCases.map(\.rawValue)), .steps: .steps,
+        .syncMode: .oneOf(SyncMode.allCases.map(\.rawValue)), .updatedAt: .timestamp, .waitJson: .any,
     ])
     static let required: [RecordKey] = [.flowId, .syncMode, .ownerKey, .revision, .status, .createdAt, .updatedAt]
 

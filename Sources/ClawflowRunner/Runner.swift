@@ -155,10 +155,11 @@ public struct Runner: Sendable {
     }
 
     /// Hands the free slots of every queue with a job in it on (a readdir or two per queue
-    /// when it is empty). Only the spool's owner does (`Spool.isOwnedByCaller`).
-    public func handOffWaiting() {
+    /// when it is empty), but `handedOff`, one this process has just handed on under its lock.
+    /// Only the spool's owner does (`Spool.isOwnedByCaller`).
+    public func handOffWaiting(except handedOff: String? = nil) {
         guard spool.isOwnedByCaller else { return }
-        for name in spool.queuesWithJobs() { _ = try? handOff(queue: name) }
+        for name in spool.queuesWithJobs() where name != handedOff { _ = try? handOff(queue: name) }
     }
 
     /// A job a supervisor whose own flow has ended runs next itself, instead of forking a

@@ -142,22 +142,28 @@ extension FileDescriptor {
     public func readToEnd(limit: Int, sizeHint: Int = 4095, regularFile: Bool = false) throws(Errno) -> [UInt8] {
         var capacity = min(max(sizeHint, 0), limit) + 1
         var out: [UInt8] = []
-        var count = 0
         while true {
-            if count == out.count {
-                if count > limit { throw Errno.fileTooLarge }
-                out += [UInt8](repeating: 0, count: capacity - out.count)
-                capacity *= 2
+            if out.count > limit { throw Errno.fileTooLarge }
+            // Each read goes into uninitialised space (zeroing it cost more than reading a
+            // record); the first one, which usually gets the whole file, is returned as is.
+            var failure: Errno?
+            let requested = capacity - out.count
+            let chunk = [UInt8](unsafeUninitializedCapacity: requested) { buffer, initialized in
+                switch valueOrErrno({ Glibc.read(rawValue, buffer.baseAddress!, requested) }) {
+                case .success(let n): initialized = n
+                case .failure(let e):
+                    failure = e
+                    initialized = 0
+                }
             }
-            let n = try retrying { out.withUnsafeMutableBytes { Glibc.read(rawValue, $0.baseAddress! + count, $0.count - count) } }
-            if n == 0 { break }
-            let requested = out.count - count
-            count += n
-            if count > limit { throw Errno.fileTooLarge }
+            if let failure { throw failure }
+            if chunk.isEmpty { break }
+            if out.isEmpty { out = chunk } else { out += chunk }
+            if out.count > limit { throw Errno.fileTooLarge }
             // A regular file returns less than asked only at its end.
-            if regularFile, n < requested { break }
+            if regularFile, chunk.count < requested { break }
+            if out.count == capacity { capacity *= 2 }
         }
-        out.removeSubrange(count...)
         return out
     }
 
@@ -252,9 +258,14 @@ extension FileDescriptor {
 
     /// The text of the symbolic link `name`. The corresponding C function is `readlinkat`.
     public func readLinkAt(_ name: String) throws(Errno) -> String {
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = try retrying { Glibc.readlinkat(rawValue, name, &buf, 4096) }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // Scratch space left uninitialised: zeroing 4 KiB cost more than the call (an audit
+        // reads one link per flow).
+        let target: Result<String, Errno> = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buf in
+            valueOrErrno { Glibc.readlinkat(rawValue, name, buf.baseAddress!, buf.count) }.map { n in
+                String(decoding: UnsafeBufferPointer(rebasing: buf[0..<n]), as: UTF8.self)
+            }
+        }
+        return try target.get()
     }
 
     /// Creates the directory `name` here; with `existingIsFine`, an existing one is no error.
