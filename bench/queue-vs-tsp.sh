@@ -11,7 +11,7 @@
 #      from the first submission until every job has run. Every loop starts one program per
 #      job with its output going to a file, and nothing else (no command substitution, whose
 #      fork would be charged to the program);
-#   2. on the first of those filesystems, the delay from a slot freeing to the next job
+#   2. on each of those filesystems, the delay from a slot freeing to the next job
 #      `running`, with a backlog: 4 gated jobs hold queue h's slots while N/5 jobs queue behind
 #      them, then the gate opens; from the records (milliseconds), the k-th start after the
 #      first four against the (k-4)-th end, both sorted: median and p99; and the same for the
@@ -131,19 +131,10 @@ fi
 throughput "$WORK/tmp" "/tmp, the machine's own disk ($(fs_desc "$WORK"))"
 SPOOL="$VENUE/spool"
 
-# ---- 2. slot freed -> next job running, with a backlog: 4 jobs hold the slots of queue h
-# until a gate file appears, B jobs queue up behind them, the gate opens, and the records
-# say when each job started and ended.
+# ---- 2. slot freed -> next job running, with a backlog, on each filesystem: 4 jobs hold the
+# slots of queue h until a gate file appears, B jobs queue up behind them, the gate opens,
+# and the records say when each job started and ended; then the same with the C floor.
 B=$((N / 5))
-"$BIN" --spool "$SPOOL" queue set h --slots 4 >/dev/null
-: >"$WORK/hflows"
-for ((i = 0; i < 4; i++)); do
-    "$BIN" --spool "$SPOOL" run --queue h --owner "g-$i" -- sh -c "while [ ! -e '$WORK/gate' ]; do sleep 0.01; done" >>"$WORK/hflows"
-done
-for ((i = 0; i < B; i++)); do "$BIN" --spool "$SPOOL" run --queue h --owner "h-$i" -- true >>"$WORK/hflows"; done
-touch "$WORK/gate"
-cut -d' ' -f1 "$WORK/hflows" | xargs "$BIN" --spool "$SPOOL" wait >/dev/null || fail "a job of queue h did not succeed"
-"$BIN" --spool "$SPOOL" tasks list --queue h --json | jq -r '.tasks[] | [.startedAt, .endedAt] | @tsv' >"$WORK/times"
 to_ms() { date -u -d "$1" +%s%3N; }
 # handoffs TIMES: from lines "<started> <ended>" (ISO-8601 or milliseconds), the delays.
 handoffs() {
@@ -163,19 +154,36 @@ for k in range(4, len(starts)):
     print(max(0.0, starts[k] - ends[k - 4]))
 PY
 }
-handoffs "$WORK/times" >"$WORK/handoff"
-read -r HAND_MED HAND_P99 <<<"$(stats <"$WORK/handoff")"
-# The same with the C floor (queuefloor.c), on the same filesystem: its supervisors append
-# "<started> <ended>" to its times file.
-FLOORQ="$VENUE/floorq"
-mkdir -p "$FLOORQ/tmp" "$FLOORQ/flows" "$FLOORQ/owners" "$FLOORQ/waiting" "$FLOORQ/running"
-rm -f "$WORK/gate"
-for ((i = 0; i < 4; i++)); do "$QUEUEFLOOR" "$FLOORQ" 4 "g-$i" sh -c "while [ ! -e '$WORK/gate' ]; do sleep 0.01; done" >>"$WORK/floorq.out"; done
-for ((i = 0; i < B; i++)); do "$QUEUEFLOOR" "$FLOORQ" 4 "h-$i" true >>"$WORK/floorq.out"; done
-touch "$WORK/gate"
-while (($(wc -l <"$FLOORQ/times" 2>/dev/null || echo 0) < B + 4)); do sleep 0.02; done
-handoffs "$FLOORQ/times" >"$WORK/floorhandoff"
-read -r FHAND_MED FHAND_P99 <<<"$(stats <"$WORK/floorhandoff")"
+# handoff_delays VENUE LABEL: adds a line to HANDOFF_LINES.
+HANDOFF_LINES=()
+handoff_delays() {
+    local venue=$1 label=$2 spool="$1/spool" floorq="$1/floorq" i med p99 fmed fp99
+    mkdir -p "$venue"
+    rm -f "$WORK/gate"
+    "$BIN" --spool "$spool" queue set h --slots 4 >/dev/null
+    : >"$WORK/hflows"
+    for ((i = 0; i < 4; i++)); do
+        "$BIN" --spool "$spool" run --queue h --owner "g-$i" -- sh -c "while [ ! -e '$WORK/gate' ]; do sleep 0.01; done" >>"$WORK/hflows"
+    done
+    for ((i = 0; i < B; i++)); do "$BIN" --spool "$spool" run --queue h --owner "h-$i" -- true >>"$WORK/hflows"; done
+    touch "$WORK/gate"
+    cut -d' ' -f1 "$WORK/hflows" | xargs "$BIN" --spool "$spool" wait >/dev/null || fail "a job of queue h did not succeed"
+    "$BIN" --spool "$spool" tasks list --queue h --json | jq -r '.tasks[] | [.startedAt, .endedAt] | @tsv' >"$WORK/times"
+    handoffs "$WORK/times" >"$WORK/handoff"
+    read -r med p99 <<<"$(stats <"$WORK/handoff")"
+    # The C floor (queuefloor.c): its supervisors append "<started> <ended>" to its times file.
+    mkdir -p "$floorq/tmp" "$floorq/flows" "$floorq/owners" "$floorq/waiting" "$floorq/running"
+    rm -f "$WORK/gate"
+    for ((i = 0; i < 4; i++)); do "$QUEUEFLOOR" "$floorq" 4 "g-$i" sh -c "while [ ! -e '$WORK/gate' ]; do sleep 0.01; done" >>"$WORK/floorq.out"; done
+    for ((i = 0; i < B; i++)); do "$QUEUEFLOOR" "$floorq" 4 "h-$i" true >>"$WORK/floorq.out"; done
+    touch "$WORK/gate"
+    while (($(wc -l <"$floorq/times" 2>/dev/null || echo 0) < B + 4)); do sleep 0.02; done
+    handoffs "$floorq/times" >"$WORK/floorhandoff"
+    read -r fmed fp99 <<<"$(stats <"$WORK/floorhandoff")"
+    HANDOFF_LINES+=("slot freed -> next job running, $label (records, ms resolution): median $med ms, p99 $p99 ms (target median <= 5 ms: $(meets "$med" 5)); the C floor (queuefloor.c): median $fmed ms, p99 $fp99 ms; clawflow = $(ratio "$med" "$fmed")x the floor")
+}
+[[ $VENUE == "$WORK/ext4" ]] && handoff_delays "$WORK/ext4/h" "fresh ext4"
+handoff_delays "$WORK/tmp/h" "/tmp"
 
 # ---- 3. wait waking after its job ends, and the C floor's (waitfloor.c) in the same way on
 # other jobs of the same spool, alternating
@@ -201,7 +209,6 @@ read -r FWAKE_MED FWAKE_P99 <<<"$(stats <"$WORK/floorwakes")"
 
 printf '\n== clawflow queue beside task-spooler, nq and the C floor ==\n'
 for line in "${LINES[@]}"; do printf '%s\n' "$line"; done
-printf 'slot freed -> next job running (%s; records, ms resolution): median %s ms, p99 %s ms (target median <= 5 ms: %s); the C floor (queuefloor.c): median %s ms, p99 %s ms; clawflow = %sx the floor\n' \
-    "$WHERE" "$HAND_MED" "$HAND_P99" "$(meets "$HAND_MED" 5)" "$FHAND_MED" "$FHAND_P99" "$(ratio "$HAND_MED" "$FHAND_MED")"
+for line in "${HANDOFF_LINES[@]}"; do printf '%s\n' "$line"; done
 printf 'wait waking after its job ended (%s; %s jobs): median %s ms, p99 %s ms (target median <= 2 ms: %s); the C floor (waitfloor.c, %s other jobs): median %s ms, p99 %s ms; clawflow = %sx the floor\n' \
     "$WHERE" "$W" "$WAKE_MED" "$WAKE_P99" "$(meets "$WAKE_MED" 2)" "$W" "$FWAKE_MED" "$FWAKE_P99" "$(ratio "$WAKE_MED" "$FWAKE_MED")"
