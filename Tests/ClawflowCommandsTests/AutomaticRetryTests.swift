@@ -42,7 +42,7 @@ struct AutomaticRetryTests {
         let running = waitForFlow(tmp, job.flow) { tasksOf($0).first?["pid"] != nil && fileLines(runs).count == 1 }
         let first = tasksOf(running).first ?? [:]
         let supervisor = Int32(first["supervisorPid"] as? Int ?? 0)
-        FileManager.default.createFile(atPath: mark, contents: nil)
+        _ = FileManager.default.createFile(atPath: mark, contents: nil)
         #expect(supervisor > 1 && kill(supervisor, SIGKILL) == 0)
         usleep(100_000)
         // A read records the run lost and, in the same write, the run again; the hand-off

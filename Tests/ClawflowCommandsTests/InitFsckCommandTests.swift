@@ -177,7 +177,7 @@ struct FsckTests {
         #expect(entries == ["10000.\(queued.flow)"])
         try FileManager.default.removeItem(atPath: waiting + "/" + entries[0])
         let stale = "01a20000-0000-7000-8000-000000000000"
-        FileManager.default.createFile(atPath: waiting + "/10000.\(stale)", contents: nil)
+        _ = FileManager.default.createFile(atPath: waiting + "/10000.\(stale)", contents: nil)
         let r = spool.run(["fsck"])
         #expect(r.status == 1)
         #expect(
@@ -189,7 +189,7 @@ struct FsckTests {
         #expect(repair.stdout.contains("put flow \(queued.flow) back in queue one's waiting/"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: waiting) == ["10000.\(queued.flow)"])
         #expect(spool.run(["fsck"]).stdout == "fsck: \(spool.path) is consistent (0 note(s)).\n")
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         #expect(spool.run(["wait", blocker.flow, queued.flow]).status == 0)
         #expect(fileLines(out) == ["blocker", "queued"])
     }

@@ -59,7 +59,7 @@ struct QueueCommandTests {
         #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
         let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first")).flow
         let rest = (0..<3).map { tmp.startJob(["--owner", "next\($0)", "--queue", "one", "--", "sh", "-c", "echo next\($0) >> \(out)"]).flow }
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         // Watched through the files alone: every clawflow command hands slots on too, and
         // would start a job in a process of its own.
         let deadline = Date().addingTimeInterval(30)
@@ -94,7 +94,7 @@ struct QueueCommandTests {
         let expected = jobs.sorted { ($0.priority, $1.flow) > ($1.priority, $0.flow) }.map(\.name)
         let listed = (queued["queuedJobs"] as? [[String: Any]] ?? []).map { $0["ownerKey"] as? String ?? "" }
         #expect(listed == expected, "queue show lists the start order")
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         waitAllEnded(tmp, [blocker] + jobs.map(\.flow))
         #expect(fileLines(out) == ["blocker"] + expected)
     }
@@ -117,7 +117,7 @@ struct QueueCommandTests {
         #expect(tmp.json(["queue", "show", "s"])["running"] as? Int == 1)
         let set = tmp.run(["queue", "set", "s", "--slots", "3"])
         #expect(set.status == 0 && set.stdout == "Queue s: 3 slots, 3 running, 0 queued.\n", "\(set.stdout)")
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         waitAllEnded(tmp, held)
     }
 

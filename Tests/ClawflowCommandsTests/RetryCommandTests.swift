@@ -15,7 +15,7 @@ struct RetryCommandTests {
             String(first.stdout.split(separator: " ")[0]), first.stdout.split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines)
         )
         #expect(tmp.run(["wait", flow]).status == 1)
-        FileManager.default.createFile(atPath: dir + "/ok", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/ok", contents: nil)
         let retried = tmp.run(["retry", "job"])
         #expect(retried.status == 0, "\(retried.stderr)")
         let newTask = retried.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -39,7 +39,7 @@ struct RetryCommandTests {
             "--step", "echo two >> \(out); test -e \(gate)", "--step", "echo three >> \(out)",
         ])
         #expect(tmp.run(["wait", seq.flow]).status == 1)
-        FileManager.default.createFile(atPath: gate, contents: nil)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
         #expect(tmp.run(["retry", seq.flow]).status == 0)
         #expect(tmp.run(["wait", seq.flow]).status == 0)
         #expect(((try? String(contentsOfFile: out, encoding: .utf8)) ?? "") == "one\ntwo\ntwo\nthree\n")
