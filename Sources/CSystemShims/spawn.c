@@ -162,7 +162,11 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
 
 #include <sys/prctl.h>
 
-pid_t clawflow_fork_supervisor(int keep, int *kept) {
+/* The detached children's fork: a session of their own, no signal blocked, SIGINT, SIGTERM,
+ * SIGHUP and SIGQUIT (and SIGPIPE when `pipe_default`) at their defaults, stdin, stdout and
+ * stderr on /dev/null, every other descriptor closed but a copy of `keep` (in *kept), and the
+ * thread name `name`. Returns as fork() does. */
+static pid_t clawflow_detached_fork(int keep, int *kept, const char *name, int pipe_default) {
     pid_t pid = fork();
     if (pid != 0) return pid;
     (void)setsid();
@@ -171,10 +175,13 @@ pid_t clawflow_fork_supervisor(int keep, int *kept) {
     pthread_sigmask(SIG_SETMASK, &none, NULL);
     const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
     for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
+    if (pipe_default) signal(SIGPIPE, SIG_DFL);
     *kept = clawflow_child_descriptors(keep, -1);
-    (void)prctl(PR_SET_NAME, "clawflow-superv", 0, 0, 0);
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
     return 0;
 }
+
+pid_t clawflow_fork_supervisor(int keep, int *kept) { return clawflow_detached_fork(keep, kept, "clawflow-superv", 0); }
 
 /* ---- hooks (Deliverer) ---- */
 
@@ -219,15 +226,6 @@ int clawflow_spawn_hook(const char *path, char *const argv[], char *const envp[]
 }
 
 pid_t clawflow_fork_detached(void) {
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    (void)setsid();
-    sigset_t none;
-    sigemptyset(&none);
-    pthread_sigmask(SIG_SETMASK, &none, NULL);
-    const int defaults[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
-    for (unsigned i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
-    (void)clawflow_child_descriptors(-1, -1);
-    (void)prctl(PR_SET_NAME, "clawflow-notify", 0, 0, 0);
-    return 0;
+    int none = -1;
+    return clawflow_detached_fork(-1, &none, "clawflow-notify", 1);
 }
