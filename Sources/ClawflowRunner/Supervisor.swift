@@ -51,14 +51,16 @@ public struct Supervisor: Sendable {
     static func runHoldingSlot(_ spool: Spool, _ job: Runner.Adopted) -> (FlowRecord?, Int32) {
         let slot = job.entry.flatMap { spool.slotHold(queue: job.queue, flowId: job.flowId, entry: $0) }
         var code: Int32 = 0
-        do { try Supervisor(spool: spool, flowId: job.flowId).run() } catch { code = 1 }
-        let flow = (try? spool.flow(job.flowId))?.flow
+        var flow: FlowRecord?
+        do { flow = try Supervisor(spool: spool, flowId: job.flowId).run() } catch { code = 1 }
+        if flow == nil { flow = (try? spool.flow(job.flowId))?.flow }
         if flow?.isTerminal == true { slot?.removeEntry() }
         return (flow, code)
     }
 
-    /// Runs the flow's commands until none is left to run.
-    public func run() throws(SpoolError) {
+    /// Runs the flow's commands until none is left to run; the flow as last read.
+    @discardableResult
+    public func run() throws(SpoolError) -> FlowRecord {
         // Orphaned descendants of the commands are re-parented here and reaped.
         _ = clawflow_become_subreaper()
         let me = ProcessIdentity.current
@@ -80,7 +82,7 @@ public struct Supervisor: Sendable {
                 continue
             }
             // Normally the write that records a step's success queued the next one already.
-            guard try startNextStep(snap, supervisor: me) else { return }
+            guard try startNextStep(snap, supervisor: me) else { return snap.flow }
         }
     }
 
