@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "ClawflowModelTests", dependencies: ["ClawflowModel"]),
         .testTarget(name: "ClawflowSpoolTests", dependencies: ["ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
         .testTarget(name: "ClawflowCommandsTests", dependencies: ["ClawflowModel", "ClawflowTestSupport"]),
-        .testTarget(name: "ClawflowRunnerTests", dependencies: ["ClawflowRunner", "ClawflowModel"]),
+        .testTarget(name: "ClawflowRunnerTests", dependencies: ["ClawflowRunner", "ClawflowSpool", "ClawflowModel"]),
         .testTarget(name: "ClawflowTerminalTests", dependencies: ["ClawflowTerminal"]),
         .testTarget(name: "ClawflowWatchTests", dependencies: ["ClawflowWatch", "ClawflowSpool", "ClawflowModel", "ClawflowTestSupport"]),
     ],

@@ -164,7 +164,7 @@ struct Run: SpoolCommand {
         if out.json {
             out.emit(.object(JSONObject(["flowId": .string(started.flowId), "taskId": .string(started.taskId)])))
         } else if isatty(1) == 1 {
-            let spoolOption = global.spool.map { " --spool " + sanitized(Runner.shellWord($0)) } ?? ""
+            let spoolOption = global.spool.map { " --spool " + sanitized(CommandText.shellWord($0)) } ?? ""
             out.print(
                 (started.started ? "Started" : "Queued") + " flow \(started.flowId) (task \(started.taskId)) for \(sanitized(key)) in queue \(queueName)"
                     + "; follow with clawflow\(spoolOption) logs --follow \(started.taskId), or clawflow\(spoolOption) wait \(started.flowId)")

@@ -57,7 +57,7 @@ public struct Runner: Sendable {
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var task = commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
+        var task = spool.commandTask(flowId: flowId, ownerKey: ownerKey, argv: command, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         task.environment = Runner.currentEnvironment()
         task.notifyCommand = onFinish
         let flow = FlowRecord(flowId: flowId, syncMode: .taskMirrored, ownerKey: ownerKey, controllerId: nil, status: .queued, goal: goal ?? task.task, at: now)
@@ -73,7 +73,7 @@ public struct Runner: Sendable {
     ) throws(SpoolError) -> Started {
         let now = Spool.now()
         let flowId = Spool.newId(at: now)
-        var first = commandTask(
+        var first = spool.commandTask(
             flowId: flowId, ownerKey: ownerKey, argv: ["sh", "-c", steps[0]], cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
         first.environment = Runner.currentEnvironment()
         var flow = FlowRecord(
@@ -227,12 +227,4 @@ public struct Runner: Sendable {
         }
         return out
     }
-
-    /// A queued `cli` task record for `argv` (`Spool.commandTask`).
-    func commandTask(flowId: String, ownerKey: String, argv: [String], cwd: String, timeoutSeconds: Int64?, logLimit: Int64?, at now: Timestamp) -> TaskRecord {
-        spool.commandTask(flowId: flowId, ownerKey: ownerKey, argv: argv, cwd: cwd, timeoutSeconds: timeoutSeconds, logLimit: logLimit, at: now)
-    }
-
-    /// A word as a shell would need it quoted (`CommandText.shellWord`).
-    public static func shellWord(_ word: String) -> String { CommandText.shellWord(word) }
 }

@@ -114,7 +114,7 @@ public struct Supervisor: Sendable {
         }
         guard done, var step = steps[index].objectValue, let command = step["command"]?.stringValue else { return false }
         let previous = steps[..<index].last?.objectValue?["taskId"]?.stringValue.flatMap { tasks[$0] }
-        var task = Runner(spool: spool).commandTask(
+        var task = spool.commandTask(
             flowId: flowId, ownerKey: change.flow.ownerKey, argv: ["sh", "-c", command],
             cwd: previous?.cwd ?? "/", timeoutSeconds: previous?.timeoutSeconds,
             logLimit: previous?.logLimit, at: change.now)

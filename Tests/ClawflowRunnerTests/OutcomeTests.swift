@@ -1,4 +1,5 @@
 import ClawflowModel
+import ClawflowSpool
 import Glibc
 import Testing
 
@@ -43,6 +44,6 @@ struct ShellWordTests {
             ("", "''"), ("two words", "'two words'"), ("it's", "'it'\\''s'"), ("$HOME", "'$HOME'"), ("a;b", "'a;b'"), ("é", "'é'"),
         ])
     func word(_ word: String, _ shown: String) {
-        #expect(Runner.shellWord(word) == shown)
+        #expect(CommandText.shellWord(word) == shown)
     }
 }
