@@ -363,6 +363,9 @@ public struct Supervisor: Sendable {
 struct OutputRelay {
     /// The read end (-1 once it reached its end or was closed).
     private(set) var fd: Int32
+    /// Where output is read into: made once (zeroing 64 KiB at every wake-up cost more than
+    /// the rest of a quiet command's relay).
+    private var buffer = [UInt8](repeating: 0, count: 65536)
 
     init(_ end: FileDescriptor) {
         fd = end.rawValue
@@ -373,7 +376,7 @@ struct OutputRelay {
     /// gone), closes the pipe.
     mutating func pass(into log: inout TaskLog) {
         guard fd >= 0 else { return }
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        let fd = fd
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
