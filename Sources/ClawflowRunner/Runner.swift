@@ -175,6 +175,10 @@ public struct Runner: Sendable {
         /// from it instead of reading the flow again (each of its writes reads the flow anew
         /// under the flow's lock, so a change since, such as a cancel, is not missed).
         public var snapshot: FlowSnapshot?
+        /// Whether the supervisor's first write flushes the job's queue directories: the
+        /// hand-off may have left its move into `running/` unflushed for it
+        /// (`LockedQueue.handOff(firstMoveFlushedByStart:)`).
+        public var moveUnflushed = false
     }
 
     /// A finishing supervisor's hand-off: as `handOffWaiting` (or of `queue` only, for a
@@ -185,11 +189,13 @@ public struct Runner: Sendable {
         let names = spool.isOwnedByCaller ? spool.queuesWithJobs() : (queue.map { [$0] } ?? [])
         var adopted: Adopted?
         for name in names {
-            _ = try? spool.lockQueue(name).handOff { (snap) throws(SpoolError) in
+            // The job it takes over starts in this process, whose first write flushes its move.
+            _ = try? spool.lockQueue(name).handOff(firstMoveFlushedByStart: adopted == nil) { (snap) throws(SpoolError) in
                 guard adopted == nil else { return try start(snap) }
                 let queue = snap.flow.queue ?? Layout.defaultQueue
                 adopted = Adopted(
-                    flowId: snap.flow.flowId, queue: queue, entry: spool.lockSlotEntry(queue: queue, flowId: snap.flow.flowId), snapshot: snap)
+                    flowId: snap.flow.flowId, queue: queue, entry: spool.lockSlotEntry(queue: queue, flowId: snap.flow.flowId), snapshot: snap,
+                    moveUnflushed: true)
             }
         }
         return adopted

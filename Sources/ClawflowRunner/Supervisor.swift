@@ -52,7 +52,8 @@ public struct Supervisor: Sendable {
         let slot = job.entry.flatMap { spool.slotHold(queue: job.queue, flowId: job.flowId, entry: $0) }
         var code: Int32 = 0
         var flow: FlowRecord?
-        do { flow = try Supervisor(spool: spool, flowId: job.flowId).run(from: job.snapshot) } catch { code = 1 }
+        let moveFlush = job.moveUnflushed ? spool.queueMoveFlush(job.queue) : []
+        do { flow = try Supervisor(spool: spool, flowId: job.flowId).run(from: job.snapshot, flushingFirst: moveFlush) } catch { code = 1 }
         if flow == nil { flow = (try? spool.flow(job.flowId))?.flow }
         if flow?.isTerminal == true { slot?.removeEntry() }
         return (flow, code)
@@ -61,13 +62,16 @@ public struct Supervisor: Sendable {
     /// Runs the flow's commands until none is left to run; the flow as last read. It starts
     /// from `known` when given (as a hand-off read it), and goes on from what each of its
     /// writes found under the flow's lock, so it reads the flow itself only when it has
-    /// neither.
+    /// neither. `flushingFirst` joins the first barrier of its first write (or is flushed
+    /// before it returns, when it makes none).
     @discardableResult
-    public func run(from known: FlowSnapshot? = nil) throws(SpoolError) -> FlowRecord {
+    public func run(from known: FlowSnapshot? = nil, flushingFirst: [AlsoFlushed] = []) throws(SpoolError) -> FlowRecord {
         // Orphaned descendants of the commands are re-parented here and reaped.
         _ = clawflow_become_subreaper()
         let me = ProcessIdentity.current
         var known = known
+        var first = flushingFirst
+        defer { Supervisor.flushNow(first) }
         while true {
             let snap: FlowSnapshot
             if let last = known {
@@ -87,7 +91,9 @@ public struct Supervisor: Sendable {
                     waitBeforeRetry(task.taskId, seconds: snap.flow.retryDelaySeconds)
                     if (try? spool.task(flowId: flowId, taskId: task.taskId))?.status != .queued { continue }
                 }
-                known = try runTask(task, supervisor: me)
+                let extra = first
+                first = []
+                known = try runTask(task, supervisor: me, alsoFlushing: extra)
                 continue
             }
             // Normally the write that records a step's success queued the next one already.
@@ -161,7 +167,8 @@ public struct Supervisor: Sendable {
 
     /// Starts one command, records it running, waits, records its end; the flow as that last
     /// write left it.
-    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) -> FlowSnapshot {
+    /// `extra` joins the first barrier of its first write.
+    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity, alsoFlushing extra: [AlsoFlushed] = []) throws(SpoolError) -> FlowSnapshot {
         let taskId = task.taskId
         let argv = task[.command]?.arrayValue?.compactMap(\.stringValue) ?? []
         let logPath = FilePath(task.logPath ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
@@ -169,13 +176,13 @@ public struct Supervisor: Sendable {
         do {
             log = try TaskLog(path: logPath, limit: task.logLimit ?? LogCut.defaultLimit)
         } catch {
-            return try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]))
+            return try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]), flushing: extra)
         }
         // The log's name becomes durable with the task file's next flush of tasks/; its inode
         // too, except where metadata is not ordered (ext4 without a journal), where a power
         // cut could otherwise keep the name naming an inode reused by another file: there the
         // log joins the first barrier of the task's next write.
-        let newLog = MetadataOrdering.isOrdered(log.fd) ? nil : (fd: log.fd, path: logPath)
+        let newLog = extra + (MetadataOrdering.isOrdered(log.fd) ? [] : [.file(log.fd, logPath)])
         guard !argv.isEmpty else {
             return try record(taskId, TaskUpdate(status: .failed, [.error: .string("the task has no command")]), flushing: newLog)
         }
@@ -283,7 +290,7 @@ public struct Supervisor: Sendable {
     /// Records that the command could not be started (not found, not executable, no such
     /// working directory), with the reason in the task and in its log.
     /// (`flushing`: the log, when this is its first write, as in `record`.)
-    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: inout TaskLog, flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil)
+    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: inout TaskLog, flushing newLog: [AlsoFlushed] = [])
         throws(SpoolError) -> FlowSnapshot
     {
         let message = "could not start \(sanitized(argv[0])): \(error.description)"
@@ -323,7 +330,7 @@ public struct Supervisor: Sendable {
     /// Records the command `running` and this supervisor in the task (`update` carries both),
     /// in one write, unless another supervisor has named itself in the task meanwhile.
     /// A `newLog` joins the write's first barrier (`Spool.mutate`).
-    func claim(_ taskId: String, _ update: TaskUpdate, supervisor me: ProcessIdentity, flushing newLog: (fd: FileDescriptor, path: FilePath)?)
+    func claim(_ taskId: String, _ update: TaskUpdate, supervisor me: ProcessIdentity, flushing newLog: [AlsoFlushed])
         throws(SpoolError)
         -> (Claim, FlowSnapshot)
     {
@@ -348,7 +355,7 @@ public struct Supervisor: Sendable {
     @discardableResult
     func record(
         _ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil,
-        flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil
+        flushing newLog: [AlsoFlushed] = []
     ) throws(SpoolError) -> FlowSnapshot {
         // (An update that is always made: the write happens, so there is a snapshot.)
         try record(taskId, thenQueueNextStepOf: supervisor, flushing: newLog) { _ in update }!
@@ -358,7 +365,7 @@ public struct Supervisor: Sendable {
     /// cancel was asked for the task, and returns nil to write nothing now (the result is
     /// then nil too).
     func record(
-        _ taskId: String, thenQueueNextStepOf supervisor: ProcessIdentity? = nil, flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil,
+        _ taskId: String, thenQueueNextStepOf supervisor: ProcessIdentity? = nil, flushing newLog: [AlsoFlushed] = [],
         _ update: (_ cancelRequested: Bool) -> TaskUpdate?
     ) throws(SpoolError) -> FlowSnapshot? {
         defer { Deliverer.kick(spool, source: "runner") }  // a notification this write recorded goes out at once
@@ -380,6 +387,20 @@ public struct Supervisor: Sendable {
             return written ? snapshot : nil
         } catch {
             throw error
+        }
+    }
+}
+
+extension Supervisor {
+    /// Flushes what a write was to carry when none was made, and closes the directories.
+    static func flushNow(_ items: [AlsoFlushed]) {
+        for item in items {
+            switch item {
+            case .file(let fd, _): try? fd.synchronize()
+            case .directory(let fd, _):
+                try? fd.synchronize()
+                fd.closeQuietly()
+            }
         }
     }
 }

@@ -74,6 +74,36 @@ struct QueueCommandTests {
         #expect(tmp.run(["fsck"]).status == 0)
     }
 
+    @Test("a supervisor that takes the next job over flushes its move into running/ with the job's running record, before its command starts")
+    func takenOverMoveFlushedBeforeStart() throws {
+        let (tmp, gate, out) = gatedQueue("one", slots: 1)
+        let trace = tmp.parent + "/trace"
+        // The first job's run and its supervisor, traced in the background.
+        let gated = gatedCommand(gate, out, "a").map { "'" + $0 + "'" }.joined(separator: " ")
+        let script =
+            "strace -f -qq -y -o \(trace) -e trace=renameat,fsync,execve \(Clawflow.binary) --spool \(tmp.path) run --owner a --queue one \(gated) </dev/null >\(tmp.parent)/a.out 2>&1 &"
+        #expect(system(script) == 0)  // (a Process would wait for the pipes strace keeps open)
+        var first = ""
+        for _ in 0..<200 where first.isEmpty {
+            usleep(20_000)
+            first = (try? String(contentsOfFile: tmp.parent + "/a.out", encoding: .utf8))?.split(separator: " ").first.map(String.init) ?? ""
+        }
+        let second = tmp.startJob(["--owner", "b", "--queue", "one", "--", "true"]).flow
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        waitAllEnded(tmp, [first, second])
+        for _ in 0..<200 where !processes(containing: "strace -f -qq -y -o \(trace)").isEmpty { usleep(20_000) }
+        let lines = fileLines(trace)
+        let move = try #require(lines.firstIndex { $0.contains("renameat(") && $0.contains("/queues/one/waiting>") && $0.contains(second) }, "\(lines)")
+        let exec = try #require(lines.firstIndex { $0.contains("execve(") && $0.contains("\"true\"") }, "\(lines)")
+        // Both directories flushed after the move (by any thread of the supervisor), before the command's exec.
+        for dir in ["/queues/one/running>", "/queues/one/waiting>"] {
+            let flush = lines[move...].firstIndex { $0.contains("fsync(") && $0.contains(dir) }
+            #expect(flush.map { $0 < exec } == true, "\(dir): \(lines)")
+        }
+        for flow in [first, second] { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
+        #expect(tmp.run(["fsck"]).status == 0)
+    }
+
     @Test("a supervisor whose job ended runs the next waiting job itself: a queue's jobs go through one process, as a worker's")
     func supervisorAdoptsNextJob() throws {
         let (tmp, gate, out) = gatedQueue("one", slots: 1)

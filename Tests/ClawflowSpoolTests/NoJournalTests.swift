@@ -91,9 +91,11 @@ struct NoJournalTests {
         let logFlush = try #require(lines.firstIndex { $0.contains("fsync(") && $0.contains(".log>") }, "\(lines)")
         // The flush may run on one of the supervisor's flush threads, started and finished on
         // two lines of that thread.
-        let thread = lines[logFlush].split(separator: " ").first.map(String.init) ?? "-"
+        func thread(_ line: String) -> Substring { line.prefix { $0 != " " } }  // strace pads the pid after it
         let flushed =
-            lines[logFlush].contains("<unfinished") ? try #require(lines[logFlush...].firstIndex { $0.hasPrefix(thread + " <... fsync resumed>") }) : logFlush
+            lines[logFlush].contains("<unfinished")
+            ? try #require(lines[logFlush...].firstIndex { thread($0) == thread(lines[logFlush]) && $0.contains("<... fsync resumed>") }, "\(lines)")
+            : logFlush
         // The supervisor's renames of the task file: running, then succeeded (`run` writes the
         // task file only inside the flow it builds in tmp/).
         let taskRenames = lines.indices.filter { lines[$0].contains("renameat(") && lines[$0].contains("/tasks>") }

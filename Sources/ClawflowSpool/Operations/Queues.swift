@@ -167,14 +167,25 @@ public final class LockedQueue {
     /// not start stays in `running/`, unheld, and the next hand-off starts it. Returns the
     /// jobs after: those holding a slot, then the entries still waiting (unread past the
     /// last free slot). `created`, a job the caller has just enqueued under this lock, is
-    /// not read again.
+    /// not read again. With `firstMoveFlushedByStart`, the first job this call starts, when
+    /// its entry was moved, is handed to `start` before the move is flushed: `start` takes the
+    /// job over in this process and flushes both directories in the first barrier of the
+    /// write that records its command running (`Spool.queueMoveFlush`), before the command
+    /// can run; every other move is flushed here before its job starts.
     @discardableResult
-    public func handOff(created: FlowSnapshot? = nil, start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> QueueJobs {
+    public func handOff(
+        created: FlowSnapshot? = nil, firstMoveFlushedByStart: Bool = false, start: (FlowSnapshot) throws(SpoolError) -> Void
+    ) throws(SpoolError) -> QueueJobs {
         let limit = try settings().slots
         let listed = try entries()
         var running: [String] = []
+        var startedAny = false
+        func begin(_ snap: FlowSnapshot) throws(SpoolError) {
+            startedAny = true
+            try start(snap)
+        }
         for id in listed.running {
-            if try holdsSlot(id, known: created?.flow.flowId == id ? created : nil, start: start) { running.append(id) }
+            if try holdsSlot(id, known: created?.flow.flowId == id ? created : nil, start: begin) { running.append(id) }
         }
         // (2) Jobs run after other flows: those whose turn has not come are set aside here.
         var ready: [String: FlowSnapshot] = [:]
@@ -211,14 +222,17 @@ public final class LockedQueue {
             do { try waitingFD.renameAt(entry.name, to: runningFD, entry.flowId) } catch {
                 throw SpoolError.io("Moving the job to", path.appending(Layout.queueRunning).appending(entry.flowId), error)
             }
-            // Durable before the job starts, as every rename of the spool: both directories in
-            // one barrier.
-            var barrier = FlushSet()
-            barrier.add(directory: runningFD, self.path.appending(Layout.queueRunning))
-            barrier.add(directory: waitingFD, self.path.appending(Layout.queueWaiting))
-            try barrier.flush()
             running.append(entry.flowId)
-            if LockedQueue.needsStart(snap) { try start(snap) }
+            let needsStart = LockedQueue.needsStart(snap)
+            // Durable before the job starts, as every rename of the spool: both directories in
+            // one barrier (here, or in the first write of the process that takes the job over).
+            if !(firstMoveFlushedByStart && !startedAny && needsStart) {
+                var barrier = FlushSet()
+                barrier.add(directory: runningFD, self.path.appending(Layout.queueRunning))
+                barrier.add(directory: waitingFD, self.path.appending(Layout.queueWaiting))
+                try barrier.flush()
+            }
+            if needsStart { try begin(snap) }
         }
         return QueueJobs(running: running, waiting: waiting)
     }
@@ -402,6 +416,23 @@ extension Spool {
             return nil
         }
         return SlotHold(directory: dir, entry: entry, flowId: flowId)
+    }
+
+    /// The directories a job's move into `running/` of `queue` changed, opened to be flushed
+    /// in a write's first barrier (`Spool.mutate(flushing:)`). Should one not open (no
+    /// descriptor left), the filesystem is synced here instead, and nothing is returned.
+    public func queueMoveFlush(_ queue: String) -> [AlsoFlushed] {
+        var items: [AlsoFlushed] = []
+        for sub in [Layout.queueRunning, Layout.queueWaiting] {
+            let relative = SpoolDirectory.queues.rawValue + "/" + queue + "/" + sub
+            guard let fd = try? rootFD.openDirectoryAt(relative) else {
+                for case .directory(let fd, _) in items { fd.closeQuietly() }
+                try? rootFD.synchronizeFileSystem()
+                return []
+            }
+            items.append(.directory(fd, root.appending(relative)))
+        }
+        return items
     }
 
     /// The names of the queues that have a directory, sorted.

@@ -9,6 +9,14 @@ struct FlowDraft {
     var source: String
 }
 
+/// Something a change makes durable in its first barrier besides what it writes itself.
+public enum AlsoFlushed {
+    /// A file the caller keeps open (and closes).
+    case file(FileDescriptor, FilePath)
+    /// A directory opened for the change: closed after its flush, or when the change fails.
+    case directory(FileDescriptor, FilePath)
+}
+
 /// The records of one flow while a change is made to them inside `Spool.mutate`.
 public struct FlowChange: Sendable {
     /// The flow record; the spool reconciles it with the tasks and stamps the revision.
@@ -35,15 +43,21 @@ extension Spool {
     /// apply `body` and the rules → write the changed records durably → move the owner link
     /// if the lookup rule now picks another flow → append to events.jsonl → unlock
     /// (spool-layout.md, "Writing").
-    /// A `file` given joins the change's first barrier (the supervisor's new log, which must
-    /// be durable before the flush of `tasks/` that makes its name durable).
+    /// Objects in `flushing` join the change's first barrier (a supervisor's new log, which
+    /// must be durable before the flush of `tasks/` that makes its name durable; the queue
+    /// directories of its job's move into `running/`).
     public func mutate<T>(
-        flow flowId: String, source: String, flushing file: (fd: FileDescriptor, path: FilePath)? = nil, _ body: (inout FlowChange) throws(SpoolError) -> T
+        flow flowId: String, source: String, flushing extra: [AlsoFlushed] = [], _ body: (inout FlowChange) throws(SpoolError) -> T
     ) throws(SpoolError) -> (
         result: T, snapshot: FlowSnapshot
     ) {
         let tx = Transaction(self)
-        if let file { tx.barrier.add(file: file.fd, file.path, owned: false) }
+        for item in extra {
+            switch item {
+            case .file(let fd, let path): tx.barrier.add(file: fd, path, owned: false)
+            case .directory(let fd, let path): tx.barrier.add(directory: fd, path, owned: true)
+            }
+        }
         let changed = try change(flow: flowId, source: source, in: tx, body)
         try tx.end()
         return changed
