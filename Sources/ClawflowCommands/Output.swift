@@ -60,8 +60,11 @@ struct Output: Sendable {
     /// item each, at the indentation of an array item in a top-level member (so a big listing
     /// can be rendered in parallel). Keys are sorted across both kinds.
     func emit(_ members: [String: JSON], rendered: [String: [[UInt8]]]) {
+        // Written in batches of about 1 MiB: a listing of 10,000 flows is 18 MB, which one
+        // buffer would copy once more and fault in page by page.
+        let batch = 1 << 20
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(rendered.values.reduce(1 << 12) { $0 + $1.reduce(0) { $0 + $1.count + 6 } })
+        bytes.reserveCapacity(batch + (1 << 16))
         bytes.append(UInt8(ascii: "{"))
         let keys = (Array(members.keys) + Array(rendered.keys)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         for (i, key) in keys.enumerated() {
@@ -74,6 +77,10 @@ struct Output: Sendable {
                 bytes.append(UInt8(ascii: "["))
                 for (j, item) in items.enumerated() {
                     bytes.append(contentsOf: Array((j == 0 ? "\n    " : ",\n    ").utf8))
+                    if bytes.count + item.count > batch, !bytes.isEmpty {
+                        writeBytes(1, bytes)
+                        bytes.removeAll(keepingCapacity: true)
+                    }
                     bytes.append(contentsOf: item)
                 }
                 bytes.append(contentsOf: Array("\n  ]".utf8))

@@ -293,8 +293,30 @@ public struct Pressure: Sendable, Equatable {
     /// Terminal flows.
     public var terminal = 0
 
+    /// What the counts need of one flow.
+    public struct Counted: Sendable, Equatable {
+        /// Its status.
+        public var status: FlowStatus
+        /// Whether it is terminal.
+        public var isTerminal: Bool
+        /// Whether it has a cancel request.
+        public var cancelRequested: Bool
+
+        /// What the counts need of `flow`.
+        public init(_ flow: FlowRecord) {
+            status = flow.status
+            isTerminal = flow.isTerminal
+            cancelRequested = flow.cancelRequestedAt != nil
+        }
+    }
+
     /// The pressure of `flows`.
     public init(_ flows: [FlowRecord]) {
+        self.init(counting: flows.map(Counted.init))
+    }
+
+    /// The pressure of flows of which only what the counts need was kept.
+    public init(counting flows: [Counted]) {
         for f in flows {
             total += 1
             byStatus[f.status, default: 0] += 1
@@ -303,7 +325,7 @@ public struct Pressure: Sendable, Equatable {
             } else {
                 active += 1
                 liveByStatus[f.status, default: 0] += 1
-                if f.cancelRequestedAt != nil { cancelRequested += 1 }
+                if f.cancelRequested { cancelRequested += 1 }
             }
         }
     }
