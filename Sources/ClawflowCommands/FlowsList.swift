@@ -70,7 +70,10 @@ struct FlowsList: SpoolCommand {
                     if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
                         item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
                     }
-                    if json { Render.flow(snap).write(into: &item.json, indent: 2, pretty: true) }
+                    if json {
+                        item.json.reserveCapacity(4096)  // a flow with a few tasks, without growing
+                        Render.writeFlow(snap, into: &item.json, indent: 2)
+                    }
                     item.failures = snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) }
                     return item
                 case .failure(let error):

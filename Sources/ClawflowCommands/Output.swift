@@ -174,6 +174,18 @@ struct Output: Sendable {
 /// JSON shapes of spool-layout.md / README ("JSON output").
 enum Render {
     /// A flow with its tasks and task summary, as `flows show --json` prints it.
+    /// Appends the text `flow(snap)` is written as, without building that object (a listing
+    /// prints thousands).
+    static func writeFlow(_ snap: FlowSnapshot, into out: inout [UInt8], indent: Int) {
+        var extra: [(key: String, value: JSON)] = []
+        if !snap.problems.isEmpty {
+            extra.append(("problems", .array(snap.problems.map { .object(["path": .string($0.path.string), "message": .string($0.message)]) })))
+        }
+        extra.append(("taskSummary", TaskSummary(snap.tasks).json))
+        extra.append(("tasks", .array(snap.tasks.map { .object($0.fields) })))
+        snap.flow.fields.write(into: &out, indent: indent, pretty: true, setting: extra)
+    }
+
     static func flow(_ snap: FlowSnapshot) -> JSON {
         var o = snap.flow.fields
         o["tasks"] = .array(snap.tasks.map { .object($0.fields) })

@@ -82,22 +82,18 @@ extension JSON {
             if pretty { JSON.newline(&out, indent) }
             out.append(UInt8(ascii: "]"))
         case .object(let members):
-            if members.isEmpty {
-                out.append(contentsOf: "{}".utf8)
-                return
-            }
-            out.append(UInt8(ascii: "{"))
-            for i in 0..<members.count {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                if pretty { JSON.newline(&out, indent + 1) }
-                JSON.writeString(members.keys[i], into: &out)
-                out.append(UInt8(ascii: ":"))
-                if pretty { out.append(UInt8(ascii: " ")) }
-                members.values[i].write(into: &out, indent: indent + 1, pretty: pretty)
-            }
-            if pretty { JSON.newline(&out, indent) }
-            out.append(UInt8(ascii: "}"))
+            members.write(into: &out, indent: indent, pretty: pretty, setting: [])
         }
+    }
+
+    /// One member of an object being written: a comma after the first, the key, the value.
+    fileprivate static func writeMember(_ key: String, _ value: JSON, first: Bool, into out: inout [UInt8], indent: Int, pretty: Bool) {
+        if !first { out.append(UInt8(ascii: ",")) }
+        if pretty { JSON.newline(&out, indent + 1) }
+        JSON.writeString(key, into: &out)
+        out.append(UInt8(ascii: ":"))
+        if pretty { out.append(UInt8(ascii: " ")) }
+        value.write(into: &out, indent: indent + 1, pretty: pretty)
     }
 
     /// Keys sort by their UTF-8 bytes, as `jq -S` and most tools do.
@@ -120,15 +116,19 @@ extension JSON {
         return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
-    private static func newline(_ out: inout [UInt8], _ indent: Int) {
+    fileprivate static func newline(_ out: inout [UInt8], _ indent: Int) {
         out.append(UInt8(ascii: "\n"))
-        for _ in 0..<indent {
-            out.append(UInt8(ascii: " "))
-            out.append(UInt8(ascii: " "))
+        var n = 2 * indent
+        while n > 0 {
+            let k = min(n, spaces.count)
+            out.append(contentsOf: spaces[0..<k])
+            n -= k
         }
     }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+    /// Indentation, appended a slice at a time.
+    private static let spaces = [UInt8](repeating: UInt8(ascii: " "), count: 32)
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
@@ -438,4 +438,33 @@ extension JSON: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
     /// A boolean value from a literal.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+}
+
+extension JSONObject {
+    /// Appends the text of this object with the members `setting` set in it (each replacing a
+    /// member of the same key), as the object so changed would be written, without building it.
+    /// `setting` must be sorted by key (`JSON.keyOrder`), each key once.
+    public func write(into out: inout [UInt8], indent: Int, pretty: Bool, setting extra: [(key: String, value: JSON)]) {
+        if isEmpty && extra.isEmpty {
+            out.append(contentsOf: "{}".utf8)
+            return
+        }
+        out.append(UInt8(ascii: "{"))
+        var i = 0
+        var j = 0
+        var first = true
+        while i < count || j < extra.count {
+            if j == extra.count || (i < count && JSON.keyOrder(keys[i], extra[j].key)) {
+                JSON.writeMember(keys[i], values[i], first: first, into: &out, indent: indent, pretty: pretty)
+                i += 1
+            } else {
+                if i < count && keys[i] == extra[j].key { i += 1 }
+                JSON.writeMember(extra[j].key, extra[j].value, first: first, into: &out, indent: indent, pretty: pretty)
+                j += 1
+            }
+            first = false
+        }
+        if pretty { JSON.newline(&out, indent) }
+        out.append(UInt8(ascii: "}"))
+    }
 }

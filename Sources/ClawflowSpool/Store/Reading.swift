@@ -153,7 +153,11 @@ extension Spool {
                 problems.append(RecordProblem(path: tasksPath.appending(entry.name), message: error.message))
             }
         }
-        tasks.sort { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
+        if tasks.count > 1 {
+            // The keys taken once: each is a field looked up, and a time parsed, per access.
+            let keys = tasks.map { ($0.createdAt, $0.taskId) }
+            tasks = tasks.indices.sorted { keys[$0] < keys[$1] }.map { tasks[$0] }
+        }
         return (tasks, problems, debris)
     }
 
