@@ -97,23 +97,28 @@ extension JSON {
     }
 
     /// Keys sort by their UTF-8 bytes, as `jq -S` and most tools do.
-    static func keyOrder(_ a: String, _ b: String) -> Bool {
+    static func keyOrder(_ a: String, _ b: String) -> Bool { keyCompare(a, b) < 0 }
+
+    /// How two keys compare by their UTF-8 bytes: negative, zero (equal) or positive, in one
+    /// pass (a lookup in a record needs both answers at each step of its binary search).
+    static func keyCompare(_ a: String, _ b: String) -> Int {
         if let r = a.utf8.withContiguousStorageIfAvailable({ x in
-            b.utf8.withContiguousStorageIfAvailable { y -> Bool in
+            b.utf8.withContiguousStorageIfAvailable { y -> Int in
                 // A byte loop, not memcmp: keys are short and differ early, and the call into
                 // libc cost more than the comparison (7 % of an audit's time).
                 let n = min(x.count, y.count)
                 var i = 0
                 while i < n {
-                    if x[i] != y[i] { return x[i] < y[i] }
+                    if x[i] != y[i] { return x[i] < y[i] ? -1 : 1 }
                     i += 1
                 }
-                return x.count < y.count
+                return x.count - y.count
             }
         }), let result = r {
             return result
         }
-        return a.utf8.lexicographicallyPrecedes(b.utf8)
+        if a.utf8.elementsEqual(b.utf8) { return 0 }
+        return a.utf8.lexicographicallyPrecedes(b.utf8) ? -1 : 1
     }
 
     fileprivate static func newline(_ out: inout [UInt8], _ indent: Int) {

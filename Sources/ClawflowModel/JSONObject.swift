@@ -55,8 +55,9 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         var hi = keys.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if keys[mid] == key { return (mid, true) }
-            if JSON.keyOrder(keys[mid], key) { lo = mid + 1 } else { hi = mid }
+            let c = JSON.keyCompare(keys[mid], key)
+            if c == 0 { return (mid, true) }
+            if c < 0 { lo = mid + 1 } else { hi = mid }
         }
         return (lo, false)
     }
