@@ -119,7 +119,8 @@ public enum AuditRules {
             let missingSteps = stepIds.filter { !byId.contains($0) }
             if !missingSteps.isEmpty {
                 flowFinding(
-                    .error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/", sinceUpdate)
+                    .error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/",
+                    sinceUpdate)
             }
             if let blocked = blockedTaskId, !byId.contains(blocked) {
                 flowFinding(.error, "blocked_task_missing", "flow \(id) is blocked on task \(blocked), which is not linked to it", sinceUpdate)
