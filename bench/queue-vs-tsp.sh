@@ -37,7 +37,7 @@ fail() { printf 'bench/queue-vs-tsp: FAILED: %s\n' "$*" >&2; exit 1; }
 if ! command -v nq >/dev/null || ! command -v tsp >/dev/null || ! command -v jq >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nq task-spooler jq >/dev/null || fail "nq, task-spooler or jq is not installed"
 fi
-BIN="$REPO/.build-release/release/clawflow"
+BIN="${BENCH_BIN:-$REPO/.build-release/release/clawflow}"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     make -s -C "$REPO" release >/dev/null 2>&1 || fail "release build"
 fi

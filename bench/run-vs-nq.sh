@@ -25,7 +25,7 @@ fail() { printf 'bench/run-vs-nq: FAILED: %s\n' "$*" >&2; exit 1; }
 if ! command -v nq >/dev/null || ! command -v tsp >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nq task-spooler >/dev/null || fail "nq or task-spooler is not installed (apt-get install nq task-spooler)"
 fi
-BIN="$REPO/.build-release/release/clawflow"
+BIN="${BENCH_BIN:-$REPO/.build-release/release/clawflow}"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     make -s -C "$REPO" release >/dev/null 2>&1 || fail "release build"
 fi

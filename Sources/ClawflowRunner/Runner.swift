@@ -102,8 +102,8 @@ public struct Runner: Sendable {
             flow.retryDelaySeconds = placement.retryDelaySeconds
         }
         let queue = try spool.lockQueue(placement.queue)
-        _ = try queue.enqueue(flow, tasks: [first], source: "runner")
-        let jobs = try queue.handOff(start: start)
+        let created = try queue.enqueue(flow, tasks: [first], source: "runner")
+        let jobs = try queue.handOff(created: created, start: start)
         return Started(flowId: flow.flowId, taskId: first.taskId, started: jobs.running.contains(flow.flowId))
     }
 
@@ -171,6 +171,10 @@ public struct Runner: Sendable {
         public var queue: String
         /// Its `running/` entry, locked (`Spool.lockSlotEntry`), or nil when it could not be.
         public var entry: FileDescriptor?
+        /// The flow as the hand-off read it, under the queue's lock: the supervisor starts
+        /// from it instead of reading the flow again (each of its writes reads the flow anew
+        /// under the flow's lock, so a change since, such as a cancel, is not missed).
+        public var snapshot: FlowSnapshot?
     }
 
     /// A finishing supervisor's hand-off: as `handOffWaiting` (or of `queue` only, for a
@@ -184,7 +188,8 @@ public struct Runner: Sendable {
             _ = try? spool.lockQueue(name).handOff { (snap) throws(SpoolError) in
                 guard adopted == nil else { return try start(snap) }
                 let queue = snap.flow.queue ?? Layout.defaultQueue
-                adopted = Adopted(flowId: snap.flow.flowId, queue: queue, entry: spool.lockSlotEntry(queue: queue, flowId: snap.flow.flowId))
+                adopted = Adopted(
+                    flowId: snap.flow.flowId, queue: queue, entry: spool.lockSlotEntry(queue: queue, flowId: snap.flow.flowId), snapshot: snap)
             }
         }
         return adopted
@@ -206,7 +211,8 @@ public struct Runner: Sendable {
         var kept: Int32 = -1
         let pid = clawflow_fork_supervisor(entry?.rawValue ?? -1, &kept)
         if pid == 0 {
-            Supervisor.runDetached(spoolRoot: spool.root, flowId: flowId, queue: queue, slot: kept >= 0 ? FileDescriptor(rawValue: kept) : nil)
+            Supervisor.runDetached(
+                spoolRoot: spool.root, job: Adopted(flowId: flowId, queue: queue, entry: kept >= 0 ? FileDescriptor(rawValue: kept) : nil, snapshot: snap))
         }
         entry?.closeQuietly()  // the child's copy keeps the lock
         guard pid > 0 else {
@@ -221,8 +227,12 @@ public struct Runner: Sendable {
         var out: [String: String] = [:]
         var p = environ
         while let entry = p.pointee {
-            let text = String(cString: entry)
-            if let eq = text.firstIndex(of: "=") { out[String(text[..<eq])] = String(text[text.index(after: eq)...]) }
+            // Split at the first "=" on the bytes (a Character walk of a 35-entry environment
+            // took 0.34 M instructions, 8 % of `run`'s own work, in callgrind).
+            let bytes = UnsafeRawBufferPointer(start: entry, count: strlen(entry))
+            if let eq = bytes.firstIndex(of: UInt8(ascii: "=")) {
+                out[String(decoding: bytes[..<eq], as: UTF8.self)] = String(decoding: bytes[(eq + 1)...], as: UTF8.self)
+            }
             p += 1
         }
         return out

@@ -26,15 +26,15 @@ public struct Supervisor: Sendable {
     }
 
     /// The forked child's whole life: opens the spool at `spoolRoot` with descriptors of its
-    /// own (the parent's share file offsets with it), holds the job's slot of `queue` (the
-    /// locked entry `slot` its parent handed it, `SlotHold`), runs the flow's commands, gives
+    /// own (the parent's share file offsets with it), holds the job's slot of its queue (the
+    /// locked entry its parent handed it, `SlotHold`), runs the flow's commands, gives
     /// the slot back when the flow has ended and hands the slots on — running the first job
     /// that hand-off starts itself, and so on while jobs wait (`Runner.handOffAdopting`) —
     /// and exits (0, or 1 when it could not; a task it leaves active is then found `lost`).
-    static func runDetached(spoolRoot: FilePath, flowId: String, queue: String, slot entry: FileDescriptor?) -> Never {
+    static func runDetached(spoolRoot: FilePath, job first: Runner.Adopted) -> Never {
         guard let spool = try? Spool.openExisting(at: spoolRoot) else { _exit(1) }
         var code: Int32 = 1
-        var job: Runner.Adopted? = Runner.Adopted(flowId: flowId, queue: queue, entry: entry)
+        var job: Runner.Adopted? = first
         while let current = job {
             let flow: FlowRecord?
             (flow, code) = runHoldingSlot(spool, current)
@@ -52,21 +52,30 @@ public struct Supervisor: Sendable {
         let slot = job.entry.flatMap { spool.slotHold(queue: job.queue, flowId: job.flowId, entry: $0) }
         var code: Int32 = 0
         var flow: FlowRecord?
-        do { flow = try Supervisor(spool: spool, flowId: job.flowId).run() } catch { code = 1 }
+        do { flow = try Supervisor(spool: spool, flowId: job.flowId).run(from: job.snapshot) } catch { code = 1 }
         if flow == nil { flow = (try? spool.flow(job.flowId))?.flow }
         if flow?.isTerminal == true { slot?.removeEntry() }
         return (flow, code)
     }
 
-    /// Runs the flow's commands until none is left to run; the flow as last read.
+    /// Runs the flow's commands until none is left to run; the flow as last read. It starts
+    /// from `known` when given (as a hand-off read it), and goes on from what each of its
+    /// writes found under the flow's lock, so it reads the flow itself only when it has
+    /// neither.
     @discardableResult
-    public func run() throws(SpoolError) -> FlowRecord {
+    public func run(from known: FlowSnapshot? = nil) throws(SpoolError) -> FlowRecord {
         // Orphaned descendants of the commands are re-parented here and reaped.
         _ = clawflow_become_subreaper()
         let me = ProcessIdentity.current
+        var known = known
         while true {
             let snap: FlowSnapshot
-            do { snap = try spool.flow(flowId) } catch { throw error }
+            if let last = known {
+                snap = last
+                known = nil
+            } else {
+                do { snap = try spool.flow(flowId) } catch { throw error }
+            }
             // A queued command no other supervisor has taken (this one names itself in the
             // task when it records it running).
             if let task = snap.tasks.first(where: {
@@ -78,7 +87,7 @@ public struct Supervisor: Sendable {
                     waitBeforeRetry(task.taskId, seconds: snap.flow.retryDelaySeconds)
                     if (try? spool.task(flowId: flowId, taskId: task.taskId))?.status != .queued { continue }
                 }
-                try runTask(task, supervisor: me)
+                known = try runTask(task, supervisor: me)
                 continue
             }
             // Normally the write that records a step's success queued the next one already.
@@ -150,8 +159,9 @@ public struct Supervisor: Sendable {
         change.tasks[id]?.supervisorStartTime = me.startTime
     }
 
-    /// Starts one command, records it running, waits, records its end.
-    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) {
+    /// Starts one command, records it running, waits, records its end; the flow as that last
+    /// write left it.
+    func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity) throws(SpoolError) -> FlowSnapshot {
         let taskId = task.taskId
         let argv = task[.command]?.arrayValue?.compactMap(\.stringValue) ?? []
         let logPath = FilePath(task.logPath ?? spool.taskLogPath(flowId: flowId, taskId: taskId).string)
@@ -159,16 +169,15 @@ public struct Supervisor: Sendable {
         do {
             log = try TaskLog(path: logPath, limit: task.logLimit ?? LogCut.defaultLimit)
         } catch {
-            try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]))
-            return
+            return try record(taskId, TaskUpdate(status: .failed, [.error: .string("could not open the log \(logPath): \(error)")]))
         }
         // The log's name becomes durable with the task file's next flush of tasks/; its inode
         // too, except where metadata is not ordered (ext4 without a journal), where a power
-        // cut could otherwise keep the name naming an inode reused by another file.
-        if !MetadataOrdering.isOrdered(log.fd) { try? log.fd.synchronize() }
+        // cut could otherwise keep the name naming an inode reused by another file: there the
+        // log joins the first barrier of the task's next write.
+        let newLog = MetadataOrdering.isOrdered(log.fd) ? nil : (fd: log.fd, path: logPath)
         guard !argv.isEmpty else {
-            try record(taskId, TaskUpdate(status: .failed, [.error: .string("the task has no command")]))
-            return
+            return try record(taskId, TaskUpdate(status: .failed, [.error: .string("the task has no command")]), flushing: newLog)
         }
         // The command writes into a pipe that this supervisor relays into the log, so that it
         // can cut the log at its limit (`TaskLog`) while the command writes on.
@@ -177,8 +186,7 @@ public struct Supervisor: Sendable {
         guard pipe(&ends) == 0, fcntl(ends[0], F_SETFD, FD_CLOEXEC) == 0, fcntl(ends[1], F_SETFD, FD_CLOEXEC) == 0 else {
             let error = Errno(rawValue: errno)
             for end in ends where end >= 0 { close(end) }
-            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
-            return
+            return try recordNotStarted(taskId, argv: argv, error: error, log: &log, flushing: newLog)
         }
         let output = FileDescriptor(rawValue: ends[1])
         var relay = OutputRelay(FileDescriptor(rawValue: ends[0]))
@@ -197,8 +205,7 @@ public struct Supervisor: Sendable {
             output.closeQuietly()  // the command's copies are its only writers: their end is the relay's EOF
         } catch {
             output.closeQuietly()
-            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
-            return
+            return try recordNotStarted(taskId, argv: argv, error: error, log: &log, flushing: newLog)
         }
         let pid = held.pid
         let pidfd = clawflow_pidfd_open(pid)
@@ -210,7 +217,8 @@ public struct Supervisor: Sendable {
                 .pid: .int(Int64(pid)), .pgid: .int(Int64(pid)), .procStartTime: .int(start),
                 .supervisorPid: .int(Int64(me.pid)), .supervisorStartTime: .int(me.startTime),
             ])
-        switch try claim(taskId, running, supervisor: me) {
+        let (claimed, snapshot) = try claim(taskId, running, supervisor: me, flushing: newLog)
+        switch claimed {
         case .run: break
         case .stop:
             // Cancelled (or ended by someone else) before its exec: the held child is let go
@@ -218,20 +226,18 @@ public struct Supervisor: Sendable {
             _ = consume held
             var status: Int32 = 0
             _ = valueOrErrno { waitpid(pid, &status, 0) }
-            try record(taskId, TaskUpdate(status: .cancelled, [.error: .string("cancelled before the command started")]))
-            return
+            return try record(taskId, TaskUpdate(status: .cancelled, [.error: .string("cancelled before the command started")]))
         case .takenByAnother:
             // Another supervisor started for the same job got there first: it runs it.
             _ = consume held
             var status: Int32 = 0
             _ = valueOrErrno { waitpid(pid, &status, 0) }
-            return
+            return snapshot
         }
         if let error = held.start() {
             var status: Int32 = 0
             _ = valueOrErrno { waitpid(pid, &status, 0) }
-            try recordNotStarted(taskId, argv: argv, error: error, log: &log)
-            return
+            return try recordNotStarted(taskId, argv: argv, error: error, log: &log)
         }
 
         // Wait for the command, ending its group at the deadline.
@@ -259,15 +265,19 @@ public struct Supervisor: Sendable {
         relay.pass(into: &log)
         // The same write queues a sequence's next step when this one succeeded: there is no
         // moment in which the flow has no active task naming this supervisor and still more to run.
-        try record(taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
+        return try record(
+            taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
     }
 
     /// Records that the command could not be started (not found, not executable, no such
     /// working directory), with the reason in the task and in its log.
-    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: inout TaskLog) throws(SpoolError) {
+    /// (`flushing`: the log, when this is its first write, as in `record`.)
+    func recordNotStarted(_ taskId: String, argv: [String], error: Errno, log: inout TaskLog, flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil)
+        throws(SpoolError) -> FlowSnapshot
+    {
         let message = "could not start \(sanitized(argv[0])): \(error.description)"
         log.append(line: "clawflow: \(message)")
-        try record(taskId, TaskUpdate(status: .failed, [.error: .string(message), .exitCode: .int(127)]))
+        return try record(taskId, TaskUpdate(status: .failed, [.error: .string(message), .exitCode: .int(127)]), flushing: newLog)
     }
 
     /// The task update for how a command ended.
@@ -301,9 +311,13 @@ public struct Supervisor: Sendable {
 
     /// Records the command `running` and this supervisor in the task (`update` carries both),
     /// in one write, unless another supervisor has named itself in the task meanwhile.
-    func claim(_ taskId: String, _ update: TaskUpdate, supervisor me: ProcessIdentity) throws(SpoolError) -> Claim {
+    /// A `newLog` joins the write's first barrier (`Spool.mutate`).
+    func claim(_ taskId: String, _ update: TaskUpdate, supervisor me: ProcessIdentity, flushing newLog: (fd: FileDescriptor, path: FilePath)?)
+        throws(SpoolError)
+        -> (Claim, FlowSnapshot)
+    {
         do {
-            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Claim in
+            return try spool.mutate(flow: flowId, source: "runner", flushing: newLog) { (change) throws(SpoolError) -> Claim in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
                 if task.status.isTerminal { return .stop }
                 if let other = task.supervisor, other != me { return .takenByAnother }
@@ -311,7 +325,7 @@ public struct Supervisor: Sendable {
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 return .run
-            }.result
+            }
         } catch {
             throw error
         }
@@ -319,15 +333,17 @@ public struct Supervisor: Sendable {
 
     /// Writes an update of the task (nothing when the task is already final, e.g. cancelled
     /// by `flows cancel` meanwhile); with `supervisor`, the same write queues a sequence's
-    /// next step (`queueNextStep`). Returns whether the task is final already or has a cancel
-    /// request: then its command must not start, or must be ended.
+    /// next step (`queueNextStep`). Returns the flow as the write left it.
     @discardableResult
-    func record(_ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil) throws(SpoolError) -> Bool {
+    func record(
+        _ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil,
+        flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil
+    ) throws(SpoolError) -> FlowSnapshot {
         defer { Deliverer.kick(spool, source: "runner") }  // a notification this write recorded goes out at once
         do {
-            return try spool.mutate(flow: flowId, source: "runner") { (change) throws(SpoolError) -> Bool in
+            return try spool.mutate(flow: flowId, source: "runner", flushing: newLog) { (change) throws(SpoolError) in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
-                if task.status.isTerminal { return true }
+                if task.status.isTerminal { return }
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
@@ -336,8 +352,7 @@ public struct Supervisor: Sendable {
                 {
                     try queueAutomaticRetry(&change, after: task, supervisor: supervisor)
                 }
-                return task.cancelRequestedAt != nil || change.flow.cancelRequestedAt != nil
-            }.result
+            }.snapshot
         } catch {
             throw error
         }

@@ -51,6 +51,35 @@ struct QueueCommandTests {
         for flow in running + waiting { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
     }
 
+    @Test("a job with a free slot and nothing ahead of it is entered straight into running/; one behind a full queue waits in waiting/")
+    func entryGoesWhereTheJobStands() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
+        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        func traced(_ arguments: [String]) -> (flow: String, lines: [String]) {
+            let trace = tmp.parent + "/trace"
+            let r = runProgram(
+                "/usr/bin/strace",
+                ["-f", "-qq", "-y", "-o", trace, "-e", "trace=openat,renameat", "--", Clawflow.binary, "--spool", tmp.path, "run"] + arguments)
+            #expect(r.status == 0, "\(r.stderr)")
+            return (String(r.stdout.split(separator: " ").first ?? ""), fileLines(trace))
+        }
+        // (strace follows the supervisor too: the traced jobs must end by themselves.)
+        let first = traced(["--owner", "a", "--queue", "one", "--", "true"])
+        #expect(first.lines.contains { $0.contains("O_CREAT") && $0.contains("/queues/one/running>") && $0.contains(first.flow) }, "\(first.lines)")
+        #expect(!first.lines.contains { $0.contains("renameat(") && $0.contains("/queues/one/") }, "\(first.lines)")
+        let gated = tmp.startJob(["--owner", "g", "--queue", "one"] + gatedCommand(gate, out, "g")).flow
+        waitForFlow(tmp, gated) { $0["status"] as? String == "running" }
+        let second = traced(["--owner", "b", "--queue", "one", "--", "true"])
+        #expect(second.lines.contains { $0.contains("O_CREAT") && $0.contains("/queues/one/waiting>") && $0.contains(second.flow) }, "\(second.lines)")
+        #expect(tmp.json(["queue", "show", "one"])["queued"] as? Int == 1)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        waitAllEnded(tmp, [first.flow, gated, second.flow])
+        for flow in [first.flow, gated, second.flow] { #expect(tmp.manifest(flow)["status"] as? String == "succeeded") }
+        #expect(tmp.run(["fsck"]).status == 0)
+    }
+
     @Test("a supervisor whose job ended runs the next waiting job itself: a queue's jobs go through one process, as a worker's")
     func supervisorAdoptsNextJob() throws {
         let tmp = TemporarySpool()

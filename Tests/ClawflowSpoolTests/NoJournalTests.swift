@@ -96,6 +96,25 @@ struct NoJournalTests {
         #expect(taskRenames.count == 2 && logFlush < taskRenames[0], "\(lines)")  // running, then succeeded
     }
 
+    @Test("a task change flushes tasks/ between the task file's rename and the manifest's without a journal, and not with one")
+    func taskBeforeManifest() throws {
+        for journal in [false, true] {
+            let fs = try ScratchExt4(journal: journal)
+            let spool = fs.path + "/spool"
+            #expect(Clawflow.run(["--spool", spool, "init"]).status == 0)
+            let added = Clawflow.run(["--spool", spool, "tasks", "add", "--owner", "o", "--runtime", "cron", "--status", "running"])
+            let id = added.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let lines = try Self.traced(spool, ["tasks", "set", id, "--status", "succeeded"], calls: "fsync,renameat")
+            let task = try #require(lines.firstIndex { $0.contains("renameat(") && $0.contains("/tasks>") }, "\(lines)")
+            let manifest = try #require(lines.firstIndex { $0.contains("renameat(") && $0.contains("\"manifest.json\"") }, "\(lines)")
+            let between = lines[task..<manifest].filter { $0.contains("fsync(") }
+            // Without a journal only the flush of tasks/ keeps the task file first; with one,
+            // the journal commits the two renames in the order they were made.
+            #expect(task < manifest && between.count == (journal ? 0 : 1) && between.allSatisfy { $0.contains("/tasks>") }, "journal \(journal): \(lines)")
+            #expect(Clawflow.run(["--spool", spool, "fsck"]).status == 0)
+        }
+    }
+
     @Test("with a journal, no syncfs is added")
     func journaledCostsNothing() throws {
         let fs = try ScratchExt4(journal: true)

@@ -234,6 +234,22 @@ struct DebrisTests {
         #expect(started <= now + 1000 && started > now - 86_400_000 * 365, "started at \(started), now \(now)")
     }
 
+    @Test("a stat line is read past a command name holding spaces and parentheses, and a short or garbled one is refused")
+    func statLines() throws {
+        let fields = (4...52).map { $0 == 5 ? "4242" : $0 == 22 ? "987654" : "0" }.joined(separator: " ")
+        let stat = try #require(ProcStat(text: "123 (a) b (c)) S " + fields + "\n"))
+        #expect(stat.state == "S" && stat.processGroup == 4242 && stat.startTime == 987_654)
+        // Exactly 22 fields, the last one ending the line.
+        let short = try #require(ProcStat(text: "7 (x) Z 1 9 " + (6...21).map { _ in "0" }.joined(separator: " ") + " 55"))
+        #expect(short.state == "Z" && short.processGroup == 9 && short.startTime == 55)
+        #expect(ProcStat(text: "7 (x) Z 1 9 0") == nil)
+        #expect(ProcStat(text: "7 (x) S 1 nine " + fields) == nil)
+        #expect(ProcStat(text: "no parenthesis at all") == nil)
+        let mine = try #require(ProcStat(pid: getpid()))
+        #expect(mine.processGroup == getpgrp() && "RS".contains(mine.state) && mine.startTime == ProcessIdentity.current.startTime)
+        #expect(ProcStat(pid: -1) == nil)
+    }
+
     @Test("debris named with a pid that a newer process now holds is removed by fsck --repair; a live writer's is kept")
     func reusedPid() throws {
         let tmp = TemporarySpool()

@@ -107,21 +107,37 @@ public final class LockedQueue {
         return QueueJobs(running: listed.running, waiting: listed.waiting.map(\.flowId))
     }
 
-    /// Creates `flow` with its tasks and its entry in `waiting/`, durable together (the entry
-    /// first: it is read only under this lock, which is held until the flow exists).
+    /// Creates `flow` with its tasks and its entry, durable together (the entry first: it is
+    /// read only under this lock, which is held until the flow exists). The entry goes
+    /// straight into `running/` when the job may start at once — it runs after no other
+    /// flow, nothing waits, and fewer entries than `slots` are in `running/` — so the
+    /// hand-off that follows starts it without a move and the flush that takes; else into
+    /// `waiting/`.
     public func enqueue(_ flow: FlowRecord, tasks: [TaskRecord], source: String) throws(SpoolError) -> FlowSnapshot {
+        let startsNow = flow.after.isEmpty ? try hasRoomAtOnce() : false
+        let (directory, entry, sub) =
+            startsNow ? (runningFD, flow.flowId, Layout.queueRunning) : (waitingFD, Layout.waitingEntry(of: flow), Layout.queueWaiting)
         let tx = Transaction(spool)
-        let entry = Layout.waitingEntry(of: flow)
-        try tx.create([], as: entry, in: waitingFD, at: self.path.appending(Layout.queueWaiting))
+        try tx.create([], as: entry, in: directory, at: self.path.appending(sub))
         let created: FlowSnapshot
         do {
             created = try spool.create([FlowDraft(flow: flow, tasks: tasks, source: source)], in: tx)[0].get()
             try tx.end()
         } catch {
-            try? waitingFD.removeAt(entry)
+            try? directory.removeAt(entry)
             throw error
         }
         return created
+    }
+
+    /// Whether a new job may take a slot without waiting: nothing waits (it would start
+    /// first), and fewer than `slots` entries are in `running/`, each counted as holding a
+    /// slot (unread: one whose supervisor died makes the job wait for the hand-off instead).
+    func hasRoomAtOnce() throws(SpoolError) -> Bool {
+        let listed = try entries()
+        guard listed.waiting.isEmpty else { return false }
+        guard let limit = try settings().slots else { return true }
+        return listed.running.count < limit
     }
 
     /// Adds a waiting entry for the existing flow `flow` (durable when this returns), for
@@ -150,14 +166,15 @@ public final class LockedQueue {
     /// `start`, which forks the job's supervisor and records it (`Runner`); a job it could
     /// not start stays in `running/`, unheld, and the next hand-off starts it. Returns the
     /// jobs after: those holding a slot, then the entries still waiting (unread past the
-    /// last free slot).
+    /// last free slot). `created`, a job the caller has just enqueued under this lock, is
+    /// not read again.
     @discardableResult
-    public func handOff(start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> QueueJobs {
+    public func handOff(created: FlowSnapshot? = nil, start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> QueueJobs {
         let limit = try settings().slots
         let listed = try entries()
         var running: [String] = []
         for id in listed.running {
-            if try holdsSlot(id, start: start) { running.append(id) }
+            if try holdsSlot(id, known: created?.flow.flowId == id ? created : nil, start: start) { running.append(id) }
         }
         // (2) Jobs run after other flows: those whose turn has not come are set aside here.
         var ready: [String: FlowSnapshot] = [:]
@@ -188,7 +205,7 @@ public final class LockedQueue {
                 waiting += listed.waiting[index...].filter { !gone.contains($0.name) }.map(\.flowId)
                 break
             }
-            var snap = ready[entry.name]
+            var snap = ready[entry.name] ?? (created?.flow.flowId == entry.flowId ? created : nil)
             if snap == nil { snap = try live(entry.flowId, entry: entry.name, in: waitingFD) }
             guard let snap else { continue }
             do { try waitingFD.renameAt(entry.name, to: runningFD, entry.flowId) } catch {
@@ -209,7 +226,8 @@ public final class LockedQueue {
     /// Whether the job of `running/<id>` holds a slot: without a read when its supervisor
     /// holds the entry's lock (`SlotHold`); else its flow is read under that lock, the entry
     /// removed when the flow ended (false), and the job started when no supervisor took it.
-    func holdsSlot(_ id: String, start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> Bool {
+    /// A `known` snapshot of the flow stands in for that read.
+    func holdsSlot(_ id: String, known: FlowSnapshot? = nil, start: (FlowSnapshot) throws(SpoolError) -> Void) throws(SpoolError) -> Bool {
         let entry: FileDescriptor
         do { entry = try runningFD.openAt(id, .readOnly) } catch {
             if error == .noSuchFileOrDirectory { return false }  // its supervisor removed it meanwhile
@@ -225,7 +243,7 @@ public final class LockedQueue {
             return true
         }
         let snap: FlowSnapshot?
-        do { snap = try live(id, entry: id, in: runningFD) } catch {
+        do { snap = if let known { known } else { try live(id, entry: id, in: runningFD) } } catch {
             entry.closeQuietly()
             throw error
         }

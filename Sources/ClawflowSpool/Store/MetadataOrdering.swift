@@ -17,26 +17,47 @@ import SystemPackage
 /// removal was not flushed came back naming an inode that had been freed and reused by
 /// another file. Writers ask this question to pay for those filesystems only.
 public enum MetadataOrdering {
-    private static let known = Mutex<[UInt64: Bool]>([:])
+    /// What a filesystem promises about its metadata.
+    enum Promise {
+        /// Nothing: directory blocks, inodes and bitmaps are written back independently.
+        case none
+        /// Each change is durable as a whole (a directory's flush carries the inodes it names).
+        case wholeChanges
+        /// Also, changes reach the disk in the order they were made: one journal or log holds
+        /// every change of the filesystem, and a flush commits it up to now (ext4 with a
+        /// journal, XFS; tmpfs and ramfs keep nothing anyway). Btrfs and ZFS do not promise
+        /// this: the flush of one directory logs that directory's changes only.
+        case inOrder
+    }
+
+    private static let known = Mutex<[UInt64: Promise]>([:])
 
     /// True when the filesystem holding `fd` orders its metadata: ext4 with a journal, XFS,
     /// Btrfs, ZFS, and tmpfs and ramfs (which keep nothing across a power cut anyway).
     /// Anything else — ext4 without a journal, and filesystems not known here — is treated
     /// as unordered, which costs flushes, never safety. Decided once per filesystem.
-    public static func isOrdered(_ fd: FileDescriptor) -> Bool {
-        guard let device = try? fd.status().device else { return false }
+    public static func isOrdered(_ fd: FileDescriptor) -> Bool { promise(fd) != .none }
+
+    /// True when, on the filesystem holding `fd`, a rename made before another is never
+    /// durable after it (`Promise.inOrder`): a writer need not flush between two renames to
+    /// keep their order there.
+    public static func keepsOrder(_ fd: FileDescriptor) -> Bool { promise(fd) == .inOrder }
+
+    static func promise(_ fd: FileDescriptor) -> Promise {
+        guard let device = try? fd.status().device else { return .none }
         if let answer = known.withLock({ $0[device] }) { return answer }
         let answer = decide(fd, device: device)
         known.withLock { $0[device] = answer }
         return answer
     }
 
-    private static func decide(_ fd: FileDescriptor, device: UInt64) -> Bool {
+    private static func decide(_ fd: FileDescriptor, device: UInt64) -> Promise {
         switch UInt64(truncatingIfNeeded: clawflow_fd_filesystem_magic(fd.rawValue)) {
-        case 0xEF53: return ext4HasJournal(device: device)
-        case 0x5846_5342, 0x9123_683E, 0x2FC1_2FC1: return true  // XFS, Btrfs, ZFS
-        case 0x0102_1994, 0x8584_58F6: return true  // tmpfs, ramfs
-        default: return false
+        case 0xEF53: return ext4HasJournal(device: device) ? .inOrder : .none
+        case 0x5846_5342: return .inOrder  // XFS
+        case 0x9123_683E, 0x2FC1_2FC1: return .wholeChanges  // Btrfs, ZFS
+        case 0x0102_1994, 0x8584_58F6: return .inOrder  // tmpfs, ramfs
+        default: return .none
         }
     }
 

@@ -35,10 +35,15 @@ extension Spool {
     /// apply `body` and the rules → write the changed records durably → move the owner link
     /// if the lookup rule now picks another flow → append to events.jsonl → unlock
     /// (spool-layout.md, "Writing").
-    public func mutate<T>(flow flowId: String, source: String, _ body: (inout FlowChange) throws(SpoolError) -> T) throws(SpoolError) -> (
+    /// A `file` given joins the change's first barrier (the supervisor's new log, which must
+    /// be durable before the flush of `tasks/` that makes its name durable).
+    public func mutate<T>(
+        flow flowId: String, source: String, flushing file: (fd: FileDescriptor, path: FilePath)? = nil, _ body: (inout FlowChange) throws(SpoolError) -> T
+    ) throws(SpoolError) -> (
         result: T, snapshot: FlowSnapshot
     ) {
         let tx = Transaction(self)
+        if let file { tx.barrier.add(file: file.fd, file.path, owned: false) }
         let changed = try change(flow: flowId, source: source, in: tx, body)
         try tx.end()
         return changed
@@ -110,9 +115,11 @@ extension Spool {
         let stagedDeliveries = try stageDeliveries(deliveries, in: tx)
         try tx.flush()
         // Barrier 2: the task files, durable before the manifest moves (spool-layout.md,
-        // "Interrupted writes").
+        // "Interrupted writes"); where the filesystem keeps its changes in order, their
+        // renames, made first, cannot be durable after the manifest's, and the last barrier
+        // carries both.
         for staged in stagedTasks { try tx.commit(staged) }
-        if !stagedTasks.isEmpty { try tx.flush() }
+        if !stagedTasks.isEmpty, !MetadataOrdering.keepsOrder(dir) { try tx.flush() }
         // The last barrier (the caller's `end`): cancel markers, which follow the task files
         // they derive from (spool-layout.md, "Cancel markers"), the manifest, the owner link
         // and the events, flushed together.

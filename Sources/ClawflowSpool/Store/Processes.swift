@@ -60,30 +60,59 @@ public struct ProcStat: Sendable {
 
     /// Reads /proc/<pid>/stat; nil when the process is gone (or /proc hides it).
     public init?(pid: Int32) {
-        guard let text = ProcStat.read("/proc/\(pid)/stat") else { return nil }
-        self.init(text: text)
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        // A stat line is shorter than 1 KiB; parsed where it was read, without a String.
+        let parsed: ProcStat?? = withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 1) { line in
+            guard case .success(let count) = valueOrErrno({ Glibc.read(fd, line.baseAddress, line.count) }), count > 0 else { return nil }
+            return .some(ProcStat(line: UnsafeRawBufferPointer(rebasing: line[..<count])))
+        }
+        guard let parsed, let parsed else { return nil }
+        self = parsed
     }
 
     /// Parses a stat line; the command name (field 2) may hold spaces and parentheses, so
     /// fields are counted after its last ')'.
     public init?(text: String) {
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let rest = text[text.index(after: close)...].split(separator: " ")
-        // rest[0] is field 3 (state); field n is rest[n - 3].
-        guard rest.count > 19, let state = rest[0].first, let pgrp = Int32(rest[2]), let start = Int64(rest[19]) else { return nil }
-        self.state = state
-        processGroup = pgrp
-        startTime = start
+        var text = text
+        guard let parsed = text.withUTF8({ ProcStat(line: UnsafeRawBufferPointer($0)) }) else { return nil }
+        self = parsed
     }
 
-    /// The first 1 KiB of a /proc file (a stat line is shorter), or nil.
-    static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 1024)
-        guard case .success(let n) = valueOrErrno({ buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }), n > 0 else { return nil }
-        return String(decoding: buffer[0..<n], as: UTF8.self)
+    /// The parse of `init?(text:)`, on the line's bytes.
+    private init?(line: UnsafeRawBufferPointer) {
+        guard let close = line.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 2  // the field the bytes after `close` belong to
+        var state: UInt8 = 0
+        var group: Int64 = 0
+        var start: Int64 = 0
+        var digits = 0  // digits seen in the current field (fields 5 and 22)
+        var i = close + 1
+        while i < line.count {
+            let byte = line[i]
+            i += 1
+            if byte == UInt8(ascii: " ") {
+                if field == 5 || field == 22, digits == 0 { return nil }
+                if field == 22 { break }
+                field += 1
+                digits = 0
+                continue
+            }
+            switch field {
+            case 3: if state == 0 { state = byte }
+            case 5, 22:
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < 18 else { return nil }
+                let value = Int64(byte - UInt8(ascii: "0"))
+                if field == 5 { group = group * 10 + value } else { start = start * 10 + value }
+                digits += 1
+            default: break
+            }
+        }
+        guard field == 22, digits > 0, state != 0, group <= Int64(Int32.max) else { return nil }
+        self.state = Character(Unicode.Scalar(state))
+        processGroup = Int32(group)
+        startTime = start
     }
 }
 
