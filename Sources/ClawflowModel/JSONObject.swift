@@ -35,7 +35,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
         let ordered = sorted ? members : members.sorted { JSON.keyOrder($0.0, $1.0) }
         if !sorted {
-            for i in ordered.indices.dropFirst() where ordered[i - 1].0 == ordered[i].0 {
+            for i in ordered.indices.dropFirst() where JSON.keyCompare(ordered[i - 1].0, ordered[i].0) == 0 {
                 duplicate = ordered[i].0
                 return nil
             }
