@@ -65,14 +65,17 @@ struct FlowsList: SpoolCommand {
                 case .success(let snap):
                     if let wanted, snap.flow.status != wanted { return Listed() }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
-                    var item = Listed(flow: json ? nil : snap.flow, counted: Pressure.Counted(snap.flow), summary: TaskSummary(snap.tasks))
-                    item.started = snap.tasks.compactMap(\.startedAt).min()
-                    if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
-                        item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
-                    }
+                    var item = Listed(flow: json ? nil : snap.flow, counted: Pressure.Counted(snap.flow))
                     if json {
                         item.json.reserveCapacity(4096)  // a flow with a few tasks, without growing
                         Render.writeFlow(snap, into: &item.json, indent: 2)
+                    } else {
+                        // What only the table shows.
+                        item.summary = TaskSummary(snap.tasks)
+                        item.started = snap.tasks.compactMap(\.startedAt).min()
+                        if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
+                            item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
+                        }
                     }
                     item.failures = snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) }
                     return item
