@@ -96,8 +96,15 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     flush_current = &job;
-    /* Wake only the helpers this job can use (the caller takes one item itself). */
-    for (int t = 0; t < count - 1 && t < flush_threads_started; t++) pthread_cond_signal(&flush_work);
+    /* Wake only the helpers this job can use (the caller takes one item itself), with the
+     * mutex let go first: a helper woken while the caller holds it runs only to block on it,
+     * and on a busy machine the caller may then wait a time slice for its CPU back (a perf
+     * trace showed 2.6 ms). A helper checks for the job under the mutex before it sleeps, so
+     * none misses it. */
+    int wake = count - 1 < flush_threads_started ? count - 1 : flush_threads_started;
+    pthread_mutex_unlock(&flush_mutex);
+    for (int t = 0; t < wake; t++) pthread_cond_signal(&flush_work);
+    pthread_mutex_lock(&flush_mutex);
     clawflow_flush_run(&job);
     while (job.finished < job.count) pthread_cond_wait(&flush_done, &flush_mutex);
     flush_current = NULL;

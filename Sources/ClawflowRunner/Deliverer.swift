@@ -48,8 +48,7 @@ public struct Deliverer: Sendable {
     /// deliverer is at work, forks a detached deliverer (`runDetached`). Call it where no
     /// other thread of this process is at work (a command's end, a supervisor).
     public static func kick(_ spool: Spool, source: String) {
-        let names = spool.deliveryNames()
-        guard Deliverer(spool: spool, source: source).dueCount(names, limit: 1) > 0 else { return }
+        guard Deliverer(spool: spool, source: source).dueCount(spool.deliveryListing(), limit: 1) > 0 else { return }
         // A probe of the lock: held, a deliverer is at work and looks again once it lets go.
         guard let probe = spool.lockDeliveries() else { return }
         probe.closeQuietly()
@@ -96,17 +95,18 @@ public struct Deliverer: Sendable {
             wait = false
             next = deliverDue()
             lock.closeQuietly()
-            if dueCount(spool.deliveryNames(), limit: 1) == 0 { break }
+            if dueCount(spool.deliveryListing(), limit: 1) == 0 { break }
         }
         return .idle(nextRetry: next)
     }
 
-    /// How many of `names` (up to `limit`) are this user's and due now.
-    func dueCount(_ names: [String], limit: Int) -> Int {
+    /// How many of a listing's deliveries (up to `limit`) are this user's and due now; its
+    /// orphans, a crash's leftovers to adopt or remove, count as due.
+    func dueCount(_ listing: (names: [String], orphans: [String]), limit: Int) -> Int {
         let now = Spool.now()
-        var count = spool.orphanedDeliveries().count  // a crash's leftovers: to adopt or remove
+        var count = listing.orphans.count
         if count >= limit { return count }
-        for name in names {
+        for name in listing.names {
             guard let (d, owner) = try? spool.readDelivery(name), owner == geteuid() else { continue }
             if let at = d.nextAttemptAt, at > now { continue }
             count += 1

@@ -257,16 +257,27 @@ public struct Supervisor: Sendable {
                 ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { if let s = reapChildren(main: pid) { status = s } })
             }
         }
-        // A timed-out or cancelled command takes its whole group with it.
-        let cancelled = (try? spool.task(flowId: flowId, taskId: taskId))?.cancelRequestedAt != nil
-        if timedOut || cancelled { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
+        // A timed-out command takes its whole group with it.
+        if timedOut { ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) }) }
         // What the command wrote before it exited is in the pipe; a process it left running
         // gets EPIPE (or SIGPIPE) when it writes after this.
         relay.pass(into: &log)
-        // The same write queues a sequence's next step when this one succeeded: there is no
-        // moment in which the flow has no active task naming this supervisor and still more to run.
+        // The write that records the end finds, under the flow's lock, whether a cancel was
+        // asked for (then the end is `cancelled`). A cancelled command takes its whole group
+        // with it too, before the write: when members of the group are left, the write is
+        // made after they are ended. The same write queues a sequence's next step when this
+        // one succeeded: there is no moment in which the flow has no active task naming this
+        // supervisor and still more to run.
+        let exit = status!
+        let written = try record(taskId, thenQueueNextStepOf: me) { (cancelled) -> TaskUpdate? in
+            if cancelled, !timedOut, ProcessGroup.isAlive(pid) { return nil }
+            return Supervisor.outcome(status: exit, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds)
+        }
+        if let snapshot = written { return snapshot }
+        ProcessGroup.end(pid, grace: Supervisor.timeoutGrace, reap: { _ = reapChildren(main: pid) })
+        relay.pass(into: &log)
         return try record(
-            taskId, Supervisor.outcome(status: status!, timedOut: timedOut, cancelled: cancelled, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
+            taskId, Supervisor.outcome(status: exit, timedOut: timedOut, cancelled: true, timeout: task.timeoutSeconds), thenQueueNextStepOf: me)
     }
 
     /// Records that the command could not be started (not found, not executable, no such
@@ -339,11 +350,23 @@ public struct Supervisor: Sendable {
         _ taskId: String, _ update: TaskUpdate, thenQueueNextStepOf supervisor: ProcessIdentity? = nil,
         flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil
     ) throws(SpoolError) -> FlowSnapshot {
+        // (An update that is always made: the write happens, so there is a snapshot.)
+        try record(taskId, thenQueueNextStepOf: supervisor, flushing: newLog) { _ in update }!
+    }
+
+    /// `record`, with the update chosen under the flow's lock: `update` is told whether a
+    /// cancel was asked for the task, and returns nil to write nothing now (the result is
+    /// then nil too).
+    func record(
+        _ taskId: String, thenQueueNextStepOf supervisor: ProcessIdentity? = nil, flushing newLog: (fd: FileDescriptor, path: FilePath)? = nil,
+        _ update: (_ cancelRequested: Bool) -> TaskUpdate?
+    ) throws(SpoolError) -> FlowSnapshot? {
         defer { Deliverer.kick(spool, source: "runner") }  // a notification this write recorded goes out at once
         do {
-            return try spool.mutate(flow: flowId, source: "runner", flushing: newLog) { (change) throws(SpoolError) in
+            let (written, snapshot) = try spool.mutate(flow: flowId, source: "runner", flushing: newLog) { (change) throws(SpoolError) -> Bool in
                 guard var task = change.tasks[taskId] else { throw SpoolError.taskNotFound(taskId) }
-                if task.status.isTerminal { return }
+                if task.status.isTerminal { return true }
+                guard let update = update(task.cancelRequestedAt != nil) else { return false }
                 _ = Rules.apply(update, to: &task, at: change.now)
                 change.tasks[taskId] = task
                 if let supervisor { _ = queueNextStep(&change, supervisor: supervisor) }
@@ -352,7 +375,9 @@ public struct Supervisor: Sendable {
                 {
                     try queueAutomaticRetry(&change, after: task, supervisor: supervisor)
                 }
-            }.snapshot
+                return true
+            }
+            return written ? snapshot : nil
         } catch {
             throw error
         }
@@ -363,6 +388,9 @@ public struct Supervisor: Sendable {
 struct OutputRelay {
     /// The read end (-1 once it reached its end or was closed).
     private(set) var fd: Int32
+    /// Where output is read into: made once (zeroing 64 KiB at every wake-up cost more than
+    /// the rest of a quiet command's relay).
+    private var buffer = [UInt8](repeating: 0, count: 65536)
 
     init(_ end: FileDescriptor) {
         fd = end.rawValue
@@ -373,7 +401,7 @@ struct OutputRelay {
     /// gone), closes the pipe.
     mutating func pass(into log: inout TaskLog) {
         guard fd >= 0 else { return }
-        var buffer = [UInt8](repeating: 0, count: 65536)
+        let fd = fd
         while true {
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n > 0 {

@@ -166,10 +166,7 @@ struct FsckTests {
 
     @Test("a queued job that lost its queue entry is a finding and --repair puts it back; an entry of no live flow is a note --repair removes")
     func queueEntries() throws {
-        let spool = TemporarySpool()
-        let gate = spool.parent + "/gate"
-        let out = spool.parent + "/out"
-        #expect(spool.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let (spool, gate, out) = gatedQueue("one", slots: 1)
         let blocker = spool.startJob(["--owner", "blocker", "--queue", "one"] + gatedCommand(gate, out, "blocker"))
         let queued = spool.startJob(["--owner", "queued", "--queue", "one", "--", "sh", "-c", "echo queued >> \(out)"])
         let waiting = spool.file("queues/one/waiting")

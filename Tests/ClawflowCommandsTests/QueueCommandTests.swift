@@ -31,10 +31,7 @@ struct QueueCommandTests {
 
     @Test("the hand-off of a full queue reads no flow: each running job's supervisor holds the lock of its entry")
     func fullQueueReadsNothing() throws {
-        let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate"
-        let out = tmp.parent + "/out"
-        #expect(tmp.run(["queue", "set", "two", "--slots", "2"]).status == 0)
+        let (tmp, gate, out) = gatedQueue("two", slots: 2)
         let running = (0..<2).map { tmp.startJob(["--owner", "r\($0)", "--queue", "two"] + gatedCommand(gate, out, "r\($0)")).flow }
         let waiting = (0..<5).map { tmp.startJob(["--owner", "w\($0)", "--queue", "two", "--", "true"]).flow }
         for flow in running { waitForFlow(tmp, flow) { $0["status"] as? String == "running" } }
@@ -53,10 +50,7 @@ struct QueueCommandTests {
 
     @Test("a job with a free slot and nothing ahead of it is entered straight into running/; one behind a full queue waits in waiting/")
     func entryGoesWhereTheJobStands() throws {
-        let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate"
-        let out = tmp.parent + "/out"
-        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let (tmp, gate, out) = gatedQueue("one", slots: 1)
         func traced(_ arguments: [String]) -> (flow: String, lines: [String]) {
             let trace = tmp.parent + "/trace"
             let r = runProgram(
@@ -82,10 +76,7 @@ struct QueueCommandTests {
 
     @Test("a supervisor whose job ended runs the next waiting job itself: a queue's jobs go through one process, as a worker's")
     func supervisorAdoptsNextJob() throws {
-        let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate"
-        let out = tmp.parent + "/out"
-        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let (tmp, gate, out) = gatedQueue("one", slots: 1)
         let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first")).flow
         let rest = (0..<3).map { tmp.startJob(["--owner", "next\($0)", "--queue", "one", "--", "sh", "-c", "echo next\($0) >> \(out)"]).flow }
         _ = FileManager.default.createFile(atPath: gate, contents: nil)

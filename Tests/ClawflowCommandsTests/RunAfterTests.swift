@@ -6,10 +6,7 @@ import Testing
 struct RunAfterTests {
     @Test("a job waits, holding no slot, until every flow it runs after succeeded, and flows show says what it waits for")
     func waitsForAll() {
-        let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate"
-        let out = tmp.parent + "/out"
-        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let (tmp, gate, out) = gatedQueue("one", slots: 1)
         let a = tmp.startJob(["--owner", "a"] + gatedCommand(gate, out, "a"))
         let b = tmp.startJob(["--owner", "b", "--queue", "one", "--after", "a", "--", "sh", "-c", "echo b >> \(out)"])
         let c = tmp.startJob(["--owner", "c", "--queue", "one", "--after", "a", "b", "--", "sh", "-c", "echo c >> \(out)"])
@@ -50,10 +47,7 @@ struct RunAfterTests {
 
     @Test("flows show says a queued job waits for a slot; --after an unknown flow is refused")
     func slotAndUnknown() {
-        let tmp = TemporarySpool()
-        let gate = tmp.parent + "/gate"
-        let out = tmp.parent + "/out"
-        #expect(tmp.run(["queue", "set", "one", "--slots", "1"]).status == 0)
+        let (tmp, gate, out) = gatedQueue("one", slots: 1)
         let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first"))
         let second = tmp.startJob(["--owner", "second", "--queue", "one", "--", "true"])
         #expect(tmp.value(["flows", "show", "second"]).contains("  Waiting for:      a slot of queue one\n"))

@@ -176,6 +176,24 @@ struct RunCommandTests {
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 
+    @Test("a cancelled command whose group has a member ignoring SIGTERM ends cancelled with no process of its group left")
+    func cancelStubbornGroup() throws {
+        let tmp = TemporarySpool()
+        let marker = "sleep 1002\(getpid())"
+        // The command's main process dies of the SIGTERM; a member of its group ignores it.
+        let (flow, task) = tmp.startJob(["--owner", "cs", "--", "sh", "-c", "(trap '' TERM; sh -c '\(marker)') & sleep 300"])
+        waitForFlow(tmp, flow) { tasksOf($0).first?["status"] as? String == "running" }
+        usleep(300_000)
+        #expect(!processes(containing: marker).isEmpty)
+        let r = tmp.run(["flows", "cancel", flow, "--grace", "1s"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let shown = waitForFlow(tmp, flow, until: isEnded)
+        #expect(shown["status"] as? String == "cancelled")
+        #expect(tasksOf(shown).map { $0["taskId"] as? String } == [task] && tasksOf(shown).first?["status"] as? String == "cancelled")
+        #expect(processes(containing: marker).isEmpty, "a process of the group is left")
+        #expect(tmp.run(["fsck"]).status == 0)
+    }
+
     @Test("a supervisor killed with SIGKILL leaves its task lost at the next read, and the command's group ended")
     func lostSupervisor() throws {
         let tmp = TemporarySpool()

@@ -180,6 +180,14 @@ func gatedCommand(_ gate: String, _ out: String, _ name: String, exit code: Int 
     ["--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.02; done; echo \(name) >> \(out); exit \(code)"]
 }
 
+/// A new spool whose queue `name` has `slots` slots, and the gate and output files for
+/// `gatedCommand` beside it.
+func gatedQueue(_ name: String, slots: Int, sourceLocation: SourceLocation = #_sourceLocation) -> (TemporarySpool, gate: String, out: String) {
+    let tmp = TemporarySpool()
+    #expect(tmp.run(["queue", "set", name, "--slots", String(slots)]).status == 0, sourceLocation: sourceLocation)
+    return (tmp, tmp.parent + "/gate", tmp.parent + "/out")
+}
+
 /// The lines of a command's stdout, without the final empty one.
 func lines(_ text: String) -> [String] {
     text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }

@@ -17,6 +17,11 @@ struct TimestampAndIdTests {
         #expect(Timestamp(iso8601: text)?.milliseconds == ms)
     }
 
+    @Test("a year past 9999 prints with all its digits")
+    func farFuture() {
+        #expect(Timestamp(milliseconds: 253_402_300_800_000 + 3_723_004).description == "10000-01-01T01:02:03.004Z")
+    }
+
     @Test("offsets and shorter fractions parse; nonsense does not")
     func parsing() {
         #expect(Timestamp(iso8601: "2026-11-24T10:15:02.5+01:00")?.description == "2026-11-24T09:15:02.500Z")

@@ -186,12 +186,18 @@ extension Spool {
 
     /// The temp files in `notify/` of writers that are gone: deliveries whose rename a crash
     /// may have lost after their record's (or those of a write that never got so far).
-    public func orphanedDeliveries() -> [String] {
-        guard let dir = notifyDirectory.fd, let entries = try? dir.entries() else { return [] }
-        return entries.map(\.name).filter { name in
+    public func orphanedDeliveries() -> [String] { deliveryListing().orphans }
+
+    /// One listing of `notify/`: the names that may be deliveries (no dot-files), in recording
+    /// order, and the temp files of writers that are gone (`orphanedDeliveries`).
+    public func deliveryListing() -> (names: [String], orphans: [String]) {
+        guard let dir = notifyDirectory.fd, let entries = try? dir.entries() else { return ([], []) }
+        let names = entries.filter { !$0.name.hasPrefix(".") && $0.kind != .directory && Layout.deliveryId(fromFile: $0.name) != nil }.map(\.name).sorted()
+        let orphans = entries.map(\.name).filter { name in
             guard let pid = Layout.tempWriterPid(name), Layout.deliveryId(fromTemp: name) != nil else { return false }
             return !writerMayRun(pid, entry: name, in: dir)
         }
+        return (names, orphans)
     }
 
     /// Renames into place each orphaned delivery whose record is on disk at least as new as
@@ -223,10 +229,7 @@ extension Spool {
 
     /// The names in `notify/` that may be deliveries (no dot-files), in recording order; empty
     /// when there is no `notify/`. One getdents: cheap enough for every command to ask.
-    public func deliveryNames() -> [String] {
-        guard let dir = notifyDirectory.fd, let entries = try? dir.entries() else { return [] }
-        return entries.filter { !$0.name.hasPrefix(".") && $0.kind != .directory && Layout.deliveryId(fromFile: $0.name) != nil }.map(\.name).sorted()
-    }
+    public func deliveryNames() -> [String] { deliveryListing().names }
 
     /// The lock that makes one deliverer per spool: an exclusive `flock` on `notify/`, taken
     /// without waiting unless `wait`. The open, locked directory, or nil when another
