@@ -76,11 +76,11 @@ fi
 
 step "tools"
 mkdir -p "$WORK/bin"
-for prog in mkspool rawread timeit; do
+for prog in mkspool rawread listfloor timeit; do
     cc -O2 -o "$WORK/bin/$prog" "$HERE/$prog.c" || fail "cc $prog.c"
 done
-MKSPOOL="$WORK/bin/mkspool" RAWREAD="$WORK/bin/rawread" TIMEIT="$WORK/bin/timeit"
-say "compiled mkspool, rawread, timeit (cc -O2) into $WORK/bin"
+MKSPOOL="$WORK/bin/mkspool" RAWREAD="$WORK/bin/rawread" LISTFLOOR="$WORK/bin/listfloor" TIMEIT="$WORK/bin/timeit"
+say "compiled mkspool, rawread, listfloor, timeit (cc -O2) into $WORK/bin"
 
 # The fixtures live on a private ext4 filesystem (a sparse image file in $WORK, loop-mounted)
 # when we can mount one: deleting ~1 million small files from the shared /tmp filesystem takes
@@ -141,6 +141,12 @@ say "  clawflow flows list --json: $listing"
 raw=$("$RAWREAD" "$MID") || fail "rawread: $raw"
 say "  $raw"
 [[ "$raw" == "rawread: $MID_N flows, $((MID_N * (MID_TASKS + 1))) files,"* ]] || fail "rawread saw the wrong number of files"
+# The C floor of item 1 must print what clawflow prints, byte for byte.
+"$BIN" --spool "$MID" flows list --json >"$WORK/list-clawflow.json" || fail "flows list --json"
+"$LISTFLOOR" "$MID" >"$WORK/list-floor.json" || fail "listfloor"
+cmp -s "$WORK/list-clawflow.json" "$WORK/list-floor.json" || fail "listfloor's output differs from clawflow flows list --json (cmp $WORK/list-*.json)"
+say "  listfloor: the same $(wc -c <"$WORK/list-floor.json") bytes as clawflow flows list --json"
+rm -f "$WORK/list-clawflow.json" "$WORK/list-floor.json"
 
 SMALL_KEY=owner-0
 LARGE_KEY=owner-$((LARGE_N / 2))
@@ -151,13 +157,15 @@ say "  flows show $LARGE_KEY (100,000 flows): $large_show"
 [[ "${small_show/$SMALL_KEY/K}" == "${large_show/$LARGE_KEY/K}" ]] || fail "the two owner lookups resolve to flows of different shapes"
 
 # ---- 1. flows list --json vs raw read ------------------------------------------------------
-step "1. flows list --json, $MID_N flows x $MID_TASKS tasks, vs raw read ($WARMUP warm-up + $LIST_RUNS timed runs each, interleaved)"
-times=$("$TIMEIT" "$WARMUP" "$LIST_RUNS" -- "$BIN" --spool "$MID" flows list --json ::: "$RAWREAD" "$MID") || fail "timing flows list"
-read -r L_MED L_MIN L_MAX _ L_N L_USR L_SYS R_MED R_MIN R_MAX _ R_N R_USR R_SYS <<<"$(tr '\n' ' ' <<<"$times")"
+step "1. flows list --json, $MID_N flows x $MID_TASKS tasks, vs raw read and the C floor ($WARMUP warm-up + $LIST_RUNS timed runs each, interleaved)"
+times=$("$TIMEIT" "$WARMUP" "$LIST_RUNS" -- "$BIN" --spool "$MID" flows list --json ::: "$RAWREAD" "$MID" ::: "$LISTFLOOR" "$MID") || fail "timing flows list"
+read -r L_MED L_MIN L_MAX _ L_N L_USR L_SYS R_MED R_MIN R_MAX _ R_N R_USR R_SYS F_MED F_MIN F_MAX _ F_N F_USR F_SYS <<<"$(tr '\n' ' ' <<<"$times")"
 say "  clawflow: median $L_MED s (min $L_MIN, max $L_MAX; cpu user $L_USR s, sys $L_SYS s)"
 say "  raw read: median $R_MED s (min $R_MIN, max $R_MAX; cpu user $R_USR s, sys $R_SYS s)"
+say "  C floor:  median $F_MED s (min $F_MIN, max $F_MAX; cpu user $F_USR s, sys $F_SYS s)"
 L_CPU=$(awk -v u="$L_USR" -v s="$L_SYS" 'BEGIN { printf "%.2f", u + s }')
 R_CPU=$(awk -v u="$R_USR" -v s="$R_SYS" 'BEGIN { printf "%.2f", u + s }')
+F_CPU=$(awk -v u="$F_USR" -v s="$F_SYS" 'BEGIN { printf "%.2f", u + s }')
 
 # ---- 2. flows show <owner> on 100 vs 100,000 flows ----------------------------------------
 step "2. flows show <owner key>, 100 vs 100,000 flows ($WARMUP warm-up + $SHOW_RUNS timed runs each, interleaved)"
@@ -175,6 +183,7 @@ step "2b. tasks show <run id>, 100 vs 100,000 flows ($WARMUP warm-up + $SHOW_RUN
 for spool in "$SMALL" "$LARGE"; do
     "$BIN" --spool "$spool" tasks add --owner bench-run --runtime subagent --status running --run-id bench-run-1 >/dev/null || fail "tasks add --run-id"
 done
+LARGE_TASKS=$((LARGE_N + 1)) # mkspool's one task per mirrored flow, and this one (3c counts them)
 times=$("$TIMEIT" "$WARMUP" "$SHOW_RUNS" -- "$BIN" --spool "$SMALL" tasks show bench-run-1 ::: "$BIN" --spool "$LARGE" tasks show bench-run-1) || fail "timing tasks show <run id>"
 read -r RS_MED _ _ _ RS_N _ _ RB_MED _ <<<"$(tr '\n' ' ' <<<"$times")"
 say "  100 flows: median $(awk -v s="$RS_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms; 100,000 flows: median $(awk -v s="$RB_MED" 'BEGIN { printf "%.2f", s * 1000 }') ms"
@@ -237,7 +246,8 @@ t0=$(date +%s.%N)
 "$BIN" --spool "$LARGE" fsck --repair >/dev/null 2>&1 || true  # exit 1: it reports what it repaired
 FR_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
 out=$("$BIN" --spool "$LARGE" fsck 2>&1) || fail "fsck after the rebuild: $(head -n 5 <<<"$out")"
-[[ $(find "$LARGE/index/tasks" -mindepth 1 -maxdepth 1 | wc -l) == "$LARGE_N" ]] || fail "the rebuilt task index does not hold $LARGE_N tasks"
+indexed=$(find "$LARGE/index/tasks" -mindepth 1 -maxdepth 1 | wc -l)
+[[ $indexed == "$LARGE_TASKS" ]] || fail "the rebuilt task index holds $indexed tasks, not the spool's $LARGE_TASKS"
 say "  audit: median $FA_MED s; fsck --repair rebuilding index/tasks, index/owners, index/runs and owners/: $FR_S s; fsck afterwards: clean"
 
 # ---- quiet disk for 5 and 4 --------------------------------------------------------------
@@ -285,11 +295,12 @@ SWIFTV=$(swift --version 2>/dev/null | head -n 1 | sed 's/ (.*//')
 
 SUMMARY=$(cat <<EOF
 == clawflow benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -n): $(nproc) cores ${CPU:-?}, $(uname -sr), ${SWIFTV:-swift ?}) ==
-flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($L_N runs); raw read baseline: median $(printf '%.3f' "$R_MED") s ($R_N runs); ratio ${LIST_RATIO}x (target <= 2x: $(verdict "$LIST_RATIO" 2)); CPU time $L_CPU s vs $R_CPU s, $(ratio "$L_CPU" "$R_CPU")x
+flows list --json, 10,000 flows x 3 tasks: median $(printf '%.3f' "$L_MED") s ($L_N runs); raw read baseline: median $(printf '%.3f' "$R_MED") s ($R_N runs); ratio ${LIST_RATIO}x (target <= 2x: $(verdict "$LIST_RATIO" 2); issue 20, <= 1.5x: $(verdict "$LIST_RATIO" 1.5)); CPU time $L_CPU s vs $R_CPU s, $(ratio "$L_CPU" "$R_CPU")x
+flows list --json beside its C floor (listfloor.c: the same reads, lock and JSON parse, the same output, one thread): floor median $(printf '%.3f' "$F_MED") s, CPU $F_CPU s; clawflow $(ratio "$L_MED" "$F_MED")x the floor's wall time, $(ratio "$L_CPU" "$F_CPU")x its CPU time; floor / raw read $(ratio "$F_MED" "$R_MED")x
 flows show <owner>: 100 flows $(awk -v s="$S_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$B_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($S_N runs each); ratio ${SHOW_RATIO}x (target <= 1.3x: $(verdict "$SHOW_RATIO" 1.3)); process start-up alone (--help) $(awk -v s="$H_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms
 tasks show <run id>: 100 flows $(awk -v s="$RS_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms, 100,000 flows $(awk -v s="$RB_MED" 'BEGIN { printf "%.1f", s * 1000 }') ms ($RS_N runs each); ratio $(ratio "$RB_MED" "$RS_MED")x (no target; the same lookup decides where a task-update drop by runId goes)
 task transition: $X_REN file replaces (renames), $((X_FSYNC + X_FDATA + X_OSYNC)) fsync-family calls ($X_SYNC_TEXT), $X_APP events.jsonl append (target <= 2 replaces + 1 append: $X_VERDICT)
-audit over $LARGE_N flows: median $(printf '%.3f' "$A_MED") s, maintenance preview $(printf '%.3f' "$M_MED") s; raw read baseline $(printf '%.3f' "$RL_MED") s ($A_N runs each); ratios $(ratio "$A_MED" "$RL_MED")x and $(ratio "$M_MED" "$RL_MED")x (target <= 2x: $(verdict "$(ratio "$A_MED" "$RL_MED")" 2), $(verdict "$(ratio "$M_MED" "$RL_MED")" 2))
+audit over $LARGE_N flows: median $(printf '%.3f' "$A_MED") s, maintenance preview $(printf '%.3f' "$M_MED") s; raw read baseline $(printf '%.3f' "$RL_MED") s ($A_N runs each); ratios $(ratio "$A_MED" "$RL_MED")x and $(ratio "$M_MED" "$RL_MED")x (target <= 2x: $(verdict "$(ratio "$A_MED" "$RL_MED")" 2), $(verdict "$(ratio "$M_MED" "$RL_MED")" 2); issue 20, <= 1.5x: $(verdict "$(ratio "$A_MED" "$RL_MED")" 1.5), $(verdict "$(ratio "$M_MED" "$RL_MED")" 1.5))
 fsck --repair rebuilding every index and owner link of $LARGE_N flows: $(printf '%.3f' "$FR_S") s; audit of the same spool $(printf '%.3f' "$FA_MED") s; ratio $(ratio "$FR_S" "$FA_MED")x (target <= 10x: $(verdict "$(ratio "$FR_S" "$FA_MED")" 10))
 $WATCH_SUMMARY
 $NQ_SUMMARY

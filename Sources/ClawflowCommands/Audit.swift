@@ -86,12 +86,16 @@ struct Audit: SpoolCommand {
         if let code { findings = findings.filter { $0.code == code } }
         let errors = findings.filter { $0.severity == .error }.count
         if out.json {
+            // Each finding printed on its own, by every core (a spool of 100,000 flows can have
+            // tens of thousands), into the document `emit` puts around them.
+            let rendered = Spool.parallelMap(findings, minimum: 2048) { finding -> [UInt8] in
+                var bytes: [UInt8] = []
+                Audit.json(finding).write(into: &bytes, indent: 2, pretty: true)
+                return bytes
+            }
             out.emit(
-                .object(
-                    JSONObject([
-                        "summary": .object(JSONObject(["errors": .int(Int64(errors)), "warnings": .int(Int64(findings.count - errors))])),
-                        "findings": .array(findings.map(Audit.json)),
-                    ])))
+                ["summary": .object(JSONObject(["errors": .int(Int64(errors)), "warnings": .int(Int64(findings.count - errors))]))],
+                rendered: ["findings": rendered])
         } else if findings.isEmpty {
             out.print("No findings.")
         } else {

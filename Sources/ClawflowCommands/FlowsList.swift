@@ -34,9 +34,14 @@ struct FlowsList: SpoolCommand {
     @Option(help: ArgumentHelp("Only the newest N flows (N at least 1).", valueName: "N"))
     var limit: Int?
 
-    /// One flow as the listing needs it, worked out on the reading thread.
+    /// One flow as the listing needs it, worked out on the reading thread. With --json only
+    /// its rendering and what the status summary counts are kept, so the records are freed
+    /// on the reading threads, not one after another at the end.
     private struct Listed: Sendable {
+        /// The record, for the table (nil with --json).
         var flow: FlowRecord?
+        /// What the status summary counts; nil when the flow is not listed.
+        var counted: Pressure.Counted?
         var summary: TaskSummary?
         /// When its first task started, if one did.
         var started: Timestamp?
@@ -55,17 +60,23 @@ struct FlowsList: SpoolCommand {
         let json = out.json
         if let spool = try readSpool() {
             allIds = try spool.flowIds()
-            listed = try spool.flows { result in
+            listed = try spool.flows(ids: allIds) { result in
                 switch result {
                 case .success(let snap):
                     if let wanted, snap.flow.status != wanted { return Listed() }
                     if let ownerKey, snap.flow.ownerKey != ownerKey { return Listed() }
-                    var item = Listed(flow: snap.flow, summary: TaskSummary(snap.tasks))
-                    item.started = snap.tasks.compactMap(\.startedAt).min()
-                    if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
-                        item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
+                    var item = Listed(flow: json ? nil : snap.flow, counted: Pressure.Counted(snap.flow))
+                    if json {
+                        item.json.reserveCapacity(4096)  // a flow with a few tasks, without growing
+                        Render.writeFlow(snap, into: &item.json, indent: 2)
+                    } else {
+                        // What only the table shows.
+                        item.summary = TaskSummary(snap.tasks)
+                        item.started = snap.tasks.compactMap(\.startedAt).min()
+                        if let command = snap.tasks.last(where: \.isCommand), command.status.isTerminal {
+                            item.exit = command.exitCode.map { String($0) } ?? command.signal.map(sanitized)
+                        }
                     }
-                    if json { Render.flow(snap).write(into: &item.json, indent: 2, pretty: true) }
                     item.failures = snap.problems.map { SpoolError(.invalidRecord, $0.message, path: $0.path) }
                     return item
                 case .failure(let error):
@@ -73,9 +84,9 @@ struct FlowsList: SpoolCommand {
                 }
             }
         }
-        let matching = listed.filter { $0.flow != nil }
+        let matching = listed.filter { $0.counted != nil }
         let failures = listed.flatMap(\.failures)
-        let pressure = Pressure(matching.map { $0.flow! })
+        let pressure = Pressure(counting: matching.map { $0.counted! })
         let shown = limit.map { Array(matching.prefix($0)) } ?? matching
         let now = Spool.now()
         if out.json {

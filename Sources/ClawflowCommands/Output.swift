@@ -60,8 +60,11 @@ struct Output: Sendable {
     /// item each, at the indentation of an array item in a top-level member (so a big listing
     /// can be rendered in parallel). Keys are sorted across both kinds.
     func emit(_ members: [String: JSON], rendered: [String: [[UInt8]]]) {
+        // Written in batches of about 1 MiB: a listing of 10,000 flows is 18 MB, which one
+        // buffer would copy once more and fault in page by page.
+        let batch = 1 << 20
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(rendered.values.reduce(1 << 12) { $0 + $1.reduce(0) { $0 + $1.count + 6 } })
+        bytes.reserveCapacity(batch + (1 << 16))
         bytes.append(UInt8(ascii: "{"))
         let keys = (Array(members.keys) + Array(rendered.keys)).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         for (i, key) in keys.enumerated() {
@@ -74,6 +77,10 @@ struct Output: Sendable {
                 bytes.append(UInt8(ascii: "["))
                 for (j, item) in items.enumerated() {
                     bytes.append(contentsOf: Array((j == 0 ? "\n    " : ",\n    ").utf8))
+                    if bytes.count + item.count > batch, !bytes.isEmpty {
+                        writeBytes(1, bytes)
+                        bytes.removeAll(keepingCapacity: true)
+                    }
                     bytes.append(contentsOf: item)
                 }
                 bytes.append(contentsOf: Array("\n  ]".utf8))
@@ -167,6 +174,18 @@ struct Output: Sendable {
 /// JSON shapes of spool-layout.md / README ("JSON output").
 enum Render {
     /// A flow with its tasks and task summary, as `flows show --json` prints it.
+    /// Appends the text `flow(snap)` is written as, without building that object (a listing
+    /// prints thousands).
+    static func writeFlow(_ snap: FlowSnapshot, into out: inout [UInt8], indent: Int) {
+        var extra: [(key: String, value: JSON)] = []
+        if !snap.problems.isEmpty {
+            extra.append(("problems", .array(snap.problems.map { .object(["path": .string($0.path.string), "message": .string($0.message)]) })))
+        }
+        extra.append(("taskSummary", TaskSummary(snap.tasks).json))
+        extra.append(("tasks", .array(snap.tasks.map { .object($0.fields) })))
+        snap.flow.fields.write(into: &out, indent: indent, pretty: true, setting: extra)
+    }
+
     static func flow(_ snap: FlowSnapshot) -> JSON {
         var o = snap.flow.fields
         o["tasks"] = .array(snap.tasks.map { .object($0.fields) })

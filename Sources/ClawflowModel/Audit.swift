@@ -111,14 +111,20 @@ public enum AuditRules {
                     age(requested))
             }
         }
-        let byId = Set(tasks.map(\.taskId))
-        let missingSteps = (flow.steps ?? []).compactMap { $0.objectValue?["taskId"]?.stringValue }.filter { !byId.contains($0) }
-        if !missingSteps.isEmpty {
-            flowFinding(
-                .error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/", sinceUpdate)
-        }
-        if let blocked = flow.blockedTaskId, !byId.contains(blocked) {
-            flowFinding(.error, "blocked_task_missing", "flow \(id) is blocked on task \(blocked), which is not linked to it", sinceUpdate)
+        // The task ids are gathered only for a flow that names some (most name none).
+        let stepIds = (flow.steps ?? []).compactMap { $0.objectValue?["taskId"]?.stringValue }
+        let blockedTaskId = flow.blockedTaskId
+        if !stepIds.isEmpty || blockedTaskId != nil {
+            let byId = Set(tasks.map(\.taskId))
+            let missingSteps = stepIds.filter { !byId.contains($0) }
+            if !missingSteps.isEmpty {
+                flowFinding(
+                    .error, "missing_linked_tasks", "flow \(id) names step task(s) \(missingSteps.joined(separator: ", ")) that are not in its tasks/",
+                    sinceUpdate)
+            }
+            if let blocked = blockedTaskId, !byId.contains(blocked) {
+                flowFinding(.error, "blocked_task_missing", "flow \(id) is blocked on task \(blocked), which is not linked to it", sinceUpdate)
+            }
         }
         if let problem = timestampProblem(
             created: flow.createdAt, started: nil, updated: updated, ended: flow.endedAt, terminal: flow.isTerminal, updatedAfterEndIsWrong: true)

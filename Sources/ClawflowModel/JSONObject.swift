@@ -35,7 +35,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         }
         let ordered = sorted ? members : members.sorted { JSON.keyOrder($0.0, $1.0) }
         if !sorted {
-            for i in ordered.indices.dropFirst() where ordered[i - 1].0 == ordered[i].0 {
+            for i in ordered.indices.dropFirst() where JSON.keyCompare(ordered[i - 1].0, ordered[i].0) == 0 {
                 duplicate = ordered[i].0
                 return nil
             }
@@ -55,8 +55,9 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         var hi = keys.count
         while lo < hi {
             let mid = (lo + hi) / 2
-            if keys[mid] == key { return (mid, true) }
-            if JSON.keyOrder(keys[mid], key) { lo = mid + 1 } else { hi = mid }
+            let c = JSON.keyCompare(keys[mid], key)
+            if c == 0 { return (mid, true) }
+            if c < 0 { lo = mid + 1 } else { hi = mid }
         }
         return (lo, false)
     }

@@ -192,6 +192,27 @@ struct FieldTable: Sendable {
         names = table.map(\.key.rawValue)
         kinds = table.map(\.value)
         precondition(zip(names, names.dropFirst()).allSatisfy { JSON.keyOrder($0, $1) }, "a field table lists its keys out of byte order, or one twice")
+        var ends = [Int](repeating: 0, count: 128)
+        for name in names { ends[Int(name.utf8.first!)] += 1 }
+        for b in 1..<128 { ends[b] += ends[b - 1] }
+        endOfFirstByte = ends
+    }
+
+    /// For each ASCII byte, the end in `names` of the names beginning with it (they start at
+    /// the previous byte's end): a field is found by comparing it with the few names of its
+    /// first letter, not by walking the whole table.
+    private let endOfFirstByte: [Int]
+
+    /// The place of `name` in the table, or nil when it is not a known field.
+    func index(of name: String) -> Int? {
+        guard let first = name.utf8.first, first < 128 else { return nil }
+        let b = Int(first)
+        var j = b == 0 ? 0 : endOfFirstByte[b - 1]
+        while j < endOfFirstByte[b] {
+            if names[j] == name { return j }
+            j += 1
+        }
+        return nil
     }
 }
 
@@ -267,12 +288,9 @@ extension Record {
         guard version.intValue == 1 else {
             throw RecordError(field: RecordKey.schema.rawValue, reason: "unsupported schema \(version.compact()); this clawflow reads schema 1")
         }
-        // Both lists are sorted by key: walk them side by side.
-        var j = 0
         for i in 0..<fields.count {
             let name = fields.keys[i]
-            while j < schema.names.count, JSON.keyOrder(schema.names[j], name) { j += 1 }
-            guard j < schema.names.count, schema.names[j] == name else { continue }
+            guard let j = schema.index(of: name) else { continue }
             let value = fields.values[i]
             if value.isNull, !required.contains(where: { $0.rawValue == name }) { continue }
             try schema.kinds[j].check(value, name)

@@ -256,25 +256,50 @@ public struct TaskSummary: Sendable, Equatable {
     public var terminal = 0
     /// Failed, timed out or lost.
     public var failures = 0
-    /// Count per status name.
-    public var byStatus: [String: Int] = [:]
+    /// Count per status, in `TaskStatus.allCases` order.
+    private var counts = [Int](repeating: 0, count: 7)  // one per case of TaskStatus
+
+    /// Count per status name (statuses with no task are absent).
+    public var byStatus: [String: Int] {
+        Dictionary(uniqueKeysWithValues: zip(TaskStatus.allCases, counts).filter { $0.1 > 0 }.map { ($0.0.rawValue, $0.1) })
+    }
 
     /// The summary of `tasks`.
     public init(_ tasks: [TaskRecord]) {
         for t in tasks {
+            let status = t.status  // parsed from the record at each access
             total += 1
-            if t.status.isActive { active += 1 } else { terminal += 1 }
-            if t.status.isFailure { failures += 1 }
-            byStatus[t.status.rawValue, default: 0] += 1
+            if status.isActive { active += 1 } else { terminal += 1 }
+            if status.isFailure { failures += 1 }
+            counts[TaskSummary.position(status)] += 1
+        }
+    }
+
+    /// A status's place in `counts` (its place in `TaskStatus.allCases`).
+    private static func position(_ status: TaskStatus) -> Int {
+        switch status {
+        case .queued: 0
+        case .running: 1
+        case .succeeded: 2
+        case .failed: 3
+        case .timedOut: 4
+        case .cancelled: 5
+        case .lost: 6
         }
     }
 
     /// The summary as a JSON object.
     public var json: JSON {
-        .object([
-            "total": .int(total), "active": .int(active), "terminal": .int(terminal), "failures": .int(failures),
-            "byStatus": .object(JSONObject(byStatus.mapValues { JSON.int($0) })),
-        ])
+        // Members given in key order, so nothing is sorted or searched (a listing makes one a flow).
+        var none: String?
+        let present = zip(TaskStatus.allCases, counts).filter { $0.1 > 0 }.map { ($0.0.rawValue, JSON.int($0.1)) }
+        let statuses = present.sorted { JSON.keyOrder($0.0, $1.0) }
+        return .object(
+            JSONObject(
+                members: [
+                    ("active", .int(active)), ("byStatus", .object(JSONObject(members: statuses, duplicate: &none)!)), ("failures", .int(failures)),
+                    ("terminal", .int(terminal)), ("total", .int(total)),
+                ], duplicate: &none)!)
     }
 }
 
@@ -293,8 +318,30 @@ public struct Pressure: Sendable, Equatable {
     /// Terminal flows.
     public var terminal = 0
 
+    /// What the counts need of one flow.
+    public struct Counted: Sendable, Equatable {
+        /// Its status.
+        public var status: FlowStatus
+        /// Whether it is terminal.
+        public var isTerminal: Bool
+        /// Whether it has a cancel request.
+        public var cancelRequested: Bool
+
+        /// What the counts need of `flow`.
+        public init(_ flow: FlowRecord) {
+            status = flow.status
+            isTerminal = flow.isTerminal
+            cancelRequested = flow.cancelRequestedAt != nil
+        }
+    }
+
     /// The pressure of `flows`.
     public init(_ flows: [FlowRecord]) {
+        self.init(counting: flows.map(Counted.init))
+    }
+
+    /// The pressure of flows of which only what the counts need was kept.
+    public init(counting flows: [Counted]) {
         for f in flows {
             total += 1
             byStatus[f.status, default: 0] += 1
@@ -303,7 +350,7 @@ public struct Pressure: Sendable, Equatable {
             } else {
                 active += 1
                 liveByStatus[f.status, default: 0] += 1
-                if f.cancelRequestedAt != nil { cancelRequested += 1 }
+                if f.cancelRequested { cancelRequested += 1 }
             }
         }
     }

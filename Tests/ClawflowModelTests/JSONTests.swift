@@ -80,4 +80,43 @@ struct JSONTests {
     func compact() throws {
         #expect(try JSON.parse(#"{"b": 1, "a": [1, 2]}"#).compact() == #"{"a":[1,2],"b":1}"#)
     }
+
+    @Test("an object written with members set in it reads as the object so changed would")
+    func writeSetting() throws {
+        let base = try JSON.parse(#"{"a": 1, "c": {"x": [true, null]}, "e": "é\n", "tasks": 0}"#).objectValue!
+        let cases: [[(key: String, value: JSON)]] = [
+            [], [("0", .int(0))], [("b", .string("b"))], [("tasks", .array([]))], [("z", .null)],
+            [("a", .int(9)), ("b", .object(["k": .string("v")])), ("taskSummary", .int(1)), ("tasks", .array([.int(1), .int(2)])), ("zz", .bool(false))],
+        ]
+        for extra in cases {
+            var changed = base
+            for (k, v) in extra { changed[k] = v }
+            for (indent, pretty) in [(0, true), (2, true), (0, false)] {
+                var want: [UInt8] = []
+                JSON.object(changed).write(into: &want, indent: indent, pretty: pretty)
+                var got: [UInt8] = []
+                base.write(into: &got, indent: indent, pretty: pretty, setting: extra)
+                #expect(got == want, "\(extra.map(\.key)) at indent \(indent): \(String(decoding: got, as: UTF8.self))")
+            }
+        }
+        var empty: [UInt8] = []
+        JSONObject().write(into: &empty, indent: 1, pretty: true, setting: [])
+        #expect(String(decoding: empty, as: UTF8.self) == "{}")
+    }
+
+    @Test("key order and equality are by UTF-8 bytes")
+    func keyCompare() throws {
+        #expect(JSON.keyCompare("a", "a") == 0)
+        #expect(JSON.keyCompare("a", "b") < 0 && JSON.keyCompare("b", "a") > 0)
+        #expect(JSON.keyCompare("taskSummary", "tasks") < 0, "S (0x53) before s (0x73)")
+        #expect(JSON.keyCompare("ab", "abc") < 0 && JSON.keyCompare("abc", "ab") > 0)
+        // Canonically equivalent, different bytes: different keys.
+        #expect(JSON.keyCompare("\u{E9}", "e\u{301}") != 0)
+        var o = JSONObject()
+        o["\u{E9}"] = .int(1)
+        o["e\u{301}"] = .int(2)
+        #expect(o.count == 2)
+        #expect(try JSON.parse("{\"\u{E9}\": 1, \"e\u{301}\": 2}").objectValue?.count == 2)
+        #expect(throws: JSONParseError.self) { try JSON.parse(#"{"b": 1, "a": 2, "b": 3}"#) }
+    }
 }

@@ -90,6 +90,19 @@ struct AuditTests {
         #expect(findings.first { $0.code == "cancel_stuck" }?.ageSeconds ?? 0 >= 899)
     }
 
+    @Test("temp files of gone writers are found in owners/, index/ and the spool root, and no other name there is")
+    func strayTempFilesOutsideFlows() throws {
+        let s = try AgedSpool()
+        try s.flow("a", status: .running, age: 10)
+        let stray = ["owners/.a.999999.ab.tmp", "index/tasks/.x.999999.cd.tmp", "index/runs/.y.999999.ef.tmp", ".VERSION.999999.01.tmp"]
+        for name in stray + ["index/tasks/not-a-temp.999999.ab.tmp"] {
+            #expect(FileManager.default.createFile(atPath: s.tmp.file(name), contents: Data()), "\(name)")
+        }
+        let found = try s.spool.audit(now: s.now).filter { $0.code == "stray_temp_file" }.map(\.path)
+        #expect(Set(found) == Set(stray.map { s.tmp.file($0) }), "\(found)")
+        #expect(found.count == stray.count, "each once: \(found)")
+    }
+
     @Test("thresholds decide what is stale; a fresh spool has no findings")
     func thresholds() throws {
         let s = try AgedSpool()

@@ -36,20 +36,47 @@ extension Spool {
     /// unreadable records, stray temp files, bad owner links, rejected drops. Sorted errors
     /// first, then oldest first.
     public func audit(now: Timestamp = Spool.now(), thresholds: AuditThresholds = AuditThresholds()) throws(SpoolError) -> [AuditFinding] {
+        // The spool's own directories are listed on a thread of their own while flows/ is
+        // listed and the flows are read: none of it depends on the flows. owners/ is listed
+        // there once, for its temp files and for the owner check after the read.
+        let side = Mutex<(owners: [DirectoryEntry]?, stray: [FilePath], findings: [AuditFinding])?>(nil)
+        let sideDone = DispatchGroup()
+        DispatchQueue.global().async(group: sideDone) {
+            let owners = try? self.ownersFD?.entries()
+            let stray = self.strayTempFiles(owners: owners)
+            var found = self.deliveryFindings(now: now, thresholds: thresholds)
+            for drop in self.rejectedDrops() {
+                found.append(
+                    AuditFinding(
+                        .warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string,
+                        message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file",
+                        ageSeconds: (now.milliseconds - drop.refusedAt) / 1000))
+            }
+            side.withLock { $0 = (owners, stray, found) }
+        }
         // Each flow's owner link is read beside the flow, so the owner check after the
         // parallel read has (almost) nothing left to read.
-        let results = try flows(withDebris: true) { (result) -> (OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath]) in
-            switch result {
-            case .success(let snap):
-                let id = snap.flow.flowId
-                let findings = AuditRules.findings(
-                    flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, manifest: self.flowPath(id).appending(Layout.manifest).string,
-                    taskPath: { self.tasksPath(id).appending(Layout.taskFile($0)).string }, isLive: Spool.supervisorRuns)
-                return (OwnerClaim(snap.flow, readingLinkIn: self.ownersFD), findings, snap.problems, snap.debris)
-            case .failure(let error):
-                return (nil, [], [RecordProblem(path: error.path ?? self.path(.flows), message: error.message)], [])
+        let read: [(OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath])]
+        do {
+            read = try flows(withDebris: true) { (result) -> (OwnerClaim?, [AuditFinding], [RecordProblem], [FilePath]) in
+                switch result {
+                case .success(let snap):
+                    let id = snap.flow.flowId
+                    let findings = AuditRules.findings(
+                        flow: snap.flow, tasks: snap.tasks, now: now, thresholds: thresholds, manifest: self.flowPath(id).appending(Layout.manifest).string,
+                        taskPath: { self.tasksPath(id).appending(Layout.taskFile($0)).string }, isLive: Spool.supervisorRuns)
+                    return (OwnerClaim(snap.flow, readingLinkIn: self.ownersFD), findings, snap.problems, snap.debris)
+                case .failure(let error):
+                    return (nil, [], [RecordProblem(path: error.path ?? self.path(.flows), message: error.message)], [])
+                }
             }
+        } catch {
+            sideDone.wait()
+            throw error
         }
+        let results = read
+        sideDone.wait()
+        let (ownerEntries, stray, sideFindings) = side.withLock { $0! }
         let unreadable = results.flatMap(\.2)
         let unreadableFlows = Set(
             unreadable.compactMap { problem -> String? in
@@ -57,13 +84,13 @@ extension Spool {
                 guard let i = parts.lastIndex(of: SpoolDirectory.flows.rawValue), i + 1 < parts.count else { return nil }
                 return parts[i + 1]
             })
-        // The owner links on one side, the spool's other directories on the other.
+        // The owner links on one side, the findings of the spool's other directories on the other.
         let spoolFindings = Mutex<[[AuditFinding]]>([[], []])
-        DispatchQueue.concurrentPerform(iterations: 2) { side in
+        DispatchQueue.concurrentPerform(iterations: 2) { part in
             var out: [AuditFinding] = []
-            if side == 0 {
+            if part == 0 {
                 var links = FsckReport()
-                self.checkOwnerLinks(results.compactMap(\.0), unreadable: unreadableFlows, into: &links)
+                self.checkOwnerLinks(results.compactMap(\.0), unreadable: unreadableFlows, listed: ownerEntries, into: &links)
                 for finding in links.findings {
                     let path = FilePath(finding.path)
                     out.append(
@@ -78,22 +105,15 @@ extension Spool {
                             .error, "unparseable_record", kind: "spool", id: Spool.recordName(problem.path), path: problem.path.string,
                             message: problem.message, ageSeconds: self.age(of: problem.path, now: now)))
                 }
-                for path in results.flatMap(\.3) + self.strayTempFiles() {
+                for path in results.flatMap(\.3) + stray {
                     out.append(
                         AuditFinding(
                             .warn, "stray_temp_file", kind: "spool", id: path.lastComponent?.string ?? "", path: path.string,
                             message: "\(path) was left by an interrupted write whose writer is gone", ageSeconds: self.age(of: path, now: now)))
                 }
-                out += self.deliveryFindings(now: now, thresholds: thresholds)
-                for drop in self.rejectedDrops() {
-                    out.append(
-                        AuditFinding(
-                            .warn, "rejected_drops", kind: "spool", id: drop.name, path: drop.path.string,
-                            message: "drop \(drop.name) was refused (\(drop.reason)); it is kept in rejected/ with a .reason file",
-                            ageSeconds: (now.milliseconds - drop.refusedAt) / 1000))
-                }
+                out += sideFindings
             }
-            spoolFindings.withLock { $0[side] = out }
+            spoolFindings.withLock { $0[part] = out }
         }
         return AuditFinding.sorted(results.flatMap(\.1) + spoolFindings.withLock { $0.joined() })
     }
@@ -113,8 +133,9 @@ extension Spool {
         return (now.milliseconds - (Int64(st.st_mtim.tv_sec) * 1000 + Int64(st.st_mtim.tv_nsec) / 1_000_000)) / 1000
     }
 
-    /// Temp files and unfinished staging directories, outside flow directories, whose writer is gone.
-    func strayTempFiles() -> [FilePath] {
+    /// Temp files and unfinished staging directories, outside flow directories, whose writer
+    /// is gone. `owners` is a listing of owners/ made already, if any.
+    func strayTempFiles(owners: [DirectoryEntry]? = nil) -> [FilePath] {
         var out: [FilePath] = []
         if let tmpFD = staging.fd {
             for entry in (try? tmpFD.entries()) ?? [] {
@@ -128,7 +149,10 @@ extension Spool {
             (runIndexDirectory.fd, SpoolDirectory.runIndex.rawValue), (notifyDirectory.fd, SpoolDirectory.notify.rawValue),
         ]
         for case (let fd?, let path) in directories {
-            for entry in (try? fd.entries()) ?? [] {
+            // Only hidden names can be temp files: the others (100,000 index entries in a
+            // spool of 100,000 tasks) are not made into strings.
+            let listed = path == SpoolDirectory.owners.rawValue ? owners ?? (try? fd.entries(hiddenOnly: true)) : (try? fd.entries(hiddenOnly: true))
+            for entry in listed ?? [] {
                 guard let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: fd) else { continue }
                 out.append(path.isEmpty ? root.appending(entry.name) : root.appending(path).appending(entry.name))
             }

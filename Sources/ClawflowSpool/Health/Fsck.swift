@@ -197,24 +197,30 @@ extension Spool {
 
     /// Checks owners/ against the flows' owner keys: every link points at the flow the lookup
     /// rule picks (a pending marker excuses it) and no link lacks a flow; an owner without a
-    /// link is a note.
-    func checkOwnerLinks(_ claims: [OwnerClaim], unreadable: Set<String>, into report: inout FsckReport) {
+    /// link is a note. `listed` is a listing of owners/ made already, if any.
+    func checkOwnerLinks(_ claims: [OwnerClaim], unreadable: Set<String>, listed: [DirectoryEntry]? = nil, into report: inout FsckReport) {
         let ownersPath = path(.owners)
-        // link name -> the owner key, the flow the lookup rule picks, the link text if read.
-        var expected: [String: (key: String, pick: (id: String, createdAt: Timestamp, isTerminal: Bool), text: String??)] = [:]
+        // What each link name should be: the owner key, the flow the lookup rule picks, the
+        // link text if a reader read it, and whether owners/ lists the link.
+        struct Expected {
+            var key: String
+            var pick: (id: String, createdAt: Timestamp, isTerminal: Bool)
+            var text: String??
+            var seen = false
+        }
+        var expected: [String: Expected] = [:]
         expected.reserveCapacity(claims.count)
         for claim in claims {
-            if let current = expected[claim.linkName] {
-                if Rules.ownerPickPrefers(claim.flow, over: current.pick) { expected[claim.linkName]!.pick = claim.flow }
+            if let i = expected.index(forKey: claim.linkName) {
+                if Rules.ownerPickPrefers(claim.flow, over: expected.values[i].pick) { expected.values[i].pick = claim.flow }
             } else {
-                expected[claim.linkName] = (claim.ownerKey, claim.flow, claim.linkText)
+                expected[claim.linkName] = Expected(key: claim.ownerKey, pick: claim.flow, text: claim.linkText)
             }
         }
         guard let ownersFD else { return }  // no links: readers compute every pick
-        var seen = Set<String>()
         var pending: [String: String?] = [:]  // link name -> the marker's target
-        let entries = (try? ownersFD.entries()) ?? []
-        for entry in entries {
+        let entries = listed ?? (try? ownersFD.entries()) ?? []
+        for entry in entries where entry.name.hasPrefix(".") {
             if let name = Layout.ownerName(fromPending: entry.name) {
                 pending[name] = (try? ownersFD.readLinkAt(entry.name)).flatMap(Layout.flowId(fromOwnerLink:))
                 report.notes.append(
@@ -225,13 +231,17 @@ extension Spool {
         }
         // Links no claim read are read here, on every core (100,000 owners have 100,000 links).
         let links = entries.filter { !$0.name.hasPrefix(".") }.map(\.name)
-        let unread = links.filter { expected[$0]?.text == nil }
+        let unread = links.filter { name in expected.index(forKey: name).map { expected.values[$0].text == nil } ?? true }
         var readNow = Dictionary(uniqueKeysWithValues: zip(unread, readLinks(unread)))
         for name in links {
-            let text: String? = expected[name]?.text ?? readNow.removeValue(forKey: name) ?? nil
+            let slot = expected.index(forKey: name)
+            var want: Expected? { slot.map { expected.values[$0] } }
+            let text: String? = want?.text ?? readNow.removeValue(forKey: name) ?? nil
             var path: FilePath { ownersPath.appending(name) }
-            seen.insert(name)
+            if let slot { expected.values[slot].seen = true }
             guard let text else {
+                // Gone since owners/ was listed: a prune or a move removed it, nothing is wrong.
+                if (try? ownersFD.statusAt(name)) == nil { continue }
                 report.findings.append(FsckFinding(code: "bad_owner_link", path: path.string, message: "\(path) is not a symlink"))
                 continue
             }
@@ -245,7 +255,7 @@ extension Spool {
             // A link naming a flow that does not exist is behind, as beside a marker: readers
             // compute the pick from the index. A creation stopped after its link moved and
             // before the rename of its flow was flushed leaves one (spool-layout.md).
-            if target != expected[name]?.pick.id, pending[name] == nil, !flowExists(target) {
+            if target != want?.pick.id, pending[name] == nil, !flowExists(target) {
                 report.notes.append(
                     FsckFinding(
                         code: "dangling_owner_link", path: path.string,
@@ -254,7 +264,7 @@ extension Spool {
                     ))
                 continue
             }
-            guard let want = expected[name] else {
+            guard let want else {
                 report.findings.append(
                     FsckFinding(
                         code: "bad_owner_link", path: path.string,
@@ -283,7 +293,7 @@ extension Spool {
         }
         // A key's first link is created after its flow, without a marker: a write that stopped
         // between the two leaves an owner with no link, and readers use the owner's index.
-        for (name, want) in expected where !seen.contains(name) && pending[name] == nil {
+        for (name, want) in expected where !want.seen && pending[name] == nil {
             report.notes.append(
                 FsckFinding(
                     code: "missing_owner_link", path: ownersPath.appending(name).string,

@@ -27,9 +27,12 @@ extension Spool {
     }
 
     /// Every flow as it is now, newest first, each transformed (large spools are read by one
-    /// thread per core); a flow whose manifest cannot be read comes as an error.
-    public func flows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
-        try mapAllFlows(withDebris: withDebris) { result in transform(result.map(self.settled)) }
+    /// thread per core); a flow whose manifest cannot be read comes as an error. `ids`, when
+    /// given, is a listing of `flowIds()` the caller made already, so flows/ is not listed twice.
+    public func flows<T: Sendable>(ids: [String]? = nil, withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T)
+        throws(SpoolError) -> [T]
+    {
+        try mapAllFlows(ids: ids, withDebris: withDebris) { result in transform(result.map(self.settled)) }
     }
 
     /// One task as it is now (`lost` recorded first, as `flow` does); a task file that cannot

@@ -68,10 +68,12 @@ enum DurableFile {
 
     /// Reads a regular file without following a symlink or blocking on a FIFO, refusing
     /// anything over `limit` bytes. With `knownRegular` (the directory listing said so) the
-    /// type check of `fstat` is skipped; `path` is built only for a message.
-    static func read(in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false)
-        throws(SpoolError) -> [UInt8]
-    {
+    /// type check of `fstat` is skipped; `path` is built only for a message. `statIfTooLarge`
+    /// names the size in the message about a file over the limit, as the check of `fstat` does.
+    static func read(
+        in directory: FileDescriptor, name: String, path: @autoclosure () -> FilePath, limit: Int = Layout.recordLimit, knownRegular: Bool = false,
+        statIfTooLarge: Bool = false
+    ) throws(SpoolError) -> [UInt8] {
         let fd: FileDescriptor
         do { fd = try directory.openAt(name, .readOnly, options: [.noFollow, .nonBlocking]) } catch {
             let path = path()
@@ -106,7 +108,12 @@ enum DurableFile {
             throw error
         } catch {
             let e = error as? Errno ?? .ioError
-            if e == .fileTooLarge { throw SpoolError(.invalidRecord, "\(path()) is over the \(limit)-byte limit of a record", path: path()) }
+            if e == .fileTooLarge {
+                if statIfTooLarge, let st = try? fd.status() {
+                    throw SpoolError(.invalidRecord, "\(path()) is \(st.size) bytes, over the \(limit)-byte limit of a record", path: path())
+                }
+                throw SpoolError(.invalidRecord, "\(path()) is over the \(limit)-byte limit of a record", path: path())
+            }
             throw SpoolError.io("Reading", path(), e)
         }
     }

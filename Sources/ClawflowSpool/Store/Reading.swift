@@ -63,10 +63,10 @@ extension Spool {
         return try readManifest(in: dir, flowId: flowId)
     }
 
-    func readManifest(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowRecord {
+    func readManifest(in dir: FileDescriptor, flowId: String, knownRegular: Bool = false) throws(SpoolError) -> FlowRecord {
         var path: FilePath { flowPath(flowId).appending(Layout.manifest) }
         let bytes: [UInt8]
-        do { bytes = try DurableFile.read(in: dir, name: Layout.manifest, path: path) } catch {
+        do { bytes = try DurableFile.read(in: dir, name: Layout.manifest, path: path, knownRegular: knownRegular, statIfTooLarge: true) } catch {
             if error.code == .notFound { throw notFound(flowId) }
             throw error
         }
@@ -90,12 +90,15 @@ extension Spool {
         defer { dir.closeQuietly() }
         // A shared lock: the manifest and the tasks as of one moment, never mid-change.
         do { try dir.lock(exclusive: false) } catch { throw SpoolError.io("Locking the flow for reading", flowPath(flowId), error) }
-        var snap = try readFlow(in: dir, flowId: flowId)
-        if withDebris {
-            for entry in (try? dir.entries(rewind: false)) ?? [] {
-                if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: dir) {
-                    snap.debris.append(flowPath(flowId).appending(entry.name))
-                }
+        guard withDebris else { return try readFlow(in: dir, flowId: flowId) }
+        // Listed first: the listing says whether manifest.json is a regular file, so it is
+        // read without an fstat (a filesystem that does not report types gets one).
+        let entries = (try? dir.entries(rewind: false)) ?? []
+        let manifestKind = entries.first { $0.name == Layout.manifest }?.kind
+        var snap = try readFlow(in: dir, flowId: flowId, manifestKnownRegular: manifestKind == .regular)
+        for entry in entries {
+            if let pid = Layout.tempWriterPid(entry.name), !writerMayRun(pid, entry: entry.name, in: dir) {
+                snap.debris.append(flowPath(flowId).appending(entry.name))
             }
         }
         return snap
@@ -110,8 +113,8 @@ extension Spool {
         return try readFlow(in: dir, flowId: flowId)
     }
 
-    func readFlow(in dir: FileDescriptor, flowId: String) throws(SpoolError) -> FlowSnapshot {
-        let flow = try readManifest(in: dir, flowId: flowId)
+    func readFlow(in dir: FileDescriptor, flowId: String, manifestKnownRegular: Bool = false) throws(SpoolError) -> FlowSnapshot {
+        let flow = try readManifest(in: dir, flowId: flowId, knownRegular: manifestKnownRegular)
         let (tasks, problems, debris) = try readTasks(in: dir, flowId: flowId, ownerKey: flow.ownerKey)
         return FlowSnapshot(flow: flow, tasks: tasks, problems: problems, debris: debris)
     }
@@ -150,7 +153,11 @@ extension Spool {
                 problems.append(RecordProblem(path: tasksPath.appending(entry.name), message: error.message))
             }
         }
-        tasks.sort { ($0.createdAt, $0.taskId) < ($1.createdAt, $1.taskId) }
+        if tasks.count > 1 {
+            // The keys taken once: each is a field looked up, and a time parsed, per access.
+            let keys = tasks.map { ($0.createdAt, $0.taskId) }
+            tasks = tasks.indices.sorted { keys[$0] < keys[$1] }.map { tasks[$0] }
+        }
         return (tasks, problems, debris)
     }
 
@@ -188,15 +195,20 @@ extension Spool {
     /// Reads every flow as stored, newest first, and transforms each result; large spools are
     /// read (and transformed) by one thread per core, each flow under its shared lock as
     /// `readFlow` takes it. Readers outside the spool use `flows(_:)`, which records `lost`.
-    func mapAllFlows<T: Sendable>(withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T) throws(SpoolError) -> [T] {
-        let ids = Array(try flowIds().reversed())
+    func mapAllFlows<T: Sendable>(ids listed: [String]? = nil, withDebris: Bool = false, _ transform: @Sendable (Result<FlowSnapshot, SpoolError>) -> T)
+        throws(SpoolError) -> [T]
+    {
+        var all: [String]
+        if let listed { all = listed } else { all = try flowIds() }
+        all.reverse()
+        let ids = all
         return Spool.parallelMap(ids, minimum: 256) { transform(self.readResult($0, withDebris: withDebris)) }
     }
 
     /// `items.map(transform)`, run by one thread per core (at most 8) once there are at least
     /// `minimum` items; the order is kept. Threads take small chunks in turn, so one that
     /// drew slow items does not leave the others idle at the end.
-    static func parallelMap<S: Sendable, T: Sendable>(_ items: [S], minimum: Int, _ transform: @Sendable (S) -> T) -> [T] {
+    public static func parallelMap<S: Sendable, T: Sendable>(_ items: [S], minimum: Int, _ transform: @Sendable (S) -> T) -> [T] {
         let workers = items.count < minimum ? 1 : max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 8))
         if workers == 1 { return items.map(transform) }
         let chunk = max(16, items.count / (workers * 16))

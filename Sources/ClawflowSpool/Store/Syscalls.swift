@@ -301,12 +301,13 @@ extension FileDescriptor {
     /// through a descriptor of its own (`openat(".")`): a directory offset belongs to the open
     /// file, so two threads listing one shared descriptor would each get part of the other's
     /// listing. `rewind: false` reads this descriptor itself, for one just opened and not shared.
-    /// The corresponding C function is `getdents64`.
-    public func entries(rewind: Bool = true) throws(Errno) -> [DirectoryEntry] {
+    /// `hiddenOnly` lists only the names beginning with `.` (temp files and markers), without
+    /// making the others into strings. The corresponding C function is `getdents64`.
+    public func entries(rewind: Bool = true, hiddenOnly: Bool = false) throws(Errno) -> [DirectoryEntry] {
         if rewind {
             let own = try openAt(".", .readOnly, options: .directory)
             defer { own.closeQuietly() }
-            return try own.entries(rewind: false)
+            return try own.entries(rewind: false, hiddenOnly: hiddenOnly)
         }
         var out: [DirectoryEntry] = []
         // Not zero-filled: the kernel writes the records it reports, and reading many small
@@ -323,6 +324,10 @@ extension FileDescriptor {
                 let reclen = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
                 let type = raw[offset + 18]
                 let nameStart = offset + 19
+                if hiddenOnly, raw[nameStart] != UInt8(ascii: ".") {
+                    offset += reclen
+                    continue
+                }
                 var nameEnd = nameStart
                 while nameEnd < offset + reclen, raw[nameEnd] != 0 { nameEnd += 1 }
                 let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), as: UTF8.self)
