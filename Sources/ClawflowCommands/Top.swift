@@ -121,17 +121,6 @@ struct TopModel {
 
     static let keptEvents = 200
 
-    /// The index of the first id in sorted `ids` not before `id`.
-    static func lowerBound(_ ids: [String], _ id: String) -> Int {
-        var low = 0
-        var high = ids.count
-        while low < high {
-            let mid = (low + high) / 2
-            if ids[mid] < id { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
-
     /// Whether a flow belongs in view at `now`.
     static func inView(_ flow: FlowRecord, now: Timestamp, recent: Int64) -> Bool {
         guard flow.isTerminal else { return true }
@@ -212,14 +201,14 @@ struct TopModel {
                     flows[id] = nil
                     cursors[id] = nil
                     followed.remove(id)
-                    let at = TopModel.lowerBound(allIds, id)
+                    let at = Identifier.lowerBound(allIds, id)
                     if at < allIds.count, allIds[at] == id { allIds.remove(at: at) }
                 } else {
                     problem = error.message
                 }
                 continue
             }
-            let at = TopModel.lowerBound(allIds, id)
+            let at = Identifier.lowerBound(allIds, id)
             if at == allIds.count || allIds[at] != id { allIds.insert(id, at: at) }
             if snap.flow.isTerminal, followed.contains(id) {
                 feed?.forget(id)

@@ -60,7 +60,8 @@ public enum Identifier {
         return String(decoding: chars.prefix(min(need, chars.count)), as: UTF8.self)
     }
 
-    static func lowerBound(_ sorted: [String], _ key: String) -> Int {
+    /// The index of the first id in sorted `sorted` not before `key` (a binary search).
+    public static func lowerBound(_ sorted: [String], _ key: String) -> Int {
         var lo = 0
         var hi = sorted.count
         while lo < hi {

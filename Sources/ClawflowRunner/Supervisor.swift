@@ -166,8 +166,7 @@ public struct Supervisor: Sendable {
     }
 
     /// Starts one command, records it running, waits, records its end; the flow as that last
-    /// write left it.
-    /// `extra` joins the first barrier of its first write.
+    /// write left it. `extra` joins the first barrier of its first write.
     func runTask(_ task: TaskRecord, supervisor me: ProcessIdentity, alsoFlushing extra: [AlsoFlushed] = []) throws(SpoolError) -> FlowSnapshot {
         let taskId = task.taskId
         let argv = task[.command]?.arrayValue?.compactMap(\.stringValue) ?? []
