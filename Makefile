@@ -60,12 +60,15 @@ build: deps
 # --no-export-dynamic: the driver's static-stdlib link exports every symbol of the objects it
 # links (-export-dynamic; it keeps its archives' own out), over 4,000 here, and at every start
 # the runtime finds its own path with dladdr, which walks all of them: 0.15 M instructions.
+# --disable-local-rpath: SwiftPM gives the binary a RUNPATH of $ORIGIN, so at every start the
+# loader looked for libm, libgcc_s and libc in the binary's directory and its hwcaps
+# subdirectories first: 24 failed opens and stats, and a readlink of /proc/self/exe.
 STATIC_LIBS := $(CURDIR)/$(RELEASE_DIR)/static-libs
 STATIC_ARCHIVES := $(shell cc -print-file-name=libstdc++.a) /usr/lib/$(shell cc -print-multiarch)/libinotifytools.a
 RELEASE_FLAGS := -c release --static-swift-stdlib $(if $(PIE),,-Xswiftc -Xclang-linker -Xswiftc -no-pie) \
 	-Xswiftc -Xclang-linker -Xswiftc -L$(STATIC_LIBS) \
 	-Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
-	-Xlinker --no-export-dynamic
+	-Xlinker --no-export-dynamic --disable-local-rpath
 release: deps static-libs
 	$(SWIFT) build $(RELEASE_FLAGS) --product clawflow --scratch-path $(RELEASE_DIR)
 

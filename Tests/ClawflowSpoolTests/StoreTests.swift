@@ -35,6 +35,21 @@ struct DurableWriteTests {
         #expect(short.withLock { $0 }.isEmpty, "listings that missed entries: \(short.withLock { $0 })")
     }
 
+    @Test("a directory has a visible entry only when a name not beginning with a dot is in it, however many hidden ones")
+    func visibleEntry() throws {
+        let tmp = TemporarySpool()
+        try FileManager.default.createDirectory(atPath: tmp.file("listed"), withIntermediateDirectories: true)
+        let dir = try FileDescriptor.open(FilePath(tmp.file("listed")), .readOnly, options: .directory)
+        defer { try? dir.close() }
+        #expect(try !dir.hasVisibleEntry())
+        // More hidden names than one small read holds, so the answer needs several reads.
+        for i in 0..<200 { #expect(FileManager.default.createFile(atPath: tmp.file("listed/.hidden-\(i)"), contents: nil)) }
+        #expect(try !dir.hasVisibleEntry())
+        #expect(FileManager.default.createFile(atPath: tmp.file("listed/k"), contents: nil))
+        #expect(try dir.hasVisibleEntry())
+        #expect(try dir.hasVisibleEntry(), "asked again: it reads from the start each time")
+    }
+
     @Test("a replace leaves exactly the new file, mode 0600, and no temp behind")
     func replaceLeavesNoTemp() throws {
         let tmp = TemporarySpool()
@@ -55,6 +70,23 @@ struct DurableWriteTests {
         #expect(name.hasSuffix(".tmp"))
         #expect(Layout.tempWriterPid(name) == 4242)
         #expect(Layout.tempWriterPid("manifest.json") == nil)
+    }
+
+    @Test("a waiting entry's name reads back as its flow id and whether it runs after others; any other name is refused")
+    func waitingEntryNames() {
+        let id = Spool.newId()
+        for (priority, after) in [(Int64(0), false), (9999, true), (-9999, false)] {
+            let name = Layout.waitingEntry(flowId: id, priority: priority, runsAfter: after)
+            let read = Layout.waitingJob(fromEntry: name)
+            #expect(read?.flowId == id && read?.runsAfter == after, "\(name)")
+        }
+        let plain = Layout.waitingEntry(flowId: id, priority: 0, runsAfter: false)
+        for bad in [
+            "1000." + id, "100000." + id, "1000a." + id, "1000\u{0663}." + id, "10000-" + id, plain + ".later", plain + ".after.x",
+            "10000." + id.uppercased(), "10000." + id.dropLast(), ".10000." + id, "",
+        ] {
+            #expect(Layout.waitingJob(fromEntry: String(bad)) == nil, "\(bad)")
+        }
     }
 
     @Test("the careful read refuses a symlink and does not block on a FIFO")

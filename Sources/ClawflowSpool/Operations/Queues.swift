@@ -442,14 +442,15 @@ extension Spool {
         return ((try? dir.entries()) ?? []).map(\.name).filter(QueueName.isValid).sorted()
     }
 
-    /// The names of the queues with a job in them, waiting or holding a slot (a readdir or
-    /// two per queue; no lock): a job holding a slot may need its supervisor started again.
+    /// The names of the queues with a job in them, waiting or holding a slot (a short readdir
+    /// or two per queue, each stopping at the first name; no lock): a job holding a slot may
+    /// need its supervisor started again.
     public func queuesWithJobs() -> [String] {
         queueNames().filter { name in
             [Layout.queueWaiting, Layout.queueRunning].contains { sub in
                 guard let dir = try? rootFD.openDirectoryAt(SpoolDirectory.queues.rawValue + "/" + name + "/" + sub) else { return false }
                 defer { dir.closeQuietly() }
-                return ((try? dir.entries()) ?? []).contains { !$0.name.hasPrefix(".") }
+                return (try? dir.hasVisibleEntry(rewind: false)) ?? false
             }
         }
     }

@@ -138,12 +138,16 @@ public enum Layout {
     /// A waiting entry's name read: the flow id, and whether the job runs after other flows;
     /// nil when the name is not one.
     public static func waitingJob(fromEntry name: String) -> (flowId: String, runsAfter: Bool)? {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 2 || (parts.count == 3 && "." + parts[2] == runsAfterSuffix), parts[0].count == 5, parts[0].allSatisfy(\.isNumber) else {
-            return nil
-        }
-        let id = String(parts[1])
-        return Identifier.isValid(id) ? (id, parts.count == 3) : nil
+        // Read as bytes: a hand-off reads every name of a queue's backlog.
+        let bytes = Array(name.utf8)
+        let idEnd = 6 + 36
+        guard bytes.count == idEnd || bytes.count == idEnd + runsAfterSuffix.utf8.count, bytes[5] == UInt8(ascii: "."),
+            bytes[..<5].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        else { return nil }
+        let runsAfter = bytes.count > idEnd
+        guard !runsAfter || bytes[idEnd...].elementsEqual(runsAfterSuffix.utf8) else { return nil }
+        let id = String(decoding: bytes[6..<idEnd], as: UTF8.self)
+        return Identifier.isValid(id) ? (id, runsAfter) : nil
     }
 
     /// The spool-wide hooks directory (not made by `init`: a person puts executables there).

@@ -310,32 +310,54 @@ extension FileDescriptor {
             return try own.entries(rewind: false, hiddenOnly: hiddenOnly)
         }
         var out: [DirectoryEntry] = []
+        try forEachRecord(bufferSize: 32_768) { name, type in
+            if hiddenOnly, name[0] != UInt8(ascii: ".") { return true }
+            let name = String(decoding: name, as: UTF8.self)
+            if name != "." && name != ".." { out.append(DirectoryEntry(name: name, kind: FileKind(direntType: type))) }
+            return true
+        }
+        return out
+    }
+
+    /// Whether this directory holds a name not beginning with `.`, read from the start (the
+    /// descriptor as `entries` takes it); it stops at the first such name and makes no
+    /// strings, so a directory of many entries costs one small `getdents64`.
+    public func hasVisibleEntry(rewind: Bool = true) throws(Errno) -> Bool {
+        if rewind {
+            let own = try openAt(".", .readOnly, options: .directory)
+            defer { own.closeQuietly() }
+            return try own.hasVisibleEntry(rewind: false)
+        }
+        var found = false
+        try forEachRecord(bufferSize: 1_024) { name, _ in
+            found = name[0] != UInt8(ascii: ".")
+            return !found
+        }
+        return found
+    }
+
+    /// Reads this descriptor's directory records to the end, or until `body` returns false,
+    /// handing `body` each name's bytes (without the NUL) and its `d_type`.
+    private func forEachRecord(bufferSize: Int, _ body: (UnsafeRawBufferPointer, UInt8) -> Bool) throws(Errno) {
         // Not zero-filled: the kernel writes the records it reports, and reading many small
         // directories (a spool of 100,000 flows lists 200,000) must not clear 32 KiB each time.
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 32_768, alignment: 8)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 8)
         defer { buffer.deallocate() }
         while true {
             let n = try retrying { clawflow_getdents64(rawValue, buffer.baseAddress!, UInt(buffer.count)) }
-            if n == 0 { break }
+            if n == 0 { return }
             let raw = UnsafeRawBufferPointer(buffer)
             var offset = 0
             while offset < n {
                 // struct linux_dirent64: d_ino u64, d_off s64, d_reclen u16, d_type u8, d_name[].
                 let reclen = Int(raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt16.self))
-                let type = raw[offset + 18]
                 let nameStart = offset + 19
-                if hiddenOnly, raw[nameStart] != UInt8(ascii: ".") {
-                    offset += reclen
-                    continue
-                }
                 var nameEnd = nameStart
                 while nameEnd < offset + reclen, raw[nameEnd] != 0 { nameEnd += 1 }
-                let name = String(decoding: UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), as: UTF8.self)
-                if name != "." && name != ".." { out.append(DirectoryEntry(name: name, kind: FileKind(direntType: type))) }
+                guard body(UnsafeRawBufferPointer(rebasing: raw[nameStart..<nameEnd]), raw[offset + 18]) else { return }
                 offset += reclen
             }
         }
-        return out
     }
 
     /// Changes the permission bits. The corresponding C function is `fchmod`.
