@@ -11,10 +11,11 @@
 #      is final; and the latency from each `run` returning to its task's startedAt.
 # Prints per filesystem the three wall times, the floor's and clawflow's ratio to nq (target:
 # clawflow within 1.5x of nq) and the median run -> running latency; then the start-up cost of
-# a Swift hello world and of clawflow's own start and argument parsing for scale. Nothing
-# asserts a timing.
+# a Swift hello world, of clawflow's own start and argument parsing, and of the parse floor's
+# (the floor of a run that keeps swift-argument-parser), for scale. Nothing asserts a timing.
 #
-# Environment knobs: BENCH_RUN_N (500), BENCH_SKIP_BUILD=1 (use .build-release as built).
+# Environment knobs: BENCH_RUN_N (500), BENCH_SKIP_BUILD=1 (use .build-release and .build-floor
+# as built).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,8 +27,10 @@ if ! command -v nq >/dev/null || ! command -v tsp >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nq task-spooler >/dev/null || fail "nq or task-spooler is not installed (apt-get install nq task-spooler)"
 fi
 BIN="${BENCH_BIN:-$REPO/.build-release/release/clawflow}"
+PARSEFLOOR="$REPO/.build-floor/release/parsefloor"
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     make -s -C "$REPO" release >/dev/null 2>&1 || fail "release build"
+    make -s -C "$REPO" parsefloor >/dev/null 2>&1 || fail "make parsefloor"
 fi
 [[ -x "$BIN" ]] || fail "no release binary at $BIN"
 
@@ -139,15 +142,20 @@ venue_line() {
 }
 
 LINES=()
+declare -A VENUE_FLOOR VENUE_NQ VENUE_CF
+# keep LABEL: the last `measure`'s floor, nq and clawflow seconds under LABEL.
+keep() { VENUE_FLOOR[$1]=$FLOOR_S; VENUE_NQ[$1]=$NQ_S; VENUE_CF[$1]=$CF_S; }
 # 1. a fresh ext4 made for this run (scratchfs.sh says why), 2. the machine's own /tmp.
 if scratch_fs_mount "$WORK/ext4"; then
     measure "$WORK/ext4"
     LINES+=("$(venue_line "fresh ext4 (mkfs defaults, journal), loop-mounted")")
+    keep "fresh-ext4"
     scratch_fs_unmount "$WORK/ext4"
 fi
 mkdir -p "$WORK/tmp"
 measure "$WORK/tmp"
 LINES+=("$(venue_line "/tmp, the machine's own disk ($(fs_desc "$WORK"))")")
+keep "/tmp"
 
 # ---- context: a program's start alone ---------------------------------------------------
 # hello.swift, built as clawflow's release binary is (-O, static Swift runtime), and /bin/true
@@ -181,7 +189,27 @@ if [[ -n "${TRUE_S:-}" ]]; then
     PARSE_LINE="clawflow start and parse alone, $N starts of \`run --owner K\` with no command (usage error, exit 64, no spool access): $PARSE_S s; the C floor plus its difference from /bin/true (run's work as cheap as C, after clawflow's own start): $PARSE_FLOOR"
 fi
 
+# The floor with clawflow's command line: the parse floor (`make parsefloor`: swift-argument-
+# parser's description of clawflow's commands in a program that does nothing else, built as
+# the release binary is) parsing the same `run --owner K -- true` and exiting, N times; its
+# time less /bin/true's, added to the C floor, is the least a run can take while
+# swift-argument-parser reads its command line (issue 20, items 3 and 4). Per filesystem.
+PARSEFLOOR_LINE="the C floor with the parse floor's start: not measured (no parse floor; make parsefloor)"
+if [[ -x "$PARSEFLOOR" && -n "${TRUE_S:-}" ]]; then
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do "$PARSEFLOOR" --spool "$WORK/tmp/spool" run --owner "b-$i" -- true >>"$WORK/parsefloor.out"; done
+    t1=$(now)
+    PF_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    PARSEFLOOR_LINE="the parse floor's start and parse of \`run --owner K -- true\`, $N starts: $PF_S s; the C floor plus its difference from /bin/true (the least a run reading its command line with swift-argument-parser can take):"
+    for v in fresh-ext4 /tmp; do
+        [[ -n "${VENUE_FLOOR[$v]:-}" ]] || continue
+        PARSEFLOOR_LINE+=$(awk -v f="${VENUE_FLOOR[$v]}" -v p="$PF_S" -v t="$TRUE_S" -v q="${VENUE_NQ[$v]}" -v c="${VENUE_CF[$v]}" -v l="$v" \
+            'BEGIN { x = f + p - t; printf " %s %.3f s = %.2fx nq (clawflow = %.2fx it);", l, x, x / q, c / x }')
+    done
+fi
+
 printf '\n== clawflow run beside nq ==\n'
 printf '%s\n' "${LINES[@]}"
 printf '%s\n' "$SWIFT_LINE"
 printf '%s\n' "$PARSE_LINE"
+printf '%s\n' "$PARSEFLOOR_LINE"

@@ -29,6 +29,25 @@ struct RetryCommandTests {
         #expect(tmp.events(flow).contains { $0["event"] as? String == "retry" && $0["taskId"] as? String == newTask })
     }
 
+    @Test("retrying an owner's older job while its other jobs have ended points the owner key at it again")
+    func retryMovesOwnerLink() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let older = tmp.run(["run", "--owner", "k", "--", "sh", "-c", "test -e \(gate) && sleep 2; test -e \(gate)"])
+        let olderFlow = String(older.stdout.split(separator: " ")[0])
+        #expect(tmp.run(["wait", olderFlow]).status == 1)
+        let newer = tmp.run(["run", "--owner", "k", "--", "true"])
+        #expect(tmp.run(["wait", String(newer.stdout.split(separator: " ")[0])]).status == 0)
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(tmp.run(["retry", olderFlow]).status == 0)
+        // The owner's only unfinished job is the older one, running again: the key names it.
+        #expect(tmp.json(["flows", "show", "k"])["flowId"] as? String == olderFlow)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: tmp.file("owners/k")) == "../flows/" + olderFlow)
+        let fsck = tmp.run(["fsck"])
+        #expect(fsck.status == 0, "\(fsck.stdout)\(fsck.stderr)")
+        #expect(tmp.run(["wait", olderFlow]).status == 0)
+    }
+
     @Test("a sequence is retried from the step that failed")
     func retriesSequenceFromFailedStep() {
         let tmp = TemporarySpool()

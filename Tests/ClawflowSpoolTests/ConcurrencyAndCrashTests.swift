@@ -82,6 +82,91 @@ struct ConcurrencyTests {
     }
 }
 
+/// Waits up to `seconds` for child `pid` to exit; its wait status, or nil while it runs.
+func reap(_ pid: pid_t, within seconds: Double) -> Int32? {
+    let deadline = Date().addingTimeInterval(seconds)
+    var status: Int32 = 0
+    while Date() < deadline {
+        let got = waitpid(pid, &status, WNOHANG)
+        if got == pid { return status }
+        if got == -1 && errno != EINTR { return nil }
+        usleep(10_000)
+    }
+    return nil
+}
+
+@Suite("Owners' locks", .serialized)
+struct OwnerLockTests {
+    @Test("while one owner's lock is held, another owner's flow ends at once and the same owner's waits for it")
+    func otherOwnersGoOn() throws {
+        let tmp = TemporarySpool()
+        let mine = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
+        let theirs = tmp.value(["tasks", "add", "--owner", "b", "--runtime", "cron", "--status", "running"])
+        // The lock a change for owner "a" takes, held here through a spool opened on its own
+        // (flock belongs to an open file: another process's locks conflict the same way).
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        var held: Transaction? = Transaction(spool)
+        try held!.lockOwners(["a"], exclusive: false)
+        #expect(!held!.holdsSpoolLock)
+        let env = ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path]
+        let other = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(theirs) --status succeeded >/dev/null"#, environment: env)
+        #expect(reap(other, within: 20) == 0, "a change for owner b waited for owner a's lock")
+        let same = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(mine) --status succeeded >/dev/null"#, environment: env)
+        let early = reap(same, within: 1)
+        #expect(early == nil, "a change for owner a went on while its owner's lock was held")
+        // fsck --repair locks the whole spool: it waits for the owner's lock too.
+        let repair = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" fsck --repair >/dev/null"#, environment: env)
+        #expect(reap(repair, within: 1) == nil, "fsck --repair went on while an owner's lock was held")
+        held = nil  // the transaction ends: its locks go
+        if early == nil { #expect(reap(same, within: 20) == 0) }
+        #expect(reap(repair, within: 20) == 0)
+        #expect(tmp.json(["tasks", "show", mine])["status"] as? String == "succeeded")
+        #expect(try spool.fsck(repair: false).findings.isEmpty)
+    }
+
+    @Test("under an owner's shared lock an older job of that owner ends at once; the end of the job its link names, and a new job, wait")
+    func oneOwnersJobsEndSideBySide() throws {
+        let tmp = TemporarySpool()
+        let older = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
+        let newer = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        var held: Transaction? = Transaction(spool)
+        try held!.lockOwners(["a"], exclusive: false, sharedIf: { true })
+        let env = ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path]
+        let ending = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(older) --status succeeded >/dev/null"#, environment: env)
+        #expect(reap(ending, within: 20) == 0, "the end of a job the owner's link does not name waited for the shared lock")
+        let linked = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(newer) --status succeeded >/dev/null"#, environment: env)
+        let created = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks add --owner a --runtime cron >/dev/null"#, environment: env)
+        let linkedEarly = reap(linked, within: 1)
+        let createdEarly = reap(created, within: 0.2)
+        #expect(linkedEarly == nil, "the end of the job the owner's link names went on under a shared lock")
+        #expect(createdEarly == nil, "a new job of the owner went on under a shared lock")
+        held = nil
+        if linkedEarly == nil { #expect(reap(linked, within: 20) == 0) }
+        if createdEarly == nil { #expect(reap(created, within: 20) == 0) }
+        let report = try spool.fsck(repair: false)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+    }
+
+    @Test("8 owners claiming one chosen task id at once: exactly one gets it, the others are refused, and fsck is clean")
+    func oneClaimWins() throws {
+        let tmp = TemporarySpool()
+        let id = Spool.newId()
+        let script = #""$CLAWFLOW" --spool "$SPOOL" tasks add --owner "o-$W" --runtime cron --task-id "$ID" >/dev/null 2>"$SPOOL.err-$W""#
+        let pids = (1...8).map { w in spawnShell(script, environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path, "ID": id, "W": String(w)]) }
+        let statuses = pids.map { reap($0) }
+        #expect(statuses.filter { $0 == 0 }.count == 1, "\(statuses)")
+        for w in 1...8 where statuses[w - 1] != 0 {
+            let err = (try? String(contentsOfFile: tmp.path + ".err-\(w)", encoding: .utf8)) ?? ""
+            #expect(err.contains("already used"), "\(err)")
+            unlink(tmp.path + ".err-\(w)")
+        }
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        #expect(try spool.flowIds().count == 1)
+        #expect(try spool.fsck(repair: false).findings.isEmpty)
+    }
+}
+
 @Suite("Crashes at any instant", .serialized)
 struct CrashTests {
     @Test("200 writers killed with SIGKILL at random moments leave a spool fsck accepts, with every acknowledged write present")

@@ -109,10 +109,20 @@ extension Spool {
         // The event log is opened first: one that is not a regular file stops the write here.
         let eventLog = events.isEmpty ? nil : try openEventLog(in: dir, flowId: flowId)
         if let eventLog { tx.hold(eventLog) }
-        if !newTaskIds.isEmpty || flow.isTerminal != before.flow.isTerminal { try tx.lockSpool() }
+        // What the flow shares with others: its new task ids and its owner's link, under the
+        // owner's lock (the whole spool's when a task id may be claimed already). The lock is
+        // shared by changes that leave the link as it is: new tasks, and the end of a flow
+        // that the link does not name (jobs of one owner ending side by side).
+        let linkMayMove = flow.isTerminal != before.flow.isTerminal
+        if !newTaskIds.isEmpty || linkMayMove {
+            try tx.lockOwners(
+                [flow.ownerKey], exclusive: newTaskIds.contains(where: taskIdMayBeClaimed),
+                sharedIf: !linkMayMove ? { true } : flow.isTerminal ? { self.ownerLinkStays(whenEnding: flow) } : nil)
+        }
         // Barrier 1: index entries, the link intent and the new versions under temp names.
         try claimTaskIds(newTaskIds, flowId: flowId, in: tx)
-        try indexRunIds(changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, barrier: &tx.barrier)
+        try indexRunIds(
+            changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, wholeSpoolLocked: tx.holdsSpoolLock, barrier: &tx.barrier)
         let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &tx.barrier) : nil
         var stagedTasks: [StagedReplacement] = []
         if !changedTasks.isEmpty {
@@ -209,13 +219,15 @@ extension Spool {
         }
         guard !staged.isEmpty else { return results }
 
-        // 2. Under the spool lock: index entries and link intents, then barrier 1.
-        try tx.lockSpool()
+        // 2. Under the owners' locks (the whole spool's when a task id may be claimed already):
+        // index entries and link intents, then barrier 1.
+        try tx.lockOwners(
+            staged.map(\.snapshot.flow.ownerKey), exclusive: staged.contains { $0.snapshot.tasks.contains { taskIdMayBeClaimed($0.taskId) } })
         var ready: [StagedFlow] = []
         for var flow in staged {
             do {
                 try claimTaskIds(flow.snapshot.tasks.map(\.taskId), flowId: flow.snapshot.flow.flowId, in: tx)
-                try indexRunIds(flow.snapshot.tasks, flowId: flow.snapshot.flow.flowId, barrier: &tx.barrier)
+                try indexRunIds(flow.snapshot.tasks, flowId: flow.snapshot.flow.flowId, wholeSpoolLocked: tx.holdsSpoolLock, barrier: &tx.barrier)
                 try addToOwnerIndex(flow.snapshot.flow, barrier: &tx.barrier)
                 flow.link = try prepareOwnerLink(for: flow.snapshot.flow, isNew: true, barrier: &tx.barrier)
                 ready.append(flow)

@@ -2,7 +2,7 @@ import ClawflowModel
 import Glibc
 import SystemPackage
 
-/// A link change prepared under the root lock: the marker is on disk, the rename is not.
+/// A link change prepared under the owner's lock: the marker is on disk, the rename is not.
 struct PendingOwnerLink {
     var name: String
     var target: String
@@ -13,9 +13,20 @@ struct PendingOwnerLink {
 extension Spool {
     // MARK: - Indexes (spool-layout.md, "Indexes")
 
-    /// Claims `index/tasks/<taskId>` for each new task; a claim left by a creation that died
-    /// (its flow has no such task) is taken over. Call with the root lock held; the index
-    /// directory joins `barrier`, which the caller flushes before the tasks appear.
+    /// Whether a claim of `taskId` may find an entry there already (or cannot tell, without
+    /// the index): the caller then locks the whole spool, under which a claim left by a
+    /// creation that died can be told from one being made (`claimTaskIds`).
+    func taskIdMayBeClaimed(_ taskId: String) -> Bool {
+        guard let taskIndexFD else { return true }
+        if case .failure(.noSuchFileOrDirectory) = Result(catching: { () throws(Errno) in try taskIndexFD.statusAt(taskId) }) { return false }
+        return true
+    }
+
+    /// Claims `index/tasks/<taskId>` for each new task. Under the whole spool's lock a claim
+    /// left by a creation that died (its flow has no such task) is taken over; under an
+    /// owner's lock (`Transaction.lockOwners`, taken when `taskIdMayBeClaimed` said no) an
+    /// entry found is another change's claim, made meanwhile, and the id is refused. The
+    /// index directory joins `barrier`, which the caller flushes before the tasks appear.
     func claimTaskIds(_ taskIds: [String], flowId: String, in tx: Transaction) throws(SpoolError) {
         guard !taskIds.isEmpty else { return }
         var indexPath: FilePath { path(.taskIndex) }
@@ -38,10 +49,12 @@ extension Spool {
                 throw SpoolError.io("Indexing the task", indexPath.appending(taskId), error)
             }
             if !created {
-                if let holder = taskIndexTarget(taskId), taskFileExists(flowId: holder, taskId: taskId) {
+                let holder = taskIndexTarget(taskId)
+                if !tx.holdsSpoolLock || holder.map({ taskFileExists(flowId: $0, taskId: taskId) }) == true {
                     throw SpoolError(
                         .linkRefused,
-                        "Task id \(taskId) is already used by a task of flow \(holder). Choose another --task-id, or leave it out to get a new one.")
+                        "Task id \(taskId) is already used\(holder.map { " by a task of flow \($0)" } ?? ""). Choose another --task-id, or leave it out to get a new one."
+                    )
                 }
                 try tx.replaceLink(taskId, target: target, in: taskIndexFD, at: indexPath)
             }
@@ -82,23 +95,74 @@ extension Spool {
         (try? flowsFD.statusAt(flowId + "/tasks/" + Layout.taskFile(taskId)))?.kind == .regular
     }
 
-    /// Adds `index/owners/<name>/<flowId>`. Call with the root lock held; what must be
+    /// The lock of the owner key named `name`: its directory `index/owners/<name>/`, opened and
+    /// locked (returned open; closing it unlocks), and whether this call made it; shared
+    /// unless `exclusive`, but always exclusive when made.
+    /// A key's first directory is made under a temp name, locked, then renamed into place, so
+    /// no other change can lock it before this one's transaction, which flushes `index/owners`,
+    /// ends. Call with the root lock held shared (no directory there is removed meanwhile).
+    func lockOwnerIndex(_ name: String, exclusive: Bool = true) throws(SpoolError) -> (FileDescriptor, made: Bool) {
+        guard let index = ownerIndexFD else { preconditionFailure("owner locks need index/owners") }
+        var dirPath: FilePath { path(.ownerIndex).appending(name) }
+        func locked(_ fd: FileDescriptor, exclusive: Bool = true) throws(SpoolError) -> FileDescriptor {
+            do { try fd.lock(exclusive: exclusive) } catch {
+                fd.closeQuietly()
+                throw SpoolError.io("Locking the owner's index", dirPath, error)
+            }
+            return fd
+        }
+        while true {
+            let existing: FileDescriptor?
+            do { existing = try index.openDirectoryAt(name) } catch {
+                guard error == .noSuchFileOrDirectory else { throw SpoolError.io("Opening the owner's index", dirPath, error) }
+                existing = nil
+            }
+            if let existing { return (try locked(existing, exclusive: exclusive), false) }
+            let temp = Layout.tempName(for: name, pid: Spool.pid)
+            let opened: FileDescriptor
+            do {
+                try index.makeDirectoryAt(temp)
+                opened = try index.openDirectoryAt(temp)
+            } catch {
+                try? index.removeAt(temp, directory: true)
+                throw SpoolError.io("Making the owner's index", dirPath, error)
+            }
+            let made: FileDescriptor
+            do { made = try locked(opened) } catch {
+                try? index.removeAt(temp, directory: true)
+                throw error
+            }
+            do { try index.renameAt(temp, to: index, name, flags: .noReplace) } catch {
+                made.closeQuietly()
+                try? index.removeAt(temp, directory: true)
+                guard error == .fileExists else { throw SpoolError.io("Making the owner's index", dirPath, error) }
+                continue  // made meanwhile by another change: lock that one
+            }
+            return (made, true)
+        }
+    }
+
+    /// Adds `index/owners/<name>/<flowId>`. Call with the owner's lock held; what must be
     /// flushed joins `barrier`.
     func addToOwnerIndex(_ flow: FlowRecord, barrier: inout FlushSet) throws(SpoolError) {
         guard let ownerIndexFD else { return }  // readers scan; the next writer to open the spool rebuilds it
         try addToKeyedIndex(
             ownerIndexFD, at: path(.ownerIndex), name: OwnerKey.linkName(flow.ownerKey), entry: flow.flowId, flowId: flow.flowId,
-            doing: "Indexing the flow under its owner in", barrier: &barrier)
+            doing: "Indexing the flow under its owner in", nameIsDurable: true, barrier: &barrier)
     }
 
     /// Adds `<index>/<name>/<entry>` → `../../../flows/<flowId>`, making the directory `name`
-    /// when it is new. Call with the root lock held; what must be flushed joins `barrier`
-    /// (the index directory itself only when `name` is new).
-    func addToKeyedIndex(_ index: FileDescriptor, at indexPath: FilePath, name: String, entry: String, flowId: String, doing: String, barrier: inout FlushSet)
-        throws(SpoolError)
-    {
+    /// when it is new. Call with the spool locked (an owner's lock, at least, for the owner
+    /// index); what must be flushed joins `barrier`: the index directory itself when `name`
+    /// is new, and also, unless `nameIsDurable` (the whole spool is locked, or the owner's
+    /// lock made the directory durable), when it was made meanwhile by a change that may not
+    /// have flushed it yet.
+    func addToKeyedIndex(
+        _ index: FileDescriptor, at indexPath: FilePath, name: String, entry: String, flowId: String, doing: String, nameIsDurable: Bool,
+        barrier: inout FlushSet
+    ) throws(SpoolError) {
         var dirPath: FilePath { indexPath.appending(name) }
-        let isNew = (try? index.statusAt(name)) == nil
+        let isNew = !nameIsDurable || (try? index.statusAt(name)) == nil
         let dir: FileDescriptor
         do {
             try index.makeDirectoryAt(name, existingIsFine: true)
@@ -117,17 +181,17 @@ extension Spool {
     }
 
     /// Adds `index/runs/<name>/<taskId>` for each new task with a run id (`name` is the run
-    /// id encoded as an owner key is). Call with the root lock held; what must be flushed
-    /// joins `barrier`. A spool made before the run index has no `index/runs` until
+    /// id encoded as an owner key is). Call with the spool locked (`wholeSpoolLocked` says
+    /// how); what must be flushed joins `barrier`. A spool made before the run index has no `index/runs` until
     /// `fsck --repair` builds it; until then nothing is added and run ids are looked up by a scan.
-    func indexRunIds(_ tasks: [TaskRecord], flowId: String, barrier: inout FlushSet) throws(SpoolError) {
+    func indexRunIds(_ tasks: [TaskRecord], flowId: String, wholeSpoolLocked: Bool, barrier: inout FlushSet) throws(SpoolError) {
         let runs = Spool.runEntries(tasks)
         guard !runs.isEmpty, let (index, opened) = runIndex() else { return }
         if opened { barrier.add(directory: index, self.path(.runIndex), owned: true) }  // closed after the flush
         for run in runs {
             try addToKeyedIndex(
-                index, at: path(.runIndex), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in", barrier: &barrier
-            )
+                index, at: path(.runIndex), name: run.name, entry: run.taskId, flowId: flowId, doing: "Indexing the task under its run id in",
+                nameIsDurable: wholeSpoolLocked, barrier: &barrier)
         }
     }
 
@@ -240,17 +304,28 @@ extension Spool {
         (try? ownersFD?.statusAt(Layout.pendingOwnerLink(name))) != nil
     }
 
+    /// Whether ending `flow` leaves its owner's link as it is, by the rule and the records
+    /// alone: the link names another flow, which exists, and no marker says it may be behind.
+    /// Asked again under the owner's shared lock, it lets such a change (the common end of a
+    /// job whose owner has newer ones) go on beside others of the same owner.
+    func ownerLinkStays(whenEnding flow: FlowRecord) -> Bool {
+        guard ownersFD != nil, flow.isTerminal else { return false }
+        let name = OwnerKey.linkName(flow.ownerKey)
+        guard let current = readOwnerLink(name).flowId, current != flow.flowId, !hasPendingOwnerLink(name) else { return false }
+        return flowExists(current)
+    }
+
     /// Before a write that may change which flow `flow`'s owner key resolves to: works out
     /// the new target and, when it differs, writes the marker `owners/.<name>.next` (the
     /// intent; owners/ joins `barrier`, which the caller flushes before the write). Call with
-    /// the root lock held; `commitOwnerLinks` finishes after the write.
+    /// the owner's lock held; `commitOwnerLinks` finishes after the write.
     func prepareOwnerLink(for flow: FlowRecord, isNew: Bool = false, barrier: inout FlushSet) throws(SpoolError) -> PendingOwnerLink? {
         guard let ownersFD else { return nil }  // no links: readers compute every pick
         let name = OwnerKey.linkName(flow.ownerKey)
         let link = readOwnerLink(name)
         let current = link.flowId
         let pending = hasPendingOwnerLink(name)
-        // Under the root lock the current link is the rule's pick among the other flows, so
+        // Under the owner's lock the current link is the rule's pick among the other flows, so
         // one comparison decides (a new flow's id may be older than a flow created meanwhile).
         // A link naming no flow is behind, like a marker.
         let target: String?
@@ -262,8 +337,9 @@ extension Spool {
             } else {
                 target = computeOwnerTarget(key: flow.ownerKey, override: flow)
             }
-        } else if current != flow.flowId {
-            // The link names another flow, which stays the pick when this one ends.
+        } else if current != flow.flowId, flow.isTerminal {
+            // The link names another flow, which stays the pick when this one ends (not when
+            // it runs again, `retry`: it may then be the owner's newest unfinished flow).
             target = current
         } else {
             target = computeOwnerTarget(key: flow.ownerKey, override: flow)
@@ -301,7 +377,7 @@ extension Spool {
                 let marker = Layout.pendingOwnerLink(change.name)
                 let text = Layout.ownerLinkTarget(change.target)
                 // A first link is created in place; should an entry have appeared under its
-                // name meanwhile (not clawflow's: it holds the root lock), it is replaced
+                // name meanwhile (not clawflow's: it holds the owner's lock), it is replaced
                 // through the marker like any other change.
                 if change.isFirst, try ownersFD.symlinkAt(change.name, target: text, existingIsFine: true) { continue }
                 if change.isFirst, try !ownersFD.symlinkAt(marker, target: text, existingIsFine: true) {

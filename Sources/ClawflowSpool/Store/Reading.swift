@@ -104,9 +104,10 @@ extension Spool {
         return snap
     }
 
-    /// A flow read without its lock, by the holder of the root lock (the lock order forbids a
-    /// flow lock after the root lock). Each file is read whole, old or new; only what changes
-    /// under the root lock or never may be relied on: the owner key, the task ids, run ids.
+    /// A flow read without its lock, by the holder of the root lock or of its owner's (the
+    /// lock order forbids a flow lock after those). Each file is read whole, old or new; only
+    /// what changes under the lock held or never may be relied on: the owner key, whether the
+    /// flow is terminal (under its owner's lock), the task ids and run ids (the whole spool's).
     func readFlowHoldingRootLock(_ flowId: String) throws(SpoolError) -> FlowSnapshot {
         let dir = try openFlowDirectory(flowId)
         defer { dir.closeQuietly() }

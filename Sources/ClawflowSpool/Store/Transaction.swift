@@ -4,8 +4,9 @@ import SystemPackage
 
 // The write protocol: every change to a spool is one Transaction (spool-layout.md, "Writing").
 //
-//  1. lock    the flows it changes (flock, increasing id order), then the spool if it
-//             touches what flows share; never a flow after the spool (`lock(flow:)` refuses).
+//  1. lock    the flows it changes (flock, increasing id order), then, if it touches
+//             what flows share, the spool: shared with the owner keys it concerns
+//             (`lockOwners`), or whole (`lockSpool`); never a flow after the spool.
 //  2. read    the records under those locks, and decide.
 //  3. stage   new versions under temp names, new files, index entries, link intents.
 //  4. flush   one barrier for all of it (parallel fsyncs; one syncfs when grouped).
@@ -18,7 +19,8 @@ import SystemPackage
 final class Transaction {
     private let spool: Spool?
     private var flowLocks: [(flowId: String, directory: FileDescriptor)] = []
-    private var spoolLocked = false
+    private var spoolLock: SpoolLock = .none
+    private var ownerLocks: [FileDescriptor] = []
     private var uncommitted: [StagedReplacement] = []
     private var held: [FileDescriptor] = []
     /// The open barrier: everything added becomes durable at the next `flush` or `end`.
@@ -45,7 +47,7 @@ final class Transaction {
     func lock(flow flowId: String) throws(SpoolError) -> FileDescriptor {
         guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
         if let held = flowLocks.first(where: { $0.flowId == flowId }) { return held.directory }
-        precondition(!spoolLocked, "lock order: flows are locked before the spool")
+        precondition(spoolLock == .none, "lock order: flows are locked before the spool")
         precondition(flowLocks.last.map { $0.flowId < flowId } ?? true, "lock order: flows in increasing id order")
         let dir = try spool.openFlowDirectory(flowId)
         do { try dir.lock() } catch {
@@ -56,20 +58,61 @@ final class Transaction {
         return dir
     }
 
-    /// Locks the spool (the root directory) for changes to what flows share; a no-op when held.
+    /// How a transaction holds the spool's root lock.
+    enum SpoolLock { case none, shared, exclusive }
+
+    /// Locks the whole spool (the root directory, exclusively), as the changes that read or
+    /// repair what all flows share do (fsck, pruning, the layout's repair); a no-op when held.
     func lockSpool() throws(SpoolError) {
         guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
-        guard !spoolLocked else { return }
+        guard spoolLock != .exclusive else { return }
+        precondition(spoolLock == .none, "the spool is locked once in a transaction")
         do { try spool.rootFD.lock() } catch { throw SpoolError.io("Locking the spool", spool.root, error) }
-        spoolLocked = true
+        spoolLock = .exclusive
     }
 
-    /// Whether the spool lock is held.
-    var holdsSpoolLock: Bool { spoolLocked }
+    /// Locks what a change to flows of the owner keys `keys` shares with other flows (their
+    /// owner links and index entries, new task ids): the root shared, then each key's
+    /// directory `index/owners/<name>/` exclusively, in name order (made when missing, see
+    /// `Spool.lockOwnerIndex`), so changes for other owners go on meanwhile. With
+    /// `exclusive`, for more than `ownerLockLimit` owners, or when `index/owners` is missing,
+    /// the whole spool instead; a no-op when the whole spool is locked already.
+    /// `sharedIf`, for one owner, asks under the owner's lock taken shared whether the change
+    /// leaves the owner's link and index as they are (they move only under the exclusive
+    /// lock, so the answer holds until the transaction ends); when it says no, the lock is
+    /// taken again, exclusively.
+    func lockOwners(_ keys: [String], exclusive: Bool, sharedIf: (() -> Bool)? = nil) throws(SpoolError) {
+        guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
+        if spoolLock == .exclusive { return }  // it covers every owner
+        precondition(spoolLock == .none, "owners are locked once in a transaction")
+        let names = Set(keys.map(OwnerKey.linkName)).sorted()
+        guard !exclusive, names.count <= Transaction.ownerLockLimit, let index = spool.ownerIndexFD else { return try lockSpool() }
+        do { try spool.rootFD.lock(exclusive: false) } catch { throw SpoolError.io("Locking the spool", spool.root, error) }
+        spoolLock = .shared
+        for name in names {
+            var (fd, made) = try spool.lockOwnerIndex(name, exclusive: sharedIf == nil || names.count > 1)
+            if !made, let sharedIf, names.count == 1, !sharedIf() {
+                fd.closeQuietly()
+                (fd, made) = try spool.lockOwnerIndex(name)
+            }
+            ownerLocks.append(fd)
+            // A key's first directory: its name in index/owners is durable with the change.
+            if made { barrier.add(directory: index, spool.path(.ownerIndex)) }
+        }
+    }
+
+    /// Most owners' locks one transaction takes (a descriptor each); a batch of new flows for
+    /// more owners (the drop box's) locks the whole spool instead.
+    static let ownerLockLimit = 16
+
+    /// Whether the whole spool is locked (`lockSpool`).
+    var holdsSpoolLock: Bool { spoolLock == .exclusive }
 
     private func release() {
-        if spoolLocked, let spool { try? spool.rootFD.unlock() }
-        spoolLocked = false
+        for fd in ownerLocks { fd.closeQuietly() }  // closing drops the flock
+        ownerLocks = []
+        if spoolLock != .none, let spool { try? spool.rootFD.unlock() }
+        spoolLock = .none
         for held in flowLocks.reversed() { held.directory.closeQuietly() }  // closing drops the flock
         flowLocks = []
         for fd in held { fd.closeQuietly() }
