@@ -63,12 +63,15 @@ build: deps
 # --disable-local-rpath: SwiftPM gives the binary a RUNPATH of $ORIGIN, so at every start the
 # loader looked for libm, libgcc_s and libc in the binary's directory and its hwcaps
 # subdirectories first: 24 failed opens and stats, and a readlink of /proc/self/exe.
+# -static-libgcc: the unwinder the runtime links is taken from libgcc_eh.a, so the loader
+# maps one shared library fewer and searches one fewer for every symbol it binds (about
+# 0.1 ms of CPU a start here).
 STATIC_LIBS := $(CURDIR)/$(RELEASE_DIR)/static-libs
 STATIC_ARCHIVES := $(shell cc -print-file-name=libstdc++.a) /usr/lib/$(shell cc -print-multiarch)/libinotifytools.a
 RELEASE_FLAGS := -c release --static-swift-stdlib $(if $(PIE),,-Xswiftc -Xclang-linker -Xswiftc -no-pie) \
 	-Xswiftc -Xclang-linker -Xswiftc -L$(STATIC_LIBS) \
 	-Xswiftc -Xfrontend -Xswiftc -disable-concrete-type-metadata-mangled-name-accessors \
-	-Xlinker --no-export-dynamic --disable-local-rpath
+	-Xswiftc -Xclang-linker -Xswiftc -static-libgcc -Xlinker --no-export-dynamic --disable-local-rpath
 release: deps static-libs
 	$(SWIFT) build $(RELEASE_FLAGS) --product clawflow --scratch-path $(RELEASE_DIR)
 

@@ -11,7 +11,7 @@ extension Spool {
         var task = TaskRecord(taskId: taskId, flowId: flowId, ownerKey: ownerKey, runtime: "cli", status: .queued, at: now)
         task[.command] = .array(argv.map(JSON.string))
         let isShellStep = argv.count == 3 && argv[0] == "sh" && argv[1] == "-c"
-        task.task = isShellStep ? argv[2] : argv.map(CommandText.shellWord).joined(separator: " ")
+        task.task = isShellStep ? argv[2] : CommandText.line(argv)
         task.cwd = cwd
         task.timeoutSeconds = timeoutSeconds
         task.logLimit = logLimit ?? LogCut.defaultLimit
@@ -83,6 +83,18 @@ extension SpoolError {
 
 /// Command lines as text for people.
 public enum CommandText {
+    /// `argv` as one shell line, each word quoted as `shellWord` does. Joined by a loop: the
+    /// standard library's `joined(separator:)` ran unspecialised here and looked its
+    /// collection's types up in the runtime on first use.
+    public static func line(_ argv: [String]) -> String {
+        var out = ""
+        for (i, word) in argv.enumerated() {
+            if i > 0 { out += " " }
+            out += shellWord(word)
+        }
+        return out
+    }
+
     /// A word as a shell would need it quoted (for the `task` text, and commands printed for people).
     public static func shellWord(_ word: String) -> String {
         let plain =

@@ -215,7 +215,14 @@ public enum Layout {
     /// A unique dot-prefixed temp name for `name`, carrying the writer's pid.
     static func tempName(for name: String, pid: Int32) -> String {
         var rng = SystemRandomNumberGenerator()
-        return ".\(name).\(pid).\(String(rng.next() as UInt32, radix: 16)).tmp"
+        // Hex by hand: `String(_:radix:)` is generic code that the runtime resolves on first use.
+        var value = rng.next() as UInt32
+        var hex: [UInt8] = []
+        repeat {
+            hex.append(UInt8(ascii: "0") + UInt8(value & 15) + (value & 15 > 9 ? 39 : 0))
+            value >>= 4
+        } while value != 0
+        return ".\(name).\(pid).\(String(decoding: hex.reversed(), as: UTF8.self)).tmp"
     }
 
     /// The name of a flow's staging directory under `tmp/` while it is being built.

@@ -85,7 +85,9 @@ final class Transaction {
         guard let spool else { preconditionFailure("a transaction without a spool takes no locks") }
         if spoolLock == .exclusive { return }  // it covers every owner
         precondition(spoolLock == .none, "owners are locked once in a transaction")
-        let names = Set(keys.map(OwnerKey.linkName)).sorted()
+        // Sorted and without repeats (not through a Set: its hashing is looked up at run time).
+        var names: [String] = []
+        for name in keys.map(OwnerKey.linkName).sorted() where names.last != name { names.append(name) }
         guard !exclusive, names.count <= Transaction.ownerLockLimit, let index = spool.ownerIndexFD else { return try lockSpool() }
         do { try spool.rootFD.lock(exclusive: false) } catch { throw SpoolError.io("Locking the spool", spool.root, error) }
         spoolLock = .shared
