@@ -69,12 +69,17 @@ struct Wait: SpoolCommand {
             if !ids.contains(id) { ids.append(id) }
         }
         let deadline = limit.map { monotonicNow() + Double($0) }
-        let sleeper = FlowSleeper(spool: spool, polling: poll)
+        // Watched before the first read, so that no change after it goes unseen; after that,
+        // only the flows a wake-up names are read again (a wait on a queue's 1,000 jobs
+        // otherwise read all of them at each of their changes).
+        let sleeper = FlowSleeper(spool: spool, polling: poll, flowIds: ids)
+        var current: [String: FlowSnapshot] = [:]
+        var stale = ids
         var snaps: [FlowSnapshot] = []
         var timedOut = false
         while true {
-            snaps = []
-            for id in ids { snaps.append(try spool.flow(id)) }
+            for id in stale { current[id] = try spool.flow(id) }
+            snaps = ids.compactMap { current[$0] }
             if snaps.allSatisfy(\.flow.isTerminal) { break }
             if let deadline, monotonicNow() >= deadline {
                 timedOut = true
@@ -84,7 +89,8 @@ struct Wait: SpoolCommand {
             // (a lost run with retries left): the slots are handed on before sleeping, so
             // that what this waits for can start.
             if snaps.contains(where: { $0.flow.status == .queued }) { handOffSlots() }
-            sleeper.sleep(on: snaps.filter { !$0.flow.isTerminal }, until: deadline)
+            for snap in snaps where snap.flow.isTerminal { sleeper.forget(snap.flow.flowId) }
+            stale = sleeper.sleep(on: snaps.filter { !$0.flow.isTerminal }, until: deadline)
         }
         if out.json {
             let flows: [JSON] = snaps.map { snap in
@@ -126,60 +132,105 @@ enum SignalNumber {
     }
 }
 
-/// Sleeps until a flow may have changed: on inotify (renames into the flows' directories and
-/// their tasks/) and on pidfds of their supervisors (a supervisor that dies changes no file,
-/// but its task is then lost), or, polling, a tenth of a second.
+/// Sleeps until flows may have changed: on inotify (names other than temp files appearing or
+/// written in the flows' directories and their tasks/) and on pidfds of their supervisors (a
+/// supervisor that dies changes no file, but its task is then lost), or, polling, a tenth of
+/// a second. Each wake-up names the flows that may have changed.
 final class FlowSleeper {
     let spool: Spool
     let inotify: Int32
+    private var flowOfWatch: [Int32: String] = [:]
+    private var watchesOfFlow: [String: [Int32]] = [:]
+    /// The supervisor each flow's active command has, with a pidfd open on it.
+    private var supervisors: [String: (pid: Int64, fd: Int32)] = [:]
 
-    init(spool: Spool, polling: Bool) {
+    /// Watches `flowIds` from now on; without inotify, or when a watch cannot be added, it polls.
+    init(spool: Spool, polling: Bool, flowIds: [String]) {
         self.spool = spool
-        inotify = polling ? -1 : inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        var fd = polling ? -1 : inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
         // The instance's teardown (at its last close) waits for a kernel grace period, 13-19 ms
         // here: a keeper holds a copy so that it happens after this process has exited.
-        if inotify >= 0 { _ = clawflow_park_descriptor(inotify) }
+        if fd >= 0 { _ = clawflow_park_descriptor(fd) }
+        let mask = UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF)
+        for id in flowIds where fd >= 0 {
+            let dir = spool.flowPath(id)
+            let watches = [inotify_add_watch(fd, dir.string, mask), inotify_add_watch(fd, dir.appending(Layout.tasks).string, mask)]
+            if watches[0] < 0 {
+                close(fd)
+                fd = -1
+                break
+            }
+            for wd in watches where wd >= 0 { flowOfWatch[wd] = id }
+            watchesOfFlow[id] = watches.filter { $0 >= 0 }
+        }
+        inotify = fd
     }
 
-    deinit { if inotify >= 0 { close(inotify) } }
+    deinit {
+        for s in supervisors.values { close(s.fd) }
+        if inotify >= 0 { close(inotify) }
+    }
 
-    /// Sleeps until one of `pending` may have changed, or `deadline` (monotonic seconds).
-    func sleep(on pending: [FlowSnapshot], until deadline: Double?) {
+    /// Stops watching a flow that has ended.
+    func forget(_ flowId: String) {
+        for wd in watchesOfFlow.removeValue(forKey: flowId) ?? [] {
+            _ = inotify_rm_watch(inotify, wd)
+            flowOfWatch[wd] = nil
+        }
+        if let s = supervisors.removeValue(forKey: flowId) { close(s.fd) }
+    }
+
+    /// Sleeps until one of `pending` may have changed, or `deadline` (monotonic seconds);
+    /// returns the ids of those to read again (all of them when polling or when events were
+    /// lost; none at the deadline).
+    func sleep(on pending: [FlowSnapshot], until deadline: Double?) -> [String] {
         var remaining: Int32 = -1
         if let deadline { remaining = Int32(max(0, min(Double(Int32.max / 2), (deadline - monotonicNow()) * 1000))) }
-        var watching = inotify >= 0
-        if watching {
-            let mask = UInt32(IN_MOVED_TO | IN_CREATE | IN_CLOSE_WRITE | IN_DELETE_SELF)
-            for snap in pending {
-                let dir = spool.flowPath(snap.flow.flowId)
-                if inotify_add_watch(inotify, dir.string, mask) < 0 { watching = false }
-                _ = inotify_add_watch(inotify, dir.appending(Layout.tasks).string, mask)
-            }
-        }
-        guard watching else {
+        let all = pending.map(\.flow.flowId)
+        guard inotify >= 0 else {
             usleep(UInt32(remaining < 0 ? 100 : min(100, remaining)) * 1000)
-            return
+            return all
         }
-        var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)]
+        // A pidfd for each active command's supervisor; one gone already has changed its flow.
+        var dead: [String] = []
         for snap in pending {
-            for task in snap.tasks where task.isCommand && task.status.isActive {
-                guard let pid = task.supervisorPid else { continue }
-                let fd = clawflow_pidfd_open(Int32(pid))
-                if fd >= 0 { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
+            let id = snap.flow.flowId
+            let pid = snap.tasks.last(where: { $0.isCommand && $0.status.isActive })?.supervisorPid
+            if let held = supervisors[id], held.pid != pid {
+                close(held.fd)
+                supervisors[id] = nil
+            }
+            guard let pid, supervisors[id] == nil else { continue }
+            let fd = clawflow_pidfd_open(Int32(truncatingIfNeeded: pid))
+            if fd >= 0 { supervisors[id] = (pid, fd) } else { dead.append(id) }
+        }
+        if !dead.isEmpty { return dead }
+        let watched = Array(supervisors)
+        var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0)] + watched.map { pollfd(fd: $0.value.fd, events: Int16(POLLIN), revents: 0) }
+        guard Glibc.poll(&fds, nfds_t(fds.count), remaining) > 0 else { return [] }
+        var changed: [String] = []
+        for (i, entry) in watched.enumerated() where fds[i + 1].revents != 0 { changed.append(entry.key) }
+        // struct inotify_event: wd, mask, cookie, len (4 bytes each), then len bytes of name.
+        var buffer = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let n = read(inotify, &buffer, buffer.count)
+            guard n > 0 else { break }
+            var offset = 0
+            while offset + 16 <= n {
+                let (wd, mask, len) = buffer.withUnsafeBytes { raw in
+                    (
+                        raw.loadUnaligned(fromByteOffset: offset, as: Int32.self), raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self),
+                        Int(raw.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                    )
+                }
+                if mask & UInt32(IN_Q_OVERFLOW) != 0 { return all }
+                // A temp file of a write in progress is not a change yet: its rename will be.
+                let isTemp = len > 0 && buffer[offset + 16] == UInt8(ascii: ".")
+                if !isTemp, let id = flowOfWatch[wd], !changed.contains(id) { changed.append(id) }
+                offset += 16 + len
             }
         }
-        defer { for p in fds.dropFirst() { close(p.fd) } }
-        // A change between the caller's read and the watches would wake nothing: the flows
-        // are read once more now that the watches are in place.
-        if pending.contains(where: { p in
-            guard let now = try? spool.flow(p.flow.flowId) else { return true }
-            return now.flow != p.flow || now.tasks != p.tasks
-        }) {
-            return
-        }
-        _ = Glibc.poll(&fds, nfds_t(fds.count), remaining)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while read(inotify, &buffer, buffer.count) > 0 {}
+        return changed
     }
 }
 

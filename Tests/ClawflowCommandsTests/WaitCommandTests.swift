@@ -21,6 +21,22 @@ struct WaitCommandTests {
         #expect((flows.last?["tasks"] as? [[String: Any]])?.first?["exitCode"] as? Int == 3)
     }
 
+    @Test("wait on a queue's 31 jobs reads each flow again only when it changed, not all of them at every change")
+    func waitReadsWhatChanged() throws {
+        let (tmp, gate, _) = gatedQueue("one", slots: 1)
+        var flows = [tmp.startJob(["--queue", "one", "--owner", "g", "--", "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.01; done"]).flow]
+        for i in 0..<30 { flows.append(tmp.startJob(["--queue", "one", "--owner", "o\(i)", "--", "true"]).flow) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) { _ = FileManager.default.createFile(atPath: gate, contents: nil) }
+        let log = tmp.parent + "/wait.strace"
+        let r = runProgram("/usr/bin/strace", ["-qq", "-e", "trace=openat", "-o", log, "--", Clawflow.binary, "--spool", tmp.path, "wait"] + flows)
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        #expect(lines(r.stdout).count == 31 && lines(r.stdout).allSatisfy { $0.hasSuffix(" succeeded") })
+        // Each job changes its flow a few times (queued, running, ended); re-reading every
+        // pending flow at each wake-up made about 380 reads of manifests here.
+        let reads = lines(try String(contentsOfFile: log, encoding: .utf8)).filter { $0.contains("manifest.json") }.count
+        #expect(reads <= 8 * 31, "\(reads) reads of manifests for 31 flows")
+    }
+
     @Test("wait on an already-finished flow returns at once; --exit-status gives the command's exit code or 128+signal")
     func exitStatus() {
         let tmp = TemporarySpool()
