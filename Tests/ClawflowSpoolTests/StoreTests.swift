@@ -70,6 +70,11 @@ struct DurableWriteTests {
         #expect(name.hasSuffix(".tmp"))
         #expect(Layout.tempWriterPid(name) == 4242)
         #expect(Layout.tempWriterPid("manifest.json") == nil)
+        // The random part: 1-8 lowercase hex digits, no leading zero; many names, few repeats.
+        let parts = (0..<200).map { _ in String(Layout.tempName(for: "m", pid: 1).dropFirst(".m.1.".count).dropLast(".tmp".count)) }
+        #expect(parts.allSatisfy { p in (1...8).contains(p.count) && p.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) } })
+        #expect(parts.allSatisfy { $0 == "0" || !$0.hasPrefix("0") })
+        #expect(Set(parts).count > 190)
     }
 
     @Test("a waiting entry's name reads back as its flow id and whether it runs after others; any other name is refused")

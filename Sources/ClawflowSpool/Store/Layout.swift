@@ -216,13 +216,13 @@ public enum Layout {
     static func tempName(for name: String, pid: Int32) -> String {
         var rng = SystemRandomNumberGenerator()
         // Hex by hand: `String(_:radix:)` is generic code that the runtime resolves on first use.
-        var value = rng.next() as UInt32
+        let value = rng.next() as UInt32
         var hex: [UInt8] = []
-        repeat {
-            hex.append(UInt8(ascii: "0") + UInt8(value & 15) + (value & 15 > 9 ? 39 : 0))
-            value >>= 4
-        } while value != 0
-        return ".\(name).\(pid).\(String(decoding: hex.reversed(), as: UTF8.self)).tmp"
+        for shift in stride(from: 28, through: 0, by: -4) where value >> UInt32(shift) != 0 || shift == 0 {
+            let digit = UInt8(truncatingIfNeeded: value >> UInt32(shift)) & 15
+            hex.append(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10)
+        }
+        return ".\(name).\(pid).\(String(decoding: hex, as: UTF8.self)).tmp"
     }
 
     /// The name of a flow's staging directory under `tmp/` while it is being built.
