@@ -269,6 +269,21 @@ struct DebrisTests {
         #expect(!ProcessIdentity.mayHaveWritten(pid: 0, modifiedMilliseconds: now))
         let started = ProcessIdentity.current.startedAtMilliseconds
         #expect(started <= now + 1000 && started > now - 86_400_000 * 365, "started at \(started), now \(now)")
+        // A writer killed and not yet reaped is a zombie: it answers kill(pid, 0), wrote nothing more.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var child: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+        defer { free(argv[0]) }
+        #expect(posix_spawn(&child, "/bin/true", nil, &attr, argv, environ) == 0)
+        var siginfo = siginfo_t()
+        #expect(waitid(P_PID, id_t(child), &siginfo, WEXITED | WNOWAIT) == 0)  // exited, left unreaped
+        #expect(ProcStat(pid: child)?.state == "Z")
+        #expect(!ProcessIdentity.mayHaveWritten(pid: child, modifiedMilliseconds: Int64(time(nil)) * 1000 + 5000))
+        #expect(!ProcessIdentity.mayHaveWritten(pid: child, modifiedMilliseconds: nil))
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
     }
 
     @Test("a stat line is read past a command name holding spaces and parentheses, and a short or garbled one is refused")

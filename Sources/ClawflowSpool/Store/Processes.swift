@@ -41,11 +41,14 @@ public struct ProcessIdentity: Sendable, Equatable {
     /// (wall clock): it runs, and it started before then. A pid the kernel has handed on to a
     /// newer process since (pid_max is often 32,768) is not. Started up to 1 s after counts as
     /// before: file times come from a coarse clock, start times are whole ticks. When /proc
-    /// cannot tell, a pid that answers kill(pid, 0) counts as the writer.
+    /// cannot tell, a pid that answers kill(pid, 0) counts as the writer; one that has exited
+    /// and waits to be reaped (a zombie, which answers too) does not.
     public static func mayHaveWritten(pid: Int32, modifiedMilliseconds: Int64?) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
-        guard let modifiedMilliseconds, let process = of(pid) else { return true }
-        return process.startedAtMilliseconds <= modifiedMilliseconds + 1000
+        guard let stat = ProcStat(pid: pid) else { return true }
+        guard stat.state != "Z", stat.state != "X" else { return false }
+        guard let modifiedMilliseconds else { return true }
+        return ProcessIdentity(pid: pid, startTime: stat.startTime).startedAtMilliseconds <= modifiedMilliseconds + 1000
     }
 }
 
