@@ -97,51 +97,54 @@ func reap(_ pid: pid_t, within seconds: Double) -> Int32? {
 
 @Suite("Owners' locks", .serialized)
 struct OwnerLockTests {
+    /// A spool with a running task for each of `owners` (their ids, in order), and a
+    /// transaction holding owner "a"'s lock, shared or exclusive, taken through a spool opened
+    /// on its own (flock belongs to an open file: another process's locks conflict the same way).
+    func holdingOwnerLock(owners: [String], shared: Bool) throws -> (TemporarySpool, Spool, Transaction, tasks: [String]) {
+        let tmp = TemporarySpool()
+        let tasks = owners.map { tmp.value(["tasks", "add", "--owner", $0, "--runtime", "cron", "--status", "running"]) }
+        let spool = try Spool.open(at: FilePath(tmp.path))
+        let held = Transaction(spool)
+        try held.lockOwners(["a"], exclusive: false, sharedIf: shared ? { true } : nil)
+        #expect(!held.holdsSpoolLock)
+        return (tmp, spool, held, tasks)
+    }
+
+    /// Starts `clawflow --spool <tmp> <arguments>` (a shell's words) in the background.
+    func clawflow(_ tmp: TemporarySpool, _ arguments: String) -> pid_t {
+        spawnShell(#""$CLAWFLOW" --spool "$SPOOL" \#(arguments) >/dev/null"#, environment: ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path])
+    }
+
     @Test("while one owner's lock is held, another owner's flow ends at once and the same owner's waits for it")
     func otherOwnersGoOn() throws {
-        let tmp = TemporarySpool()
-        let mine = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
-        let theirs = tmp.value(["tasks", "add", "--owner", "b", "--runtime", "cron", "--status", "running"])
-        // The lock a change for owner "a" takes, held here through a spool opened on its own
-        // (flock belongs to an open file: another process's locks conflict the same way).
-        let spool = try Spool.open(at: FilePath(tmp.path))
-        var held: Transaction? = Transaction(spool)
-        try held!.lockOwners(["a"], exclusive: false)
-        #expect(!held!.holdsSpoolLock)
-        let env = ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path]
-        let other = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(theirs) --status succeeded >/dev/null"#, environment: env)
+        let (tmp, spool, held, tasks) = try holdingOwnerLock(owners: ["a", "b"], shared: false)
+        let other = clawflow(tmp, "tasks set \(tasks[1]) --status succeeded")
         #expect(reap(other, within: 20) == 0, "a change for owner b waited for owner a's lock")
-        let same = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(mine) --status succeeded >/dev/null"#, environment: env)
+        let same = clawflow(tmp, "tasks set \(tasks[0]) --status succeeded")
         let early = reap(same, within: 1)
         #expect(early == nil, "a change for owner a went on while its owner's lock was held")
         // fsck --repair locks the whole spool: it waits for the owner's lock too.
-        let repair = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" fsck --repair >/dev/null"#, environment: env)
+        let repair = clawflow(tmp, "fsck --repair")
         #expect(reap(repair, within: 1) == nil, "fsck --repair went on while an owner's lock was held")
-        held = nil  // the transaction ends: its locks go
+        try held.end()  // nothing staged: its locks go
         if early == nil { #expect(reap(same, within: 20) == 0) }
         #expect(reap(repair, within: 20) == 0)
-        #expect(tmp.json(["tasks", "show", mine])["status"] as? String == "succeeded")
+        #expect(tmp.json(["tasks", "show", tasks[0]])["status"] as? String == "succeeded")
         #expect(try spool.fsck(repair: false).findings.isEmpty)
     }
 
     @Test("under an owner's shared lock an older job of that owner ends at once; the end of the job its link names, and a new job, wait")
     func oneOwnersJobsEndSideBySide() throws {
-        let tmp = TemporarySpool()
-        let older = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
-        let newer = tmp.value(["tasks", "add", "--owner", "a", "--runtime", "cron", "--status", "running"])
-        let spool = try Spool.open(at: FilePath(tmp.path))
-        var held: Transaction? = Transaction(spool)
-        try held!.lockOwners(["a"], exclusive: false, sharedIf: { true })
-        let env = ["CLAWFLOW": Clawflow.binary, "SPOOL": tmp.path]
-        let ending = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(older) --status succeeded >/dev/null"#, environment: env)
+        let (tmp, spool, held, tasks) = try holdingOwnerLock(owners: ["a", "a"], shared: true)
+        let ending = clawflow(tmp, "tasks set \(tasks[0]) --status succeeded")
         #expect(reap(ending, within: 20) == 0, "the end of a job the owner's link does not name waited for the shared lock")
-        let linked = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks set \#(newer) --status succeeded >/dev/null"#, environment: env)
-        let created = spawnShell(#""$CLAWFLOW" --spool "$SPOOL" tasks add --owner a --runtime cron >/dev/null"#, environment: env)
+        let linked = clawflow(tmp, "tasks set \(tasks[1]) --status succeeded")
+        let created = clawflow(tmp, "tasks add --owner a --runtime cron")
         let linkedEarly = reap(linked, within: 1)
         let createdEarly = reap(created, within: 0.2)
         #expect(linkedEarly == nil, "the end of the job the owner's link names went on under a shared lock")
         #expect(createdEarly == nil, "a new job of the owner went on under a shared lock")
-        held = nil
+        try held.end()
         if linkedEarly == nil { #expect(reap(linked, within: 20) == 0) }
         if createdEarly == nil { #expect(reap(created, within: 20) == 0) }
         let report = try spool.fsck(repair: false)
