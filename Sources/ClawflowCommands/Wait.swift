@@ -143,6 +143,10 @@ final class FlowSleeper {
     private var watchesOfFlow: [String: [Int32]] = [:]
     /// The supervisor each flow's active command has, with a pidfd open on it.
     private var supervisors: [String: (pid: Int64, fd: Int32)] = [:]
+    /// Supervisors no pidfd could be opened on (gone, or out of descriptors): their flows are
+    /// read again once, then watched through inotify alone, so a read that changes nothing
+    /// does not spin.
+    private var unwatchable: [String: Int64] = [:]
 
     /// Watches `flowIds` from now on; without inotify, or when a watch cannot be added, it polls.
     init(spool: Spool, polling: Bool, flowIds: [String]) {
@@ -178,6 +182,7 @@ final class FlowSleeper {
             flowOfWatch[wd] = nil
         }
         if let s = supervisors.removeValue(forKey: flowId) { close(s.fd) }
+        unwatchable[flowId] = nil
     }
 
     /// Sleeps until one of `pending` may have changed, or `deadline` (monotonic seconds);
@@ -200,9 +205,14 @@ final class FlowSleeper {
                 close(held.fd)
                 supervisors[id] = nil
             }
-            guard let pid, supervisors[id] == nil else { continue }
+            guard let pid, supervisors[id] == nil, unwatchable[id] != pid else { continue }
             let fd = clawflow_pidfd_open(Int32(truncatingIfNeeded: pid))
-            if fd >= 0 { supervisors[id] = (pid, fd) } else { dead.append(id) }
+            if fd >= 0 {
+                supervisors[id] = (pid, fd)
+            } else {
+                unwatchable[id] = pid
+                dead.append(id)
+            }
         }
         if !dead.isEmpty { return dead }
         let watched = Array(supervisors)
