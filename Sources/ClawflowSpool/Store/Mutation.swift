@@ -112,18 +112,29 @@ extension Spool {
         // What the flow shares with others: its new task ids and its owner's link, under the
         // owner's lock (the whole spool's when a task id may be claimed already). The lock is
         // shared by changes that leave the link as it is: new tasks, and the end of a flow
-        // that the link does not name (jobs of one owner ending side by side).
+        // that the link does not name (jobs of one owner ending side by side); that check,
+        // made under the lock, is the link's decision, and the link is not read again.
         let linkMayMove = flow.isTerminal != before.flow.isTerminal
+        var linkStays = false
         if !newTaskIds.isEmpty || linkMayMove {
-            try tx.lockOwners(
-                [flow.ownerKey], exclusive: newTaskIds.contains(where: taskIdMayBeClaimed),
-                sharedIf: !linkMayMove ? { true } : flow.isTerminal ? { self.ownerLinkStays(whenEnding: flow) } : nil)
+            let sharedIf: (() -> Bool)?
+            if !linkMayMove {
+                sharedIf = { true }
+            } else if flow.isTerminal {
+                sharedIf = {
+                    linkStays = self.ownerLinkStays(whenEnding: flow)
+                    return linkStays
+                }
+            } else {
+                sharedIf = nil  // running again (`retry`): the link may move to it
+            }
+            try tx.lockOwners([flow.ownerKey], exclusive: newTaskIds.contains(where: taskIdMayBeClaimed), sharedIf: sharedIf)
         }
         // Barrier 1: index entries, the link intent and the new versions under temp names.
         try claimTaskIds(newTaskIds, flowId: flowId, in: tx)
         try indexRunIds(
             changedTasks.filter { tasksBefore[$0.taskId] == nil }, flowId: flowId, wholeSpoolLocked: tx.holdsSpoolLock, barrier: &tx.barrier)
-        let linkChange = flow.isTerminal != before.flow.isTerminal ? try prepareOwnerLink(for: flow, barrier: &tx.barrier) : nil
+        let linkChange = linkMayMove && !linkStays ? try prepareOwnerLink(for: flow, barrier: &tx.barrier) : nil
         var stagedTasks: [StagedReplacement] = []
         if !changedTasks.isEmpty {
             var tasksPath: FilePath { dirPath.appending(Layout.tasks) }

@@ -305,14 +305,20 @@ extension Spool {
     }
 
     /// Whether ending `flow` leaves its owner's link as it is, by the rule and the records
-    /// alone: the link names another flow, which exists, and no marker says it may be behind.
-    /// Asked again under the owner's shared lock, it lets such a change (the common end of a
-    /// job whose owner has newer ones) go on beside others of the same owner.
+    /// alone (`linkStays`). Asked under the owner's shared lock, it lets such a change (the
+    /// common end of a job whose owner has newer ones) go on beside others of the same owner.
     func ownerLinkStays(whenEnding flow: FlowRecord) -> Bool {
         guard ownersFD != nil, flow.isTerminal else { return false }
         let name = OwnerKey.linkName(flow.ownerKey)
-        guard let current = readOwnerLink(name).flowId, current != flow.flowId, !hasPendingOwnerLink(name) else { return false }
-        return flowExists(current)
+        return Spool.linkStays(whenEnding: flow, current: readOwnerLink(name).flowId, pending: hasPendingOwnerLink(name), exists: flowExists)
+    }
+
+    /// The rule's one shortcut: a flow that ends leaves the link as it is when the link names
+    /// another flow, which exists, and no marker says the link may be behind (not so when a
+    /// flow runs again, `retry`: it may then be the owner's newest unfinished flow).
+    static func linkStays(whenEnding flow: FlowRecord, current: String?, pending: Bool, exists: (String) -> Bool) -> Bool {
+        guard flow.isTerminal, let current, current != flow.flowId, !pending else { return false }
+        return exists(current)
     }
 
     /// Before a write that may change which flow `flow`'s owner key resolves to: works out
@@ -329,7 +335,9 @@ extension Spool {
         // one comparison decides (a new flow's id may be older than a flow created meanwhile).
         // A link naming no flow is behind, like a marker.
         let target: String?
-        if pending || current == nil || !flowExists(current!) {
+        if !isNew, Spool.linkStays(whenEnding: flow, current: current, pending: pending, exists: flowExists) {
+            target = current
+        } else if pending || current == nil || !flowExists(current!) {
             target = computeOwnerTarget(key: flow.ownerKey, override: flow)
         } else if isNew {
             if let cur = current, let record = try? readManifest(cur), record.ownerKey == flow.ownerKey {
@@ -337,10 +345,6 @@ extension Spool {
             } else {
                 target = computeOwnerTarget(key: flow.ownerKey, override: flow)
             }
-        } else if current != flow.flowId, flow.isTerminal {
-            // The link names another flow, which stays the pick when this one ends (not when
-            // it runs again, `retry`: it may then be the owner's newest unfinished flow).
-            target = current
         } else {
             target = computeOwnerTarget(key: flow.ownerKey, override: flow)
         }
