@@ -167,6 +167,7 @@ int clawflow_spawn_held(const char *name, char *const argv[], char *const envp[]
  * stderr on /dev/null, every other descriptor closed but a copy of `keep` (in *kept), and the
  * thread name `name`. Returns as fork() does. */
 static pid_t clawflow_detached_fork(int keep, int *kept, const char *name, int pipe_default) {
+    clawflow_flush_before_detached_fork();
     pid_t pid = fork();
     if (pid != 0) return pid;
     (void)setsid();

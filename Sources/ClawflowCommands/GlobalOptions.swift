@@ -49,6 +49,7 @@ protocol SpoolCommand: ParsableCommand {
 extension SpoolCommand {
     /// Runs `execute`, printing a failure as text or a JSON error object and exiting 1 (64 for usage).
     func run() throws {
+        FileDescriptor.flushHelpersAreShortLived()  // a command exits soon after its writes
         let out = Output(json: global.json)
         do {
             try execute(out)

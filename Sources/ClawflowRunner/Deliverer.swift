@@ -59,6 +59,7 @@ public struct Deliverer: Sendable {
     /// A detached deliverer's life: drains the deliveries that are due, stays for retries due
     /// within `retryHorizon`, and exits.
     static func runDetached(spoolRoot: FilePath, source: String) -> Never {
+        FileDescriptor.flushHelpersAreShortLived()
         if let spool = try? Spool.openExisting(at: spoolRoot) {
             Deliverer(spool: spool, source: source).drainUntilIdle(horizon: retryHorizon)
         }

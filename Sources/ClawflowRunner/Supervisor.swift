@@ -32,6 +32,7 @@ public struct Supervisor: Sendable {
     /// that hand-off starts itself, and so on while jobs wait (`Runner.handOffAdopting`) —
     /// and exits (0, or 1 when it could not; a task it leaves active is then found `lost`).
     static func runDetached(spoolRoot: FilePath, job first: Runner.Adopted) -> Never {
+        FileDescriptor.flushHelpersAreShortLived()
         guard let spool = try? Spool.openExisting(at: spoolRoot) else { _exit(1) }
         var code: Int32 = 1
         var job: Runner.Adopted? = first

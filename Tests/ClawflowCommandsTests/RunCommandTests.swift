@@ -289,6 +289,33 @@ struct RunCommandTests {
         #expect(seen["pid"] as? Int != nil && seen["pid"] as? Int == tasksOf(shown).first?["pid"] as? Int)
     }
 
+    @Test("run flushes on at most 2 helper threads and ends them before it forks the supervisor, so its exit does not wait for them")
+    func helpersEndBeforeFork() throws {
+        let tmp = TemporarySpool()
+        tmp.value(["init"])
+        let trace = tmp.parent + "/trace"
+        let r = runProgram(
+            "/usr/bin/strace",
+            ["-f", "-o", trace, "-e", "trace=clone,clone3,exit", "--", Clawflow.binary, "--spool", tmp.path, "run", "--owner", "k", "--", "true"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = ((try? String(contentsOfFile: trace, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        func pid(_ line: String) -> String { String(line.prefix { $0 != " " }) }
+        let run = lines.first.map(pid) ?? "-"
+        let own = lines.enumerated().filter { pid($0.element) == run }
+        // A helper is a clone3 with CLONE_THREAD; its tid ends the line (or the line it resumes on).
+        let helpers = own.filter { $0.element.contains("clone3") }.compactMap { $0.element.split(separator: " ").last.map(String.init) }.filter {
+            Int($0) != nil
+        }
+        let fork = own.first { $0.element.contains("clone(") }?.offset
+        #expect((1...2).contains(helpers.count), "\(lines)")
+        #expect(fork != nil, "\(lines)")
+        for helper in helpers {
+            let exit = lines.firstIndex { pid($0) == helper && $0.contains("exit(0") }
+            #expect(exit != nil && fork != nil && exit! < fork!, "helper \(helper) ended after the fork: \(lines)")
+        }
+        _ = waitForFlow(tmp, r.stdout.split(separator: " ").first.map(String.init) ?? "-", until: isEnded)
+    }
+
     @Test("a command cancelled after its supervisor took it up, before it was recorded running, never starts")
     func cancelledBeforeStart() throws {
         let tmp = TemporarySpool()

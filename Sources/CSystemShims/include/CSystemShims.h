@@ -41,11 +41,21 @@ pid_t clawflow_park_descriptor(int fd);
 /* ---- flush.c ---- */
 
 /// fsync(2) of every descriptor in fds, run by the caller and up to count - 1 helper threads
-/// (at most 15; started when a call first needs them, kept, signals blocked) so the device
-/// sees the flushes together; for entries with is_file[i] != 0 the data writeback is started
-/// first with sync_file_range(2).
+/// (at most 15, or 2 in a short-lived process; started when a call first needs them, kept,
+/// signals blocked) so the device sees the flushes together; for entries with is_file[i] != 0
+/// the data writeback is started first with sync_file_range(2).
 /// errors[i] is 0 or the errno of fds[i]. Returns when every fsync has returned.
 void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int count);
+
+/// Says this process exits soon after its writes (a command, a supervisor): from now on
+/// clawflow_fsync_all keeps at most 2 helper threads, and clawflow_flush_before_detached_fork
+/// ends them.
+void clawflow_flush_short_lived(void);
+
+/// Called before a detached child is forked (spawn.c): in a short-lived process, ends the
+/// helper threads and waits for them, so that its exit, soon after, does not wait for them to
+/// be scheduled beside the new child; the next barrier starts new ones.
+void clawflow_flush_before_detached_fork(void);
 
 /* ---- spawn.c ---- */
 

@@ -210,6 +210,11 @@ extension FileDescriptor {
         return errors.enumerated().compactMap { $0.element == 0 ? nil : ($0.offset, Errno(rawValue: $0.element)) }
     }
 
+    /// Says this process exits soon after its writes (a command, a supervisor): `synchronizeAll`
+    /// then keeps at most 2 helper threads, and ends them before a detached child is forked,
+    /// so that the exit need not wait for them (CSystemShims, flush.c).
+    public static func flushHelpersAreShortLived() { clawflow_flush_short_lived() }
+
     /// Flushes every change to the filesystem this descriptor is on. The corresponding C
     /// function is `syncfs`.
     public func synchronizeFileSystem() throws(Errno) { _ = try retrying { clawflow_syncfs(rawValue) } }
