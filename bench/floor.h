@@ -122,6 +122,10 @@ static inline int floor_open_dir(int at, const char *name) {
  * intent), two rounds of flushes. Returns the flow's directory in *dir and its tasks/ in
  * *tasks, open.
  */
+/* Whether barrier 2 of floor_new_flow also flushes tmp/, which the rename changed too (as
+ * clawflow's layout does; runfloor -l sets it). */
+static int floor_flush_tmp;
+
 static inline void floor_new_flow(int tmp, int flows, int owners, const char *id, const char *link, int first_link,
                            const int *extra, int n_extra, int *dir, int *tasks, double *visible) {
     char staging[256], target[256], intent[256];
@@ -148,8 +152,8 @@ static inline void floor_new_flow(int tmp, int flows, int owners, const char *id
     if (first_link ? symlinkat(target, owners, link) != 0 : renameat(owners, intent, owners, link) != 0)
         floor_fail("owner link");
     *visible = floor_now();
-    int second[2] = {flows, owners};
-    floor_barrier(second, 2);
+    int second[3] = {flows, owners, tmp};
+    floor_barrier(second, floor_flush_tmp ? 3 : 2);
     for (int k = 0; k < 3; k++) close(fds[k]);
 }
 

@@ -6,7 +6,9 @@
 #   1. nq: `nq true` 500 times (NQDIR a fresh directory), then `nq -w` until all are done;
 #      then task-spooler: `tsp true` 500 times (a fresh socket), then `tsp -w`;
 #   2. the floor: runfloor.c, the least durable work a `run` has to do (spec §4 and §6, in C,
-#      no clawflow code), 500 times, waited for until every supervisor recorded its end;
+#      no clawflow code), 500 times, waited for until every supervisor recorded its end; then
+#      `runfloor -l`, the same durable work as clawflow's own layout (its queue entry, indexes
+#      and locks besides the flow: spool-layout.md), the same way;
 #   3. clawflow: `clawflow run --owner b-<i> -- true` 500 times, then poll until every task
 #      is final; and the latency from each `run` returning to its task's startedAt.
 # Prints per filesystem the three wall times, the floor's and clawflow's ratio to nq (target:
@@ -46,8 +48,8 @@ trap cleanup EXIT
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds (outside the timed loops only)
 
-# measure VENUE: the four loops on one filesystem, one after another; sets NQ_S, TSP_S,
-# FLOOR_S, CF_S, LAUNCH_S and MED_MS.
+# measure VENUE: the five loops on one filesystem, one after another; sets NQ_S, TSP_S,
+# FLOOR_S, LFLOOR_S, CF_S, LAUNCH_S and MED_MS.
 measure() {
     local venue=$1 i t0 t1 left
 
@@ -87,6 +89,18 @@ measure() {
     FLOOR_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
     done_floor=$(find "$venue/floor/flows" -mindepth 1 -maxdepth 1 | wc -l)
     [[ $done_floor == "$N" ]] || fail "runfloor: $done_floor flows, expected $N"
+
+    # ---- the same with clawflow's layout (runfloor -l): done when every flow has its three
+    # records and every supervisor has removed its queue entry.
+    local lf="$venue/lfloor"
+    mkdir -p "$lf/tmp" "$lf/flows" "$lf/owners" "$lf/index/tasks" "$lf/index/owners" "$lf/queues/default/running" "$lf/queues/default/waiting"
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do "$RUNFLOOR" -l "$lf" "b-$i" true >>"$WORK/floor.out"; done
+    while [[ -n $(find "$lf/flows" -name events.jsonl -size -750c -print -quit) || -n $(ls -A "$lf/queues/default/running") ]]; do sleep 0.02; done
+    t1=$(now)
+    LFLOOR_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
+    done_floor=$(find "$lf/flows" -mindepth 1 -maxdepth 1 | wc -l)
+    [[ $done_floor == "$N" ]] || fail "runfloor -l: $done_floor flows, expected $N"
 
     # ---- clawflow run
     local spool="$venue/spool"
@@ -132,19 +146,20 @@ print("%.1f" % lat[len(lat) // 2])
 
 # venue_line LABEL: the summary line of the last `measure`.
 venue_line() {
-    local ratio floor verdict verdict2 tsp
+    local ratio floor lfloor verdict verdict2 tsp
     ratio=$(awk -v a="$CF_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
     floor=$(awk -v a="$FLOOR_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
+    lfloor=$(awk -v a="$LFLOOR_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
     tsp=$(awk -v a="$TSP_S" -v b="$NQ_S" 'BEGIN { printf "%.2f", a / b }')
     verdict=$(awk -v r="$ratio" 'BEGIN { print (r + 0 <= 1.5 ? "meets" : "MISSES") }')
     verdict2=$(awk -v r="$ratio" 'BEGIN { print (r + 0 <= 2 ? "meets" : "MISSES") }')
-    echo "$1: nq $NQ_S s; task-spooler $TSP_S s = ${tsp}x nq; the least durable work in C (runfloor.c) $FLOOR_S s = ${floor}x nq; clawflow run $CF_S s (all $N launched after $LAUNCH_S s) = ${ratio}x nq (target <= 1.5x: $verdict; issue 20's <= 2x: $verdict2); median run returned -> task running: $MED_MS ms"
+    echo "$1: nq $NQ_S s; task-spooler $TSP_S s = ${tsp}x nq; the least durable work in C (runfloor.c) $FLOOR_S s = ${floor}x nq; the same work as clawflow's layout in C (runfloor -l) $LFLOOR_S s = ${lfloor}x nq; clawflow run $CF_S s (all $N launched after $LAUNCH_S s) = ${ratio}x nq (target <= 1.5x: $verdict; issue 20's <= 2x: $verdict2); median run returned -> task running: $MED_MS ms"
 }
 
 LINES=()
-declare -A VENUE_FLOOR VENUE_NQ VENUE_CF
-# keep LABEL: the last `measure`'s floor, nq and clawflow seconds under LABEL.
-keep() { VENUE_FLOOR[$1]=$FLOOR_S; VENUE_NQ[$1]=$NQ_S; VENUE_CF[$1]=$CF_S; }
+declare -A VENUE_FLOOR VENUE_LFLOOR VENUE_NQ VENUE_CF
+# keep LABEL: the last `measure`'s floors, nq and clawflow seconds under LABEL.
+keep() { VENUE_FLOOR[$1]=$FLOOR_S; VENUE_LFLOOR[$1]=$LFLOOR_S; VENUE_NQ[$1]=$NQ_S; VENUE_CF[$1]=$CF_S; }
 # 1. a fresh ext4 made for this run (scratchfs.sh says why), 2. the machine's own /tmp.
 if scratch_fs_mount "$WORK/ext4"; then
     measure "$WORK/ext4"
@@ -193,7 +208,8 @@ fi
 # parser's description of clawflow's commands in a program that does nothing else, built as
 # the release binary is) parsing the same `run --owner K -- true` and exiting, N times; its
 # time less /bin/true's, added to the C floor, is the least a run can take while
-# swift-argument-parser reads its command line (issue 20, items 3 and 4). Per filesystem.
+# swift-argument-parser reads its command line (issue 20, items 3 and 4); added to
+# `runfloor -l`, the least a run can take that also writes clawflow's layout. Per filesystem.
 PARSEFLOOR_LINE="the C floor with the parse floor's start: not measured (no parse floor; make parsefloor)"
 if [[ -x "$PARSEFLOOR" && -n "${TRUE_S:-}" ]]; then
     t0=$(now)
@@ -203,8 +219,8 @@ if [[ -x "$PARSEFLOOR" && -n "${TRUE_S:-}" ]]; then
     PARSEFLOOR_LINE="the parse floor's start and parse of \`run --owner K -- true\`, $N starts: $PF_S s; the C floor plus its difference from /bin/true (the least a run reading its command line with swift-argument-parser can take):"
     for v in fresh-ext4 /tmp; do
         [[ -n "${VENUE_FLOOR[$v]:-}" ]] || continue
-        PARSEFLOOR_LINE+=$(awk -v f="${VENUE_FLOOR[$v]}" -v p="$PF_S" -v t="$TRUE_S" -v q="${VENUE_NQ[$v]}" -v c="${VENUE_CF[$v]}" -v l="$v" \
-            'BEGIN { x = f + p - t; printf " %s %.3f s = %.2fx nq (clawflow = %.2fx it);", l, x, x / q, c / x }')
+        PARSEFLOOR_LINE+=$(awk -v f="${VENUE_FLOOR[$v]}" -v g="${VENUE_LFLOOR[$v]}" -v p="$PF_S" -v t="$TRUE_S" -v q="${VENUE_NQ[$v]}" -v c="${VENUE_CF[$v]}" -v l="$v" \
+            'BEGIN { x = f + p - t; y = g + p - t; printf " %s %.3f s = %.2fx nq (clawflow = %.2fx it), with clawflow'"'"'s layout (runfloor -l) %.3f s = %.2fx nq (clawflow = %.2fx it);", l, x, x / q, c / x, y, y / q, c / y }')
     done
 fi
 
