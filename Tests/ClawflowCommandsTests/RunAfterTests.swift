@@ -22,6 +22,25 @@ struct RunAfterTests {
         #expect(fileLines(out) == ["a", "b", "c"])
     }
 
+    @Test("a hand-off reads a flow that many waiting jobs run after once, not once a job")
+    func handOffReadsEachFlowWaitedForOnce() throws {
+        let tmp = TemporarySpool()
+        let gate = tmp.parent + "/gate"
+        let out = tmp.parent + "/out"
+        let blocker = tmp.startJob(["--owner", "blocker"] + gatedCommand(gate, out, "blocker"))
+        let jobs = (0..<12).map { tmp.startJob(["--owner", "after-\($0)", "--after", "blocker", "--", "true"]).flow }
+        // flows list reads every manifest once, then hands the default queue on: its 12 jobs
+        // wait for the blocker, which that hand-off reads once (it read it 12 times). strace -y
+        // names each directory descriptor's path: openat(5</…/flows/<id>>, "manifest.json", …).
+        let log = tmp.parent + "/list.strace"
+        let r = runProgram("/usr/bin/strace", ["-y", "-qq", "-e", "trace=openat", "-o", log, "--", Clawflow.binary, "--spool", tmp.path, "flows", "list"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let reads = lines(try String(contentsOfFile: log, encoding: .utf8)).filter { $0.contains(blocker.flow + ">, \"manifest.json\"") }.count
+        #expect(reads == 2, "\(reads) reads of the blocker's manifest")
+        _ = FileManager.default.createFile(atPath: gate, contents: nil)
+        #expect(tmp.run(["wait", blocker.flow] + jobs).status == 0)
+    }
+
     @Test("when a flow it runs after fails or is cancelled, the job ends cancelled without running, its summary naming that flow")
     func cancelledWhenOneFails() {
         let tmp = TemporarySpool()

@@ -188,6 +188,14 @@ public final class LockedQueue {
             if try holdsSlot(id, known: created?.flow.flowId == id ? created : nil, start: begin) { running.append(id) }
         }
         // (2) Jobs run after other flows: those whose turn has not come are set aside here.
+        // Each flow they wait for is read once (a hundred jobs may wait for one flow).
+        var waitedFor: [String: FlowRecord?] = [:]
+        func readWaitedFor(_ id: String) -> FlowRecord? {
+            if let known = waitedFor[id] { return known }
+            let read = try? spool.flow(id).flow
+            waitedFor[id] = read
+            return read
+        }
         var ready: [String: FlowSnapshot] = [:]
         var pending: Set<String> = []
         var gone: Set<String> = []
@@ -196,11 +204,12 @@ public final class LockedQueue {
                 gone.insert(entry.name)
                 continue
             }
-            switch spool.dependencies(of: snap.flow) {
+            switch spool.dependencies(of: snap.flow, read: readWaitedFor) {
             case .met: ready[entry.name] = snap
             case .pending: pending.insert(entry.name)
             case .failed(let summary):
                 try spool.cancelUnmet(entry.flowId, summary: summary)
+                waitedFor.removeValue(forKey: entry.flowId)  // a job after this one reads it cancelled
                 try? waitingFD.removeAt(entry.name)
                 gone.insert(entry.name)
             }
@@ -335,9 +344,15 @@ extension Spool {
     /// Where the flows `flow` runs after stand now (each read settled). A flow that no longer
     /// exists counts as not succeeded.
     public func dependencies(of flow: FlowRecord) -> Dependencies {
+        dependencies(of: flow) { (id) in try? self.flow(id).flow }
+    }
+
+    /// The same, each flow it runs after read by `read` (nil: it does not exist), so that a
+    /// hand-off weighing many jobs that wait for the same flow reads that flow once.
+    func dependencies(of flow: FlowRecord, read: (String) -> FlowRecord?) -> Dependencies {
         var pending: [String] = []
         for id in flow.after {
-            guard let other = try? self.flow(id).flow else { return .failed("flow \(id), which it runs after, does not exist") }
+            guard let other = read(id) else { return .failed("flow \(id), which it runs after, does not exist") }
             if other.status == .succeeded { continue }
             if other.isTerminal { return .failed("flow \(id), which it runs after, ended \(other.status.rawValue)") }
             pending.append(id)
