@@ -200,6 +200,14 @@ public final class LockedQueue {
         var pending: Set<String> = []
         var gone: Set<String> = []
         for entry in listed.waiting where entry.runsAfter {
+            // A job whose manifest says it still waits for a flow that has not ended is set
+            // aside on that read alone; the others are read whole (settled) and weighed again.
+            if let flow = try? spool.readManifest(entry.flowId), !flow.isTerminal, flow.cancelRequestedAt == nil,
+                case .pending = spool.dependencies(of: flow, read: readWaitedFor)
+            {
+                pending.insert(entry.name)
+                continue
+            }
             guard let snap = try live(entry.flowId, entry: entry.name, in: waitingFD) else {
                 gone.insert(entry.name)
                 continue
