@@ -41,8 +41,7 @@ static pthread_cond_t flush_done = PTHREAD_COND_INITIALIZER;
 static struct clawflow_flush_job *flush_current;
 static int flush_threads_started; /* helpers running */
 static pthread_t flush_threads[CLAWFLOW_FLUSH_THREADS_MAX];
-static int flush_helpers_max = CLAWFLOW_FLUSH_THREADS_MAX;
-static int flush_short_lived; /* helpers end before a detached fork */
+static int flush_short_lived; /* at most CLAWFLOW_FLUSH_SHORT_LIVED_MAX helpers, ended before a detached fork */
 static int flush_ending;      /* helpers are told to end */
 
 /* Runs items of the current job until none is left; call with flush_mutex held. */
@@ -92,7 +91,8 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
     struct clawflow_flush_job job = { fds, errors, count, 0, 0 };
     pthread_mutex_lock(&flush_callers);
     pthread_mutex_lock(&flush_mutex);
-    int wanted = count - 1 < flush_helpers_max ? count - 1 : flush_helpers_max;
+    int most = flush_short_lived ? CLAWFLOW_FLUSH_SHORT_LIVED_MAX : CLAWFLOW_FLUSH_THREADS_MAX;
+    int wanted = count - 1 < most ? count - 1 : most;
     if (flush_threads_started < wanted) {
         static int atfork_registered;
         if (!atfork_registered) {
@@ -129,7 +129,6 @@ void clawflow_fsync_all(const int *fds, const int *is_file, int *errors, int cou
 void clawflow_flush_short_lived(void) {
     pthread_mutex_lock(&flush_callers);
     flush_short_lived = 1;
-    flush_helpers_max = CLAWFLOW_FLUSH_SHORT_LIVED_MAX;
     pthread_mutex_unlock(&flush_callers);
 }
 
