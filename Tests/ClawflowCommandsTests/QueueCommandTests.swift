@@ -11,6 +11,14 @@ struct QueueCommandTests {
         for flow in flows { waitForFlow(tmp, flow, seconds: seconds, until: isEnded) }
     }
 
+    /// Waits until `flows` have ended, reading their manifests, not with clawflow commands:
+    /// each of those hands the slots on after its own work, and could start a job in a process
+    /// of its own where a test watches which process does.
+    func waitAllEndedInFiles(_ tmp: TemporarySpool, _ flows: [String], seconds: Double = 30) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline, !flows.allSatisfy({ tmp.manifest($0)["endedAt"] != nil }) { usleep(20_000) }
+    }
+
     @Test("a queue with 2 slots never runs more than 2 of its jobs at once, and runs them all")
     func slotsBoundConcurrency() throws {
         let tmp = TemporarySpool()
@@ -90,10 +98,9 @@ struct QueueCommandTests {
         }
         let second = tmp.startJob(["--owner", "b", "--queue", "one", "--", "true"]).flow
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        // Waited for in the files, not with clawflow commands: each of those hands the slots on
-        // after its own work, and one could take the second job before the first job's
-        // supervisor does (it did, once in a full run of the tests).
-        for _ in 0..<1500 where ![first, second].allSatisfy({ tmp.manifest($0)["endedAt"] != nil }) { usleep(20_000) }
+        // (A command's hand-off took the second job before the first job's supervisor did,
+        // once in a full run of the tests, when this waited with flows show.)
+        waitAllEndedInFiles(tmp, [first, second])
         for _ in 0..<200 where !processes(containing: "strace -f -qq -y -o \(trace)").isEmpty { usleep(20_000) }
         let lines = fileLines(trace)
         let move = try #require(lines.firstIndex { $0.contains("renameat(") && $0.contains("/queues/one/waiting>") && $0.contains(second) }, "\(lines)")
@@ -113,10 +120,7 @@ struct QueueCommandTests {
         let first = tmp.startJob(["--owner", "first", "--queue", "one"] + gatedCommand(gate, out, "first")).flow
         let rest = (0..<3).map { tmp.startJob(["--owner", "next\($0)", "--queue", "one", "--", "sh", "-c", "echo next\($0) >> \(out)"]).flow }
         _ = FileManager.default.createFile(atPath: gate, contents: nil)
-        // Watched through the files alone: every clawflow command hands slots on too, and
-        // would start a job in a process of its own.
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline, !(([first] + rest).allSatisfy { tmp.manifest($0)["status"] as? String == "succeeded" }) { usleep(20_000) }
+        waitAllEndedInFiles(tmp, [first] + rest)
         #expect(fileLines(out) == ["first", "next0", "next1", "next2"])
         let supervisors = ([first] + rest).map { flow -> Int in
             let dir = tmp.file("flows/\(flow)/tasks")
