@@ -48,6 +48,22 @@ trap cleanup EXIT
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds (outside the timed loops only)
 
+# time_runfloor DIR [-l]: runfloor.c (with -l, clawflow's layout) N times in DIR, waited for
+# until every flow's events.jsonl has its three records (350 + 2 x 200 bytes) and, with -l,
+# every supervisor has removed its queue entry; prints the seconds.
+time_runfloor() {
+    local dir=$1 flag=${2:-} t0 t1 i made
+    mkdir -p "$dir/tmp" "$dir/flows" "$dir/owners"
+    [[ -z $flag ]] || mkdir -p "$dir/index/tasks" "$dir/index/owners" "$dir/queues/default/running" "$dir/queues/default/waiting"
+    t0=$(now)
+    for ((i = 0; i < N; i++)); do "$RUNFLOOR" ${flag:+"$flag"} "$dir" "b-$i" true >>"$WORK/floor.out"; done
+    while [[ -n $(find "$dir/flows" -name events.jsonl -size -750c -print -quit) || (-n $flag && -n $(ls -A "$dir/queues/default/running")) ]]; do sleep 0.02; done
+    t1=$(now)
+    made=$(find "$dir/flows" -mindepth 1 -maxdepth 1 | wc -l)
+    [[ $made == "$N" ]] || fail "runfloor $flag: $made flows, expected $N"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'
+}
+
 # measure VENUE: the five loops on one filesystem, one after another; sets NQ_S, TSP_S,
 # FLOOR_S, LFLOOR_S, CF_S, LAUNCH_S and MED_MS.
 measure() {
@@ -79,28 +95,10 @@ measure() {
     unset TS_SOCKET TMPDIR
     [[ $done_tsp == "$N" ]] || fail "tsp: $done_tsp jobs finished, expected $N"
 
-    # ---- the C floor (runfloor.c): the least durable work of a run, no clawflow code. Done
-    # when every flow's events.jsonl has its three records (350 + 2 x 200 bytes).
-    mkdir -p "$venue/floor/tmp" "$venue/floor/flows" "$venue/floor/owners"
-    t0=$(now)
-    for ((i = 0; i < N; i++)); do "$RUNFLOOR" "$venue/floor" "b-$i" true >>"$WORK/floor.out"; done
-    while [[ -n $(find "$venue/floor/flows" -name events.jsonl -size -750c -print -quit) ]]; do sleep 0.02; done
-    t1=$(now)
-    FLOOR_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-    done_floor=$(find "$venue/floor/flows" -mindepth 1 -maxdepth 1 | wc -l)
-    [[ $done_floor == "$N" ]] || fail "runfloor: $done_floor flows, expected $N"
-
-    # ---- the same with clawflow's layout (runfloor -l): done when every flow has its three
-    # records and every supervisor has removed its queue entry.
-    local lf="$venue/lfloor"
-    mkdir -p "$lf/tmp" "$lf/flows" "$lf/owners" "$lf/index/tasks" "$lf/index/owners" "$lf/queues/default/running" "$lf/queues/default/waiting"
-    t0=$(now)
-    for ((i = 0; i < N; i++)); do "$RUNFLOOR" -l "$lf" "b-$i" true >>"$WORK/floor.out"; done
-    while [[ -n $(find "$lf/flows" -name events.jsonl -size -750c -print -quit) || -n $(ls -A "$lf/queues/default/running") ]]; do sleep 0.02; done
-    t1=$(now)
-    LFLOOR_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
-    done_floor=$(find "$lf/flows" -mindepth 1 -maxdepth 1 | wc -l)
-    [[ $done_floor == "$N" ]] || fail "runfloor -l: $done_floor flows, expected $N"
+    # ---- the C floor (runfloor.c): the least durable work of a run, no clawflow code; then
+    # the same with clawflow's layout (runfloor -l).
+    FLOOR_S=$(time_runfloor "$venue/floor")
+    LFLOOR_S=$(time_runfloor "$venue/lfloor" -l)
 
     # ---- clawflow run
     local spool="$venue/spool"
